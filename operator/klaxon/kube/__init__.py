@@ -1,0 +1,1 @@
+"""klaxon.kube."""
