@@ -1,1 +1,28 @@
-"""klaxon.api."""
+"""The three kinds as pydantic models: the single source of truth for CRDs and validation."""
+
+from .alertconfig import AlertConfigSpec, AlertConfigStatus
+from .alertrule import AlertRuleSpec, AlertRuleStatus
+from .channel import NotificationChannelSpec, NotificationChannelStatus
+from .common import Condition, parse_duration
+from .resources import API_VERSION, GROUP, KINDS, VERSION, KindInfo
+from .validation import Parsed, Problem, parse_object, parse_spec
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "KINDS",
+    "VERSION",
+    "AlertConfigSpec",
+    "AlertConfigStatus",
+    "AlertRuleSpec",
+    "AlertRuleStatus",
+    "Condition",
+    "KindInfo",
+    "NotificationChannelSpec",
+    "NotificationChannelStatus",
+    "Parsed",
+    "Problem",
+    "parse_duration",
+    "parse_object",
+    "parse_spec",
+]

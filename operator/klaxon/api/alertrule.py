@@ -1,0 +1,536 @@
+"""The AlertRule kind: what to watch, when it is a problem, and whom to tell."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints
+
+from .common import (
+    MAX_EXPR,
+    MAX_LIST,
+    Condition,
+    Duration,
+    KModel,
+    LabelName,
+    LabelValue,
+    ObjectName,
+    ObjectReference,
+    Schedule,
+    ShortText,
+    Status,
+    Text,
+    cel,
+    cel_rules,
+    parse_duration,
+)
+
+Operator = Literal["gt", "gte", "lt", "lte", "eq", "ne"]
+Aggregation = Literal["avg", "min", "max", "sum", "count", "last", "p50", "p90", "p95", "p99"]
+Severity = Literal["info", "warning", "critical"]
+LevelName = Literal["warning", "critical"]
+State = Literal["Inactive", "Pending", "Firing", "Recovering", "NoData", "Error", "Muted", "Disabled"]
+
+ABOVE = {"gt", "gte"}
+BELOW = {"lt", "lte"}
+
+
+class Query(KModel):
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel("has(self.expr) != has(self.metric)", "exactly one of query.expr and query.metric must be set"),
+            cel(
+                "!has(self.expr) || (!has(self.selector) && !has(self.scope))",
+                "selector and scope apply to query.metric only; write the matchers into query.expr",
+            ),
+        )
+    )
+
+    expr: Annotated[str, StringConstraints(min_length=1, max_length=MAX_EXPR)] | None = Field(
+        default=None,
+        description=(
+            "is a raw PromQL expression whose result is compared with the condition. "
+            "Exactly one of expr and metric is required."
+        ),
+    )
+    metric: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=256)] | None = (
+        Field(
+            default=None,
+            description="is the metric name to watch. Exactly one of expr and metric is required.",
+        )
+    )
+    selector: dict[LabelName, LabelValue] | None = Field(
+        default=None,
+        max_length=32,
+        description="is a map of label equality matchers applied to metric. Optional; unset matches every series.",
+    )
+    scope: dict[LabelName, list[LabelValue]] | None = Field(
+        default=None,
+        max_length=16,
+        description=(
+            "is a map from a label to the list of values it may take (e.g. device_ids), matched literally. "
+            "Optional."
+        ),
+    )
+    aggregation: Aggregation = Field(
+        default="avg",
+        description="is how samples in the window are combined: avg, min, max, sum, count, last or pNN. "
+        "Defaults to avg.",
+    )
+    window: Duration = Field(
+        default="5m", description="is the look-back window (t-window, t] of each evaluation. Defaults to 5m."
+    )
+    split_by: list[LabelName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="is the list of labels that make one alert instance per value combination. Defaults to none.",
+    )
+
+
+class DynamicSpec(KModel):
+    mode: Literal["percentage", "stddev", "envelope"] = Field(
+        default="stddev",
+        description="is how the band is derived from the baseline: percentage, stddev or envelope. "
+        "Defaults to stddev.",
+    )
+    tolerance_percent: Annotated[float, Field(ge=0, le=1000)] = Field(
+        default=10.0,
+        description="is the band's width in percent of the expected value (percentage, envelope). Defaults to 10.",
+    )
+    stddev_multiplier: Annotated[float, Field(gt=0, le=100)] = Field(
+        default=3.0, description="is k in expected +- k standard deviations (stddev mode). Defaults to 3."
+    )
+    direction: Literal["above", "below", "both"] = Field(
+        default="both", description="is which side of the band is a violation: above, below or both. "
+        "Defaults to both.",
+    )
+    lookback_weeks: Annotated[int, Field(ge=1, le=12)] = Field(
+        default=4, description="is K, the number of past weeks the baseline is built from. Defaults to 4."
+    )
+    minimum_baseline_points: Annotated[int, Field(ge=1, le=100000)] = Field(
+        default=3, description="is the fewest baseline samples for a confident band. Defaults to 3."
+    )
+    suppress_low_confidence: bool = Field(
+        default=True,
+        description="is whether a point with a low-confidence baseline is never a violation. Defaults to true.",
+    )
+
+
+class SubCondition(KModel):
+    """One operand of a composite condition (not itself composite: CRD schemas cannot recurse)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "self.type != 'threshold' || has(self.threshold) || has(self.upper) || has(self.lower)",
+                "a threshold condition needs threshold, upper or lower",
+            ),
+            cel("!has(self.lower) || !has(self.upper) || self.lower < self.upper", "lower must be below upper"),
+            cel("self.type != 'dynamic' || has(self.dynamic)", "a dynamic condition needs its dynamic block"),
+        )
+    )
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=63)] = Field(
+        description="is the operand's name, used in messages and labels. Required."
+    )
+    query: Query = Field(description="is the operand's query. Required.")
+    type: Literal["threshold", "dynamic", "absence"] = Field(
+        default="threshold", description="is threshold, dynamic or absence. Defaults to threshold."
+    )
+    operator: Operator = Field(default="gt", description="is the comparison: gt, gte, lt, lte, eq or ne. "
+                               "Defaults to gt.")
+    threshold: float | None = Field(default=None, description="is the value compared with. Optional.")
+    upper: float | None = Field(default=None, description="is the upper bound of a band. Optional.")
+    lower: float | None = Field(default=None, description="is the lower bound of a band. Optional.")
+    dynamic: DynamicSpec | None = Field(default=None, description="is the dynamic band for type dynamic.")
+
+
+class ConditionSpec(KModel):
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel("!has(self.lower) || !has(self.upper) || self.lower < self.upper", "lower must be below upper",
+                ".lower"),
+            cel(
+                "self.type != 'composite' || (has(self.conditions) && size(self.conditions) >= 2)",
+                "a composite condition needs at least 2 conditions",
+                ".conditions",
+            ),
+            cel(
+                "self.type == 'composite' || !has(self.conditions)",
+                "conditions is only allowed for type composite",
+                ".conditions",
+            ),
+            cel("self.type != 'dynamic' || has(self.dynamic)", "a dynamic condition needs its dynamic block",
+                ".dynamic"),
+            cel("self.type == 'dynamic' || !has(self.dynamic)", "dynamic is only allowed for type dynamic",
+                ".dynamic"),
+        )
+    )
+
+    type: Literal["threshold", "dynamic", "absence", "composite"] = Field(
+        default="threshold",
+        description="is threshold, dynamic, absence or composite. Defaults to threshold.",
+    )
+    operator: Operator = Field(
+        default="gt",
+        description="is the comparison between value and threshold: gt, gte, lt, lte (strict/inclusive), eq, ne. "
+        "Defaults to gt.",
+    )
+    threshold: float | None = Field(
+        default=None, description="is the value the query is compared with. Required for threshold rules "
+        "without levels, upper or lower.",
+    )
+    upper: float | None = Field(
+        default=None, description="is the upper bound of a static band (or a guard rail on a dynamic band). "
+        "Optional.",
+    )
+    lower: float | None = Field(
+        default=None, description="is the lower bound of a static band (or a guard rail on a dynamic band). "
+        "Optional.",
+    )
+    dynamic: DynamicSpec | None = Field(
+        default=None, description="is the baseline-derived band. Required for type dynamic."
+    )
+    conditions: list[SubCondition] | None = Field(
+        default=None, max_length=8, description="is the list of operands for type composite (2 to 8)."
+    )
+    logic: Literal["all", "any"] = Field(
+        default="all", description="is how composite operands combine: all (and) or any (or). Defaults to all."
+    )
+
+
+class Level(KModel):
+    threshold: float | None = Field(
+        default=None, description="is this level's threshold; on a dynamic rule it is the level's tolerancePercent "
+        "(percentage, envelope) or stddevMultiplier (stddev). Required for threshold rules."
+    )
+    operator: Operator | None = Field(
+        default=None, description="is this level's comparison. Defaults to condition.operator."
+    )
+    for_: Duration = Field(
+        default="0",
+        alias="for",
+        description="is how long the level must hold before it fires. Defaults to 0 (fire at once).",
+    )
+    violations: Annotated[int, Field(ge=1, le=10000)] | None = Field(
+        default=None,
+        description="is the number of violating evaluations within trigger.violationWindow needed. "
+        "Defaults to trigger.requiredViolations.",
+    )
+
+
+_LEVEL_CMP = (
+    "(!has(self.warning.operator) && !has(self.critical.operator)) || "
+    "(has(self.warning.operator) && has(self.critical.operator) && self.warning.operator == self.critical.operator)"
+)
+
+
+class Levels(KModel):
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "!has(self.warning) || !has(self.critical) || " + "(" + _LEVEL_CMP + ")",
+                "critical must use the same operator as warning",
+                ".critical.operator",
+            ),
+            cel(
+                "!has(self.warning) || !has(self.critical) || "
+                "(has(self.critical.__for__) ? duration(self.critical.__for__) : duration('0s')) >= "
+                "(has(self.warning.__for__) ? duration(self.warning.__for__) : duration('0s'))",
+                "critical.for must not be shorter than warning.for",
+                ".critical.for",
+            ),
+        )
+    )
+
+    warning: Level | None = Field(default=None, description="is the warning level. Optional.")
+    critical: Level | None = Field(default=None, description="is the critical level. Optional.")
+
+
+class Trigger(KModel):
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "self.requiredViolations <= 1 || has(self.violationWindow)",
+                "requiredViolations above 1 needs a violationWindow",
+                ".violationWindow",
+            )
+        )
+    )
+
+    for_: Duration = Field(
+        default="0", alias="for",
+        description="is how long the condition must hold before the alert fires. Defaults to 0.",
+    )
+    required_violations: Annotated[int, Field(ge=1, le=10000)] = Field(
+        default=1, description="is M in 'M violating evaluations within violationWindow'. Defaults to 1."
+    )
+    violation_window: Duration | None = Field(
+        default=None, description="is V, the window the violations are counted in. Optional."
+    )
+
+
+class Recovery(KModel):
+    normal_count: Annotated[int, Field(ge=1, le=10000)] = Field(
+        default=1,
+        description="is how many consecutive evaluations without an active level resolve the alert. Defaults to 1.",
+    )
+    window: Duration | None = Field(
+        default=None, description="is a quiet window with no violation at all needed to resolve. Optional."
+    )
+    threshold: float | None = Field(
+        default=None,
+        description="is a recovery threshold the value must also pass (hysteresis). Optional.",
+    )
+
+
+class Evaluation(KModel):
+    interval: Duration | None = Field(
+        default=None, description="is the evaluation interval. Defaults to the AlertConfig's, else 1m."
+    )
+    engine: Literal["auto", "prometheus", "evaluator"] = Field(
+        default="auto",
+        description="is who evaluates the rule: prometheus (compiled PrometheusRule), evaluator, or auto "
+        "(prometheus when the rule compiles fully to PromQL). Defaults to auto.",
+    )
+
+
+class Mute(KModel):
+    until: datetime | None = Field(
+        default=None, description="is when the mute ends (RFC 3339). Optional; unset mutes until removed."
+    )
+    reason: ShortText = Field(default="", description="is why the rule is muted. Defaults to empty.")
+
+
+class Notify(KModel):
+    channels: list[ObjectName] = Field(
+        default_factory=list,
+        max_length=MAX_LIST,
+        description="is the list of NotificationChannel names in the rule's namespace. "
+        "Defaults to the AlertConfig's default channels.",
+    )
+    dedup_key: Annotated[str, StringConstraints(max_length=512)] | None = Field(
+        default=None,
+        description="is a template such as '{camera_id}:{object_type}' that names one alert; "
+        "a missing field renders as null. Defaults to the rule and its splitBy labels.",
+    )
+    cooldown: Duration = Field(
+        default="0", description="is the fixed window after a notification in which the same key is suppressed. "
+        "Defaults to 0.",
+    )
+    repeat_interval: Duration = Field(
+        default="4h", description="is how often a still-firing alert is notified again. Defaults to 4h."
+    )
+    send_resolved: bool = Field(default=True, description="is whether resolution is notified. Defaults to true.")
+
+
+class EventFilter(KModel):
+    risk_threshold: Annotated[float, Field(ge=0, le=100)] | None = Field(
+        default=None, description="is the lowest risk score (0..100) that matches. Optional."
+    )
+    object_types: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
+        default_factory=list, max_length=MAX_LIST,
+        description="is the list of object types that match (e.g. person, vehicle). Defaults to any.",
+    )
+    cameras: list[Annotated[str, StringConstraints(max_length=128)]] = Field(
+        default_factory=list, max_length=256, description="is the list of camera ids that match. Defaults to any."
+    )
+    zones: list[Annotated[str, StringConstraints(max_length=128)]] = Field(
+        default_factory=list, max_length=256, description="is the list of zone ids that match. Defaults to any."
+    )
+    min_confidence: Annotated[float, Field(ge=0, le=1)] | None = Field(
+        default=None, description="is the lowest detection confidence (0..1) that matches. Optional."
+    )
+
+
+class AlertRuleSpec(KModel):
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "has(self.events) ? !has(self.query) : (has(self.query) != "
+                "(has(self.condition) && self.condition.type == 'composite'))",
+                "set exactly one of query (metric rules), events (event rules) or a composite condition",
+            ),
+            cel(
+                "!has(self.condition) || self.condition.type != 'threshold' || has(self.condition.threshold) || "
+                "has(self.condition.upper) || has(self.condition.lower) || has(self.levels)",
+                "a threshold condition needs condition.threshold, upper, lower or levels",
+                ".condition.threshold",
+            ),
+            cel(
+                "!has(self.levels) || !has(self.levels.warning) || !has(self.levels.critical) || "
+                "!has(self.levels.warning.threshold) || !has(self.levels.critical.threshold) || "
+                "((has(self.condition) && self.condition.type == 'dynamic') ? "
+                "self.levels.critical.threshold > self.levels.warning.threshold : "
+                "(has(self.levels.warning.operator) ? self.levels.warning.operator : "
+                "(has(self.condition) ? self.condition.operator : 'gt')) in ['gt', 'gte'] ? "
+                "self.levels.critical.threshold > self.levels.warning.threshold : "
+                "((has(self.levels.warning.operator) ? self.levels.warning.operator : "
+                "(has(self.condition) ? self.condition.operator : 'gt')) in ['lt', 'lte'] ? "
+                "self.levels.critical.threshold < self.levels.warning.threshold : true))",
+                "levels.critical.threshold must be stricter than levels.warning.threshold",
+                ".levels.critical.threshold",
+            ),
+            cel(
+                "!has(self.events) || !has(self.condition)",
+                "condition applies to query rules only; event rules match with events",
+                ".condition",
+            ),
+        )
+    )
+
+    description: Text = Field(default="", description="is what the rule watches and why. Defaults to empty.")
+    enabled: bool = Field(
+        default=True, description="is false to stop evaluating and notifying; state becomes Disabled. "
+        "Defaults to true.",
+    )
+    severity: Severity = Field(
+        default="warning", description="is info, warning or critical when the rule has no levels. "
+        "Defaults to warning.",
+    )
+    config_ref: ObjectReference | None = Field(
+        default=None,
+        description="is the AlertConfig that evaluates the rule. Defaults to the AlertConfig named default "
+        "in the rule's namespace.",
+    )
+    query: Query | None = Field(default=None, description="is what to evaluate. Required unless events is set or the condition is composite "
+        "(each operand has its own query).")
+    events: EventFilter | None = Field(
+        default=None, description="is the event filter of an event rule (fed by POST /v1/events). "
+        "Required unless query is set.",
+    )
+    condition: ConditionSpec | None = Field(
+        default=None, description="is when the query's value is a problem. Required for query rules."
+    )
+    levels: Levels | None = Field(
+        default=None, description="is warning and critical thresholds; overrides severity. Optional."
+    )
+    trigger: Trigger = Field(default_factory=Trigger, description="is how long and how often the condition must "
+                             "hold. Defaults to firing on the first violation.")
+    recovery: Recovery = Field(default_factory=Recovery, description="is when a firing alert resolves. "
+                               "Defaults to the first normal evaluation.")
+    no_data: Literal["NoData", "KeepLast", "Alerting", "OK"] = Field(
+        default="NoData", description="is the state when the query returns no series: NoData, KeepLast, "
+        "Alerting or OK. Defaults to NoData.",
+    )
+    on_error: Literal["Error", "KeepLast"] = Field(
+        default="Error", description="is the state when the query fails: Error or KeepLast. Defaults to Error."
+    )
+    evaluation: Evaluation = Field(default_factory=Evaluation, description="is how often and by whom the rule is "
+                                   "evaluated. Defaults to the AlertConfig's interval and engine auto.")
+    schedule: Schedule | None = Field(
+        default=None, description="is when notifications may go out (event rules: when events match). "
+        "Optional; unset means always.",
+    )
+    mute: Mute | None = Field(default=None, description="is set to suppress notifications; evaluation goes on. "
+                              "Optional.")
+    notify: Notify = Field(default_factory=Notify, description="is whom to tell and how often. "
+                           "Defaults to the AlertConfig's channels.")
+    labels: dict[LabelName, LabelValue] = Field(
+        default_factory=dict, max_length=64, description="is extra labels on every alert. Defaults to none."
+    )
+    annotations: dict[LabelName, Annotated[str, StringConstraints(max_length=8192)]] = Field(
+        default_factory=dict, max_length=64,
+        description="is extra annotations (summary, description, runbook_url) on every alert. Defaults to none.",
+    )
+
+    def interval_seconds(self, default: str = "1m") -> float:
+        return parse_duration(self.evaluation.interval or default)
+
+
+class Evaluated(KModel):
+    model_config = ConfigDict(extra="ignore")
+
+    time: datetime | None = Field(default=None, description="is when the rule was last evaluated.")
+    value: float | None = Field(default=None, description="is the value at the last evaluation, if any.")
+    message: Annotated[str, StringConstraints(max_length=1024)] = Field(
+        default="", description="is a short account of the last evaluation."
+    )
+
+
+class ActiveSeries(KModel):
+    model_config = ConfigDict(extra="ignore")
+
+    labels: dict[str, str] = Field(default_factory=dict, description="is the series' splitBy labels.")
+    state: State = Field(default="Inactive", description="is the series' state.")
+    level: LevelName | None = Field(default=None, description="is the active level, if any.")
+    value: float | None = Field(default=None, description="is the series' last value.")
+    since: datetime | None = Field(default=None, description="is when the series entered its state.")
+    engine_state: dict[str, Any] | None = Field(
+        default=None,
+        description="is the evaluator's counting state, kept so a restart loses nothing.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class Notified(KModel):
+    model_config = ConfigDict(extra="ignore")
+
+    time: datetime | None = Field(default=None, description="is when the last notification went out.")
+    channel: str = Field(default="", description="is the channel it went to.")
+    outcome: Literal["Delivered", "Failed", "Suppressed", ""] = Field(default="", description="is its outcome.")
+    reason: str = Field(default="", description="is why it was sent or suppressed.")
+
+
+class AlertEntry(KModel):
+    model_config = ConfigDict(extra="ignore")
+
+    key: str = Field(description="is the entry's dedup key.")
+    state: Literal["Open", "Acknowledged", "Closed"] = Field(default="Open", description="is the entry's state.")
+    first_event_time: datetime | None = Field(default=None, description="is the first event's time.")
+    last_event_time: datetime | None = Field(default=None, description="is the latest event's time.")
+    event_count: int = Field(default=0, description="is how many events the entry absorbed.")
+    acknowledged_by: str | None = Field(default=None, description="is who acknowledged it.")
+    action: str | None = Field(default=None, description="is the action taken (preset tag).")
+    root_cause: str | None = Field(default=None, description="is the root cause (preset tag).")
+
+
+class AlertRuleStatus(Status):
+    engine: Literal["prometheus", "evaluator"] | None = Field(
+        default=None, description="is the engine that evaluates the rule, as resolved from evaluation.engine."
+    )
+    engine_reasons: list[str] = Field(
+        default_factory=list, max_length=16,
+        description="is why the rule needs the evaluator (features PromQL cannot hold).",
+    )
+    state: State | None = Field(default=None, description="is the most severe state over the rule's series.")
+    level: LevelName | None = Field(default=None, description="is the highest active level.")
+    reason: Annotated[str, StringConstraints(max_length=256)] | None = Field(
+        default=None, description="is a CamelCase word explaining the state (e.g. OutsideSchedule, Muted)."
+    )
+    last_evaluation: Evaluated | None = Field(default=None, description="is the last evaluation.")
+    firing_since: datetime | None = Field(default=None, description="is when the rule started firing.")
+    active_series: list[ActiveSeries] = Field(
+        default_factory=list, max_length=50, description="is the non-inactive series (at most 50)."
+    )
+    active_series_count: int = Field(default=0, description="is the number of non-inactive series.")
+    last_notification: Notified | None = Field(default=None, description="is the last notification.")
+    prometheus_rule_ref: ObjectReference | None = Field(
+        default=None, description="is the generated PrometheusRule."
+    )
+    entries: list[AlertEntry] = Field(
+        default_factory=list, max_length=50, description="is the open alert entries of an event rule (at most 50)."
+    )
+    entries_count: int = Field(default=0, description="is the number of open alert entries.")
+
+
+__all__ = [
+    "ActiveSeries",
+    "AlertEntry",
+    "AlertRuleSpec",
+    "AlertRuleStatus",
+    "Condition",
+    "ConditionSpec",
+    "DynamicSpec",
+    "Evaluation",
+    "EventFilter",
+    "Level",
+    "Levels",
+    "Mute",
+    "Notify",
+    "Query",
+    "Recovery",
+    "SubCondition",
+    "Trigger",
+]

@@ -1,0 +1,161 @@
+"""The NotificationChannel kind: where notifications go. Secrets only by reference."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints
+
+from .common import MAX_LIST, KModel, SecretKeySelector, ShortText, Status, cel, cel_rules
+
+Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2048)]
+EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
+HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]+$", max_length=128)]
+
+CHANNEL_TYPES = ("webhook", "slack", "email", "pagerduty", "msteams", "opsgenie", "alertmanager")
+
+
+class Webhook(KModel):
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel("has(self.url) != has(self.urlSecret)", "exactly one of webhook.url and webhook.urlSecret must be set"),
+            cel("!has(self.url) || !self.url.matches('^https?://[^/]*@')",
+                "webhook.url must not carry credentials; use urlSecret or headerSecrets", ".url"),
+        )
+    )
+
+    url: Url | None = Field(
+        default=None, description="is the endpoint when it holds no secret. Exactly one of url and urlSecret "
+        "is required.",
+    )
+    url_secret: SecretKeySelector | None = Field(
+        default=None, description="is the Secret key holding the endpoint URL. Exactly one of url and urlSecret "
+        "is required.",
+    )
+    headers: dict[HeaderName, Annotated[str, StringConstraints(max_length=1024)]] = Field(
+        default_factory=dict, max_length=32, description="is extra non-secret headers. Defaults to none."
+    )
+    header_secrets: dict[HeaderName, SecretKeySelector] = Field(
+        default_factory=dict, max_length=16,
+        description="is headers whose values come from Secrets (e.g. Authorization). Defaults to none.",
+    )
+    hmac_secret: SecretKeySelector | None = Field(
+        default=None, description="is the Secret key used to sign the body with HMAC-SHA256 "
+        "(header X-Klaxon-Signature: sha256=<hex>). Optional.",
+    )
+
+
+class Slack(KModel):
+    webhook_url: SecretKeySelector = Field(description="is the Secret key holding the incoming-webhook URL. "
+                                           "Required.")
+    channel: ShortText | None = Field(default=None, description="is a channel override. Optional.")
+    username: ShortText | None = Field(default=None, description="is a sender name override. Optional.")
+
+
+class Email(KModel):
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel("has(self.username) == has(self.password)",
+                "set both email.username and email.password, or neither", ".password")
+        )
+    )
+
+    host: Annotated[str, StringConstraints(max_length=253, pattern=r"^[A-Za-z0-9.\-\[\]:]+$")] = Field(
+        description="is the SMTP server's host name. Required."
+    )
+    port: Annotated[int, Field(ge=1, le=65535)] = Field(default=587, description="is the SMTP port. Defaults to 587.")
+    security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="is starttls, tls (implicit) or none. Defaults to starttls."
+    )
+    username: SecretKeySelector | None = Field(default=None, description="is the Secret key holding the SMTP user. "
+                                               "Optional.")
+    password: SecretKeySelector | None = Field(default=None, description="is the Secret key holding the SMTP "
+                                               "password. Optional.")
+    from_: EmailAddress = Field(alias="from", description="is the sender address. Required.")
+    to: list[EmailAddress] = Field(min_length=1, max_length=MAX_LIST, description="is the recipients. Required.")
+
+
+class PagerDuty(KModel):
+    routing_key: SecretKeySelector = Field(description="is the Secret key holding the Events v2 routing key. "
+                                           "Required.")
+    url: Url = Field(default="https://events.pagerduty.com/v2/enqueue",
+                     description="is the Events v2 endpoint. Defaults to PagerDuty's.")
+
+
+class MSTeams(KModel):
+    webhook_url: SecretKeySelector = Field(description="is the Secret key holding the Teams webhook URL. Required.")
+
+
+class Opsgenie(KModel):
+    api_key: SecretKeySelector = Field(description="is the Secret key holding the Opsgenie API key. Required.")
+    url: Url = Field(default="https://api.opsgenie.com", description="is the API base URL. Defaults to Opsgenie's.")
+    responders: list[ShortText] = Field(default_factory=list, max_length=MAX_LIST,
+                                        description="is team names to route to. Defaults to none.")
+
+
+class AlertmanagerTarget(KModel):
+    url: Url = Field(description="is the Alertmanager base URL; alerts go to /api/v2/alerts. Required.")
+    bearer_token: SecretKeySelector | None = Field(default=None, description="is the Secret key holding a bearer "
+                                                   "token. Optional.")
+
+
+class Templates(KModel):
+    title: Annotated[str, StringConstraints(max_length=1024)] | None = Field(
+        default=None, description="is the message title template (Jinja, sandboxed). Defaults to a built-in one."
+    )
+    body: Annotated[str, StringConstraints(max_length=16384)] | None = Field(
+        default=None, description="is the message body template (Jinja, sandboxed). Defaults to a built-in one."
+    )
+
+
+class RateLimit(KModel):
+    per_minute: Annotated[int, Field(ge=1, le=100000)] = Field(
+        default=60, description="is the most notifications per minute; the rest wait. Defaults to 60."
+    )
+
+
+_TYPE_BLOCK_RULES = tuple(
+    cel(
+        f"(self.type == '{t}') == has(self.{'msteams' if t == 'msteams' else t})",
+        f"type {t} needs exactly the {t} block, and the {t} block needs type {t}",
+        f".{t}",
+    )
+    for t in CHANNEL_TYPES
+)
+
+
+class NotificationChannelSpec(KModel):
+    model_config = ConfigDict(json_schema_extra=cel_rules(*_TYPE_BLOCK_RULES))
+
+    type: Literal["webhook", "slack", "email", "pagerduty", "msteams", "opsgenie", "alertmanager"] = Field(
+        description="is the channel type; the block of the same name configures it. Required."
+    )
+    webhook: Webhook | None = Field(default=None, description="is the webhook configuration.")
+    slack: Slack | None = Field(default=None, description="is the Slack configuration.")
+    email: Email | None = Field(default=None, description="is the email configuration.")
+    pagerduty: PagerDuty | None = Field(default=None, description="is the PagerDuty configuration.")
+    msteams: MSTeams | None = Field(default=None, description="is the Microsoft Teams configuration.")
+    opsgenie: Opsgenie | None = Field(default=None, description="is the Opsgenie configuration.")
+    alertmanager: AlertmanagerTarget | None = Field(default=None, description="is the Alertmanager configuration.")
+    templates: Templates = Field(default_factory=Templates, description="is message templates. Defaults to "
+                                 "built-in ones.")
+    rate_limit: RateLimit = Field(default_factory=RateLimit, description="is the delivery rate limit. "
+                                  "Defaults to 60 per minute.")
+    send_resolved: bool = Field(default=True, description="is whether resolutions are sent here. "
+                                "Defaults to true.")
+
+
+class Delivery(KModel):
+    model_config = ConfigDict(extra="ignore")
+
+    time: datetime | None = Field(default=None, description="is when the delivery was attempted.")
+    outcome: Literal["Delivered", "Failed"] | None = Field(default=None, description="is its outcome.")
+    message: Annotated[str, StringConstraints(max_length=1024)] = Field(default="", description="is detail.")
+
+
+class NotificationChannelStatus(Status):
+    last_delivery: Delivery | None = Field(default=None, description="is the last delivery attempt.")
+    last_test_delivery: Delivery | None = Field(default=None, description="is the last test delivery.")
+    delivered_count: int = Field(default=0, description="is notifications delivered.")
+    failed_count: int = Field(default=0, description="is notifications that failed after all retries.")

@@ -1,0 +1,360 @@
+"""Turning untrusted documents into typed objects, with problems people can act on.
+
+Every problem names the field, what is wrong and what is allowed. The cross-field checks
+here mirror the CRD's CEL rules (same messages) and add what CEL cannot express.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from .. import API_VERSION
+from .alertconfig import AlertConfigSpec
+from .alertrule import ABOVE, BELOW, AlertRuleSpec, ConditionSpec, Level, SubCondition
+from .channel import NotificationChannelSpec, Webhook
+from .common import DURATION_PATTERN, HHMM_PATTERN, K8S_NAME_PATTERN, LABEL_NAME_PATTERN, parse_duration
+from .resources import KINDS
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    problem: str
+    allowed: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.path}: {self.problem}" if self.path else self.problem
+        return f"{text} (allowed: {self.allowed})" if self.allowed else text
+
+
+@dataclass
+class Parsed:
+    kind: str
+    name: str
+    namespace: str | None
+    spec: BaseModel | None
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+_PATTERN_HINTS = {
+    DURATION_PATTERN: "a duration such as 30s, 5m or 1h30m; units ms, s, m, h",
+    HHMM_PATTERN: "a time HH:MM from 00:00 to 24:00",
+    LABEL_NAME_PATTERN: "a Prometheus label name: letters, digits and _, not starting with a digit",
+    K8S_NAME_PATTERN: "a Kubernetes name: lower-case letters, digits, '-' and '.'",
+}
+
+
+def _path(loc: Iterable[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _model_at(model: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
+    """The model class that a location inside ``model`` points into (for listing its fields)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        by_alias = {f.alias or n: f for n, f in current.model_fields.items()}
+        field = by_alias.get(str(part)) or current.model_fields.get(str(part))
+        if field is None:
+            return None
+        current = _unwrap(field.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(tp: Any) -> Any:
+    """The model inside Optional[...] / list[...] / dict[..., ...], if any."""
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    for arg in get_args(tp):
+        found = _unwrap(arg)
+        if found is not None:
+            return found
+    return None if get_origin(tp) is not None or not isinstance(tp, type) else tp
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return sorted(f.alias or n for n, f in model.model_fields.items())
+
+
+def from_validation_error(exc: ValidationError, model: type[BaseModel], prefix: str) -> list[Problem]:
+    problems: list[Problem] = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        etype = err["type"]
+        ctx = err.get("ctx") or {}
+        given = err.get("input")
+        path = _path((prefix, *loc)) if prefix else _path(loc)
+        if etype == "missing":
+            problems.append(Problem(path, "required field is missing"))
+        elif etype == "extra_forbidden":
+            parent = _model_at(model, loc[:-1])
+            allowed = ", ".join(_field_names(parent)) if parent else ""
+            problems.append(Problem(path, "unknown field", allowed))
+        elif etype == "literal_error":
+            expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+            problems.append(Problem(path, f"unknown value {given!r}", expected))
+        elif etype == "string_pattern_mismatch":
+            hint = _PATTERN_HINTS.get(str(ctx.get("pattern")), f"a string matching {ctx.get('pattern')}")
+            problems.append(Problem(path, f"invalid value {given!r}", hint))
+        elif etype == "string_too_long":
+            problems.append(Problem(path, f"too long ({len(str(given))} characters)",
+                                    f"at most {ctx.get('max_length')} characters"))
+        elif etype == "too_long":
+            problems.append(Problem(path, f"too many items ({ctx.get('actual_length')})",
+                                    f"at most {ctx.get('max_length')}"))
+        elif etype == "too_short":
+            problems.append(Problem(path, f"too few items ({ctx.get('actual_length')})",
+                                    f"at least {ctx.get('min_length')}"))
+        elif etype in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+            bound = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+            limit = next(iter(ctx.values()), "")
+            problems.append(Problem(path, f"out of range ({given!r})", f"{bound[etype]} {limit}"))
+        elif etype == "model_type" and ctx.get("class_name") == "SecretKeySelector":
+            problems.append(Problem(path, "inline credentials are not allowed",
+                                    "a Secret reference {name: <secret>, key: <key>}"))
+        elif etype in ("model_type", "dict_type", "model_attributes_type"):
+            problems.append(Problem(path, f"must be an object, got {type(given).__name__}", "an object"))
+        elif etype == "list_type":
+            problems.append(Problem(path, f"must be a list, got {type(given).__name__}", "a list"))
+        elif etype in ("float_parsing", "float_type", "int_parsing", "int_type", "int_from_float"):
+            want = "an integer" if etype.startswith("int") else "a number"
+            problems.append(Problem(path, f"must be {want}, got {given!r}", want))
+        elif etype in ("bool_parsing", "bool_type"):
+            problems.append(Problem(path, f"must be a boolean, got {given!r}", "true, false"))
+        elif etype in ("string_type",):
+            problems.append(Problem(path, f"must be a string, got {type(given).__name__}", "a string"))
+        elif etype in ("datetime_parsing", "datetime_type", "datetime_from_date_parsing"):
+            problems.append(Problem(path, f"invalid time {given!r}", "an RFC 3339 time such as 2026-01-31T18:00:00Z"))
+        elif etype == "finite_number":
+            problems.append(Problem(path, "must be a finite number", "a finite number"))
+        elif etype == "value_error":
+            message = str(ctx.get("error", err["msg"]))
+            text, _, allowed = message.partition(" (allowed: ")
+            problems.append(Problem(path, text, allowed.rstrip(")")))
+        else:
+            problems.append(Problem(path, err["msg"]))
+    return problems
+
+
+# --- cross-field checks -------------------------------------------------------------------
+
+def _band(prefix: str, cond: ConditionSpec | SubCondition) -> list[Problem]:
+    if cond.lower is not None and cond.upper is not None and not cond.lower < cond.upper:
+        return [Problem(f"{prefix}.lower", "lower must be below upper",
+                        f"a value below upper ({cond.upper:g})")]
+    return []
+
+
+def _level_operator(level: Level, cond: ConditionSpec | None) -> str:
+    return level.operator or (cond.operator if cond else "gt")
+
+
+def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec") -> list[Problem]:
+    p: list[Problem] = []
+    composite = spec.condition is not None and spec.condition.type == "composite"
+    if spec.events is not None and spec.query is not None or (
+        spec.events is None and (spec.query is not None) == composite
+    ):
+        p.append(Problem(prefix, "set exactly one of query (metric rules), events (event rules) or a composite "
+                         "condition", "query, events, or condition.type composite with per-operand queries"))
+    q = spec.query
+    if spec.events is None and spec.query is None and not composite and spec.condition is None:
+        p.append(Problem(f"{prefix}.condition", "required field is missing for a query rule"))
+    if q is not None:
+        if (q.expr is None) == (q.metric is None):
+            p.append(Problem(f"{prefix}.query", "exactly one of query.expr and query.metric must be set",
+                             "expr or metric"))
+        if q.expr is not None and (q.selector or q.scope):
+            p.append(Problem(f"{prefix}.query.selector",
+                             "selector and scope apply to query.metric only; write the matchers into query.expr"))
+        if spec.condition is None:
+            p.append(Problem(f"{prefix}.condition", "required field is missing for a query rule"))
+    if spec.events is not None and spec.condition is not None:
+        p.append(Problem(f"{prefix}.condition", "condition applies to query rules only; event rules match with events"))
+
+    cond = spec.condition
+    if cond is not None:
+        p += _band(f"{prefix}.condition", cond)
+        if cond.type == "threshold" and cond.threshold is None and cond.upper is None and cond.lower is None \
+                and spec.levels is None:
+            p.append(Problem(f"{prefix}.condition.threshold",
+                             "a threshold condition needs condition.threshold, upper, lower or levels"))
+        if cond.type == "composite":
+            if not cond.conditions or len(cond.conditions) < 2:
+                p.append(Problem(f"{prefix}.condition.conditions", "a composite condition needs at least 2 conditions",
+                                 "2 to 8 conditions"))
+            for i, sub in enumerate(cond.conditions or []):
+                sp = f"{prefix}.condition.conditions[{i}]"
+                p += _band(sp, sub)
+                if sub.type == "threshold" and sub.threshold is None and sub.upper is None and sub.lower is None:
+                    p.append(Problem(f"{sp}.threshold", "a threshold condition needs threshold, upper or lower"))
+                if sub.type == "dynamic" and sub.dynamic is None:
+                    p.append(Problem(f"{sp}.dynamic", "a dynamic condition needs its dynamic block"))
+                if (sub.query.expr is None) == (sub.query.metric is None):
+                    p.append(Problem(f"{sp}.query", "exactly one of query.expr and query.metric must be set",
+                                     "expr or metric"))
+            names = [s.name for s in cond.conditions or []]
+            if len(set(names)) != len(names):
+                p.append(Problem(f"{prefix}.condition.conditions", "condition names must be unique"))
+        elif cond.conditions is not None:
+            p.append(Problem(f"{prefix}.condition.conditions", "conditions is only allowed for type composite"))
+        if cond.type == "dynamic" and cond.dynamic is None:
+            p.append(Problem(f"{prefix}.condition.dynamic", "a dynamic condition needs its dynamic block"))
+        if cond.type != "dynamic" and cond.dynamic is not None:
+            p.append(Problem(f"{prefix}.condition.dynamic", "dynamic is only allowed for type dynamic"))
+
+    lv = spec.levels
+    if lv is not None:
+        if lv.warning is None and lv.critical is None:
+            p.append(Problem(f"{prefix}.levels", "levels needs warning, critical or both"))
+        for name, level in (("warning", lv.warning), ("critical", lv.critical)):
+            if level is None:
+                continue
+            if cond is not None and cond.type in ("threshold",) and level.threshold is None:
+                p.append(Problem(f"{prefix}.levels.{name}.threshold", "required for a threshold rule's level"))
+            if cond is not None and cond.type in ("absence", "composite") and level.threshold is not None:
+                p.append(Problem(f"{prefix}.levels.{name}.threshold",
+                                 f"a level threshold has no meaning for a {cond.type} condition"))
+            op = _level_operator(level, cond)
+            if op in ("eq", "ne") and lv.warning is not None and lv.critical is not None:
+                p.append(Problem(f"{prefix}.levels.{name}.operator",
+                                 "warning and critical levels need an ordering operator", "gt, gte, lt, lte"))
+        if lv.warning is not None and lv.critical is not None:
+            w, c = lv.warning, lv.critical
+            if (w.operator is None) != (c.operator is None) or w.operator != c.operator:
+                p.append(Problem(f"{prefix}.levels.critical.operator",
+                                 "critical must use the same operator as warning",
+                                 f"{_level_operator(w, cond)}"))
+            op = "gt" if cond is not None and cond.type == "dynamic" else _level_operator(w, cond)
+            if w.threshold is not None and c.threshold is not None:
+                if (op in ABOVE and not c.threshold > w.threshold) or (op in BELOW and not c.threshold < w.threshold):
+                    more = "above" if op in ABOVE else "below"
+                    p.append(Problem(f"{prefix}.levels.critical.threshold",
+                                     "levels.critical.threshold must be stricter than levels.warning.threshold",
+                                     f"a value {more} {w.threshold:g}"))
+            if parse_duration(c.for_) < parse_duration(w.for_):
+                p.append(Problem(f"{prefix}.levels.critical.for", "critical.for must not be shorter than warning.for",
+                                 f"at least {w.for_}"))
+
+    interval = spec.interval_seconds()
+    t = spec.trigger
+    if t.required_violations > 1 and t.violation_window is None:
+        p.append(Problem(f"{prefix}.trigger.violationWindow", "requiredViolations above 1 needs a violationWindow"))
+    if t.violation_window is not None:
+        slots = parse_duration(t.violation_window) / interval
+        if slots < 1:
+            p.append(Problem(f"{prefix}.trigger.violationWindow", "shorter than the evaluation interval",
+                             f"at least {spec.evaluation.interval or '1m'}"))
+        if t.required_violations > math.floor(slots + 1e-9):
+            p.append(Problem(f"{prefix}.trigger.requiredViolations",
+                             f"{t.required_violations} violations cannot fit in {t.violation_window} "
+                             f"at one evaluation per {spec.evaluation.interval or '1m'}",
+                             f"at most {max(1, math.floor(slots + 1e-9))}"))
+        if spec.recovery.window is not None:
+            r = parse_duration(spec.recovery.window)
+            limit = (slots - t.required_violations + 1) * interval
+            if r < limit:
+                p.append(Problem(f"{prefix}.recovery.window",
+                                 "recovery could hold while the trigger still holds",
+                                 f"at least {limit:g}s ((violationWindow/interval - requiredViolations + 1) x interval)"))
+    if spec.events is not None and (spec.levels is not None):
+        p.append(Problem(f"{prefix}.levels", "levels apply to query rules only"))
+    if spec.schedule is not None:
+        for i, w in enumerate(spec.schedule.windows):
+            if w.start == w.end:
+                p.append(Problem(f"{prefix}.schedule.windows[{i}].end",
+                                 "start and end must differ (use 00:00 to 24:00 for a whole day)"))
+    return p
+
+
+def alert_config_problems(spec: AlertConfigSpec, prefix: str = "spec") -> list[Problem]:
+    p: list[Problem] = []
+    prom = spec.prometheus
+    if prom and prom.auth and prom.auth.bearer_token and prom.auth.basic_auth:
+        p.append(Problem(f"{prefix}.prometheus.auth", "set at most one of bearerToken and basicAuth"))
+    for i, s in enumerate(spec.silences):
+        if s.starts_at is not None and not s.starts_at < s.until:
+            p.append(Problem(f"{prefix}.silences[{i}].until", "startsAt must be before until"))
+    for i, m in enumerate(spec.mute_time_intervals):
+        for j, w in enumerate(m.schedule.windows):
+            if w.start == w.end:
+                p.append(Problem(f"{prefix}.muteTimeIntervals[{i}].schedule.windows[{j}].end",
+                                 "start and end must differ (use 00:00 to 24:00 for a whole day)"))
+    names = [m.name for m in spec.mute_time_intervals]
+    if len(names) != len(set(names)):
+        p.append(Problem(f"{prefix}.muteTimeIntervals", "names must be unique"))
+    return p
+
+
+def channel_problems(spec: NotificationChannelSpec, prefix: str = "spec") -> list[Problem]:
+    p: list[Problem] = []
+    for t in ("webhook", "slack", "email", "pagerduty", "msteams", "opsgenie", "alertmanager"):
+        present = getattr(spec, t) is not None
+        if (spec.type == t) != present:
+            p.append(Problem(f"{prefix}.{t}", f"type {t} needs exactly the {t} block, and the {t} block needs type {t}"))
+    wh: Webhook | None = spec.webhook
+    if wh is not None:
+        if (wh.url is None) == (wh.url_secret is None):
+            p.append(Problem(f"{prefix}.webhook", "exactly one of webhook.url and webhook.urlSecret must be set"))
+        if wh.url is not None and "@" in wh.url.split("://", 1)[-1].split("/", 1)[0]:
+            p.append(Problem(f"{prefix}.webhook.url",
+                             "webhook.url must not carry credentials; use urlSecret or headerSecrets"))
+    if spec.email is not None and (spec.email.username is None) != (spec.email.password is None):
+        p.append(Problem(f"{prefix}.email.password", "set both email.username and email.password, or neither"))
+    return p
+
+
+_CHECKS: dict[str, Any] = {
+    "AlertRule": alert_rule_problems,
+    "AlertConfig": alert_config_problems,
+    "NotificationChannel": channel_problems,
+}
+
+
+def parse_spec(kind: str, spec: Any, prefix: str = "spec") -> tuple[BaseModel | None, list[Problem]]:
+    info = KINDS[kind]
+    if spec is None:
+        return None, [Problem(prefix, "required field is missing")]
+    try:
+        model = info.spec.model_validate(spec)
+    except ValidationError as exc:
+        return None, from_validation_error(exc, info.spec, prefix)
+    return model, _CHECKS[kind](model, prefix)
+
+
+def parse_object(doc: Any) -> Parsed:
+    """Validate one manifest of one of the three kinds; never raises for bad input."""
+    if not isinstance(doc, dict):
+        return Parsed("", "", None, None, [Problem("", f"document must be a mapping, got {type(doc).__name__}")])
+    kind = doc.get("kind")
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    name = str(meta.get("name") or "")
+    ns = meta.get("namespace")
+    problems: list[Problem] = []
+    if doc.get("apiVersion") != API_VERSION:
+        problems.append(Problem("apiVersion", f"unknown apiVersion {doc.get('apiVersion')!r}", API_VERSION))
+    if kind not in KINDS:
+        problems.append(Problem("kind", f"unknown kind {kind!r}", ", ".join(KINDS)))
+        return Parsed(str(kind or ""), name, ns, None, problems)
+    if not name:
+        problems.append(Problem("metadata.name", "required field is missing"))
+    spec, spec_problems = parse_spec(str(kind), doc.get("spec"))
+    return Parsed(str(kind), name, ns, spec, problems + spec_problems)
