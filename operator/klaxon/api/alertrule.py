@@ -143,7 +143,7 @@ class SubCondition(KModel):
     threshold: float | None = Field(default=None, description="is the value compared with. Optional.")
     upper: float | None = Field(default=None, description="is the upper bound of a band. Optional.")
     lower: float | None = Field(default=None, description="is the lower bound of a band. Optional.")
-    dynamic: DynamicSpec | None = Field(default=None, description="is the dynamic band for type dynamic.")
+    dynamic: DynamicSpec | None = Field(default=None, description="is the dynamic band. Required for type dynamic.")
 
 
 class ConditionSpec(KModel):
@@ -193,7 +193,7 @@ class ConditionSpec(KModel):
         default=None, description="is the baseline-derived band. Required for type dynamic."
     )
     conditions: list[SubCondition] | None = Field(
-        default=None, max_length=8, description="is the list of operands for type composite (2 to 8)."
+        default=None, max_length=8, description="is the list of operands, each with its own query. Required for type composite (2 to 8)."
     )
     logic: Literal["all", "any"] = Field(
         default="all", description="is how composite operands combine: all (and) or any (or). Defaults to all."
@@ -209,7 +209,7 @@ class Level(KModel):
         default=None, description="is this level's comparison. Defaults to condition.operator."
     )
     for_: Duration = Field(
-        default="0",
+        default="0s",
         alias="for",
         description="is how long the level must hold before it fires. Defaults to 0 (fire at once).",
     )
@@ -260,7 +260,7 @@ class Trigger(KModel):
     )
 
     for_: Duration = Field(
-        default="0", alias="for",
+        default="0s", alias="for",
         description="is how long the condition must hold before the alert fires. Defaults to 0.",
     )
     required_violations: Annotated[int, Field(ge=1, le=10000)] = Field(
@@ -316,8 +316,8 @@ class Notify(KModel):
         "a missing field renders as null. Defaults to the rule and its splitBy labels.",
     )
     cooldown: Duration = Field(
-        default="0", description="is the fixed window after a notification in which the same key is suppressed. "
-        "Defaults to 0.",
+        default="0s", description="is the fixed window after a notification in which the same key is suppressed. "
+        "Defaults to 0s.",
     )
     repeat_interval: Duration = Field(
         default="4h", description="is how often a still-firing alert is notified again. Defaults to 4h."

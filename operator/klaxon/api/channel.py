@@ -131,13 +131,13 @@ class NotificationChannelSpec(KModel):
     type: Literal["webhook", "slack", "email", "pagerduty", "msteams", "opsgenie", "alertmanager"] = Field(
         description="is the channel type; the block of the same name configures it. Required."
     )
-    webhook: Webhook | None = Field(default=None, description="is the webhook configuration.")
-    slack: Slack | None = Field(default=None, description="is the Slack configuration.")
-    email: Email | None = Field(default=None, description="is the email configuration.")
-    pagerduty: PagerDuty | None = Field(default=None, description="is the PagerDuty configuration.")
-    msteams: MSTeams | None = Field(default=None, description="is the Microsoft Teams configuration.")
-    opsgenie: Opsgenie | None = Field(default=None, description="is the Opsgenie configuration.")
-    alertmanager: AlertmanagerTarget | None = Field(default=None, description="is the Alertmanager configuration.")
+    webhook: Webhook | None = Field(default=None, description="is the webhook configuration. Required when type is webhook.")
+    slack: Slack | None = Field(default=None, description="is the Slack configuration. Required when type is slack.")
+    email: Email | None = Field(default=None, description="is the email configuration. Required when type is email.")
+    pagerduty: PagerDuty | None = Field(default=None, description="is the PagerDuty configuration. Required when type is pagerduty.")
+    msteams: MSTeams | None = Field(default=None, description="is the Microsoft Teams configuration. Required when type is msteams.")
+    opsgenie: Opsgenie | None = Field(default=None, description="is the Opsgenie configuration. Required when type is opsgenie.")
+    alertmanager: AlertmanagerTarget | None = Field(default=None, description="is the Alertmanager configuration. Required when type is alertmanager.")
     templates: Templates = Field(default_factory=Templates, description="is message templates. Defaults to "
                                  "built-in ones.")
     rate_limit: RateLimit = Field(default_factory=RateLimit, description="is the delivery rate limit. "

@@ -12,7 +12,7 @@ from pydantic.alias_generators import to_camel
 
 # Go-style durations: both PromQL and CEL's duration() accept them, so one value means the
 # same thing in the CRD's CEL rules, in the compiled PrometheusRule and in the engine.
-DURATION_PATTERN = r"^(0|([0-9]+(ms|s|m|h))+)$"
+DURATION_PATTERN = r"^([0-9]+(ms|s|m|h))+$"
 _DURATION_PART = re.compile(r"([0-9]+)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -28,9 +28,7 @@ MAX_LIST = 64
 
 
 def parse_duration(value: str) -> float:
-    """Seconds in a duration such as ``1h30m``; ``0`` is zero."""
-    if value == "0":
-        return 0.0
+    """Seconds in a duration such as ``1h30m``."""
     if not re.fullmatch(DURATION_PATTERN, value):
         raise ValueError(f"invalid duration {value!r}")
     return sum(int(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(value))

@@ -7,11 +7,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import re
+
 import yaml
 
 from .. import GROUP
 
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader reading floats as YAML 1.2 (and Kubernetes) do: 1e3 and 1.5e3 are numbers."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml_all(text: str) -> list[Any]:
+    return [b for b in yaml.load_all(text, Loader=_Loader)]
 
 
 @dataclass(frozen=True)
@@ -49,7 +66,7 @@ def load_file(path: Path) -> list[Document]:
     except UnicodeDecodeError as exc:
         return [Document(str(path), 1, None, f"not valid UTF-8 at byte {exc.start} (allowed: UTF-8 text)")]
     try:
-        bodies = [b for b in yaml.safe_load_all(text)]
+        bodies = load_yaml_all(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""

@@ -6,7 +6,9 @@ here mirror the CRD's CEL rules (same messages) and add what CEL cannot express.
 
 from __future__ import annotations
 
+import json
 import math
+from datetime import date, datetime
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args, get_origin
@@ -101,8 +103,14 @@ def from_validation_error(exc: ValidationError, model: type[BaseModel], prefix: 
         etype = err["type"]
         ctx = err.get("ctx") or {}
         given = err.get("input")
+        key_error = bool(loc) and loc[-1] == "[key]"
+        if key_error:
+            loc = loc[:-1]
         path = _path((prefix, *loc)) if prefix else _path(loc)
-        if etype == "missing":
+        if key_error and etype == "string_pattern_mismatch":
+            hint = _PATTERN_HINTS.get(str(ctx.get("pattern")), f"a key matching {ctx.get('pattern')}")
+            problems.append(Problem(path, f"invalid key {given!r}", hint))
+        elif etype == "missing":
             problems.append(Problem(path, "required field is missing"))
         elif etype == "extra_forbidden":
             parent = _model_at(model, loc[:-1])
@@ -126,6 +134,8 @@ def from_validation_error(exc: ValidationError, model: type[BaseModel], prefix: 
         elif etype in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
             bound = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
             limit = next(iter(ctx.values()), "")
+            if isinstance(limit, float) and limit.is_integer():
+                limit = int(limit)
             problems.append(Problem(path, f"out of range ({given!r})", f"{bound[etype]} {limit}"))
         elif etype == "model_type" and ctx.get("class_name") == "SecretKeySelector":
             problems.append(Problem(path, "inline credentials are not allowed",
@@ -329,12 +339,19 @@ _CHECKS: dict[str, Any] = {
 }
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (datetime, date)):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
 def parse_spec(kind: str, spec: Any, prefix: str = "spec") -> tuple[BaseModel | None, list[Problem]]:
     info = KINDS[kind]
     if spec is None:
         return None, [Problem(prefix, "required field is missing")]
     try:
-        model = info.spec.model_validate(spec)
+        # JSON + strict: the same typing the API server applies ("1" is not a number there either).
+        model = info.spec.model_validate_json(json.dumps(spec, default=_json_default), strict=True)
     except ValidationError as exc:
         return None, from_validation_error(exc, info.spec, prefix)
     return model, _CHECKS[kind](model, prefix)

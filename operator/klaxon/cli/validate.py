@@ -21,6 +21,10 @@ def run(paths: Sequence[str], quiet: bool = False) -> int:
             print(f"{doc.where}: {doc.error}")
             bad += 1
             continue
+        if not isinstance(doc.body, dict):
+            print(f"{doc.where}: document must be a mapping, got {type(doc.body).__name__}")
+            bad += 1
+            continue
         if not doc.is_klaxon:
             continue
         checked += 1

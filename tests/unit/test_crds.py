@@ -1,0 +1,130 @@
+"""The generated CRDs: in sync with the models, structural, documented, and their CEL rules right."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from klaxon.api import KINDS
+from klaxon.api.crdgen import render
+from klaxon.api.manifests import load_yaml_all
+from support import cel
+
+ROOT = Path(__file__).resolve().parents[2]
+CRDS = {k: yaml.safe_load((ROOT / "crds" / info.file_name).read_text()) for k, info in KINDS.items()}
+INVALID = sorted((ROOT / "tests/data/invalid").glob("*.yaml"))
+VALID_DOCS = [
+    (p, d)
+    for p in sorted([*(ROOT / "tests/data/valid").glob("*.yaml"), *(ROOT / "examples").glob("*.yaml")])
+    for d in load_yaml_all(p.read_text())
+    if d and d.get("apiVersion") == "klaxon.dev/v1alpha1"
+]
+
+
+def schema_of(kind: str) -> dict[str, Any]:
+    version = CRDS[kind]["spec"]["versions"][0]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_committed_crd_matches_models(kind: str) -> None:
+    committed = (ROOT / "crds" / KINDS[kind].file_name).read_text()
+    assert committed == render(KINDS[kind]), "crds/ is stale: run `make generate`"
+
+
+def walk(node: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    out = [(path, node)]
+    for name, sub in node.get("properties", {}).items():
+        out += walk(sub, f"{path}.{name}")
+    if isinstance(node.get("items"), dict):
+        out += walk(node["items"], f"{path}[]")
+    if isinstance(node.get("additionalProperties"), dict):
+        out += walk(node["additionalProperties"], f"{path}{{}}")
+    return out
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_schema_is_structural(kind: str) -> None:
+    for path, node in walk(schema_of(kind)):
+        assert "type" in node, f"{path}: untyped node"
+        for banned in ("$ref", "anyOf", "oneOf", "allOf", "not", "$defs", "nullable", "patternProperties"):
+            assert banned not in node, f"{path}: {banned} is not allowed in a structural schema"
+        if node.get("x-kubernetes-preserve-unknown-fields"):
+            # Only the evaluator's opaque counting state may hold arbitrary fields.
+            assert path.endswith(".engineState"), f"{path}: preserve-unknown-fields is not justified here"
+        if node["type"] == "object" and path.count(".") > 1 and path != ".metadata":
+            assert "properties" in node or "additionalProperties" in node or \
+                node.get("x-kubernetes-preserve-unknown-fields"), f"{path}: object without fields would be pruned"
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_field_is_documented_by_name(kind: str) -> None:
+    for path, node in walk(schema_of(kind)):
+        name = re.split(r"[.\[{]", path)[-1] if path else ""
+        if not name or path.endswith(("[]", "{}")) or path in (".apiVersion", ".kind", ".metadata"):
+            continue
+        desc = node.get("description", "")
+        assert desc.startswith(f"{name} "), f"{path}: description must start with the field name: {desc!r}"
+        if path.startswith(".spec."):
+            assert re.search(r"default|required|optional", desc, re.I), f"{path}: say the default or that it is required"
+
+
+def test_printer_columns_and_names() -> None:
+    rule = CRDS["AlertRule"]["spec"]
+    cols = {c["name"]: c for c in rule["versions"][0]["additionalPrinterColumns"]}
+    assert [c for c in cols if "priority" not in cols[c]] == ["State", "Severity", "Last-Eval", "Ready", "Age"]
+    assert {c for c in cols if cols[c].get("priority") == 1} == {"Engine", "Reason"}
+    assert rule["names"]["shortNames"] == ["ar"] and rule["names"]["categories"] == ["klaxon"]
+    assert CRDS["AlertConfig"]["spec"]["names"]["shortNames"] == ["ac"]
+    assert CRDS["NotificationChannel"]["spec"]["names"]["shortNames"] == ["nc"]
+    for crd in CRDS.values():
+        assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_cel_rule_compiles(kind: str) -> None:
+    rules = cel.all_rules(schema_of(kind))
+    assert rules
+    for rule in rules:
+        cel.program(rule)
+
+
+@pytest.mark.parametrize(("path", "doc"), VALID_DOCS, ids=lambda v: getattr(v, "stem", ""))
+def test_valid_objects_pass_schema_and_cel(path: Path, doc: dict[str, Any]) -> None:
+    schema = schema_of(doc["kind"])
+    jsonschema.Draft4Validator(schema).validate(doc)
+    assert cel.violations(schema, doc) == []
+
+
+def _invalid(layer: str) -> list[Path]:
+    return [p for p in INVALID if f"# admission: {layer}\n" in p.read_bytes().decode("utf-8", "replace")]
+
+
+@pytest.mark.parametrize("path", _invalid("cel"), ids=lambda p: p.stem)
+def test_cel_rejects_cross_field_mistakes(path: Path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    schema = schema_of(doc["kind"])
+    jsonschema.Draft4Validator(schema).validate(doc)  # the shape is fine; only CEL catches it
+    expected = re.search(r"^# expect: (.*)$", path.read_text(), re.M).group(1)  # type: ignore[union-attr]
+    found = cel.violations(schema, doc)
+    assert found, f"{path.name}: no CEL rule rejected it"
+    assert any(v.message in expected or v.message.split(";")[0] in expected for v in found), found
+
+
+@pytest.mark.parametrize("path", _invalid("schema"), ids=lambda p: p.stem)
+def test_openapi_schema_rejects_shape_mistakes(path: Path) -> None:
+    doc = yaml.safe_load(path.read_text())
+    errors = list(jsonschema.Draft4Validator(schema_of(doc["kind"])).iter_errors(doc))
+    assert errors, f"{path.name}: the CRD schema accepted it"
+
+
+def test_cel_key_rules_reject_bad_label_names() -> None:
+    doc = yaml.safe_load((ROOT / "tests/data/invalid/label-name-with-dash.yaml").read_text())
+    found = cel.violations(schema_of("AlertRule"), doc)
+    assert [v.path for v in found] == ["spec.labels"]
