@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import kopf
@@ -67,7 +69,7 @@ def harness_settings(**overrides: Any) -> kopf.OperatorSettings:
     settings.execution.default_backoff = 0.2
     settings.background.cancellation_polling = 1
     settings.background.instant_exit_timeout = 0.5
-    settings.process.ultimate_exiting_timeout = 3
+    settings.process.ultimate_exiting_timeout = None  # never SIGKILL the pytest process
     for path, value in overrides.items():
         section, field = path.split('.', 1)
         setattr(getattr(settings, section), field, value)
@@ -108,11 +110,12 @@ class OperatorRunner:
         await vault.populate({'kube-harness': connection_info(self.cluster)})
         self._stop_flag = asyncio.Event()
         ready_flag = asyncio.Event()
-        self.task = asyncio.create_task(kopf.operator(
-            registry=self.registry, settings=self.settings, vault=vault, memo=self.memo,
-            clusterwide=self.clusterwide, namespaces=self.namespaces, standalone=True,
-            stop_flag=self._stop_flag, ready_flag=ready_flag,
-        ), name=f'kopf-operator-{self.starts}')
+        owned = _OwnedTasks()
+        context = contextvars.copy_context()
+        context.run(_OWNER.set, owned)
+        _install_task_factory()
+        self.task = asyncio.create_task(self._operate(owned, vault, ready_flag),
+                                        name=f'kopf-operator-{self.starts}', context=context)
         self.starts += 1
         ready = asyncio.create_task(ready_flag.wait())
         try:
@@ -126,6 +129,19 @@ class OperatorRunner:
         if not ready_flag.is_set():
             await self.stop()
             raise TimeoutError(f"The operator did not get ready in {self.startup_timeout}s.")
+
+    async def _operate(self, owned: _OwnedTasks, vault: credentials.Vault, ready_flag: asyncio.Event) -> None:
+        """``kopf.operator()``, but only cancelling the tasks this operator spawned at exit.
+
+        kopf treats every task created after its start as its own and cancels it
+        on exit — in a test loop that includes pytest's fixture teardown and the
+        emulator's HTTP handlers.
+        """
+        tasks = await kopf.spawn_tasks(
+            registry=self.registry, settings=self.settings, vault=vault, memo=self.memo,
+            clusterwide=self.clusterwide, namespaces=self.namespaces, standalone=True,
+            stop_flag=self._stop_flag, ready_flag=ready_flag)
+        await kopf.run_tasks(tasks, ignored=owned)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop gracefully (as on SIGTERM), then cancel if it hangs; re-raise its crash."""
@@ -147,6 +163,45 @@ class OperatorRunner:
         """Stop and start again: the in-memory state is lost, the cluster state is not."""
         await self.stop()
         await self.start()
+
+
+class _OwnedTasks(Collection[asyncio.Task[Any]]):
+    """The complement of one operator run's tasks, as kopf's ``ignored=`` wants it."""
+
+    def __init__(self) -> None:
+        self.owned: weakref.WeakSet[asyncio.Task[Any]] = weakref.WeakSet()
+
+    def __contains__(self, task: object) -> bool:
+        return task not in self.owned
+
+    def __iter__(self) -> Iterator[asyncio.Task[Any]]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+_OWNER: contextvars.ContextVar[_OwnedTasks | None] = contextvars.ContextVar('kube_harness_owner', default=None)
+
+
+def _install_task_factory() -> None:
+    """Tag every task created (transitively) from an operator's context as that operator's."""
+    loop = asyncio.get_running_loop()
+    previous = loop.get_task_factory()
+    if getattr(previous, '_kube_harness', False):
+        return
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any],
+                **kwargs: Any) -> asyncio.Task[Any]:
+        task = previous(loop, coro, **kwargs) if previous is not None else asyncio.Task(coro, loop=loop, **kwargs)
+        context = kwargs.get('context')
+        owner = context.get(_OWNER) if context is not None else _OWNER.get()
+        if owner is not None:
+            owner.owned.add(task)
+        return task  # type: ignore[return-value]
+
+    factory._kube_harness = True  # type: ignore[attr-defined]
+    loop.set_task_factory(factory)  # type: ignore[arg-type]
 
 
 def _restore_signal_handlers() -> None:
