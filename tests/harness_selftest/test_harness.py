@@ -236,3 +236,30 @@ async def test_server_side_apply_owns_fields(kube: EmulatedCluster) -> None:
                           headers=headers) as response:
         assert response.status == 200
     assert kube.get_object(CM, 'applied', NS)['data'] == {'a': '9'}  # type: ignore[index]
+
+
+async def test_namespaced_operator_lists_namespaces(kube: EmulatedCluster, kopf_runner: Any,
+                                                    calls: dict[str, int]) -> None:
+    """Namespace-restricted kopf lists & watches /api/v1/namespaces (a 500 in plain kmock)."""
+    kube.create_object('v1/namespaces', {'metadata': {'name': NS}})
+    kube.create_object(AR, rule('other'), 'ns2')  # out of scope: must stay unhandled
+    runner: OperatorRunner = kopf_runner(make_registry(calls), namespaces=[NS])
+    global _api_config
+    from kube_harness import client_configuration
+    _api_config = client_configuration(kube)
+    await runner.start()
+    kube.create_object(AR, rule(), NS)
+    await wait_for(lambda: ready_generation(kube) == 1)
+    assert kube.requests('GET', 'v1/namespaces') and all(r.status == 200 for r in kube.requests('GET', 'v1/namespaces'))
+    assert ready_generation(kube, 'other') is None and not kube.requests(resource=AR, name='other')
+
+
+async def test_injected_error_is_retried_by_kopf(kube: EmulatedCluster, operator: OperatorRunner,
+                                                 calls: dict[str, int]) -> None:
+    """A transient API failure on the status patch: kopf retries and converges."""
+    kube.inject_error(503, method='PATCH', resource=AR, subresource='status', times=1)
+    kube.create_object(AR, rule(), NS)
+    await wait_for(lambda: ready_generation(kube) == 1, timeout=10)
+    statuses = [r.status for r in kube.requests('PATCH', AR, subresource='status')]
+    assert statuses[0] == 503 and statuses[-1] == 200
+    kube.log[:] = [r for r in kube.log if r.status != 503]  # the injected 5xx is expected here
