@@ -13,8 +13,29 @@ from typing import Any
 
 import celpy
 
-CEL_RESERVED = {"for", "in", "as", "break", "const", "continue", "else", "function", "if", "import", "let",
-                "loop", "package", "namespace", "return", "var", "void", "while", "true", "false", "null"}
+CEL_RESERVED = {
+    "for",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+    "true",
+    "false",
+    "null",
+}
 
 _ENV = celpy.Environment()
 _PROGRAMS: dict[str, Any] = {}
@@ -53,10 +74,12 @@ def to_cel(schema: dict[str, Any], value: Any) -> Any:
     if isinstance(value, dict):
         if "properties" in schema:
             props = schema["properties"]
-            return celpy.celtypes.MapType({
-                celpy.celtypes.StringType(f"__{k}__" if k in CEL_RESERVED else k):
-                    to_cel(props.get(k, {}), v) for k, v in value.items()
-            })
+            return celpy.celtypes.MapType(
+                {
+                    celpy.celtypes.StringType(f"__{k}__" if k in CEL_RESERVED else k): to_cel(props.get(k, {}), v)
+                    for k, v in value.items()
+                }
+            )
         inner = schema.get("additionalProperties") or {}
         return celpy.celtypes.MapType({celpy.celtypes.StringType(k): to_cel(inner, v) for k, v in value.items()})
     if isinstance(value, list):

@@ -59,8 +59,11 @@ def test_schema_is_structural(kind: str) -> None:
             # Only the evaluator's opaque counting state may hold arbitrary fields.
             assert path.endswith(".engineState"), f"{path}: preserve-unknown-fields is not justified here"
         if node["type"] == "object" and path.count(".") > 1 and path != ".metadata":
-            assert "properties" in node or "additionalProperties" in node or \
-                node.get("x-kubernetes-preserve-unknown-fields"), f"{path}: object without fields would be pruned"
+            assert (
+                "properties" in node
+                or "additionalProperties" in node
+                or node.get("x-kubernetes-preserve-unknown-fields")
+            ), f"{path}: object without fields would be pruned"
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -72,7 +75,9 @@ def test_every_field_is_documented_by_name(kind: str) -> None:
         desc = node.get("description", "")
         assert desc.startswith(f"{name} "), f"{path}: description must start with the field name: {desc!r}"
         if path.startswith(".spec."):
-            assert re.search(r"default|required|optional", desc, re.I), f"{path}: say the default or that it is required"
+            assert re.search(r"default|required|optional", desc, re.I), (
+                f"{path}: say the default or that it is required"
+            )
 
 
 def test_printer_columns_and_names() -> None:

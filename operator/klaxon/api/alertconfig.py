@@ -45,14 +45,15 @@ class PrometheusAuth(KModel):
 
 
 class TLSConfig(KModel):
-    ca: SecretKeySelector | None = Field(default=None, description="is the Secret key holding the CA bundle (PEM). "
-                                         "Defaults to the system CAs.")
+    ca: SecretKeySelector | None = Field(
+        default=None, description="is the Secret key holding the CA bundle (PEM). Defaults to the system CAs."
+    )
     cert: SecretKeySelector | None = Field(default=None, description="is the client certificate (PEM). Optional.")
     key: SecretKeySelector | None = Field(default=None, description="is the client key (PEM). Optional.")
     server_name: ShortText | None = Field(default=None, description="is the name to verify. Defaults to the host.")
     insecure_skip_verify: bool = Field(
-        default=False, description="is true to skip certificate verification (never in production). "
-        "Defaults to false.",
+        default=False,
+        description="is true to skip certificate verification (never in production). Defaults to false.",
     )
 
 
@@ -68,39 +69,60 @@ class PrometheusEndpoint(KModel):
 
 class PrometheusRuleTarget(KModel):
     labels: dict[Annotated[str, StringConstraints(max_length=317)], LabelValue] = Field(
-        default_factory=dict, max_length=32,
+        default_factory=dict,
+        max_length=32,
         description="is the labels put on generated PrometheusRules so Prometheus' ruleSelector picks them up. "
         "Defaults to none.",
     )
     annotations: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(
-        default_factory=dict, max_length=32,
+        default_factory=dict,
+        max_length=32,
         description="is annotations put on generated PrometheusRules. Defaults to none.",
     )
 
 
 class Defaults(KModel):
-    interval: Duration = Field(default="1m", description="is the evaluation interval of rules that set none. "
-                               "Defaults to 1m.")
+    interval: Duration = Field(
+        default="1m", description="is the evaluation interval of rules that set none. Defaults to 1m."
+    )
     channels: list[ObjectName] = Field(
-        default_factory=list, max_length=MAX_LIST,
+        default_factory=list,
+        max_length=MAX_LIST,
         description="is the NotificationChannels of rules that name none. Defaults to none.",
     )
 
 
+ResourceName = Literal["cpu", "memory"]
+AckMechanism = Literal["button", "view", "act", "setRootCause"]
+
+
+def _default_requests() -> dict[ResourceName, str]:
+    return {"cpu": "50m", "memory": "128Mi"}
+
+
+def _default_limits() -> dict[ResourceName, str]:
+    return {"memory": "512Mi"}
+
+
+def _default_ack() -> list[AckMechanism]:
+    return ["button"]
+
+
 class Resources(KModel):
     requests: dict[Literal["cpu", "memory"], Quantity] = Field(
-        default_factory=lambda: {"cpu": "50m", "memory": "128Mi"},
+        default_factory=_default_requests,
         description="is the evaluator container's requests. Defaults to cpu 50m, memory 128Mi.",
     )
     limits: dict[Literal["cpu", "memory"], Quantity] = Field(
-        default_factory=lambda: {"memory": "512Mi"},
+        default_factory=_default_limits,
         description="is the evaluator container's limits. Defaults to memory 512Mi.",
     )
 
 
 class EvaluatorSpec(KModel):
-    enabled: bool = Field(default=True, description="is false to run no evaluator (prometheus-engine rules only). "
-                          "Defaults to true.")
+    enabled: bool = Field(
+        default=True, description="is false to run no evaluator (prometheus-engine rules only). Defaults to true."
+    )
     shards: Annotated[int, Field(ge=1, le=64)] = Field(
         default=1, description="is the number of evaluator Deployments the rules are split across. Defaults to 1."
     )
@@ -110,8 +132,9 @@ class EvaluatorSpec(KModel):
     image: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description="is the evaluator image. Defaults to the operator's own image."
     )
-    resources: Resources = Field(default_factory=Resources, description="is the evaluator's resources. "
-                                 "Defaults to small requests.")
+    resources: Resources = Field(
+        default_factory=Resources, description="is the evaluator's resources. Defaults to small requests."
+    )
     status_interval: Duration = Field(
         default="5m",
         description="is the status heartbeat: an unchanged rule's status is rewritten at most this often. "
@@ -128,7 +151,8 @@ class Grouping(KModel):
         default=1, description="is the fewest matching events in a window that open an alert. Defaults to 1."
     )
     group_by: list[LabelName] = Field(
-        default_factory=list, max_length=16,
+        default_factory=list,
+        max_length=16,
         description="is the labels that split events into separate alerts. Defaults to the dedup key.",
     )
 
@@ -147,7 +171,8 @@ class Silence(KModel):
     )
 
     matchers: list[Matcher] = Field(
-        min_length=1, max_length=32,
+        min_length=1,
+        max_length=32,
         description="is the list of label matchers; an alert is silenced when all match. Required.",
     )
     starts_at: datetime | None = Field(default=None, description="is when the silence starts. Defaults to now.")
@@ -165,7 +190,8 @@ class MuteTimeInterval(KModel):
 
 class EventIngestion(KModel):
     token: SecretKeySelector | None = Field(
-        default=None, description="is the Secret key holding the bearer token POST /v1/events requires. "
+        default=None,
+        description="is the Secret key holding the bearer token POST /v1/events requires. "
         "Optional; unset disables ingestion.",
     )
     max_batch: Annotated[int, Field(ge=1, le=10000)] = Field(
@@ -183,15 +209,19 @@ class PresetTag(KModel):
 
 class Entries(KModel):
     preset_tags: list[PresetTag] = Field(
-        default_factory=list, max_length=MAX_LIST,
+        default_factory=list,
+        max_length=MAX_LIST,
         description="is the action and root-cause tags offered on alert entries. Defaults to none.",
     )
-    allow_custom_action: bool = Field(default=True, description="is whether free-text actions are accepted. "
-                                      "Defaults to true.")
-    allow_custom_root_cause: bool = Field(default=True, description="is whether free-text root causes are "
-                                          "accepted. Defaults to true.")
+    allow_custom_action: bool = Field(
+        default=True, description="is whether free-text actions are accepted. Defaults to true."
+    )
+    allow_custom_root_cause: bool = Field(
+        default=True, description="is whether free-text root causes are accepted. Defaults to true."
+    )
     ack_mechanisms: list[Literal["button", "view", "act", "setRootCause"]] = Field(
-        default_factory=lambda: ["button"], max_length=4,
+        default_factory=_default_ack,
+        max_length=4,
         description="is what acknowledges an entry: button (explicit ack), view, act (an action is set) or "
         "setRootCause. Defaults to button.",
     )
@@ -199,33 +229,43 @@ class Entries(KModel):
 
 class AlertConfigSpec(KModel):
     prometheus: PrometheusEndpoint | None = Field(
-        default=None, description="is the Prometheus-compatible API the evaluator queries. Required for "
+        default=None,
+        description="is the Prometheus-compatible API the evaluator queries. Required for "
         "evaluator-engine metric rules.",
     )
     prometheus_rule: PrometheusRuleTarget = Field(
-        default_factory=PrometheusRuleTarget, description="is how generated PrometheusRules are labelled. "
-        "Defaults to no extra labels.",
+        default_factory=PrometheusRuleTarget,
+        description="is how generated PrometheusRules are labelled. Defaults to no extra labels.",
     )
-    defaults: Defaults = Field(default_factory=Defaults, description="is the defaults for rules. "
-                               "Defaults to interval 1m, no channels.")
-    evaluator: EvaluatorSpec = Field(default_factory=EvaluatorSpec, description="is the evaluator Deployment. "
-                                     "Defaults to one shard, one replica.")
-    grouping: Grouping = Field(default_factory=Grouping, description="is how events group into alerts. "
-                               "Defaults to 5m windows, 1 event.")
+    defaults: Defaults = Field(
+        default_factory=Defaults, description="is the defaults for rules. Defaults to interval 1m, no channels."
+    )
+    evaluator: EvaluatorSpec = Field(
+        default_factory=EvaluatorSpec, description="is the evaluator Deployment. Defaults to one shard, one replica."
+    )
+    grouping: Grouping = Field(
+        default_factory=Grouping, description="is how events group into alerts. Defaults to 5m windows, 1 event."
+    )
     silenced_until: datetime | None = Field(
         default=None, description="is a time until which every notification of this config is silenced. Optional."
     )
-    entries: Entries = Field(default_factory=Entries, description="is how alert entries are acknowledged and "
-                             "tagged. Defaults to button acknowledgement.")
-    silences: list[Silence] = Field(default_factory=list, max_length=256, description="is the list of silences. "
-                                    "Defaults to none.")
+    entries: Entries = Field(
+        default_factory=Entries,
+        description="is how alert entries are acknowledged and tagged. Defaults to button acknowledgement.",
+    )
+    silences: list[Silence] = Field(
+        default_factory=list, max_length=256, description="is the list of silences. Defaults to none."
+    )
     mute_time_intervals: list[MuteTimeInterval] = Field(
-        default_factory=list, max_length=MAX_LIST,
+        default_factory=list,
+        max_length=MAX_LIST,
         description="is recurring times when notifications are muted. Defaults to none.",
     )
-    allowed_namespaces: list[Annotated[str, StringConstraints(pattern=r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$",
-                                                              max_length=63)]] = Field(
-        default_factory=list, max_length=256,
+    allowed_namespaces: list[
+        Annotated[str, StringConstraints(pattern=r"^(\*|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$", max_length=63)]
+    ] = Field(
+        default_factory=list,
+        max_length=256,
         description="is the other namespaces whose rules may reference this config ('*' for all). "
         "Defaults to none (own namespace only).",
     )
@@ -233,8 +273,9 @@ class AlertConfigSpec(KModel):
         default=False,
         description="is true to let channels post to link-local and cloud metadata addresses. Defaults to false.",
     )
-    events: EventIngestion = Field(default_factory=EventIngestion, description="is event ingestion for event "
-                                   "rules. Defaults to disabled.")
+    events: EventIngestion = Field(
+        default_factory=EventIngestion, description="is event ingestion for event rules. Defaults to disabled."
+    )
 
 
 class ShardStatus(KModel):

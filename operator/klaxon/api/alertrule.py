@@ -54,11 +54,9 @@ class Query(KModel):
             "Exactly one of expr and metric is required."
         ),
     )
-    metric: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=256)] | None = (
-        Field(
-            default=None,
-            description="is the metric name to watch. Exactly one of expr and metric is required.",
-        )
+    metric: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=256)] | None = Field(
+        default=None,
+        description="is the metric name to watch. Exactly one of expr and metric is required.",
     )
     selector: dict[LabelName, LabelValue] | None = Field(
         default=None,
@@ -69,8 +67,7 @@ class Query(KModel):
         default=None,
         max_length=16,
         description=(
-            "is a map from a label to the list of values it may take (e.g. device_ids), matched literally. "
-            "Optional."
+            "is a map from a label to the list of values it may take (e.g. device_ids), matched literally. Optional."
         ),
     )
     aggregation: Aggregation = Field(
@@ -91,8 +88,7 @@ class Query(KModel):
 class DynamicSpec(KModel):
     mode: Literal["percentage", "stddev", "envelope"] = Field(
         default="stddev",
-        description="is how the band is derived from the baseline: percentage, stddev or envelope. "
-        "Defaults to stddev.",
+        description="is how the band is derived from the baseline: percentage, stddev or envelope. Defaults to stddev.",
     )
     tolerance_percent: Annotated[float, Field(ge=0, le=1000)] = Field(
         default=10.0,
@@ -102,8 +98,8 @@ class DynamicSpec(KModel):
         default=3.0, description="is k in expected +- k standard deviations (stddev mode). Defaults to 3."
     )
     direction: Literal["above", "below", "both"] = Field(
-        default="both", description="is which side of the band is a violation: above, below or both. "
-        "Defaults to both.",
+        default="both",
+        description="is which side of the band is a violation: above, below or both. Defaults to both.",
     )
     lookback_weeks: Annotated[int, Field(ge=1, le=12)] = Field(
         default=4, description="is K, the number of past weeks the baseline is built from. Defaults to 4."
@@ -138,8 +134,9 @@ class SubCondition(KModel):
     type: Literal["threshold", "dynamic", "absence"] = Field(
         default="threshold", description="is threshold, dynamic or absence. Defaults to threshold."
     )
-    operator: Operator = Field(default="gt", description="is the comparison: gt, gte, lt, lte, eq or ne. "
-                               "Defaults to gt.")
+    operator: Operator = Field(
+        default="gt", description="is the comparison: gt, gte, lt, lte, eq or ne. Defaults to gt."
+    )
     threshold: float | None = Field(default=None, description="is the value compared with. Optional.")
     upper: float | None = Field(default=None, description="is the upper bound of a band. Optional.")
     lower: float | None = Field(default=None, description="is the lower bound of a band. Optional.")
@@ -149,8 +146,9 @@ class SubCondition(KModel):
 class ConditionSpec(KModel):
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
-            cel("!has(self.lower) || !has(self.upper) || self.lower < self.upper", "lower must be below upper",
-                ".lower"),
+            cel(
+                "!has(self.lower) || !has(self.upper) || self.lower < self.upper", "lower must be below upper", ".lower"
+            ),
             cel(
                 "self.type != 'composite' || (has(self.conditions) && size(self.conditions) >= 2)",
                 "a composite condition needs at least 2 conditions",
@@ -161,10 +159,10 @@ class ConditionSpec(KModel):
                 "conditions is only allowed for type composite",
                 ".conditions",
             ),
-            cel("self.type != 'dynamic' || has(self.dynamic)", "a dynamic condition needs its dynamic block",
-                ".dynamic"),
-            cel("self.type == 'dynamic' || !has(self.dynamic)", "dynamic is only allowed for type dynamic",
-                ".dynamic"),
+            cel(
+                "self.type != 'dynamic' || has(self.dynamic)", "a dynamic condition needs its dynamic block", ".dynamic"
+            ),
+            cel("self.type == 'dynamic' || !has(self.dynamic)", "dynamic is only allowed for type dynamic", ".dynamic"),
         )
     )
 
@@ -178,22 +176,25 @@ class ConditionSpec(KModel):
         "Defaults to gt.",
     )
     threshold: float | None = Field(
-        default=None, description="is the value the query is compared with. Required for threshold rules "
+        default=None,
+        description="is the value the query is compared with. Required for threshold rules "
         "without levels, upper or lower.",
     )
     upper: float | None = Field(
-        default=None, description="is the upper bound of a static band (or a guard rail on a dynamic band). "
-        "Optional.",
+        default=None,
+        description="is the upper bound of a static band (or a guard rail on a dynamic band). Optional.",
     )
     lower: float | None = Field(
-        default=None, description="is the lower bound of a static band (or a guard rail on a dynamic band). "
-        "Optional.",
+        default=None,
+        description="is the lower bound of a static band (or a guard rail on a dynamic band). Optional.",
     )
     dynamic: DynamicSpec | None = Field(
         default=None, description="is the baseline-derived band. Required for type dynamic."
     )
     conditions: list[SubCondition] | None = Field(
-        default=None, max_length=8, description="is the list of operands, each with its own query. Required for type composite (2 to 8)."
+        default=None,
+        max_length=8,
+        description="is the list of operands, each with its own query. Required for type composite (2 to 8).",
     )
     logic: Literal["all", "any"] = Field(
         default="all", description="is how composite operands combine: all (and) or any (or). Defaults to all."
@@ -202,8 +203,9 @@ class ConditionSpec(KModel):
 
 class Level(KModel):
     threshold: float | None = Field(
-        default=None, description="is this level's threshold; on a dynamic rule it is the level's tolerancePercent "
-        "(percentage, envelope) or stddevMultiplier (stddev). Required for threshold rules."
+        default=None,
+        description="is this level's threshold; on a dynamic rule it is the level's tolerancePercent "
+        "(percentage, envelope) or stddevMultiplier (stddev). Required for threshold rules.",
     )
     operator: Operator | None = Field(
         default=None, description="is this level's comparison. Defaults to condition.operator."
@@ -260,7 +262,8 @@ class Trigger(KModel):
     )
 
     for_: Duration = Field(
-        default="0s", alias="for",
+        default="0s",
+        alias="for",
         description="is how long the condition must hold before the alert fires. Defaults to 0.",
     )
     required_violations: Annotated[int, Field(ge=1, le=10000)] = Field(
@@ -316,8 +319,8 @@ class Notify(KModel):
         "a missing field renders as null. Defaults to the rule and its splitBy labels.",
     )
     cooldown: Duration = Field(
-        default="0s", description="is the fixed window after a notification in which the same key is suppressed. "
-        "Defaults to 0s.",
+        default="0s",
+        description="is the fixed window after a notification in which the same key is suppressed. Defaults to 0s.",
     )
     repeat_interval: Duration = Field(
         default="4h", description="is how often a still-firing alert is notified again. Defaults to 4h."
@@ -330,7 +333,8 @@ class EventFilter(KModel):
         default=None, description="is the lowest risk score (0..100) that matches. Optional."
     )
     object_types: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
-        default_factory=list, max_length=MAX_LIST,
+        default_factory=list,
+        max_length=MAX_LIST,
         description="is the list of object types that match (e.g. person, vehicle). Defaults to any.",
     )
     cameras: list[Annotated[str, StringConstraints(max_length=128)]] = Field(
@@ -382,23 +386,26 @@ class AlertRuleSpec(KModel):
 
     description: Text = Field(default="", description="is what the rule watches and why. Defaults to empty.")
     enabled: bool = Field(
-        default=True, description="is false to stop evaluating and notifying; state becomes Disabled. "
-        "Defaults to true.",
+        default=True,
+        description="is false to stop evaluating and notifying; state becomes Disabled. Defaults to true.",
     )
     severity: Severity = Field(
-        default="warning", description="is info, warning or critical when the rule has no levels. "
-        "Defaults to warning.",
+        default="warning",
+        description="is info, warning or critical when the rule has no levels. Defaults to warning.",
     )
     config_ref: ObjectReference | None = Field(
         default=None,
         description="is the AlertConfig that evaluates the rule. Defaults to the AlertConfig named default "
         "in the rule's namespace.",
     )
-    query: Query | None = Field(default=None, description="is what to evaluate. Required unless events is set or the condition is composite "
-        "(each operand has its own query).")
+    query: Query | None = Field(
+        default=None,
+        description="is what to evaluate. Required unless events is set or the condition is composite "
+        "(each operand has its own query).",
+    )
     events: EventFilter | None = Field(
-        default=None, description="is the event filter of an event rule (fed by POST /v1/events). "
-        "Required unless query is set.",
+        default=None,
+        description="is the event filter of an event rule (fed by POST /v1/events). Required unless query is set.",
     )
     condition: ConditionSpec | None = Field(
         default=None, description="is when the query's value is a problem. Required for query rules."
@@ -406,32 +413,43 @@ class AlertRuleSpec(KModel):
     levels: Levels | None = Field(
         default=None, description="is warning and critical thresholds; overrides severity. Optional."
     )
-    trigger: Trigger = Field(default_factory=Trigger, description="is how long and how often the condition must "
-                             "hold. Defaults to firing on the first violation.")
-    recovery: Recovery = Field(default_factory=Recovery, description="is when a firing alert resolves. "
-                               "Defaults to the first normal evaluation.")
+    trigger: Trigger = Field(
+        default_factory=Trigger,
+        description="is how long and how often the condition must hold. Defaults to firing on the first violation.",
+    )
+    recovery: Recovery = Field(
+        default_factory=Recovery,
+        description="is when a firing alert resolves. Defaults to the first normal evaluation.",
+    )
     no_data: Literal["NoData", "KeepLast", "Alerting", "OK"] = Field(
-        default="NoData", description="is the state when the query returns no series: NoData, KeepLast, "
+        default="NoData",
+        description="is the state when the query returns no series: NoData, KeepLast, "
         "Alerting or OK. Defaults to NoData.",
     )
     on_error: Literal["Error", "KeepLast"] = Field(
         default="Error", description="is the state when the query fails: Error or KeepLast. Defaults to Error."
     )
-    evaluation: Evaluation = Field(default_factory=Evaluation, description="is how often and by whom the rule is "
-                                   "evaluated. Defaults to the AlertConfig's interval and engine auto.")
-    schedule: Schedule | None = Field(
-        default=None, description="is when notifications may go out (event rules: when events match). "
-        "Optional; unset means always.",
+    evaluation: Evaluation = Field(
+        default_factory=Evaluation,
+        description="is how often and by whom the rule is "
+        "evaluated. Defaults to the AlertConfig's interval and engine auto.",
     )
-    mute: Mute | None = Field(default=None, description="is set to suppress notifications; evaluation goes on. "
-                              "Optional.")
-    notify: Notify = Field(default_factory=Notify, description="is whom to tell and how often. "
-                           "Defaults to the AlertConfig's channels.")
+    schedule: Schedule | None = Field(
+        default=None,
+        description="is when notifications may go out (event rules: when events match). Optional; unset means always.",
+    )
+    mute: Mute | None = Field(
+        default=None, description="is set to suppress notifications; evaluation goes on. Optional."
+    )
+    notify: Notify = Field(
+        default_factory=Notify, description="is whom to tell and how often. Defaults to the AlertConfig's channels."
+    )
     labels: dict[LabelName, LabelValue] = Field(
         default_factory=dict, max_length=64, description="is extra labels on every alert. Defaults to none."
     )
     annotations: dict[LabelName, Annotated[str, StringConstraints(max_length=8192)]] = Field(
-        default_factory=dict, max_length=64,
+        default_factory=dict,
+        max_length=64,
         description="is extra annotations (summary, description, runbook_url) on every alert. Defaults to none.",
     )
 
@@ -491,7 +509,8 @@ class AlertRuleStatus(Status):
         default=None, description="is the engine that evaluates the rule, as resolved from evaluation.engine."
     )
     engine_reasons: list[str] = Field(
-        default_factory=list, max_length=16,
+        default_factory=list,
+        max_length=16,
         description="is why the rule needs the evaluator (features PromQL cannot hold).",
     )
     state: State | None = Field(default=None, description="is the most severe state over the rule's series.")
@@ -506,9 +525,7 @@ class AlertRuleStatus(Status):
     )
     active_series_count: int = Field(default=0, description="is the number of non-inactive series.")
     last_notification: Notified | None = Field(default=None, description="is the last notification.")
-    prometheus_rule_ref: ObjectReference | None = Field(
-        default=None, description="is the generated PrometheusRule."
-    )
+    prometheus_rule_ref: ObjectReference | None = Field(default=None, description="is the generated PrometheusRule.")
     entries: list[AlertEntry] = Field(
         default_factory=list, max_length=50, description="is the open alert entries of an event rule (at most 50)."
     )

@@ -20,35 +20,39 @@ class Webhook(KModel):
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
             cel("has(self.url) != has(self.urlSecret)", "exactly one of webhook.url and webhook.urlSecret must be set"),
-            cel("!has(self.url) || !self.url.matches('^https?://[^/]*@')",
-                "webhook.url must not carry credentials; use urlSecret or headerSecrets", ".url"),
+            cel(
+                "!has(self.url) || !self.url.matches('^https?://[^/]*@')",
+                "webhook.url must not carry credentials; use urlSecret or headerSecrets",
+                ".url",
+            ),
         )
     )
 
     url: Url | None = Field(
-        default=None, description="is the endpoint when it holds no secret. Exactly one of url and urlSecret "
-        "is required.",
+        default=None,
+        description="is the endpoint when it holds no secret. Exactly one of url and urlSecret is required.",
     )
     url_secret: SecretKeySelector | None = Field(
-        default=None, description="is the Secret key holding the endpoint URL. Exactly one of url and urlSecret "
-        "is required.",
+        default=None,
+        description="is the Secret key holding the endpoint URL. Exactly one of url and urlSecret is required.",
     )
     headers: dict[HeaderName, Annotated[str, StringConstraints(max_length=1024)]] = Field(
         default_factory=dict, max_length=32, description="is extra non-secret headers. Defaults to none."
     )
     header_secrets: dict[HeaderName, SecretKeySelector] = Field(
-        default_factory=dict, max_length=16,
+        default_factory=dict,
+        max_length=16,
         description="is headers whose values come from Secrets (e.g. Authorization). Defaults to none.",
     )
     hmac_secret: SecretKeySelector | None = Field(
-        default=None, description="is the Secret key used to sign the body with HMAC-SHA256 "
+        default=None,
+        description="is the Secret key used to sign the body with HMAC-SHA256 "
         "(header X-Klaxon-Signature: sha256=<hex>). Optional.",
     )
 
 
 class Slack(KModel):
-    webhook_url: SecretKeySelector = Field(description="is the Secret key holding the incoming-webhook URL. "
-                                           "Required.")
+    webhook_url: SecretKeySelector = Field(description="is the Secret key holding the incoming-webhook URL. Required.")
     channel: ShortText | None = Field(default=None, description="is a channel override. Optional.")
     username: ShortText | None = Field(default=None, description="is a sender name override. Optional.")
 
@@ -56,8 +60,11 @@ class Slack(KModel):
 class Email(KModel):
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
-            cel("has(self.username) == has(self.password)",
-                "set both email.username and email.password, or neither", ".password")
+            cel(
+                "has(self.username) == has(self.password)",
+                "set both email.username and email.password, or neither",
+                ".password",
+            )
         )
     )
 
@@ -68,19 +75,22 @@ class Email(KModel):
     security: Literal["starttls", "tls", "none"] = Field(
         default="starttls", description="is starttls, tls (implicit) or none. Defaults to starttls."
     )
-    username: SecretKeySelector | None = Field(default=None, description="is the Secret key holding the SMTP user. "
-                                               "Optional.")
-    password: SecretKeySelector | None = Field(default=None, description="is the Secret key holding the SMTP "
-                                               "password. Optional.")
+    username: SecretKeySelector | None = Field(
+        default=None, description="is the Secret key holding the SMTP user. Optional."
+    )
+    password: SecretKeySelector | None = Field(
+        default=None, description="is the Secret key holding the SMTP password. Optional."
+    )
     from_: EmailAddress = Field(alias="from", description="is the sender address. Required.")
     to: list[EmailAddress] = Field(min_length=1, max_length=MAX_LIST, description="is the recipients. Required.")
 
 
 class PagerDuty(KModel):
-    routing_key: SecretKeySelector = Field(description="is the Secret key holding the Events v2 routing key. "
-                                           "Required.")
-    url: Url = Field(default="https://events.pagerduty.com/v2/enqueue",
-                     description="is the Events v2 endpoint. Defaults to PagerDuty's.")
+    routing_key: SecretKeySelector = Field(description="is the Secret key holding the Events v2 routing key. Required.")
+    url: Url = Field(
+        default="https://events.pagerduty.com/v2/enqueue",
+        description="is the Events v2 endpoint. Defaults to PagerDuty's.",
+    )
 
 
 class MSTeams(KModel):
@@ -90,14 +100,16 @@ class MSTeams(KModel):
 class Opsgenie(KModel):
     api_key: SecretKeySelector = Field(description="is the Secret key holding the Opsgenie API key. Required.")
     url: Url = Field(default="https://api.opsgenie.com", description="is the API base URL. Defaults to Opsgenie's.")
-    responders: list[ShortText] = Field(default_factory=list, max_length=MAX_LIST,
-                                        description="is team names to route to. Defaults to none.")
+    responders: list[ShortText] = Field(
+        default_factory=list, max_length=MAX_LIST, description="is team names to route to. Defaults to none."
+    )
 
 
 class AlertmanagerTarget(KModel):
     url: Url = Field(description="is the Alertmanager base URL; alerts go to /api/v2/alerts. Required.")
-    bearer_token: SecretKeySelector | None = Field(default=None, description="is the Secret key holding a bearer "
-                                                   "token. Optional.")
+    bearer_token: SecretKeySelector | None = Field(
+        default=None, description="is the Secret key holding a bearer token. Optional."
+    )
 
 
 class Templates(KModel):
@@ -131,19 +143,30 @@ class NotificationChannelSpec(KModel):
     type: Literal["webhook", "slack", "email", "pagerduty", "msteams", "opsgenie", "alertmanager"] = Field(
         description="is the channel type; the block of the same name configures it. Required."
     )
-    webhook: Webhook | None = Field(default=None, description="is the webhook configuration. Required when type is webhook.")
+    webhook: Webhook | None = Field(
+        default=None, description="is the webhook configuration. Required when type is webhook."
+    )
     slack: Slack | None = Field(default=None, description="is the Slack configuration. Required when type is slack.")
     email: Email | None = Field(default=None, description="is the email configuration. Required when type is email.")
-    pagerduty: PagerDuty | None = Field(default=None, description="is the PagerDuty configuration. Required when type is pagerduty.")
-    msteams: MSTeams | None = Field(default=None, description="is the Microsoft Teams configuration. Required when type is msteams.")
-    opsgenie: Opsgenie | None = Field(default=None, description="is the Opsgenie configuration. Required when type is opsgenie.")
-    alertmanager: AlertmanagerTarget | None = Field(default=None, description="is the Alertmanager configuration. Required when type is alertmanager.")
-    templates: Templates = Field(default_factory=Templates, description="is message templates. Defaults to "
-                                 "built-in ones.")
-    rate_limit: RateLimit = Field(default_factory=RateLimit, description="is the delivery rate limit. "
-                                  "Defaults to 60 per minute.")
-    send_resolved: bool = Field(default=True, description="is whether resolutions are sent here. "
-                                "Defaults to true.")
+    pagerduty: PagerDuty | None = Field(
+        default=None, description="is the PagerDuty configuration. Required when type is pagerduty."
+    )
+    msteams: MSTeams | None = Field(
+        default=None, description="is the Microsoft Teams configuration. Required when type is msteams."
+    )
+    opsgenie: Opsgenie | None = Field(
+        default=None, description="is the Opsgenie configuration. Required when type is opsgenie."
+    )
+    alertmanager: AlertmanagerTarget | None = Field(
+        default=None, description="is the Alertmanager configuration. Required when type is alertmanager."
+    )
+    templates: Templates = Field(
+        default_factory=Templates, description="is message templates. Defaults to built-in ones."
+    )
+    rate_limit: RateLimit = Field(
+        default_factory=RateLimit, description="is the delivery rate limit. Defaults to 60 per minute."
+    )
+    send_resolved: bool = Field(default=True, description="is whether resolutions are sent here. Defaults to true.")
 
 
 class Delivery(KModel):

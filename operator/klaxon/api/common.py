@@ -66,7 +66,11 @@ ShortText = Annotated[str, StringConstraints(max_length=MAX_SHORT)]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 HHMM = Annotated[str, StringConstraints(pattern=HHMM_PATTERN)]
 Weekday = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
-WEEKDAYS: tuple[str, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+WEEKDAYS: tuple[Weekday, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _every_day() -> list[Weekday]:
+    return list(WEEKDAYS)
 
 
 def cel(rule: str, message: str, field_path: str | None = None) -> dict[str, Any]:
@@ -146,7 +150,7 @@ class ScheduleWindow(KModel):
     )
 
     days: list[Weekday] = Field(
-        default_factory=lambda: list(WEEKDAYS),
+        default_factory=_every_day,
         max_length=7,
         description="is the list of weekdays (Mon..Sun) on which the window starts. Defaults to every day.",
     )

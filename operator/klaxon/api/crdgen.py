@@ -19,14 +19,52 @@ from .. import GROUP, VERSION
 from .resources import KINDS, KindInfo
 
 _KEEP = {
-    "type", "description", "properties", "required", "items", "additionalProperties", "enum", "pattern",
-    "maxLength", "minLength", "maxItems", "minItems", "maxProperties", "minProperties", "minimum", "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "format", "x-kubernetes-validations",
+    "type",
+    "description",
+    "properties",
+    "required",
+    "items",
+    "additionalProperties",
+    "enum",
+    "pattern",
+    "maxLength",
+    "minLength",
+    "maxItems",
+    "minItems",
+    "maxProperties",
+    "minProperties",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "format",
+    "x-kubernetes-validations",
     "x-kubernetes-preserve-unknown-fields",
 }
 # Names CEL reserves: Kubernetes exposes such properties to CEL as __name__.
-_CEL_RESERVED = {"for", "in", "as", "break", "const", "continue", "else", "function", "if", "import", "let",
-                 "loop", "package", "namespace", "return", "var", "void", "while", "true", "false", "null"}
+_CEL_RESERVED = {
+    "for",
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+    "true",
+    "false",
+    "null",
+}
 
 
 class SchemaError(ValueError):
@@ -65,8 +103,8 @@ def _clean(node: dict[str, Any], name: str, path: str) -> dict[str, Any]:
         node = {**node, "type": "string"}
     if "patternProperties" in node:
         ((key_pattern, value_schema),) = node["patternProperties"].items()
-        names = {**node.get("propertyNames", {}), "pattern": key_pattern}
-        node = {**node, "additionalProperties": value_schema, "propertyNames": names}
+        key_rules = {**node.get("propertyNames", {}), "pattern": key_pattern}
+        node = {**node, "additionalProperties": value_schema, "propertyNames": key_rules}
     for key, value in node.items():
         if key in _KEEP:
             out[key] = value
@@ -81,18 +119,30 @@ def _clean(node: dict[str, Any], name: str, path: str) -> dict[str, Any]:
         desc = " ".join(str(out["description"]).split())
         out["description"] = desc if desc.startswith(f"{name} ") else f"{name} {desc}"
     rules = list(out.get("x-kubernetes-validations", []))
-    names = node.get("propertyNames")
+    names: dict[str, Any] = node.get("propertyNames") or {}
     if names:
         if "pattern" in names:
-            rules.append({"rule": f"self.all(k, k.matches({_cel_string(names['pattern'])}))",
-                          "message": f"{name or 'map'} keys must match {names['pattern']}"})
+            rules.append(
+                {
+                    "rule": f"self.all(k, k.matches({_cel_string(names['pattern'])}))",
+                    "message": f"{name or 'map'} keys must match {names['pattern']}",
+                }
+            )
         if "enum" in names:
             allowed = ", ".join(f"'{v}'" for v in names["enum"])
-            rules.append({"rule": f"self.all(k, k in [{allowed}])",
-                          "message": f"{name or 'map'} keys must be one of {', '.join(names['enum'])}"})
+            rules.append(
+                {
+                    "rule": f"self.all(k, k in [{allowed}])",
+                    "message": f"{name or 'map'} keys must be one of {', '.join(names['enum'])}",
+                }
+            )
         if "maxLength" in names:
-            rules.append({"rule": f"self.all(k, size(k) <= {names['maxLength']})",
-                          "message": f"{name or 'map'} keys must be at most {names['maxLength']} characters"})
+            rules.append(
+                {
+                    "rule": f"self.all(k, size(k) <= {names['maxLength']})",
+                    "message": f"{name or 'map'} keys must be at most {names['maxLength']} characters",
+                }
+            )
     if rules:
         out["x-kubernetes-validations"] = rules
     if "properties" in out:
@@ -133,7 +183,7 @@ def build_crd(info: KindInfo) -> dict[str, Any]:
     spec = model_schema(info.spec, "spec")
     spec["description"] = f"spec is the desired state of the {info.kind}. Required."
     status = model_schema(info.status, "status")
-    status["description"] = f"status is the observed state, written by Klaxon only."
+    status["description"] = "status is the observed state, written by Klaxon only."
     schema = {
         "type": "object",
         "description": info.description,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date, datetime
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -123,14 +123,17 @@ def from_validation_error(exc: ValidationError, model: type[BaseModel], prefix: 
             hint = _PATTERN_HINTS.get(str(ctx.get("pattern")), f"a string matching {ctx.get('pattern')}")
             problems.append(Problem(path, f"invalid value {given!r}", hint))
         elif etype == "string_too_long":
-            problems.append(Problem(path, f"too long ({len(str(given))} characters)",
-                                    f"at most {ctx.get('max_length')} characters"))
+            problems.append(
+                Problem(path, f"too long ({len(str(given))} characters)", f"at most {ctx.get('max_length')} characters")
+            )
         elif etype == "too_long":
-            problems.append(Problem(path, f"too many items ({ctx.get('actual_length')})",
-                                    f"at most {ctx.get('max_length')}"))
+            problems.append(
+                Problem(path, f"too many items ({ctx.get('actual_length')})", f"at most {ctx.get('max_length')}")
+            )
         elif etype == "too_short":
-            problems.append(Problem(path, f"too few items ({ctx.get('actual_length')})",
-                                    f"at least {ctx.get('min_length')}"))
+            problems.append(
+                Problem(path, f"too few items ({ctx.get('actual_length')})", f"at least {ctx.get('min_length')}")
+            )
         elif etype in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
             bound = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
             limit = next(iter(ctx.values()), "")
@@ -138,8 +141,9 @@ def from_validation_error(exc: ValidationError, model: type[BaseModel], prefix: 
                 limit = int(limit)
             problems.append(Problem(path, f"out of range ({given!r})", f"{bound[etype]} {limit}"))
         elif etype == "model_type" and ctx.get("class_name") == "SecretKeySelector":
-            problems.append(Problem(path, "inline credentials are not allowed",
-                                    "a Secret reference {name: <secret>, key: <key>}"))
+            problems.append(
+                Problem(path, "inline credentials are not allowed", "a Secret reference {name: <secret>, key: <key>}")
+            )
         elif etype in ("model_type", "dict_type", "model_attributes_type"):
             problems.append(Problem(path, f"must be an object, got {type(given).__name__}", "an object"))
         elif etype == "list_type":
@@ -166,10 +170,10 @@ def from_validation_error(exc: ValidationError, model: type[BaseModel], prefix: 
 
 # --- cross-field checks -------------------------------------------------------------------
 
+
 def _band(prefix: str, cond: ConditionSpec | SubCondition) -> list[Problem]:
     if cond.lower is not None and cond.upper is not None and not cond.lower < cond.upper:
-        return [Problem(f"{prefix}.lower", "lower must be below upper",
-                        f"a value below upper ({cond.upper:g})")]
+        return [Problem(f"{prefix}.lower", "lower must be below upper", f"a value below upper ({cond.upper:g})")]
     return []
 
 
@@ -180,21 +184,31 @@ def _level_operator(level: Level, cond: ConditionSpec | None) -> str:
 def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec") -> list[Problem]:
     p: list[Problem] = []
     composite = spec.condition is not None and spec.condition.type == "composite"
-    if spec.events is not None and spec.query is not None or (
+    if (spec.events is not None and spec.query is not None) or (
         spec.events is None and (spec.query is not None) == composite
     ):
-        p.append(Problem(prefix, "set exactly one of query (metric rules), events (event rules) or a composite "
-                         "condition", "query, events, or condition.type composite with per-operand queries"))
+        p.append(
+            Problem(
+                prefix,
+                "set exactly one of query (metric rules), events (event rules) or a composite condition",
+                "query, events, or condition.type composite with per-operand queries",
+            )
+        )
     q = spec.query
     if spec.events is None and spec.query is None and not composite and spec.condition is None:
         p.append(Problem(f"{prefix}.condition", "required field is missing for a query rule"))
     if q is not None:
         if (q.expr is None) == (q.metric is None):
-            p.append(Problem(f"{prefix}.query", "exactly one of query.expr and query.metric must be set",
-                             "expr or metric"))
+            p.append(
+                Problem(f"{prefix}.query", "exactly one of query.expr and query.metric must be set", "expr or metric")
+            )
         if q.expr is not None and (q.selector or q.scope):
-            p.append(Problem(f"{prefix}.query.selector",
-                             "selector and scope apply to query.metric only; write the matchers into query.expr"))
+            p.append(
+                Problem(
+                    f"{prefix}.query.selector",
+                    "selector and scope apply to query.metric only; write the matchers into query.expr",
+                )
+            )
         if spec.condition is None:
             p.append(Problem(f"{prefix}.condition", "required field is missing for a query rule"))
     if spec.events is not None and spec.condition is not None:
@@ -203,14 +217,28 @@ def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec") -> list[Probl
     cond = spec.condition
     if cond is not None:
         p += _band(f"{prefix}.condition", cond)
-        if cond.type == "threshold" and cond.threshold is None and cond.upper is None and cond.lower is None \
-                and spec.levels is None:
-            p.append(Problem(f"{prefix}.condition.threshold",
-                             "a threshold condition needs condition.threshold, upper, lower or levels"))
+        if (
+            cond.type == "threshold"
+            and cond.threshold is None
+            and cond.upper is None
+            and cond.lower is None
+            and spec.levels is None
+        ):
+            p.append(
+                Problem(
+                    f"{prefix}.condition.threshold",
+                    "a threshold condition needs condition.threshold, upper, lower or levels",
+                )
+            )
         if cond.type == "composite":
             if not cond.conditions or len(cond.conditions) < 2:
-                p.append(Problem(f"{prefix}.condition.conditions", "a composite condition needs at least 2 conditions",
-                                 "2 to 8 conditions"))
+                p.append(
+                    Problem(
+                        f"{prefix}.condition.conditions",
+                        "a composite condition needs at least 2 conditions",
+                        "2 to 8 conditions",
+                    )
+                )
             for i, sub in enumerate(cond.conditions or []):
                 sp = f"{prefix}.condition.conditions[{i}]"
                 p += _band(sp, sub)
@@ -219,8 +247,11 @@ def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec") -> list[Probl
                 if sub.type == "dynamic" and sub.dynamic is None:
                     p.append(Problem(f"{sp}.dynamic", "a dynamic condition needs its dynamic block"))
                 if (sub.query.expr is None) == (sub.query.metric is None):
-                    p.append(Problem(f"{sp}.query", "exactly one of query.expr and query.metric must be set",
-                                     "expr or metric"))
+                    p.append(
+                        Problem(
+                            f"{sp}.query", "exactly one of query.expr and query.metric must be set", "expr or metric"
+                        )
+                    )
             names = [s.name for s in cond.conditions or []]
             if len(set(names)) != len(names):
                 p.append(Problem(f"{prefix}.condition.conditions", "condition names must be unique"))
@@ -241,28 +272,50 @@ def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec") -> list[Probl
             if cond is not None and cond.type in ("threshold",) and level.threshold is None:
                 p.append(Problem(f"{prefix}.levels.{name}.threshold", "required for a threshold rule's level"))
             if cond is not None and cond.type in ("absence", "composite") and level.threshold is not None:
-                p.append(Problem(f"{prefix}.levels.{name}.threshold",
-                                 f"a level threshold has no meaning for a {cond.type} condition"))
+                p.append(
+                    Problem(
+                        f"{prefix}.levels.{name}.threshold",
+                        f"a level threshold has no meaning for a {cond.type} condition",
+                    )
+                )
             op = _level_operator(level, cond)
             if op in ("eq", "ne") and lv.warning is not None and lv.critical is not None:
-                p.append(Problem(f"{prefix}.levels.{name}.operator",
-                                 "warning and critical levels need an ordering operator", "gt, gte, lt, lte"))
+                p.append(
+                    Problem(
+                        f"{prefix}.levels.{name}.operator",
+                        "warning and critical levels need an ordering operator",
+                        "gt, gte, lt, lte",
+                    )
+                )
         if lv.warning is not None and lv.critical is not None:
             w, c = lv.warning, lv.critical
             if (w.operator is None) != (c.operator is None) or w.operator != c.operator:
-                p.append(Problem(f"{prefix}.levels.critical.operator",
-                                 "critical must use the same operator as warning",
-                                 f"{_level_operator(w, cond)}"))
+                p.append(
+                    Problem(
+                        f"{prefix}.levels.critical.operator",
+                        "critical must use the same operator as warning",
+                        f"{_level_operator(w, cond)}",
+                    )
+                )
             op = "gt" if cond is not None and cond.type == "dynamic" else _level_operator(w, cond)
             if w.threshold is not None and c.threshold is not None:
                 if (op in ABOVE and not c.threshold > w.threshold) or (op in BELOW and not c.threshold < w.threshold):
                     more = "above" if op in ABOVE else "below"
-                    p.append(Problem(f"{prefix}.levels.critical.threshold",
-                                     "levels.critical.threshold must be stricter than levels.warning.threshold",
-                                     f"a value {more} {w.threshold:g}"))
+                    p.append(
+                        Problem(
+                            f"{prefix}.levels.critical.threshold",
+                            "levels.critical.threshold must be stricter than levels.warning.threshold",
+                            f"a value {more} {w.threshold:g}",
+                        )
+                    )
             if parse_duration(c.for_) < parse_duration(w.for_):
-                p.append(Problem(f"{prefix}.levels.critical.for", "critical.for must not be shorter than warning.for",
-                                 f"at least {w.for_}"))
+                p.append(
+                    Problem(
+                        f"{prefix}.levels.critical.for",
+                        "critical.for must not be shorter than warning.for",
+                        f"at least {w.for_}",
+                    )
+                )
 
     interval = spec.interval_seconds()
     t = spec.trigger
@@ -271,27 +324,44 @@ def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec") -> list[Probl
     if t.violation_window is not None:
         slots = parse_duration(t.violation_window) / interval
         if slots < 1:
-            p.append(Problem(f"{prefix}.trigger.violationWindow", "shorter than the evaluation interval",
-                             f"at least {spec.evaluation.interval or '1m'}"))
+            p.append(
+                Problem(
+                    f"{prefix}.trigger.violationWindow",
+                    "shorter than the evaluation interval",
+                    f"at least {spec.evaluation.interval or '1m'}",
+                )
+            )
         if t.required_violations > math.floor(slots + 1e-9):
-            p.append(Problem(f"{prefix}.trigger.requiredViolations",
-                             f"{t.required_violations} violations cannot fit in {t.violation_window} "
-                             f"at one evaluation per {spec.evaluation.interval or '1m'}",
-                             f"at most {max(1, math.floor(slots + 1e-9))}"))
+            p.append(
+                Problem(
+                    f"{prefix}.trigger.requiredViolations",
+                    f"{t.required_violations} violations cannot fit in {t.violation_window} "
+                    f"at one evaluation per {spec.evaluation.interval or '1m'}",
+                    f"at most {max(1, math.floor(slots + 1e-9))}",
+                )
+            )
         if spec.recovery.window is not None:
             r = parse_duration(spec.recovery.window)
             limit = (slots - t.required_violations + 1) * interval
             if r < limit:
-                p.append(Problem(f"{prefix}.recovery.window",
-                                 "recovery could hold while the trigger still holds",
-                                 f"at least {limit:g}s ((violationWindow/interval - requiredViolations + 1) x interval)"))
+                p.append(
+                    Problem(
+                        f"{prefix}.recovery.window",
+                        "recovery could hold while the trigger still holds",
+                        f"at least {limit:g}s ((violationWindow/interval - requiredViolations + 1) x interval)",
+                    )
+                )
     if spec.events is not None and (spec.levels is not None):
         p.append(Problem(f"{prefix}.levels", "levels apply to query rules only"))
     if spec.schedule is not None:
-        for i, w in enumerate(spec.schedule.windows):
-            if w.start == w.end:
-                p.append(Problem(f"{prefix}.schedule.windows[{i}].end",
-                                 "start and end must differ (use 00:00 to 24:00 for a whole day)"))
+        for i, window in enumerate(spec.schedule.windows):
+            if window.start == window.end:
+                p.append(
+                    Problem(
+                        f"{prefix}.schedule.windows[{i}].end",
+                        "start and end must differ (use 00:00 to 24:00 for a whole day)",
+                    )
+                )
     return p
 
 
@@ -306,8 +376,12 @@ def alert_config_problems(spec: AlertConfigSpec, prefix: str = "spec") -> list[P
     for i, m in enumerate(spec.mute_time_intervals):
         for j, w in enumerate(m.schedule.windows):
             if w.start == w.end:
-                p.append(Problem(f"{prefix}.muteTimeIntervals[{i}].schedule.windows[{j}].end",
-                                 "start and end must differ (use 00:00 to 24:00 for a whole day)"))
+                p.append(
+                    Problem(
+                        f"{prefix}.muteTimeIntervals[{i}].schedule.windows[{j}].end",
+                        "start and end must differ (use 00:00 to 24:00 for a whole day)",
+                    )
+                )
     names = [m.name for m in spec.mute_time_intervals]
     if len(names) != len(set(names)):
         p.append(Problem(f"{prefix}.muteTimeIntervals", "names must be unique"))
@@ -319,14 +393,19 @@ def channel_problems(spec: NotificationChannelSpec, prefix: str = "spec") -> lis
     for t in ("webhook", "slack", "email", "pagerduty", "msteams", "opsgenie", "alertmanager"):
         present = getattr(spec, t) is not None
         if (spec.type == t) != present:
-            p.append(Problem(f"{prefix}.{t}", f"type {t} needs exactly the {t} block, and the {t} block needs type {t}"))
+            p.append(
+                Problem(f"{prefix}.{t}", f"type {t} needs exactly the {t} block, and the {t} block needs type {t}")
+            )
     wh: Webhook | None = spec.webhook
     if wh is not None:
         if (wh.url is None) == (wh.url_secret is None):
             p.append(Problem(f"{prefix}.webhook", "exactly one of webhook.url and webhook.urlSecret must be set"))
         if wh.url is not None and "@" in wh.url.split("://", 1)[-1].split("/", 1)[0]:
-            p.append(Problem(f"{prefix}.webhook.url",
-                             "webhook.url must not carry credentials; use urlSecret or headerSecrets"))
+            p.append(
+                Problem(
+                    f"{prefix}.webhook.url", "webhook.url must not carry credentials; use urlSecret or headerSecrets"
+                )
+            )
     if spec.email is not None and (spec.email.username is None) != (spec.email.password is None):
         p.append(Problem(f"{prefix}.email.password", "set both email.username and email.password, or neither"))
     return p
@@ -362,7 +441,8 @@ def parse_object(doc: Any) -> Parsed:
     if not isinstance(doc, dict):
         return Parsed("", "", None, None, [Problem("", f"document must be a mapping, got {type(doc).__name__}")])
     kind = doc.get("kind")
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    raw_meta = doc.get("metadata")
+    meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
     name = str(meta.get("name") or "")
     ns = meta.get("namespace")
     problems: list[Problem] = []

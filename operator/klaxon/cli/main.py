@@ -23,9 +23,12 @@ def build_parser(prog: str = "klaxon") -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("validate", help="validate Klaxon manifests (files or directories) without a cluster",
-                       description="Validate AlertRule, AlertConfig and NotificationChannel manifests. "
-                       "Exit 0 when all are valid, 1 when any is invalid, 2 on usage errors.")
+    p = sub.add_parser(
+        "validate",
+        help="validate Klaxon manifests (files or directories) without a cluster",
+        description="Validate AlertRule, AlertConfig and NotificationChannel manifests. "
+        "Exit 0 when all are valid, 1 when any is invalid, 2 on usage errors.",
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help="YAML files or directories (searched recursively)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only problems")
     p.set_defaults(func=_validate)
