@@ -23,7 +23,7 @@ verify: generate ## Fail when generated files differ from what is committed
 
 .PHONY: lint
 lint: ## ruff, mypy and the import-linter architecture contracts
-	ruff check operator tests bench
+	ruff check .
 	mypy
 	lint-imports
 
