@@ -53,8 +53,10 @@ def names(trace):
 
 def test_worked_example_by_stepping():
     """f=1m, V=5m, M=3, normalCount=3: b = 0,1,0,1,1 fires at the 5th point; Inactive at the 9th."""
-    r = rule({"warning": LevelSpec(threshold=50, required_violations=3, violation_window_s=300)},
-             recovery=RecoverySpec(normal_count=3))
+    r = rule(
+        {"warning": LevelSpec(threshold=50, required_violations=3, violation_window_s=300)},
+        recovery=RecoverySpec(normal_count=3),
+    )
     trace, trs, _ = run(r, [0, 100, 0, 100, 100, 0, 0, 0, 0])
     assert names(trace) == ["Inactive"] * 4 + ["Firing", "Firing", "Recovering", "Recovering", "Inactive"]
     assert [(tr.t, tr.from_state, tr.to_state, tr.reason, tr.notify) for tr in trs] == [
@@ -176,8 +178,16 @@ def test_recovery_window_requires_quiet_period():
     )
     trace, trs, _ = run(r, [85, 85, 10, 10, 10, 10, 10, 10])
     # last violation at t=60; the window (t-5m, t] is clear of it from t=360
-    assert names(trace) == ["Inactive", "Firing", "Firing", "Recovering", "Recovering", "Recovering",
-                            "Inactive", "Inactive"]
+    assert names(trace) == [
+        "Inactive",
+        "Firing",
+        "Firing",
+        "Recovering",
+        "Recovering",
+        "Recovering",
+        "Inactive",
+        "Inactive",
+    ]
     assert trs[-1].t == 360.0
 
 
@@ -188,14 +198,16 @@ def test_recovery_threshold_datadog_style():
 
 
 def test_query_error_policies():
-    trace, trs, state = run(rule(), [85, NAN, 85], statuses=["ok", "error", "ok"])
+    trace, trs, _ = run(rule(), [85, NAN, 85], statuses=["ok", "error", "ok"])
     assert names(trace) == ["Firing", "Error", "Firing"]
     assert [(tr.to_state, tr.reason, tr.notify) for tr in trs] == [
         ("Firing", "Triggered", True),
         ("Error", "Error", True),
         ("Firing", "Triggered", True),
     ]
-    trace, trs, _ = run(rule(on_error="KeepLast"), [85, NAN, NAN, 85], statuses=["ok", "error", "error", "ok"])
+    trace, trs, _ = run(
+        rule(on_error="KeepLast"), [85, NAN, NAN, 85], statuses=["ok", "error", "error", "ok"]
+    )
     assert names(trace) == ["Firing"] * 4 and len(trs) == 1
 
 
@@ -227,7 +239,12 @@ def test_missing_series_two_evaluations_resolves():
     r = rule(recovery=RecoverySpec(normal_count=5))
     trace, trs, state = run(r, [85, NAN, NAN, NAN])
     assert names(trace) == ["Firing", "Firing", "Inactive", "Inactive"]
-    assert (trs[-1].t, trs[-1].from_state, trs[-1].reason, trs[-1].notify) == (120.0, "Firing", "MissingSeries", True)
+    assert (trs[-1].t, trs[-1].from_state, trs[-1].reason, trs[-1].notify) == (
+        120.0,
+        "Firing",
+        "MissingSeries",
+        True,
+    )
     assert state.reason == "MissingSeries"
 
 
@@ -262,9 +279,13 @@ def test_rule_state_is_most_severe():
 
 
 def test_series_state_round_trips_through_json():
-    r = rule({"warning": LevelSpec(threshold=80, required_violations=2, violation_window_s=300, for_s=60),
-              "critical": LevelSpec(threshold=90, required_violations=2, violation_window_s=300, for_s=60)},
-             recovery=RecoverySpec(normal_count=3, window_s=300))
+    r = rule(
+        {
+            "warning": LevelSpec(threshold=80, required_violations=2, violation_window_s=300, for_s=60),
+            "critical": LevelSpec(threshold=90, required_violations=2, violation_window_s=300, for_s=60),
+        },
+        recovery=RecoverySpec(normal_count=3, window_s=300),
+    )
     _, _, state = run(r, [85, 95, 95, 95, 10])
     assert state.violations and state.last_violation_t == 180.0
     restored = SeriesState.from_dict(json.loads(json.dumps(state.to_dict())))

@@ -6,7 +6,14 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from klaxon.engine import DynamicSpec, EngineRule, LevelSpec, aggregate_windows, compute_bounds, point_violations
+from klaxon.engine import (
+    DynamicSpec,
+    EngineRule,
+    LevelSpec,
+    aggregate_windows,
+    compute_bounds,
+    point_violations,
+)
 from klaxon.engine._tz import shift_local_weeks
 from klaxon.engine.thresholds import baseline
 
@@ -215,7 +222,12 @@ def test_aggregation_matches_brute_force_on_random_data():
     st = np.sort(rng.uniform(0, 10_000, 3000))
     sv = rng.normal(10, 3, st.size)
     et = np.arange(0, 10_000, 37.0)
-    for agg, fn in [("avg", np.mean), ("max", np.max), ("min", np.min), ("p95", lambda v: np.percentile(v, 95))]:
+    for agg, fn in [
+        ("avg", np.mean),
+        ("max", np.max),
+        ("min", np.min),
+        ("p95", lambda v: np.percentile(v, 95)),
+    ]:
         got = aggregate_windows(et, st, sv, 120, agg)
         for i, t in enumerate(et):
             sel = sv[(st > t - 120) & (st <= t)]
@@ -231,7 +243,9 @@ def test_nan_samples_are_missing():
 
 
 def test_unsorted_samples_are_sorted():
-    out = aggregate_windows(np.array([100.0]), np.array([90.0, 10.0, 50.0]), np.array([3.0, 1.0, 2.0]), 300, "last")
+    out = aggregate_windows(
+        np.array([100.0]), np.array([90.0, 10.0, 50.0]), np.array([3.0, 1.0, 2.0]), 300, "last"
+    )
     assert out[0] == 3
 
 
@@ -253,8 +267,16 @@ def test_week_shift_matches_zoneinfo_fold0_everywhere():
         z = ZoneInfo(zone)
         ts = np.concatenate(
             [
-                np.arange(datetime(2026, 3, 25, tzinfo=z).timestamp(), datetime(2026, 4, 12, tzinfo=z).timestamp(), 420.0),
-                np.arange(datetime(2026, 10, 20, tzinfo=z).timestamp(), datetime(2026, 11, 14, tzinfo=z).timestamp(), 420.0),
+                np.arange(
+                    datetime(2026, 3, 25, tzinfo=z).timestamp(),
+                    datetime(2026, 4, 12, tzinfo=z).timestamp(),
+                    420.0,
+                ),
+                np.arange(
+                    datetime(2026, 10, 20, tzinfo=z).timestamp(),
+                    datetime(2026, 11, 14, tzinfo=z).timestamp(),
+                    420.0,
+                ),
             ]
         )
         for k in (1, 2):
@@ -279,4 +301,6 @@ def test_rule_timezone_drives_baseline_weeks():
     b = compute_bounds(rule, np.array([t]), np.array([local_week_ago]), np.array([42.0]))
     assert b.n_points[0] == 1 and b.expected[0] == 42
     utc_rule = EngineRule(kind="dynamic", levels=rule.levels, dynamic=rule.dynamic, window_s=60)
-    assert compute_bounds(utc_rule, np.array([t]), np.array([local_week_ago]), np.array([42.0])).n_points[0] == 0
+    assert (
+        compute_bounds(utc_rule, np.array([t]), np.array([local_week_ago]), np.array([42.0])).n_points[0] == 0
+    )

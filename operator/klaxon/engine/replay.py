@@ -194,10 +194,13 @@ def _run(
 def _summarise(points: Points, transitions: Sequence[Transition], interval_s: float) -> ReplaySummary:
     alarm = points.is_alarm_active
     starts = sum(1 for tr in transitions if tr.to_state in ALARM_STATES and tr.from_state not in ALARM_STATES)
-    already = int(bool(alarm.size and alarm[0]) and not any(
-        tr.t == points.t[0] and tr.from_state not in ALARM_STATES and tr.to_state in ALARM_STATES
-        for tr in transitions
-    ))
+    already = int(
+        bool(alarm.size and alarm[0])
+        and not any(
+            tr.t == points.t[0] and tr.from_state not in ALARM_STATES and tr.to_state in ALARM_STATES
+            for tr in transitions
+        )
+    )
     return ReplaySummary(
         points=len(points),
         violations=int(points.is_violation.sum()),
