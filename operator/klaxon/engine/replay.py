@@ -245,8 +245,9 @@ def _values(rule: EngineRule, grid: FloatArray, times: npt.ArrayLike, values: np
     return aggregate_windows(grid, times, values, rule.window_s, rule.aggregation)
 
 
-def _inputs(rule: EngineRule, grid: FloatArray, data: Series, status: npt.NDArray[np.int8]) -> _Inputs:
-    x = _values(rule, grid, *data)
+def _inputs(
+    rule: EngineRule, grid: FloatArray, data: Series, x: FloatArray, status: npt.NDArray[np.int8]
+) -> _Inputs:
     bounds = compute_bounds(rule, grid, *data)
     return _Inputs(grid, x, violation_arrays(rule, x, bounds), status, bounds.low_conf, bounds)
 
@@ -275,7 +276,7 @@ def replay(
     data = (sample_times, sample_values)
     x = _values(rule, grid, *data)
     status = np.where(np.isfinite(x), _OK, _NO_DATA).astype(np.int8)
-    return _finish(rule, _inputs(rule, grid, data, status), start, fast)
+    return _finish(rule, _inputs(rule, grid, data, x, status), start, fast)
 
 
 def replay_many(
@@ -309,7 +310,7 @@ def replay_many(
             status[known & p] = _OK
             status[known & ~p & any_present] = _MISSING
             status[known & ~any_present] = _NO_DATA
-        out[key] = _finish(rule, _inputs(rule, grid, data, status), start, fast)
+        out[key] = _finish(rule, _inputs(rule, grid, data, xs[key], status), start, fast)
     return out
 
 
@@ -338,7 +339,7 @@ def replay_composite(
     for child, data in zip(rule.children, inputs, strict=True):
         x = _values(child, grid, *data)
         ok = np.isfinite(x)
-        inp = _inputs(child, grid, data, np.where(ok, _OK, _NO_DATA).astype(np.int8))
+        inp = _inputs(child, grid, data, x, np.where(ok, _OK, _NO_DATA).astype(np.int8))
         b = np.zeros(grid.shape, bool)
         for f in inp.flags.values():
             b |= f
