@@ -14,6 +14,7 @@ from klaxon.engine import (
     Schedule,
     ScheduleWindow,
     SeriesState,
+    disable,
     rule_state,
     step,
 )
@@ -297,3 +298,21 @@ def test_series_state_round_trips_through_json():
 def test_series_state_from_dict_rejects_unknown_state():
     with pytest.raises(ValueError, match="state"):
         SeriesState.from_dict({"state": "Exploded"})
+
+
+def test_escalation_keeps_firing_since():
+    _, _, state = run(rule(TWO), [85, 95])
+    assert (state.state, state.level, state.since) == ("Firing", "critical", 0.0)
+
+
+def test_disable_resolves_an_alarm():
+    _, _, firing = run(rule(), [85])
+    state, trs = disable(firing, 60.0)
+    assert (state.state, state.reason) == ("Inactive", "Disabled")
+    assert [(tr.from_state, tr.to_state, tr.reason, tr.notify) for tr in trs] == [
+        ("Firing", "Inactive", "Disabled", True)
+    ]
+    assert disable(SeriesState(), 60.0)[1] == []
+    # a series handed back in a display state continues as Inactive
+    trace, trs, _ = run(rule(), [10, 85], state=SeriesState(state="Disabled"))
+    assert names(trace) == ["Inactive", "Firing"] and trs[0].from_state == "Inactive"

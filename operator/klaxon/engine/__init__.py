@@ -13,7 +13,7 @@ from klaxon.engine.replay import (
     replay_many,
 )
 from klaxon.engine.schedule import in_schedule, in_schedule_array
-from klaxon.engine.state import evaluation_reason, rule_state, step, step_flags
+from klaxon.engine.state import disable, evaluation_reason, rule_state, step, step_flags
 from klaxon.engine.thresholds import (
     Bounds,
     PointBounds,
@@ -58,6 +58,7 @@ __all__ = [
     "aggregate_windows",
     "compute_bounds",
     "default_warmup",
+    "disable",
     "eval_grid",
     "evaluation_reason",
     "grid_offset",

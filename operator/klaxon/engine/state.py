@@ -13,7 +13,10 @@ Reading of the table used here:
 - A missing sample (NaN) is neither violation nor normal: counters hold. Two missed
   evaluations in a row end Pending/Firing/Recovering with reason MissingSeries.
 - NoData policy: NoData → state NoData; KeepLast → state held; Alerting/OK → the evaluation
-  counts as a violation / a normal point at every level.
+  counts as a violation / a normal point at every level (Alerting thus honours `for` and
+  N-of-M, and reaches the most severe level). Error policy: Error → state Error; KeepLast → held.
+- `since` is when the state (by name) was entered: escalation keeps it, Recovering → Firing resets it.
+- Muted and Disabled are rule-level states; `step` treats a series in them as Inactive.
 """
 
 from __future__ import annotations
@@ -125,6 +128,9 @@ def step_flags(
 
     Composite rules and the replay fast path enter here.
     """
+    if state.state in ("Muted", "Disabled"):
+        # Rule-level display states; a series in them is an Inactive series.
+        state = replace(state, state="Inactive", level=None)
     outside = rule.schedule is not None and not in_schedule(t, rule.schedule)
     if status == "error":
         if rule.on_error == "KeepLast":
@@ -203,7 +209,7 @@ def _evaluate(
             if target == state.level:
                 return cur, []
             reason = "Escalated" if SEVERITY[target] > rank else "Deescalated"
-            return _changed(state, replace(cur, level=target, since=t), t, reason, True, outside)
+            return _changed(state, replace(cur, level=target), t, reason, True, outside)
         window = rule.recovery.window_s
         quiet = window is None or cur.last_violation_t is None or cur.last_violation_t <= t - window
         if nc >= rule.recovery.normal_count and quiet:
@@ -228,6 +234,14 @@ def _evaluate(
     reason = "ConditionBroken" if state.state == "Pending" else "DataReturned"
     new = replace(cur, state="Inactive", level=None, since=t, pending_since=None)
     return _changed(state, new, t, reason, state.state != "Pending", outside)
+
+
+def disable(state: SeriesState, t: float) -> tuple[SeriesState, list[Transition]]:
+    """Disabling a rule: its series go Inactive with reason Disabled (an alarm is resolved)."""
+    new = SeriesState(state="Inactive", since=t, last_value=state.last_value, last_eval_t=t)
+    if state.state == "Inactive":
+        return replace(new, since=state.since, reason="Disabled"), []
+    return _changed(state, new, t, "Disabled", state.state in ALARM_STATES, False)
 
 
 def rule_state(series_states: Iterable[SeriesState | State]) -> State:

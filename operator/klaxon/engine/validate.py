@@ -138,6 +138,10 @@ def validate_rule(rule: EngineRule) -> list[str]:
         for i, child in enumerate(rule.children):
             if child.kind == "composite":
                 errs.append(f"condition.conditions[{i}]: conditions cannot be nested")
+            if child.interval_s != rule.interval_s:
+                errs.append(
+                    f"condition.conditions[{i}]: evaluated on the rule's interval; do not set another"
+                )
             errs += [f"condition.conditions[{i}].{m}" for m in validate_rule(child)]
     elif rule.children:
         errs.append("condition.conditions: only allowed on a composite rule")
