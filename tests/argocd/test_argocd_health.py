@@ -97,7 +97,8 @@ def test_ready_and_observed_is_healthy(kind: str) -> None:
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_no_status_is_progressing(kind: str) -> None:
-    assert run_health(kind, sample(kind)) == ("Progressing", "Waiting for the Klaxon operator to report status")
+    expected = ("Progressing", "Waiting for the Klaxon operator to report status")
+    assert run_health(kind, sample(kind)) == expected
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -153,7 +154,8 @@ def test_firing_rule_stays_healthy() -> None:
 
 
 def test_object_without_generation_uses_the_condition() -> None:
-    obj = sample("AlertRule", status={"conditions": [ready("False", "NoConfig", "AlertConfig default not found")]})
+    not_found = ready("False", "NoConfig", "AlertConfig default not found")
+    obj = sample("AlertRule", status={"conditions": [not_found]})
     del obj["metadata"]["generation"]
     assert run_health("AlertRule", obj) == ("Degraded", "NoConfig: AlertConfig default not found")
 

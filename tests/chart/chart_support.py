@@ -92,7 +92,8 @@ def run_helm(helm: Path, *args: str, values: dict[str, Any] | None = None, tmp: 
     cmd = [str(helm), *args]
     if values is not None:
         assert tmp is not None
-        vf = tmp / f"values-{hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]}.yaml"
+        digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
+        vf = tmp / f"values-{digest}.yaml"
         vf.write_text(yaml.safe_dump(values))
         cmd += ["-f", str(vf)]
     env = {**os.environ, "HELM_CACHE_HOME": str(tools_dir() / "helm-home" / "cache"),
@@ -152,7 +153,8 @@ for doc in json.load(sys.stdin):
     try:
         out.append({"ok": True, "version": kubernetes_validate.validate(doc, sys.argv[1], strict=True)})
     except kubernetes_validate.ValidationError as e:
-        out.append({"ok": False, "error": ".".join(map(str, e.path)) + ": " + e.message, "version": e.version})
+        where = ".".join(map(str, e.path))
+        out.append({"ok": False, "error": where + ": " + e.message, "version": e.version})
     except Exception as e:
         out.append({"ok": False, "error": f"{type(e).__name__}: {getattr(e, 'message', e)}"})
 print(json.dumps(out))

@@ -83,7 +83,8 @@ def test_lint_strict_with_scenario_values(helm: Path, tmp_path: Path, name: str)
 # while its feature gate is alpha (off), so the CRDs install there; the validating webhook enforces
 # the same rules. Only exactly these errors are tolerated, only on CRDs, only for 1.24.
 NEWER_THAN_MIN_KUBE = re.compile(
-    r"x-kubernetes-validations\.\d+: Additional properties are not allowed \('(fieldPath|reason)' was unexpected\)$")
+    r"x-kubernetes-validations\.\d+: "
+    r"Additional properties are not allowed \('(fieldPath|reason)' was unexpected\)$")
 
 
 def _tolerated(version: str, doc: dict[str, Any], error: str) -> bool:
@@ -143,7 +144,10 @@ def test_crds_in_chart_are_byte_identical_to_crds_dir() -> None:
 def test_rendered_crds_are_the_files(render) -> None:
     crds = [d for d in render(crds=True) if d["kind"] == "CustomResourceDefinition"]
     files = [yaml.safe_load(p.read_text()) for p in sorted((REPO / "crds").glob("*.yaml"))]
-    assert sorted(crds, key=lambda d: d["metadata"]["name"]) == sorted(files, key=lambda d: d["metadata"]["name"])
+    def by_name(d: dict[str, Any]) -> str:
+        return d["metadata"]["name"]
+
+    assert sorted(crds, key=by_name) == sorted(files, key=by_name)
 
 
 def _operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -195,7 +199,7 @@ def _selectors(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, str]]]:
 
 
 def test_selectors_carry_no_version_and_match_the_pods(scenario) -> None:
-    name, docs = scenario
+    _, docs = scenario
     pod_labels = find(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
     service_labels = {}
     services = [d for d in docs if d["kind"] == "Service"]
@@ -224,7 +228,8 @@ def test_webhook_wiring(render) -> None:
         assert hook["sideEffects"] == "None"
         assert hook["admissionReviewVersions"] == ["v1"]
         ref = hook["clientConfig"]["service"]
-        assert (ref["name"], ref["namespace"], ref["port"]) == (service["metadata"]["name"], "klaxon-system", 443)
+        assert (ref["name"], ref["namespace"], ref["port"]) == (
+            service["metadata"]["name"], "klaxon-system", 443)
         [rule] = hook["rules"]
         assert rule["apiGroups"] == ["klaxon.dev"] and rule["operations"] == ["CREATE", "UPDATE"]
         kinds.update(rule["resources"])
@@ -259,7 +264,8 @@ def test_webhook_existing_secret_and_namespaces(render) -> None:
 
 def test_failure_policy_and_issuer_are_configurable(render) -> None:
     docs = render(SCENARIOS["ha-full"])
-    assert {h["failurePolicy"] for h in find(docs, "ValidatingWebhookConfiguration")["webhooks"]} == {"Ignore"}
+    hooks = find(docs, "ValidatingWebhookConfiguration")["webhooks"]
+    assert {h["failurePolicy"] for h in hooks} == {"Ignore"}
     assert find(docs, "Certificate")["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer"}
     assert not [d for d in docs if d["kind"] == "Issuer"]
 
@@ -296,9 +302,9 @@ def test_network_policy(render) -> None:
     assert policy["policyTypes"] == ["Ingress", "Egress"]
     egress_ports = {(p["port"], p["protocol"]) for rule in policy["egress"] for p in rule["ports"]}
     assert egress_ports == {(53, "UDP"), (53, "TCP"), (443, "TCP"), (6443, "TCP")}
-    api_rule = [r for r in policy["egress"] if any(p["port"] == 443 for p in r["ports"])][0]
+    api_rule = next(r for r in policy["egress"] if any(p["port"] == 443 for p in r["ports"]))
     assert api_rule["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
-    metrics_rule = [r for r in policy["ingress"] if r["ports"][0]["port"] == "metrics"][0]
+    metrics_rule = next(r for r in policy["ingress"] if r["ports"][0]["port"] == "metrics")
     assert metrics_rule["from"][0]["namespaceSelector"]
 
 

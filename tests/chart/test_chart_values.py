@@ -11,7 +11,8 @@ CA = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg=="
 SCHEMA_REJECTS: list[tuple[str, dict[str, Any], str]] = [
     ("replicas-string", {"replicas": "three"}, "at '/replicas': got string, want integer"),
     ("replicas-zero", {"replicas": 0}, "/replicas"),
-    ("log-level", {"logLevel": "verbose"}, "at '/logLevel': value must be one of 'debug', 'info', 'warning', 'error'"),
+    ("log-level", {"logLevel": "verbose"},
+     "at '/logLevel': value must be one of 'debug', 'info', 'warning', 'error'"),
     ("unknown-top-level-key", {"replica": 2}, "additional properties 'replica' not allowed"),
     ("unknown-nested-key", {"webhook": {"certmanager": {"enabled": True}}},
      "additional properties 'certmanager' not allowed"),
@@ -66,6 +67,7 @@ def test_impossible_combinations_fail(helm, tmp_path, values: dict[str, Any], me
     from chart_support import CHART, HelmError, run_helm
 
     with pytest.raises(HelmError) as exc:
-        run_helm(helm, "template", "klaxon", str(CHART), "--namespace", "default-ns", values=values, tmp=tmp_path)
+        run_helm(helm, "template", "klaxon", str(CHART), "--namespace", "default-ns",
+                 values=values, tmp=tmp_path)
     assert "execution error" in exc.value.stderr
     assert message in exc.value.stderr, exc.value.stderr
