@@ -1,6 +1,6 @@
-"""Chart test fixtures. The helpers live in chart_support.py: test modules import them by that unique name."""
+"""Chart test fixtures. The helpers live in tests/support/chart.py."""
 
-from chart_support import helm, render, render_error, validators
+from support.chart import helm, render, render_error, validators
 
 __all__ = ["helm", "render", "render_error", "validators"]
 

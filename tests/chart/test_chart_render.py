@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import yaml
-from chart_support import CHART, MIN_KUBE, REPO, find, run_helm
+from support.chart import CHART, MIN_KUBE, REPO, find, run_helm
 
 from klaxon.api.validation import parse_object
 

@@ -64,7 +64,7 @@ FAILS: list[tuple[str, dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("values", "message"), [(v, m) for _, v, m in FAILS], ids=[n for n, _, _ in FAILS])
 def test_impossible_combinations_fail(helm, tmp_path, values: dict[str, Any], message: str) -> None:
-    from chart_support import CHART, HelmError, run_helm
+    from support.chart import CHART, HelmError, run_helm
 
     with pytest.raises(HelmError) as exc:
         run_helm(helm, "template", "klaxon", str(CHART), "--namespace", "default-ns",
