@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import yaml
-from support.chart import CHART, MIN_KUBE, REPO, find, run_helm
 
 from klaxon.api.validation import parse_object
+from support.chart import CHART, MIN_KUBE, REPO, find, run_helm
 
 # Custom resources: kubernetes-validate only knows the built-in kinds. Their own schemas are
 # checked elsewhere (the AlertConfig through klaxon's models below; cert-manager and
