@@ -2,7 +2,7 @@
 
 What compiles and how (SEMANTICS.md §2), with the choices the table leaves open:
 
-- Value ``X`` of a metric query: ``OUTER by (splitBy) (AGG_over_time(M{σ}[W]))``; OUTER is
+- Value ``X`` of a metric query: ``OUTER by (splitBy) (AGG_over_time(M{sel}[W]))``; OUTER is
   the aggregation itself for min/max/sum, ``sum`` for count and ``avg`` otherwise (avg,
   last, pNN). A raw ``expr`` is used as written, in parentheses; with splitBy it is
   aggregated the same way.
@@ -113,7 +113,7 @@ def label_value_for(rule_name: str) -> str:
 
 
 def alert_name_for(rule_name: str) -> str:
-    """A Prometheus alert name (a metric name) from a Kubernetes name: ``model-accuracy-low`` -> ``ModelAccuracyLow``."""
+    """A Prometheus alert name from a Kubernetes name: ``model-accuracy-low`` -> ``ModelAccuracyLow``."""
     camel = "".join(part[:1].upper() + part[1:] for part in re.split(r"[-.]", rule_name) if part)
     return camel if camel[:1].isalpha() else "Klaxon" + camel
 
@@ -462,7 +462,8 @@ def _extra_problems(spec: AlertRuleSpec) -> list[str]:
     for path, q in queries:
         for label, values in sorted((q.scope or {}).items()):
             if not values:
-                p.append(f"{path}.scope.{label}: an empty list matches no series (allowed: one or more values)")
+                p.append(f"{path}.scope.{label}: an empty list matches no series "
+                         "(allowed: one or more values)")
     return p
 
 
