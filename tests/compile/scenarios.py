@@ -12,6 +12,8 @@ from typing import Any
 from compile_harness import Scenario, seq
 
 H = {"host": "a"}
+WARN = {"host": "a", "severity": "warning"}
+CRIT = {"host": "a", "severity": "critical"}
 
 
 def rule(condition: dict[str, Any], *, metric: str = "m", split: list[str] | None = None,
@@ -85,7 +87,8 @@ SCENARIOS: list[Scenario] = [
              [('m{host="a"}', vals(5, 11, 10, 2, 1, 5))], [(H, ".F..F.")]),
     Scenario("band_lower_only_missing_sample", rule({"type": "threshold", "lower": 2}, split=["host"]),
              [('m{host="a"}', vals(5, 1, "_", 1, 3))], [(H, ".F.F.")]),
-    Scenario("for_breaks_reset", rule({"operator": "gt", "threshold": 5}, split=["host"], trigger={"for": "3m"}),
+    Scenario("for_breaks_reset",
+             rule({"operator": "gt", "threshold": 5}, split=["host"], trigger={"for": "3m"}),
              [('m{host="a"}', vals(6, 6, 0, 6, 6, 6, 6, 0))], [(H, "PP.PPPF.")]),
     # --- scope, selector, splitBy, aggregations -------------------------------------------------
     Scenario(
@@ -122,11 +125,13 @@ SCENARIOS: list[Scenario] = [
                                           "aggregation": "sum"},
                                 "condition": {"operator": "gt", "threshold": 2.5},
                                 "annotations": {"summary": "s"}},
-             [('c_total{job="x",host="a",pod="1"}', "0+1x10"), ('c_total{job="x",host="a",pod="2"}', "0+2x10"),
+             [('c_total{job="x",host="a",pod="1"}', "0+1x10"),
+              ('c_total{job="x",host="a",pod="2"}', "0+2x10"),
               ('c_total{job="y",host="a",pod="3"}', "0+100x10")],
              [(H, "..FFFFFFFFF")]),
     # --- absence -----------------------------------------------------------------------------
-    Scenario("absence_whole", rule({"type": "absence"}, metric="hb", window="2m", query={"selector": {"job": "b"}}),
+    Scenario("absence_whole",
+             rule({"type": "absence"}, metric="hb", window="2m", query={"selector": {"job": "b"}}),
              [('hb{job="b"}', vals(1, 1, 1, "_", "_", "_", "_", 1, 1)), ('hb{job="c"}', "1x8")],
              [({"job": "b"}, "....FFF..")]),
     Scenario("absence_per_group", rule({"type": "absence"}, metric="hb", window="2m", split=["host"]),
@@ -161,9 +166,10 @@ SCENARIOS: list[Scenario] = [
              [('m{host="a"}', vals(0, 6, 0, 0, 0, 0))], [(H, ".FFF..")], interval="30s"),
     # --- levels ------------------------------------------------------------------------------
     Scenario("levels_static", {**rule({"operator": "gt"}, split=["host"]),
-                               "levels": {"warning": {"threshold": 5}, "critical": {"threshold": 10, "for": "1m"}}},
+                               "levels": {"warning": {"threshold": 5},
+                                          "critical": {"threshold": 10, "for": "1m"}}},
              [('m{host="a"}', vals(0, 6, 11, 11, 11, 6, 0))],
-             [({"host": "a", "severity": "warning"}, ".FFFFF."), ({"host": "a", "severity": "critical"}, "..PFF..")]),
+             [(WARN, ".FFFFF."), (CRIT, "..PFF..")]),
     Scenario("levels_violations", {**rule({"operator": "gt"}, split=["host"],
                                           trigger={"violationWindow": "3m"}),
                                    "levels": {"warning": {"threshold": 5},
@@ -175,7 +181,7 @@ SCENARIOS: list[Scenario] = [
                            "levels": {"warning": {"threshold": 20, "operator": "lt"},
                                       "critical": {"threshold": 10, "operator": "lt"}}},
              [('m{host="a"}', vals(30, 15, 5, 20))],
-             [({"host": "a", "severity": "warning"}, ".FF."), ({"host": "a", "severity": "critical"}, "..F.")]),
+             [(WARN, ".FF."), (CRIT, "..F.")]),
     # --- composite ---------------------------------------------------------------------------
     Scenario("composite_all", {"condition": {"type": "composite", "logic": "all", "conditions": [
         {"name": "lat", "query": {"metric": "lat", "window": "1m", "splitBy": ["host"]}, "operator": "gt",
@@ -200,7 +206,8 @@ SCENARIOS: list[Scenario] = [
     # --- dynamic (f = 1h, one sample per hour, window 1h) ------------------------------------
     # SEMANTICS §3: stddev, K=4, k=2, B={100,110,90,100}: band [85.86, 114.14]; 120 violates.
     dyn("dynamic_stddev_worked_example",
-        dynamic_rule({"mode": "stddev", "stddevMultiplier": 2, "lookbackWeeks": 4, "minimumBaselinePoints": 4}),
+        dynamic_rule({"mode": "stddev", "stddevMultiplier": 2, "lookbackWeeks": 4,
+                      "minimumBaselinePoints": 4}),
         {1: 100, 2: 110, 3: 90, 4: 100}, [100, 114, 115, 120, 85, 86, 100], [(H, "..FFF..")]),
     # Percentage e=100 p=10 -> [90, 110].
     dyn("dynamic_percentage_worked_example",
@@ -237,7 +244,8 @@ SCENARIOS: list[Scenario] = [
         dynamic_rule({"mode": "percentage", "lookbackWeeks": 2, "minimumBaselinePoints": 2}),
         {1: 0, 2: 0}, [0, 5, -5], [(H, "...")], k_max=2),
     dyn("dynamic_levels",
-        {**dynamic_rule({"mode": "stddev", "direction": "above", "lookbackWeeks": 4, "minimumBaselinePoints": 4}),
+        {**dynamic_rule({"mode": "stddev", "direction": "above", "lookbackWeeks": 4,
+                         "minimumBaselinePoints": 4}),
          "levels": {"warning": {"threshold": 2}, "critical": {"threshold": 3}}},
         {1: 100, 2: 110, 3: 90, 4: 100}, [115, 122, 100, 121],
         [({"host": "a", "severity": "warning"}, "FF.F"), ({"host": "a", "severity": "critical"}, ".F..")]),
