@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ class Scenario:
     interval: str = "1m"
     start: int = 0  # the timeline's first character is evaluation step ``start``
     input_interval: str | None = None
-    extra_labels: dict[str, str] = field(default_factory=dict)
+    exp_annotations: dict[str, str] | None = None  # rendered annotations, when templated
 
 
 def seq(*parts: tuple[Any, int]) -> str:
@@ -88,7 +88,10 @@ def build_files(sc: Scenario, workdir: Path) -> tuple[Path, Path, dict[str, Any]
             rule = by_severity[severity]
             full = {**rule["labels"], **labels}
             if state == "F":
-                firing.append({"exp_labels": full, "exp_annotations": rule.get("annotations", {})})
+                annotations = sc.exp_annotations
+                if annotations is None:
+                    annotations = rule.get("annotations", {})
+                firing.append({"exp_labels": full, "exp_annotations": annotations})
             elif state == "P":
                 pending.append({"labels": metric_string(
                     "ALERTS", {**full, "alertname": alertname, "alertstate": "pending"}), "value": 1})

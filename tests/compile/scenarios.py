@@ -250,3 +250,69 @@ SCENARIOS: list[Scenario] = [
         {1: 100, 2: 110, 3: 90, 4: 100}, [115, 122, 100, 121],
         [({"host": "a", "severity": "warning"}, "FF.F"), ({"host": "a", "severity": "critical"}, ".F..")]),
 ]
+
+# --- escaping: user values must match literally, never as PromQL or regex syntax ----------------
+ODD_APP = 'we"ird\\val\nue'
+ODD_TAGS = ["a.*", "x|y", "b}c", 'q"\\', "n\nl"]
+_ODD = {"app": ODD_APP}
+
+
+def _odd_series(tag: str, app: str = ODD_APP) -> str:
+    from compile_harness import metric_string
+
+    return metric_string("m", {"app": app, "tag": tag})
+
+
+INJECTION: list[Scenario] = [
+    Scenario(
+        "injection_selector_and_scope",
+        rule({"operator": "gt", "threshold": 0}, split=["tag"],
+             query={"selector": _ODD, "scope": {"tag": ODD_TAGS}},
+             labels={"team": 'a"b\\c\nd}'}),
+        # Every tag listed matches; "abc" and "x" would match if the scope regex were not
+        # escaped, the other app values if the selector string were cut at a quote or a newline.
+        [*((_odd_series(t), "1 1") for t in ODD_TAGS),
+         (_odd_series("abc"), "1 1"), (_odd_series("x"), "1 1"), (_odd_series("y"), "1 1"),
+         (_odd_series("a.*", app='we"ird\\val'), "1 1"), (_odd_series("a.*", app="we"), "1 1"),
+         (_odd_series("a.*", app='we"ird\\\\val\nue'), "1 1")],
+        [({"tag": t}, "FF") for t in ODD_TAGS],
+    ),
+    Scenario(
+        "injection_single_scope_value",
+        rule({"operator": "gt", "threshold": 0}, split=["tag"], query={"scope": {"tag": [".*"]}}),
+        [('m{tag=".*"}', "1"), ('m{tag="anything"}', "1"), ('m{tag=""}', "1")],
+        [({"tag": ".*"}, "F")],
+    ),
+    Scenario(
+        "injection_absence_selector",
+        rule({"type": "absence"}, metric="hb", window="1m", query={"selector": {"job": 'a"|.*'}}),
+        [('hb{job="abc"}', "1 1 1"), ('hb{job="a\\"|.*"}', "1 _ 1")],
+        [({"job": 'a"|.*'}, ".F.")],
+    ),
+    Scenario(
+        "injection_dynamic_baseline",
+        {**dynamic_rule({"mode": "percentage", "lookbackWeeks": 2, "minimumBaselinePoints": 1}),
+         "query": {"metric": "m", "window": "1h", "splitBy": ["host"], "scope": {"host": ["a|b", "c.d"]}}},
+        [('m{host="a|b"}', weekly({1: 100, 2: 100}, [100, 200], k_max=2)),
+         ('m{host="a"}', weekly({1: 100, 2: 100}, [200, 200], k_max=2)),
+         ('m{host="cxd"}', weekly({1: 100, 2: 100}, [200, 200], k_max=2))],
+        [({"host": "a|b"}, ".F")],
+        interval="1h", start=2 * WEEK,
+    ),
+    # A raw expr keeps its own precedence: without the parentheses `m1 or m2 > 5` fires on m1.
+    Scenario("raw_expr_parenthesized",
+             {"query": {"expr": "m1 or m2"}, "condition": {"operator": "gt", "threshold": 5},
+              "annotations": {"summary": "s"}},
+             [('m1{k="v"}', "1 9"), ('m2{k="w"}', "1 1")],
+             [({"k": "v"}, ".F")]),
+    # Annotations are templates: $labels/$value render; the description is literal text.
+    Scenario("annotation_templating",
+             {"query": {"metric": "m", "window": "1m", "splitBy": ["host"]},
+              "condition": {"operator": "gt", "threshold": 5},
+              "description": "Shows {{ braces }} literally",
+              "annotations": {"summary": "host {{ $labels.host }} at {{ $value }}",
+                              "runbook_url": "https://runbooks.example.com/x"}},
+             [('m{host="a"}', "0 7")], [(H, ".F")],
+             exp_annotations={"summary": "host a at 7", "description": "Shows {{ braces }} literally",
+                              "runbook_url": "https://runbooks.example.com/x"}),
+]
