@@ -60,7 +60,8 @@ def make_spec(i: int) -> dict[str, Any]:
             {"name": "err", "query": {**q, "metric": "err"}, "threshold": 0.05},
         ]}
     elif kind == "raw-expr":
-        spec["query"] = {"expr": f'sum by (instance) (rate(http_requests_total{{code=~"5..",job="j{i}"}}[5m]))'}
+        expr = f'sum by (instance) (rate(http_requests_total{{code=~"5..",job="j{i}"}}[5m]))'
+        spec["query"] = {"expr": expr}
         spec["condition"] = {"operator": "gt", "threshold": 1}
     else:
         spec["condition"] = {"operator": "gt", "threshold": 3}
@@ -69,7 +70,8 @@ def make_spec(i: int) -> dict[str, Any]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rules", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
@@ -101,10 +103,11 @@ def main() -> int:
     maxrss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(f"python {platform.python_version()} on {platform.machine()} ({platform.processor() or 'cpu'})")
-    print(f"rules compiled:          {args.rules} ({', '.join(f'{k} {v}' for k, v in sorted(engines.items()))}; "
+    mix = ", ".join(f"{k} {v}" for k, v in sorted(engines.items()))
+    print(f"rules compiled:          {args.rules} ({mix}; "
           f"{problems} with problems; {rules_out} Prometheus rules out)")
     print(f"parse (pydantic, once):  {parse_s:.2f} s")
-    print(f"compile (best of {args.repeat}):   {best:.2f} s = {args.rules / best:,.0f} rules/s")
+    print(f"compile (best of {args.repeat}):       {best:.2f} s = {args.rules / best:,.0f} rules/s")
     print(f"peak traced memory holding all {args.rules} results: {peak / 2**20:.1f} MiB")
     print(f"process max RSS:         {maxrss_mib:.0f} MiB")
     return 0 if problems == 0 else 1
