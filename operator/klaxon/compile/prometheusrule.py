@@ -20,6 +20,8 @@ What compiles and how (SEMANTICS.md §2), with the choices the table leaves open
   would resolve one evaluation late).
 - Levels on a threshold rule replace ``condition.threshold``; a band (upper/lower) on the
   condition counts as a violation at every level.
+- Absence per group: a group seen within max(1h, 2·window) but not within the window. A
+  group gone for longer is forgotten and its alert resolves (PromQL keeps no memory).
 - Levels compile to one alerting rule each (``severity`` = level). This equals the
   evaluator's single escalating instance when recovery is immediate; with delayed recovery
   a de-escalation would differ (the critical alert keeps firing), so that combination
@@ -491,7 +493,12 @@ def compile_rule(
     config: AlertConfigSpec | None = None,
     uid: str | None = None,
 ) -> CompileResult:
-    """Compile one AlertRule; never raises for a spec that parsed (problems come back as text)."""
+    """Compile one AlertRule; never raises for a spec that parsed (problems come back as text).
+
+    A rule with problems, an event rule, a disabled rule without baselines and an
+    evaluator rule without baselines have no PrometheusRule (``prometheus_rule`` None).
+    Evaluator rules and disabled rules keep their baseline recording rules.
+    """
     reasons = evaluator_reasons(spec)
     problems = [str(p) for p in alert_rule_problems(spec)] + _extra_problems(spec)
     if spec.evaluation.engine == "prometheus":
