@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 import yaml
-from compile_harness import NAME, NAMESPACE, run_promtool_check
-from scenarios import INJECTION, SCENARIOS
 
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
 from klaxon.api.manifests import load_paths
 from klaxon.api.validation import parse_object
 from klaxon.compile import compile_rule
+from support.compile_harness import NAME, NAMESPACE, run_promtool_check
+from support.compile_scenarios import INJECTION, SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from compile_harness import build_files, run_promtool_check, run_promtool_test
-from scenarios import INJECTION, SCENARIOS
+
+from support.compile_harness import build_files, run_promtool_check, run_promtool_test
+from support.compile_scenarios import INJECTION, SCENARIOS
 
 
 def test_enough_scenarios() -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from compile_harness import Scenario, seq
+from support.compile_harness import Scenario, seq
 
 H = {"host": "a"}
 WARN = {"host": "a", "severity": "warning"}
@@ -273,7 +273,7 @@ _ODD = {"app": ODD_APP}
 
 
 def _odd_series(tag: str, app: str = ODD_APP) -> str:
-    from compile_harness import metric_string
+    from support.compile_harness import metric_string
 
     return metric_string("m", {"app": app, "tag": tag})
 
