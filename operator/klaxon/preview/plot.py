@@ -46,8 +46,8 @@ def plot(res: PreviewResult, path: str | Path, max_panels: int = MAX_PANELS) -> 
     ]
     if res.rule_series is not None:
         panels.append((f"{res.name} (composite, logic of the operands)", res.rule_series))
-    left_out = max(0, res.total_members - min(len(res.series), max_panels)) if res.rule_series is None else 0
-    left_out = max(left_out, len(res.series) - max_panels) if res.rule_series is not None else left_out
+    total = res.total_members if res.rule_series is None else len(res.series)
+    left_out = max(0, total - min(len(res.series), max_panels))
 
     n = len(panels)
     fig, axes = plt.subplots(
@@ -73,6 +73,13 @@ def plot(res: PreviewResult, path: str | Path, max_panels: int = MAX_PANELS) -> 
             if np.isfinite(p.expected).any():
                 ax.plot(t, p.expected, color="tab:blue", lw=1, ls="--", label="expected")
             ax.plot(t, p.value, color="black", lw=0.9, label="value")
+            edges = [p.upper, p.lower] if res.kind != "dynamic" else [p.upper]
+            seen = np.concatenate([p.value, p.expected, *edges])
+            seen = seen[np.isfinite(seen)]
+            if seen.size:
+                lo_y, hi_y = float(seen.min()), float(seen.max())
+                pad = (hi_y - lo_y) * 0.1 or 1.0
+                ax.set_ylim(lo_y - pad, hi_y + pad * 2.5)
             v = p.is_violation
             if v.any():
                 ax.plot(t[v], p.value[v], "o", color="tab:red", ms=3, label="violation")
