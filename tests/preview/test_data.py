@@ -24,7 +24,8 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
         (
             "unsorted.csv",
             "timestamp,value\n1780000060,1\n1780000000,2\n",
-            r"unsorted.csv:3: unsorted timestamp 1.78e\+09.*strictly increasing",
+            r"unsorted.csv:3: unsorted timestamp 1780000000 \(2026-05-28T20:26:40Z\) in series \{\}"
+            r".*strictly increasing.*previous was 1780000060",
         ),
         ("dup.csv", "timestamp,value\n1780000000,1\n1780000000,2\n", r"dup.csv:3: duplicate timestamp"),
         ("nan.csv", "timestamp,value\n1780000000,1\n1780000060,NaN\n", r"nan.csv:3: value 'NaN' is not finite"),
@@ -35,7 +36,11 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
             r"ms.csv:2: timestamp '1780000000000' looks like milliseconds \(wrong units",
         ),
         ("naive.csv", "timestamp,value\n2026-06-24T10:00:00,1\n", r"naive.csv:2: .* has no time zone"),
-        ("bad.csv", "timestamp,value\nyesterday,1\n", r"bad.csv:2: timestamp 'yesterday' is not a time \(allowed: RFC 3339"),
+        (
+            "bad.csv",
+            "timestamp,value\nyesterday,1\n",
+            r"bad.csv:2: timestamp 'yesterday' is not a time \(allowed: RFC 3339",
+        ),
         (
             "ms.json",
             '{"data":{"result":[{"metric":{},"values":[\n[1780000000,"1"],\n[1780000060000,"2"]\n]}]}}',
@@ -67,14 +72,20 @@ def test_bad_data_names_the_line(tmp_path: Path, name: str, text: str, message: 
 
 def test_formats_agree(tmp_path: Path) -> None:
     csv = write(tmp_path, "a.csv", "timestamp,__name__,host,value\n2026-06-24T00:00:00Z,m,a,1\n1782259260,m,a,2.5\n")
-    js = write(tmp_path, "a.json", '[{"labels":{"__name__":"m","host":"a"},"samples":[[1782259200,1],[1782259260,2.5]]}]')
+    js = write(
+        tmp_path, "a.json", '[{"labels":{"__name__":"m","host":"a"},"samples":[[1782259200,1],[1782259260,2.5]]}]'
+    )
     prom = write(
         tmp_path,
         "p.json",
         '{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"m","host":"a"},'
         '"values":[[1782259200,"1"],[1782259260.0,"2.5"]]}]}}',
     )
-    om = write(tmp_path, "a.om", '# TYPE m gauge\n# HELP m help\nm{host="a"} 1 1782259200\nm{host="a"} 2.5 1782259260.000\n# EOF\n')
+    om = write(
+        tmp_path,
+        "a.om",
+        '# TYPE m gauge\n# HELP m help\nm{host="a"} 1 1782259200\nm{host="a"} 2.5 1782259260.000\n# EOF\n',
+    )
     loaded = [load_file(p) for p in (csv, js, prom, om)]
     for series in loaded:
         assert len(series) == 1

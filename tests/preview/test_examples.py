@@ -126,7 +126,7 @@ def test_event_rules_are_not_previewable(name: str) -> None:
 
 
 def test_file_with_several_rules_needs_rule_name() -> None:
-    with pytest.raises(PreviewError, match="pick one with --rule NAME.*high-error-rate, heartbeat-missing"):
+    with pytest.raises(PreviewError, match=r"pick one with --rule NAME.*high-error-rate, heartbeat-missing"):
         load_rule(EX / "13-generic-rules.yaml")
     with pytest.raises(PreviewError, match="no AlertRule named 'nope'"):
         load_rule(EX / "13-generic-rules.yaml", "nope")

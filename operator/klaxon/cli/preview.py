@@ -20,6 +20,7 @@ from klaxon.preview.run import (
     PreviewError,
     PreviewResult,
     RuleRef,
+    build_engine_rule,
     load_rule,
     promql_selector,
     run_preview,
@@ -53,7 +54,10 @@ Defaults: --to = the last sample (now with --prometheus), --from = the first sam
 for). Multi-series rules show at most --series-limit members, sorted by member key.
 """
 
-EPILOG = "Example: klaxon preview examples/12-api-latency-dynamic.yaml --data examples/data/12-api-latency.csv --plot preview.png"
+EPILOG = (
+    "Example: klaxon preview examples/12-api-latency-dynamic.yaml "
+    "--data examples/data/12-api-latency.csv --plot preview.png"
+)
 
 
 def _time(raw: str) -> float:
@@ -208,6 +212,7 @@ class PrometheusFetch:
 def run(args: argparse.Namespace) -> int:
     try:
         ref = load_rule(args.rule_file, args.rule)
+        build_engine_rule(ref)  # event rules fail here, before any data is read
         if args.prometheus:
             from klaxon.engine.adapter import interval_of
 

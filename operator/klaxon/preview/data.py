@@ -24,7 +24,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +72,7 @@ def parse_timestamp(raw: Any, where: str) -> float:
         raise DataError(f"{where}: timestamp {raw!r} is not a time (allowed: {TS_ALLOWED})")
     if t > MS_LIMIT:
         raise DataError(
-            f"{where}: timestamp {raw!r} looks like milliseconds (wrong units; allowed: {TS_ALLOWED}); "
-            "divide by 1000"
+            f"{where}: timestamp {raw!r} looks like milliseconds (wrong units; allowed: {TS_ALLOWED}); divide by 1000"
         )
     return t
 
@@ -103,8 +102,8 @@ class _Builder:
         if ts and t <= ts[-1]:
             problem = "duplicate" if t == ts[-1] else "unsorted"
             raise DataError(
-                f"{where}: {problem} timestamp {t:g} in series {_fmt(labels)} "
-                f"(allowed: strictly increasing timestamps per series; previous was {ts[-1]:g})"
+                f"{where}: {problem} timestamp {_ts(t)} in series {_fmt(labels)} "
+                f"(allowed: strictly increasing timestamps per series; previous was {_ts(ts[-1])})"
             )
         ts.append(t)
         vs.append(v)
@@ -116,6 +115,11 @@ class _Builder:
             RawSeries(dict(k), np.asarray(ts, np.float64), np.asarray(vs, np.float64), self.source)
             for k, (ts, vs) in self.series.items()
         ]
+
+
+def _ts(t: float) -> str:
+    text = f"{t:.3f}".rstrip("0").rstrip(".")
+    return f"{text} ({datetime.fromtimestamp(t, UTC).isoformat().replace('+00:00', 'Z')})"
 
 
 def _fmt(labels: Mapping[str, str]) -> str:
@@ -141,9 +145,7 @@ def load_csv(path: Path, text: str) -> list[RawSeries]:
             continue
         where = f"{src}:{lineno}"
         if len(row) != len(header):
-            raise DataError(
-                f"{where}: {len(row)} columns, the header has {len(header)} (allowed: {','.join(header)})"
-            )
+            raise DataError(f"{where}: {len(row)} columns, the header has {len(header)} (allowed: {','.join(header)})")
         labels = {n: row[i + 1].strip() for i, n in enumerate(names) if row[i + 1].strip()}
         b.add(labels, parse_timestamp(row[0], where), parse_value(row[-1], where), where)
     return b.build()
@@ -193,8 +195,10 @@ def load_json(path: Path, text: str) -> list[RawSeries]:
     )
     entries: Iterable[tuple[Any, Any]]
     if isinstance(doc, dict) and isinstance(doc.get("data"), dict) and isinstance(doc["data"].get("result"), list):
-        entries = [(r.get("metric", {}), r.get("values")) if isinstance(r, dict) else (None, None)
-                   for r in doc["data"]["result"]]
+        entries = [
+            (r.get("metric", {}), r.get("values")) if isinstance(r, dict) else (None, None)
+            for r in doc["data"]["result"]
+        ]
     elif isinstance(doc, list):
         entries = [(r.get("labels", {}), r.get("samples")) if isinstance(r, dict) else (None, None) for r in doc]
     else:

@@ -41,9 +41,7 @@ def plot(res: PreviewResult, path: str | Path, max_panels: int = MAX_PANELS) -> 
     except ImportError:
         raise PreviewError("--plot needs matplotlib: pip install 'klaxon[plot]'") from None
 
-    panels: list[tuple[str, ReplayResult]] = [
-        (s.member or res.name, s.result) for s in res.series[:max_panels]
-    ]
+    panels: list[tuple[str, ReplayResult]] = [(s.member or res.name, s.result) for s in res.series[:max_panels]]
     if res.rule_series is not None:
         panels.append((f"{res.name} (composite, logic of the operands)", res.rule_series))
     total = res.total_members if res.rule_series is None else len(res.series)
@@ -97,7 +95,7 @@ def plot(res: PreviewResult, path: str | Path, max_panels: int = MAX_PANELS) -> 
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper left", fontsize=8, ncol=6)
     ax_last = axes[-1, 0]
-    ax_last.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M", tz=UTC))
+    ax_last.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M", tz=UTC))  # type: ignore[no-untyped-call]
     ax_last.set_xlabel("time (UTC)")
     fig.suptitle(f"klaxon preview {res.namespace}/{res.name}", fontsize=11, x=0.01, ha="left")
     if left_out:

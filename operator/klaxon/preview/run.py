@@ -60,7 +60,7 @@ def load_rule(path: str | Path, name: str | None = None) -> RuleRef:
             continue
         parsed = parse_object(doc.body)
         if not parsed.ok or not isinstance(parsed.spec, AlertRuleSpec):
-            problems = "; ".join(f"{p.path}: {p.message}" for p in parsed.problems)
+            problems = "; ".join(str(p) for p in parsed.problems)
             raise PreviewError(f"{doc.where}: AlertRule {parsed.name!r} is invalid: {problems}")
         rules.append(RuleRef(parsed.name, parsed.namespace or "default", parsed.spec, doc.where))
     if not rules:
@@ -71,8 +71,10 @@ def load_rule(path: str | Path, name: str | None = None) -> RuleRef:
             raise PreviewError(f"{path}: no AlertRule named {name!r} (allowed: {', '.join(r.name for r in rules)})")
         return match[0]
     if len(rules) > 1:
-        raise PreviewError(f"{path}: holds {len(rules)} AlertRules; pick one with --rule NAME "
-                           f"(allowed: {', '.join(r.name for r in rules)})")
+        raise PreviewError(
+            f"{path}: holds {len(rules)} AlertRules; pick one with --rule NAME "
+            f"(allowed: {', '.join(r.name for r in rules)})"
+        )
     return rules[0]
 
 
@@ -319,7 +321,7 @@ def run_preview(
 
 
 def fmt_duration(seconds: float) -> str:
-    s = int(round(seconds))
+    s = round(seconds)
     if s == 0:
         return "0s"
     parts = []
@@ -338,8 +340,11 @@ def write_text(res: PreviewResult, out: TextIO = sys.stdout) -> None:
     if res.total_members > len(res.series) and res.rule_series is None:
         out.write(f"showing {len(res.series)} of {res.total_members} series (--series-limit)\n")
     blocks: list[tuple[str, ReplayResult]] = [
-        (f"{'operand ' if res.rule_series is not None else ''}{s.member or res.name}"
-         + (f"  {s.labels}" if s.labels else ""), s.result)
+        (
+            f"{'operand ' if res.rule_series is not None else ''}{s.member or res.name}"
+            + (f"  {s.labels}" if s.labels else ""),
+            s.result,
+        )
         for s in res.series
     ]
     if res.rule_series is not None:
