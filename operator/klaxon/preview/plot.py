@@ -5,7 +5,7 @@ matplotlib (the `plot` extra) is imported lazily with the Agg backend, so nothin
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,7 @@ def plot(res: PreviewResult, path: str | Path, max_panels: int = MAX_PANELS) -> 
     )
     for ax, (title, r) in zip(axes[:, 0], panels, strict=True):
         p = r.points
-        t = np.array([datetime.fromtimestamp(x, UTC) for x in p.t]) if len(p) else np.array([])
+        t = np.round(p.t * 1000).astype("datetime64[ms]")
         alarm = p.is_alarm_active
         for a, b in _spans(alarm):
             t_end = t[b] if b < len(t) else t[-1]
