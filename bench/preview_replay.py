@@ -58,7 +58,7 @@ def main() -> None:
         n = write_csv(csv)
         lo, hi, series = best(lambda: load_file(csv), 3)
         print(f"samples={n}")
-        print(f"load CSV:               {lo:.3f}–{hi:.3f} s")
+        print(f"load CSV:               {lo:.3f}-{hi:.3f} s")
         src = FileSource(series)
         lo, hi, res = best(lambda: run_preview(ref, src.fetch, START, END))
         r = res.series[0].result
@@ -66,12 +66,12 @@ def main() -> None:
             f"evaluations reported={len(r.points)} violations={r.summary.violations} alarms={r.summary.alarms} "
             f"transitions={len(r.transitions)} low_confidence={r.summary.low_confidence_points}"
         )
-        print(f"preview computation:    {lo:.3f}–{hi:.3f} s   (goal < 0.3 s)")
+        print(f"preview computation:    {lo:.3f}-{hi:.3f} s   (goal < 0.3 s)")
         lo, hi, _ = best(lambda: json.dumps(res.to_dict()), 3)
-        print(f"JSON document:          {lo:.3f}–{hi:.3f} s")
+        print(f"JSON document:          {lo:.3f}-{hi:.3f} s")
         png = Path(tmp) / "p.png"
         lo, hi, _ = best(lambda: plot(res, png), 3)
-        print(f"plot PNG (1200x400):    {lo:.3f}–{hi:.3f} s")
+        print(f"plot PNG (1200x400):    {lo:.3f}-{hi:.3f} s")
 
 
 if __name__ == "__main__":
