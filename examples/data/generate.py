@@ -101,7 +101,11 @@ def heartbeat() -> None:
 
 
 def slow_and_failing() -> None:
-    """13 slow-and-failing (composite): both operands in one simple JSON file, 00:00-06:00."""
+    """13 slow-and-failing (composite): both operands in one query_range-shaped JSON file, 00:00-06:00.
+
+    (A top-level JSON list would be read by `klaxon validate examples` as a manifest, so the
+    simple `[{"labels", "samples"}]` shape is exercised by the tests instead.)
+    """
     rng = np.random.default_rng(133)
     t = np.arange(PREVIEW_DAY, PREVIEW_DAY + 6 * H, 60)
     lat = 0.3 + rng.normal(0, 0.02, t.size)
@@ -109,16 +113,22 @@ def slow_and_failing() -> None:
     lat[(t >= PREVIEW_DAY + 1 * H) & (t < PREVIEW_DAY + 1 * H + 10 * 60)] = 0.8  # slow, not failing
     lat[(t >= PREVIEW_DAY + 4 * H) & (t < PREVIEW_DAY + 4 * H + 30 * 60)] = 0.9  # slow ...
     err[(t >= PREVIEW_DAY + 4 * H + 10 * 60) & (t < PREVIEW_DAY + 4 * H + 20 * 60)] = 0.12  # ... and failing
-    doc = [
-        {
-            "labels": {"__name__": "http_request_duration_p95_seconds", "service": "checkout"},
-            "samples": [[int(a), round(float(b), 4)] for a, b in zip(t, lat, strict=True)],
+    doc = {
+        "status": "success",
+        "data": {
+            "resultType": "matrix",
+            "result": [
+                {
+                    "metric": {"__name__": "http_request_duration_p95_seconds", "service": "checkout"},
+                    "values": [[int(a), f"{b:.4f}"] for a, b in zip(t, lat, strict=True)],
+                },
+                {
+                    "metric": {"operand": "errors"},
+                    "values": [[int(a), f"{b:.4f}"] for a, b in zip(t, err, strict=True)],
+                },
+            ],
         },
-        {
-            "labels": {"operand": "errors"},
-            "samples": [[int(a), round(float(b), 4)] for a, b in zip(t, err, strict=True)],
-        },
-    ]
+    }
     text = json.dumps(doc).replace("], [", "],\n[")
     (OUT / "13-slow-and-failing.json").write_text(text + "\n")
 

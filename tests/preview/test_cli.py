@@ -159,3 +159,19 @@ def test_progress_only_on_a_terminal() -> None:
         bar(2, 2, "done")
     assert piped.getvalue() == ""
     assert "[" + "#" * 30 + "] 2/2 done" in term.getvalue()
+
+
+def test_composite_per_operand_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from klaxon.preview.data import load_file
+
+    files = []
+    for s in load_file(DATA / "13-slow-and-failing.json"):
+        name = "errors" if s.labels.get("operand") == "errors" else "latency"
+        p = tmp_path / f"{name}.csv"
+        p.write_text("timestamp,value\n" + "".join(f"{int(t)},{v}\n" for t, v in zip(s.times, s.values, strict=True)))
+        files += ["--data", f"{name}={p}"]
+    code, out, err = run_cli(capsys, str(EX / "13-generic-rules.yaml"), "--rule", "slow-and-failing", *files)
+    assert code == 0, err
+    rule_part = out.split("rule slow-and-failing (logic of the operands)")[1]
+    assert "2026-06-24T04:11:51Z  Inactive -> Firing  level=warning  Triggered" in rule_part
+    assert "2026-06-24T04:23:51Z  Firing -> Inactive  level=-  Recovered" in rule_part

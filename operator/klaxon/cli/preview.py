@@ -41,7 +41,8 @@ Data (--data FILE; the format follows the suffix):
   .om    OpenMetrics text: # TYPE ..., name{label="v"} value timestamp, # EOF
   Timestamps: RFC 3339 with a zone or unix seconds (milliseconds are rejected). Timestamps
   must strictly increase per series; values must be finite. Errors name file:line.
-  The rule's selector and scope filter the series; splitBy groups them into members.
+  The rule's selector and scope filter the series (a label the data does not carry at
+  all is taken as already selected); splitBy groups them into members.
   Composite rules: --data NAME=FILE per operand, or one file whose series carry
   operand="NAME" (or __name__ = the operand's metric).
 

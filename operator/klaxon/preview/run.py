@@ -114,13 +114,17 @@ def promql_selector(q: Query) -> str:
 
 
 def matches(q: Query, labels: Mapping[str, str]) -> bool:
-    """Does a raw series belong to the query? (data without `__name__` is taken to be the metric)"""
+    """Does a raw series belong to the query?
+
+    A label the data does not carry at all (e.g. a per-operand file with just timestamp,value,
+    or data without `__name__`) is taken as already selected; a label it carries must match.
+    """
     if q.metric is not None and labels.get("__name__", q.metric) != q.metric:
         return False
     for k, v in (q.selector or {}).items():
-        if labels.get(k) != v:
+        if labels.get(k, v) != v:
             return False
-    return all(labels.get(k) in vs for k, vs in (q.scope or {}).items())
+    return all(k not in labels or labels[k] in vs for k, vs in (q.scope or {}).items())
 
 
 @dataclass(frozen=True, eq=False)
