@@ -10,3 +10,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from .render import add_parser as add_render
 
     add_render(sub)
+
+    from .preview import add_parser as add_preview
+
+    add_preview(sub)

@@ -1,0 +1,260 @@
+"""`klaxon preview`: replay an AlertRule over sample data or a Prometheus range (SEMANTICS §7)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from typing import TextIO
+
+from klaxon.api.alertrule import Query
+from klaxon.api.common import parse_duration
+from klaxon.preview.data import DataError, RawSeries, load_file, parse_timestamp
+from klaxon.preview.run import (
+    SERIES_LIMIT_DEFAULT,
+    SERIES_LIMIT_MAX,
+    FileSource,
+    PreviewError,
+    PreviewResult,
+    RuleRef,
+    build_engine_rule,
+    load_rule,
+    promql_selector,
+    run_preview,
+    write_text,
+)
+
+DESCRIPTION = """\
+Replay an AlertRule over history without a cluster: the evaluator's evaluation on its grid,
+each baseline using only data before its time. Prints the transitions {t, from, to, level,
+reason} and a summary; -o json gives every per-point field; --plot draws one panel per series.
+
+Data (--data FILE; the format follows the suffix):
+  .csv   header  timestamp,<label columns...>,value  (label columns optional; e.g.
+         timestamp,host,value). A __name__ column names the metric (rows of other metrics
+         are ignored), an "operand" column the composite operand.
+  .json  a Prometheus query_range response {"data":{"result":[{"metric":{..},"values":[[ts,"v"]]}]}}
+         or [{"labels":{..},"samples":[[ts,v],...]}]
+  .om    OpenMetrics text: # TYPE ..., name{label="v"} value timestamp, # EOF
+  Timestamps: RFC 3339 with a zone or unix seconds (milliseconds are rejected). Timestamps
+  must strictly increase per series; values must be finite. Errors name file:line.
+  The rule's selector and scope filter the series (a label the data does not carry at
+  all is taken as already selected); splitBy groups them into members.
+  Composite rules: --data NAME=FILE per operand, or one file whose series carry
+  operand="NAME" (or __name__ = the operand's metric).
+
+Prometheus (--prometheus URL): range queries of the rule's selector (or expr) over
+[from - warmup, to] at --step. Auth: --token / $KLAXON_PROMETHEUS_TOKEN or
+--basic-auth USER:PASS / $KLAXON_PROMETHEUS_BASIC_AUTH; --ca-file, --insecure.
+
+Defaults: --to = the last sample (now with --prometheus), --from = the first sample + warmup
+(to - 24h with --prometheus); warmup = max(lookback weeks, violation window, recovery window,
+for). Multi-series rules show at most --series-limit members, sorted by member key.
+"""
+
+EPILOG = (
+    "Example: klaxon preview examples/12-api-latency-dynamic.yaml "
+    "--data examples/data/12-api-latency.csv --plot preview.png"
+)
+
+
+def _time(raw: str) -> float:
+    try:
+        return parse_timestamp(raw, "--from/--to")
+    except DataError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _limit(raw: str) -> int:
+    try:
+        n = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
+    if not 1 <= n <= SERIES_LIMIT_MAX:
+        raise argparse.ArgumentTypeError(f"{n} is out of range (allowed: 1..{SERIES_LIMIT_MAX})")
+    return n
+
+
+def _duration(raw: str) -> float:
+    try:
+        return parse_duration(raw)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "preview",
+        help="replay an AlertRule over sample data or a Prometheus range (backtest)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("rule_file", metavar="RULE.yaml", help="file with the AlertRule")
+    p.add_argument("--rule", metavar="NAME", help="the AlertRule's name when the file holds several")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data", action="append", metavar="[OPERAND=]FILE", help="sample data file (repeatable)")
+    src.add_argument("--prometheus", metavar="URL", help="Prometheus base URL for range queries")
+    p.add_argument("--token", help="bearer token (default $KLAXON_PROMETHEUS_TOKEN)")
+    p.add_argument("--basic-auth", metavar="USER:PASS", help="basic auth (default $KLAXON_PROMETHEUS_BASIC_AUTH)")
+    p.add_argument("--ca-file", help="CA bundle for TLS")
+    p.add_argument("--insecure", action="store_true", help="skip TLS verification")
+    p.add_argument("--step", type=_duration, help="range query step (default: the rule's evaluation interval)")
+    p.add_argument("--timeout", type=float, default=30.0, help="Prometheus request timeout in seconds")
+    p.add_argument("--from", dest="start", type=_time, metavar="TIME", help="RFC 3339 or unix seconds")
+    p.add_argument("--to", dest="end", type=_time, metavar="TIME", help="RFC 3339 or unix seconds")
+    p.add_argument("--warmup", type=_duration, metavar="DURATION", help="override the warmup before --from")
+    p.add_argument(
+        "--series-limit",
+        type=_limit,
+        default=SERIES_LIMIT_DEFAULT,
+        metavar="N",
+        help=f"members of a split rule to replay (default {SERIES_LIMIT_DEFAULT}, max {SERIES_LIMIT_MAX})",
+    )
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
+    p.add_argument("--plot", metavar="FILE.png|.svg", help="draw the series, band, violations and alarms")
+    p.set_defaults(func=run)
+
+
+class ProgressBar:
+    """A progress line on stderr when it is a terminal; silent when piped."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty()
+        self.t0 = time.monotonic()
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if not self.enabled:
+            return
+        frac = done / total if total else 1.0
+        bar = "#" * int(frac * 30)
+        self.stream.write(f"\r[{bar:<30}] {done}/{total} {what[:40]:<40} {time.monotonic() - self.t0:5.1f}s")
+        if done >= total:
+            self.stream.write("\r" + " " * 100 + "\r")
+        self.stream.flush()
+
+
+def file_source(specs: list[str]) -> FileSource:
+    src = FileSource()
+    for item in specs:
+        name, sep, path = item.partition("=")
+        if sep and name.replace("_", "").isalnum() and not os.path.exists(item):
+            src.per_operand[name] = load_file(path)
+            src.names.append(path)
+        else:
+            src.default += load_file(item)
+            src.names.append(item)
+    return src
+
+
+def prometheus_fetch(args: argparse.Namespace, ref: RuleRef, step: float) -> PrometheusFetch:
+    token = args.token or os.environ.get("KLAXON_PROMETHEUS_TOKEN") or None
+    basic = args.basic_auth or os.environ.get("KLAXON_PROMETHEUS_BASIC_AUTH") or None
+    auth: tuple[str, str] | None = None
+    if basic:
+        user, sep, password = basic.partition(":")
+        if not sep:
+            raise PreviewError("--basic-auth must be USER:PASS")
+        auth = (user, password)
+    return PrometheusFetch(args.prometheus, step, token, auth, args.ca_file, args.insecure, args.timeout)
+
+
+class PrometheusFetch:
+    """Range queries through `klaxon.prom.client.PrometheusClient` (imported lazily)."""
+
+    def __init__(
+        self,
+        url: str,
+        step: float,
+        token: str | None = None,
+        basic_auth: tuple[str, str] | None = None,
+        ca_file: str | None = None,
+        insecure: bool = False,
+        timeout: float = 30.0,
+    ) -> None:
+        self.url, self.step, self.token, self.basic_auth = url, step, token, basic_auth
+        self.ca_file, self.insecure, self.timeout = ca_file, insecure, timeout
+
+    async def _query(self, expr: str, start: float, end: float) -> list[RawSeries]:
+        from klaxon.prom.client import PrometheusClient, PrometheusError
+
+        try:
+            async with PrometheusClient(
+                self.url,
+                token=self.token,
+                basic_auth=self.basic_auth,
+                ca_file=self.ca_file,
+                insecure=self.insecure,
+                timeout=self.timeout,
+            ) as client:
+                result = await client.query_range(expr, start, end, self.step)
+        except PrometheusError as e:
+            raise PreviewError(f"{self.url}: query {expr!r} failed: {e}") from None
+        out = []
+        for r in result:
+            ok = [i for i, v in enumerate(r.values) if v == v]  # drop NaN (stale markers)
+            out.append(RawSeries(dict(r.labels), r.times[ok], r.values[ok], self.url))
+        return out
+
+    def __call__(self, q: Query, operand: str | None, start: float, end: float) -> list[RawSeries]:
+        import math
+
+        if not math.isfinite(end):
+            end = time.time()
+        if not math.isfinite(start):
+            start = end - 86400.0
+        return asyncio.run(self._query(promql_selector(q), start, end))
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        ref = load_rule(args.rule_file, args.rule)
+        build_engine_rule(ref)  # event rules fail here, before any data is read
+        if args.prometheus:
+            from klaxon.engine.adapter import interval_of
+
+            step = args.step or interval_of(ref.spec)
+            end = args.end if args.end is not None else time.time()
+            start = args.start if args.start is not None else end - 86400.0
+            res = run_preview(
+                ref,
+                prometheus_fetch(args, ref, step),
+                start,
+                end,
+                series_limit=args.series_limit,
+                warmup=args.warmup,
+                progress=ProgressBar(),
+            )
+        else:
+            res = run_preview(
+                ref,
+                file_source(args.data).fetch,
+                args.start,
+                args.end,
+                series_limit=args.series_limit,
+                warmup=args.warmup,
+                progress=ProgressBar(),
+            )
+        emit(res, args.output, sys.stdout)
+        if args.plot:
+            from klaxon.preview.plot import plot
+
+            t0 = time.monotonic()
+            path = plot(res, args.plot)
+            print(f"wrote {path} ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
+    except (PreviewError, DataError) as e:
+        print(f"klaxon preview: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def emit(res: PreviewResult, output: str, out: TextIO) -> None:
+    if output == "json":
+        json.dump(res.to_dict(), out, separators=(",", ":"))
+        out.write("\n")
+    else:
+        write_text(res, out)

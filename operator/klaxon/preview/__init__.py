@@ -1,0 +1,1 @@
+"""`klaxon preview`: data loading, replay orchestration, plotting and the JSON output schema."""

@@ -1,0 +1,383 @@
+"""Preview orchestration: pick the rule, select and group its series, replay, shape the result.
+
+The same code serves `--data` files and `--prometheus`: both hand over `RawSeries` per query
+(the rule's query, or each composite operand's), so a file and a Prometheus holding the same
+samples give the same transitions.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from klaxon.api.alertrule import AlertRuleSpec, Query
+from klaxon.api.manifests import load_paths
+from klaxon.api.validation import parse_object
+from klaxon.engine import (
+    EngineRule,
+    ReplayResult,
+    default_warmup,
+    replay_composite,
+    replay_many,
+)
+from klaxon.engine.adapter import NotEvaluable, engine_rule
+from klaxon.engine.types import iso
+from klaxon.preview.data import DataError, RawSeries
+
+SERIES_LIMIT_DEFAULT = 20
+SERIES_LIMIT_MAX = 50
+#: Labels that identify where a sample came from, not what it measures.
+META_LABELS = frozenset({"__name__", "operand"})
+
+
+class PreviewError(ValueError):
+    """A rule or data problem the user must fix; the message says which and how."""
+
+
+@dataclass(frozen=True)
+class RuleRef:
+    name: str
+    namespace: str
+    spec: AlertRuleSpec
+    source: str
+
+
+def load_rule(path: str | Path, name: str | None = None) -> RuleRef:
+    """The AlertRule in `path` (the one called `name` when the file holds several)."""
+    docs = load_paths([path])
+    rules: list[RuleRef] = []
+    for doc in docs:
+        if doc.error:
+            raise PreviewError(f"{doc.where}: {doc.error}")
+        if not isinstance(doc.body, dict) or doc.body.get("kind") != "AlertRule":
+            continue
+        parsed = parse_object(doc.body)
+        if not parsed.ok or not isinstance(parsed.spec, AlertRuleSpec):
+            problems = "; ".join(str(p) for p in parsed.problems)
+            raise PreviewError(f"{doc.where}: AlertRule {parsed.name!r} is invalid: {problems}")
+        rules.append(RuleRef(parsed.name, parsed.namespace or "default", parsed.spec, doc.where))
+    if not rules:
+        raise PreviewError(f"{path}: no AlertRule found")
+    if name is not None:
+        match = [r for r in rules if r.name == name]
+        if not match:
+            raise PreviewError(f"{path}: no AlertRule named {name!r} (allowed: {', '.join(r.name for r in rules)})")
+        return match[0]
+    if len(rules) > 1:
+        raise PreviewError(
+            f"{path}: holds {len(rules)} AlertRules; pick one with --rule NAME "
+            f"(allowed: {', '.join(r.name for r in rules)})"
+        )
+    return rules[0]
+
+
+def build_engine_rule(ref: RuleRef) -> EngineRule:
+    if ref.spec.events is not None or ref.spec.condition is None:
+        raise PreviewError(
+            f"{ref.source}: AlertRule {ref.name!r} is an event rule; preview replays metric rules only "
+            "(event rules are matched event by event — use the event test endpoint instead)"
+        )
+    try:
+        return engine_rule(ref.spec, key=f"{ref.namespace}/{ref.name}")
+    except NotEvaluable as e:
+        raise PreviewError(f"{ref.source}: AlertRule {ref.name!r}: {e}") from None
+
+
+# --- PromQL for a metric query -------------------------------------------------------------
+
+
+def promql_string(value: str) -> str:
+    """A PromQL double-quoted string literal."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def promql_selector(q: Query) -> str:
+    """`metric{label="value",..., label=~"a|b"}` for a metric query; the raw expr otherwise."""
+    if q.metric is None:
+        assert q.expr is not None
+        return q.expr
+    matchers = [f"{k}={promql_string(v)}" for k, v in sorted((q.selector or {}).items())]
+    matchers += [
+        f"{k}=~{promql_string('|'.join(re.escape(v) for v in vs))}" for k, vs in sorted((q.scope or {}).items())
+    ]
+    return q.metric + ("{" + ",".join(matchers) + "}" if matchers else "")
+
+
+# --- selecting and grouping ----------------------------------------------------------------
+
+
+def matches(q: Query, labels: Mapping[str, str]) -> bool:
+    """Does a raw series belong to the query?
+
+    A label the data does not carry at all (e.g. a per-operand file with just timestamp,value,
+    or data without `__name__`) is taken as already selected; a label it carries must match.
+    """
+    if q.metric is not None and labels.get("__name__", q.metric) != q.metric:
+        return False
+    for k, v in (q.selector or {}).items():
+        if labels.get(k, v) != v:
+            return False
+    return all(k not in labels or labels[k] in vs for k, vs in (q.scope or {}).items())
+
+
+@dataclass(frozen=True, eq=False)
+class Member:
+    key: str
+    labels: dict[str, str]
+    times: np.ndarray = field(repr=False)
+    values: np.ndarray = field(repr=False)
+
+
+def member_key(split_by: Sequence[str], labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={labels.get(k, '')}" for k in split_by)
+
+
+def group(series: Sequence[RawSeries], split_by: Sequence[str]) -> list[Member]:
+    """One member per splitBy value combination (all series merged when splitBy is empty), sorted by key.
+
+    Samples of series in the same member are merged by time; the member's labels are those of
+    the series with the latest sample (seed 002: latest representative labels).
+    """
+    buckets: dict[str, list[RawSeries]] = {}
+    for s in series:
+        buckets.setdefault(member_key(split_by, s.labels), []).append(s)
+    out: list[Member] = []
+    for key in sorted(buckets):
+        group_ = buckets[key]
+        latest = max(group_, key=lambda s: s.times[-1] if s.times.size else -math.inf)
+        t = np.concatenate([s.times for s in group_])
+        v = np.concatenate([s.values for s in group_])
+        order = np.argsort(t, kind="stable")
+        labels = {k: val for k, val in sorted(latest.labels.items()) if k not in META_LABELS}
+        out.append(Member(key, labels, t[order], v[order]))
+    return out
+
+
+# --- sources -------------------------------------------------------------------------------
+
+#: (query, operand name or None for the rule's own query, [from - warmup, to]) -> raw series
+Fetch = Callable[[Query, str | None, float, float], list[RawSeries]]
+
+
+@dataclass
+class FileSource:
+    """Series from `--data` files: one default file and/or per-operand files (`--data NAME=FILE`)."""
+
+    default: list[RawSeries] = field(default_factory=list)
+    per_operand: dict[str, list[RawSeries]] = field(default_factory=dict)
+    names: list[str] = field(default_factory=list)
+
+    def fetch(self, q: Query, operand: str | None, start: float, end: float) -> list[RawSeries]:
+        if operand is not None and operand in self.per_operand:
+            pool = self.per_operand[operand]
+        elif operand is not None:
+            tagged = [s for s in self.default if s.labels.get("operand") == operand]
+            pool = tagged or [s for s in self.default if q.metric is not None and s.labels.get("__name__") == q.metric]
+            if not pool:
+                raise PreviewError(
+                    f"{', '.join(self.names) or '--data'}: no series for operand {operand!r} "
+                    f'(allowed: --data {operand}=FILE, or series labelled operand="{operand}"'
+                    + (f" or __name__={q.metric!r}" if q.metric else "")
+                    + ")"
+                )
+        else:
+            pool = self.default
+        return [s for s in pool if matches(q, s.labels)]
+
+
+# --- replay --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesResult:
+    member: str
+    labels: dict[str, str]
+    result: ReplayResult
+    raw_times: np.ndarray = field(repr=False)
+    raw_values: np.ndarray = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"member": self.member, "labels": self.labels, **self.result.to_dict()}
+
+
+@dataclass(frozen=True, eq=False)
+class PreviewResult:
+    name: str
+    namespace: str
+    kind: str
+    start: float
+    end: float
+    warmup_s: float
+    series: list[SeriesResult]
+    rule_series: ReplayResult | None
+    total_members: int
+
+    def summary(self) -> dict[str, Any]:
+        if self.rule_series is not None:
+            return self.rule_series.summary.to_dict()
+        keys = ("points", "violations", "alarms", "timeInAlarmSeconds", "lowConfidencePoints")
+        total: dict[str, Any] = dict.fromkeys(keys, 0)
+        for s in self.series:
+            for k, v in s.result.summary.to_dict().items():
+                total[k] += v
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": {"name": self.name, "namespace": self.namespace, "kind": self.kind},
+            "from": iso(self.start),
+            "to": iso(self.end),
+            "warmupSeconds": self.warmup_s,
+            "series": [s.to_dict() for s in self.series],
+            "ruleSeries": self.rule_series.to_dict() if self.rule_series is not None else None,
+            "totalMemberCount": self.total_members,
+            "shownMemberCount": len(self.series),
+            "summary": self.summary(),
+        }
+
+
+Progress = Callable[[int, int, str], None]
+
+
+def _no_progress(done: int, total: int, what: str) -> None:
+    return None
+
+
+def default_range(members: Sequence[Member], warmup: float) -> tuple[float, float]:
+    """`to` = the last sample; `from` = the first sample + warmup (or the first sample if that is past `to`)."""
+    firsts = [float(m.times[0]) for m in members if m.times.size]
+    lasts = [float(m.times[-1]) for m in members if m.times.size]
+    if not firsts:
+        raise PreviewError("no samples to preview")
+    first, last = min(firsts), max(lasts)
+    start = first + warmup
+    return (start if start < last else first), last
+
+
+def run_preview(
+    ref: RuleRef,
+    fetch: Fetch,
+    start: float | None = None,
+    end: float | None = None,
+    *,
+    series_limit: int = SERIES_LIMIT_DEFAULT,
+    warmup: float | None = None,
+    progress: Progress = _no_progress,
+) -> PreviewResult:
+    """Replay the rule over `[start, end]` (defaults from the data) on the series `fetch` returns."""
+    if not 1 <= series_limit <= SERIES_LIMIT_MAX:
+        raise PreviewError(f"--series-limit {series_limit} is out of range (allowed: 1..{SERIES_LIMIT_MAX})")
+    rule = build_engine_rule(ref)
+    w = default_warmup(rule) if warmup is None else warmup
+    lo = (start - w) if start is not None else -math.inf
+    hi = end if end is not None else math.inf
+    spec = ref.spec
+    cond = spec.condition
+    assert cond is not None
+
+    if rule.kind == "composite":
+        operands = list(cond.conditions or ())
+        inputs: list[Member] = []
+        for i, sub in enumerate(operands):
+            progress(i, len(operands) + 1, f"loading {sub.name}")
+            raw = fetch(sub.query, sub.name, lo, hi)
+            merged = group(raw, [])
+            if not merged:
+                raise PreviewError(f"no series for operand {sub.name!r} ({promql_selector(sub.query)})")
+            inputs.append(Member(sub.name, merged[0].labels, merged[0].times, merged[0].values))
+        s0, e0 = default_range(inputs, w)
+        s, e = (start if start is not None else s0), (end if end is not None else e0)
+        progress(len(operands), len(operands) + 1, "replaying")
+        res = replay_composite(rule, [(m.times, m.values) for m in inputs], s, e, w)
+        progress(len(operands) + 1, len(operands) + 1, "done")
+        series = [
+            SeriesResult(m.key, m.labels, r, m.times, m.values) for m, r in zip(inputs, res.children, strict=True)
+        ]
+        return PreviewResult(ref.name, ref.namespace, rule.kind, s, e, w, series, res.rule, len(inputs))
+
+    assert spec.query is not None
+    progress(0, 1, "loading")
+    raw = fetch(spec.query, None, lo, hi)
+    if not raw:
+        raise PreviewError(f"no series match {promql_selector(spec.query)} in the data")
+    members = group(raw, spec.query.split_by)
+    s0, e0 = default_range(members, w)
+    s, e = (start if start is not None else s0), (end if end is not None else e0)
+    if e < s:
+        raise PreviewError(f"--to {iso(e)} is before --from {iso(s)}")
+    shown = members[:series_limit]
+    progress(0, 1, f"replaying {len(shown)} series")
+    # All members in one replay: a member missing while others report counts as missing (§7).
+    many = replay_many(rule, {m.key: (m.times, m.values) for m in shown}, s, e, w)
+    results = [SeriesResult(m.key, m.labels, many[m.key], m.times, m.values) for m in shown]
+    progress(1, 1, "done")
+    return PreviewResult(ref.name, ref.namespace, rule.kind, s, e, w, results, None, len(members))
+
+
+# --- text output ---------------------------------------------------------------------------
+
+
+def fmt_duration(seconds: float) -> str:
+    s = round(seconds)
+    if s == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if s >= size:
+            parts.append(f"{s // size}{unit}")
+            s %= size
+    return "".join(parts)
+
+
+def write_text(res: PreviewResult, out: TextIO = sys.stdout) -> None:
+    out.write(
+        f"AlertRule {res.namespace}/{res.name} ({res.kind}) from {iso(res.start)} to {iso(res.end)}, "
+        f"warmup {fmt_duration(res.warmup_s)}\n"
+    )
+    if res.total_members > len(res.series) and res.rule_series is None:
+        out.write(f"showing {len(res.series)} of {res.total_members} series (--series-limit)\n")
+    blocks: list[tuple[str, ReplayResult]] = [
+        (
+            f"{'operand ' if res.rule_series is not None else ''}{s.member or res.name}"
+            + (f"  {s.labels}" if s.labels else ""),
+            s.result,
+        )
+        for s in res.series
+    ]
+    if res.rule_series is not None:
+        blocks.append((f"rule {res.name} (logic of the operands)", res.rule_series))
+    for title, r in blocks:
+        out.write(f"\n{title}\n")
+        if not r.transitions:
+            out.write("  no transitions\n")
+        for tr in r.transitions:
+            out.write(f"  {iso(tr.t)}  {tr.from_state} -> {tr.to_state}  level={tr.level or '-'}  {tr.reason}\n")
+        sm = r.summary
+        out.write(
+            f"  points={sm.points} violations={sm.violations} alarms={sm.alarms} "
+            f"timeInAlarm={fmt_duration(sm.time_in_alarm_s)} lowConfidence={sm.low_confidence_points}\n"
+        )
+
+
+__all__ = [
+    "DataError",
+    "FileSource",
+    "Member",
+    "PreviewError",
+    "PreviewResult",
+    "RuleRef",
+    "SeriesResult",
+    "group",
+    "load_rule",
+    "matches",
+    "promql_selector",
+    "run_preview",
+    "write_text",
+]

@@ -1,0 +1,96 @@
+"""`--prometheus`: the same transitions as replaying the same samples from a file (real Prometheus)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from klaxon.api.alertrule import Query
+from klaxon.cli.main import main
+from klaxon.preview.data import load_file
+from klaxon.preview.run import promql_selector
+
+ROOT = Path(__file__).resolve().parents[2]
+EX = ROOT / "examples"
+DATA = EX / "data"
+T0 = (int(time.time()) // 3600 - 72) * 3600  # three days ago, on the hour: promtool backfills the past only
+
+
+def test_promql_selector_escapes_values_and_scope() -> None:
+    q = Query.model_validate(
+        {"metric": "m", "selector": {"a": 'x"y\\z'}, "scope": {"dev": ["cam.1", "cam|2"]}, "window": "5m"}
+    )
+    assert promql_selector(q) == 'm{a="x\\"y\\\\z",dev=~"cam\\\\.1|cam\\\\|2"}'
+    assert promql_selector(Query.model_validate({"expr": "sum(rate(x[5m]))"})) == "sum(rate(x[5m]))"
+
+
+def transitions(capsys: pytest.CaptureFixture[str], *argv: str) -> list[tuple[str, str, str, str, str | None, str]]:
+    code = main(["preview", str(EX / "10-model-accuracy.yaml"), "-o", "json", *argv])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    doc = json.loads(out)
+    return [
+        (s["member"], tr["time"], tr["from"], tr["to"], tr["level"], tr["reason"])
+        for s in doc["series"]
+        for tr in s["transitions"]
+    ]
+
+
+def test_prometheus_gives_the_same_transitions_as_the_file(
+    prometheus_server, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The model-accuracy example data (4 devices, one out of scope), moved to three days ago.
+    raw = load_file(DATA / "10-model-accuracy.csv")
+    shift = T0 - min(float(s.times[0]) for s in raw)
+    series = [
+        (
+            {"__name__": "model_accuracy", **s.labels},
+            [(float(t) + shift, float(v)) for t, v in zip(s.times, s.values, strict=True)],
+        )
+        for s in raw
+    ]
+    shifted = tmp_path / "shifted.csv"
+    with shifted.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["timestamp", "__name__", "model_id", "class", "device_id", "value"])
+        rows = [(t, lab) for lab, pts in series for t in pts]
+        for (t, v), lab in sorted(rows, key=lambda r: (r[0][0], r[1]["device_id"])):
+            w.writerow([int(t), lab["__name__"], lab["model_id"], lab["class"], lab["device_id"], v])
+    prom = prometheus_server(series=series)
+    window = ["--from", str(T0 + 300), "--to", str(T0 + 12 * 3600 - 60)]
+
+    from_file = transitions(capsys, "--data", str(shifted), *window)
+    from_prom = transitions(capsys, "--prometheus", prom.url, *window)
+    assert from_prom == from_file
+    # and they are the documented ones, moved by the same shift
+    assert [(m, f, to) for m, _, f, to, _, _ in from_prom] == [
+        ("device_id=edge-cam-01", "Inactive", "Pending"),
+        ("device_id=edge-cam-01", "Pending", "Inactive"),
+        ("device_id=edge-cam-02", "Inactive", "Pending"),
+        ("device_id=edge-cam-02", "Pending", "Firing"),
+        ("device_id=edge-cam-02", "Firing", "Inactive"),
+    ]
+
+
+def test_prometheus_errors_are_reported(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "preview",
+            str(EX / "10-model-accuracy.yaml"),
+            "--prometheus",
+            "http://127.0.0.1:9",
+            "--timeout",
+            "2",
+            "--from",
+            str(T0),
+            "--to",
+            str(T0 + 600),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "http://127.0.0.1:9: query 'model_accuracy{" in err

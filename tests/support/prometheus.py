@@ -1,0 +1,204 @@
+"""A real Prometheus for tests: backfilled series, optional rule files, start/stop at will.
+
+    def test_x(prometheus_server):
+        prom = prometheus_server(series=[({"__name__": "m", "dev": "a"}, [(t, 1.0), ...])])
+        prom.url            # http://127.0.0.1:PORT
+        prom.stop(); prom.start()
+
+Samples are written as OpenMetrics and turned into TSDB blocks with
+``promtool tsdb create-blocks-from openmetrics``; blocks must lie in the past (older than the
+head block, ~2h), so use timestamps 1-30 days ago. Import the fixture into a conftest:
+``from support.prometheus import prometheus_server``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+
+Labels = Mapping[str, str]
+Points = Sequence[tuple[float, float]]
+SeriesSpec = tuple[Labels, Points]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _fmt_value(v: float) -> str:
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    return repr(float(v))
+
+
+def openmetrics(series: Sequence[SeriesSpec]) -> str:
+    """OpenMetrics text (gauges) for the series; each series' labels must carry `__name__`."""
+    families: dict[str, list[SeriesSpec]] = {}
+    for labels, points in series:
+        name = labels.get("__name__")
+        if not name:
+            raise ValueError(f"series {dict(labels)} has no __name__")
+        families.setdefault(name, []).append((labels, points))
+    lines: list[str] = []
+    for name in sorted(families):
+        lines.append(f"# TYPE {name} gauge")
+        for labels, points in families[name]:
+            rest = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()) if k != "__name__")
+            head = f"{name}{{{rest}}}" if rest else name
+            for ts, value in sorted(points):
+                lines.append(f"{head} {_fmt_value(value)} {float(ts):.3f}")
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class PrometheusServer:
+    """One Prometheus process over a backfilled data directory; stop()/start() keep the data and port."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        series: Sequence[SeriesSpec] = (),
+        rules: Mapping[str, Any] | str | None = None,
+        evaluation_interval: str = "1s",
+    ) -> None:
+        self.workdir = workdir
+        self.data_dir = workdir / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "prometheus.log"
+        if series:
+            om = workdir / "data.om"
+            om.write_text(openmetrics(series))
+            res = subprocess.run(
+                [PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(om), str(self.data_dir)],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if res.returncode != 0:
+                raise RuntimeError(f"promtool failed ({res.returncode}): {res.stderr or res.stdout}")
+        config: dict[str, Any] = {"global": {"evaluation_interval": evaluation_interval, "scrape_interval": "1m"}}
+        if rules is not None:
+            rules_path = workdir / "rules.yml"
+            rules_path.write_text(rules if isinstance(rules, str) else json.dumps(rules))
+            config["rule_files"] = [str(rules_path)]
+        self.config_path = workdir / "prometheus.yml"
+        self.config_path.write_text(json.dumps(config))  # JSON is YAML
+
+    def start(self, timeout: float = 30.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                PROMETHEUS,
+                f"--storage.tsdb.path={self.data_dir}",
+                f"--config.file={self.config_path}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=100y",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited ({self.proc.returncode}):\n{self.log()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
+                    if resp.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"prometheus not ready after {timeout}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
+
+    def self_metrics(self) -> str:
+        """The server's own /metrics text."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def http_requests(self, handler: str) -> float:
+        """`prometheus_http_requests_total{handler=...}` summed over status codes."""
+        total = 0.0
+        for line in self.self_metrics().splitlines():
+            if line.startswith("prometheus_http_requests_total{") and f'handler="{handler}"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+
+PrometheusFactory = Callable[..., PrometheusServer]
+
+
+@pytest.fixture
+def prometheus_server() -> Iterator[PrometheusFactory]:
+    """Factory fixture: ``prometheus_server(series=[...], rules=None)`` returns a started server."""
+    if not (Path(PROMETHEUS).exists() and Path(PROMTOOL).exists()):
+        pytest.fail("prometheus/promtool binaries are required for these tests")
+    servers: list[PrometheusServer] = []
+    dirs: list[str] = []
+
+    def make(
+        series: Sequence[SeriesSpec] = (),
+        rules: Mapping[str, Any] | str | None = None,
+        evaluation_interval: str = "1s",
+    ) -> PrometheusServer:
+        d = tempfile.mkdtemp(prefix="klaxon-prom-")
+        dirs.append(d)
+        server = PrometheusServer(Path(d), series, rules, evaluation_interval)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for s in servers:
+        s.stop()
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
