@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from evaluator.helpers import MIN, T0, Recorder, minutes, rule
 
+from evaluator.helpers import MIN, T0, Recorder, minutes, rule
 from klaxon.engine import compute_bounds, step
 from klaxon.engine.adapter import engine_rule
 from klaxon.engine.types import SeriesState
@@ -57,7 +57,8 @@ async def test_static_threshold_split_by_fires_the_right_series(cpu) -> None:
         assert status["lastEvaluation"]["value"] == 90.0
         assert status["firingSince"] is not None
         states = ev.states("uid-default-hot")
-        assert {dict(k)["device"]: s.state for k, s in states.items()} == {"a": "Firing", "b": "Inactive", "c": "Inactive"}
+        by_device = {dict(k)["device"]: s.state for k, s in states.items()}
+        assert by_device == {"a": "Firing", "b": "Inactive", "c": "Inactive"}
         assert [(n.labels, n.transition.to_state) for n in rec.seen] == [({"device": "a"}, "Firing")]
         # before device a ran hot nothing fires
         ev2 = Evaluator(client)
@@ -173,7 +174,7 @@ async def test_dynamic_stddev_rule_uses_raw_weekly_baselines(prometheus_server) 
 
     # the same decision straight from the engine on the same raw samples
     er = engine_rule(ev.rules[0].spec, key="default/lat")
-    (labels, pts) = lat_series()[0]
+    (_labels, pts) = lat_series()[0]
     t = np.array([p[0] for p in pts])
     v = np.array([p[1] for p in pts])
     b = compute_bounds(er, np.array([T_DYN]), t, v).at(0)

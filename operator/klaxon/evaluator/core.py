@@ -275,9 +275,7 @@ class Evaluator:
         r.last_status = status
         return RuleResult(status, transitions)
 
-    def _evaluate(
-        self, r: _Rule, t: float, main: _QueryResult, baseline: Sequence[_QueryResult]
-    ) -> RuleResult:
+    def _evaluate(self, r: _Rule, t: float, main: _QueryResult, baseline: Sequence[_QueryResult]) -> RuleResult:
         er = r.engine
         assert er is not None
         r.last_eval = t

@@ -8,15 +8,17 @@ from typing import Any
 
 WriteFn = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 
-#: engineState fields that move every evaluation without changing what the status says.
-_VOLATILE_ENGINE = ("lastEvaluation", "lastValue")
+#: engineState fields that move every evaluation of a violating series without changing its state.
+#: After a restart they are as old as the last write (at most one heartbeat): a recovery window or
+#: an N-of-M count may then be off by what happened since, never a state or a notification.
+_VOLATILE_ENGINE = ("lastEvaluation", "lastValue", "lastViolation", "violations")
 
 
 def significant(status: Mapping[str, Any]) -> dict[str, Any]:
     """The status without what changes every cycle: evaluation time and current values.
 
     `lastEvaluation` (time, value, message), each active series' `value` and its engineState's
-    `lastEvaluation`/`lastValue` are ignored; states, levels, reasons, since-times and the
+    `lastEvaluation`/`lastValue`/`lastViolation`/`violations` are ignored; states, levels, reasons, since-times and the
     counters of the state machine are compared. The heartbeat refreshes the rest.
     """
     out = copy.deepcopy(dict(status))
