@@ -24,6 +24,7 @@ from klaxon.api.alertrule import AlertRuleSpec, Query
 from klaxon.engine import SeriesState, Transition, compute_bounds, disable, rule_state, step, step_flags
 from klaxon.engine._tz import shift_local_weeks
 from klaxon.engine.adapter import NotEvaluable, engine_rule
+from klaxon.engine.state import default_bounds
 from klaxon.engine.types import ALARM_STATES, SEVERITY, EngineRule, iso
 from klaxon.evaluator.query import count_query, raw_range, value_query
 from klaxon.prom.client import PrometheusClient, PrometheusError, RangeSeries, Sample
@@ -310,9 +311,10 @@ class Evaluator:
             return RuleResult(self._status(r, t), transitions)
 
         pooled = self._baseline(r, baseline) if er.kind == "dynamic" else {}
+        static_bounds = default_bounds(er, t) if er.kind != "dynamic" else None  # the same for every series
         for key, value in values.items():
             state = r.states.get(key, SeriesState())
-            bounds = None
+            bounds = static_bounds
             if er.kind == "dynamic":
                 times, vals = pooled.get(key, (np.empty(0), np.empty(0)))
                 bounds = compute_bounds(er, np.array([t]), times, vals).at(0)
