@@ -32,10 +32,12 @@ CYCLES = 5
 
 
 def series() -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
-    """10 metrics × 4 sites × 10 devices; 1-minute samples around now and around now - 1w, - 2w."""
+    """10 metrics x 4 sites x 10 devices; 1-minute samples around now and around now - 1w, - 2w."""
     rnd = random.Random(1)
     out = []
-    spans = [(NOW - 40 * MIN, NOW + 20 * MIN)] + [(NOW - k * WEEK - 20 * MIN, NOW - k * WEEK + 20 * MIN) for k in (1, 2)]
+    spans = [(NOW - 40 * MIN, NOW + 20 * MIN)] + [
+        (NOW - k * WEEK - 20 * MIN, NOW - k * WEEK + 20 * MIN) for k in (1, 2)
+    ]
     for m in METRICS:
         for s in SITES:
             for d in DEVICES:
@@ -50,7 +52,9 @@ def series() -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
 
 
 def spec(body: dict[str, Any]) -> AlertRuleSpec:
-    p = parse_object({"apiVersion": "klaxon.dev/v1alpha1", "kind": "AlertRule", "metadata": {"name": "r"}, "spec": body})
+    p = parse_object(
+        {"apiVersion": "klaxon.dev/v1alpha1", "kind": "AlertRule", "metadata": {"name": "r"}, "spec": body}
+    )
     assert p.ok and isinstance(p.spec, AlertRuleSpec), p.problems
     return p.spec
 
