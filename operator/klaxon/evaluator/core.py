@@ -362,8 +362,8 @@ class Evaluator:
 
     def _status(self, r: _Rule, t: float, error: str | None = None) -> dict[str, Any]:
         status = build_status(r.states, t, error=error, limit=self.max_active_series)
-        if r.problem is None and _muted(r.ref.spec, t) and status["reason"] is None:
-            status["reason"] = "Muted"
+        if error is None and _muted(r.ref.spec, t):
+            status["reason"] = "Muted"  # evaluation goes on; notifications are flagged muted
         r.last_status = status
         return status
 
