@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from evaluator.helpers import MIN, T0, Recorder, minutes, rule
+from klaxon.api.alertrule import ActiveSeries, AlertRuleStatus
 from klaxon.engine import compute_bounds, step
 from klaxon.engine.adapter import engine_rule
 from klaxon.engine.types import SeriesState
@@ -28,6 +29,16 @@ def cpu_series() -> list:
         ({"__name__": "mem", "device": "x"}, minutes(START, T0 + 40 * MIN, 90.0)),
         ({"__name__": "mem", "device": "y"}, minutes(START, END, 90.0)),
     ]
+
+
+def assert_valid_status(status: dict) -> None:
+    """The status fits the AlertRule CRD's status schema (the pydantic model it is generated from)."""
+    known = {f.alias or n for n, f in AlertRuleStatus.model_fields.items()}
+    assert set(status) <= known, set(status) - known
+    series_fields = {f.alias or n for n, f in ActiveSeries.model_fields.items()}
+    for item in status["activeSeries"]:
+        assert set(item) <= series_fields
+    AlertRuleStatus.model_validate(status)
 
 
 STATIC = {
@@ -60,6 +71,7 @@ async def test_static_threshold_split_by_fires_the_right_series(cpu) -> None:
         by_device = {dict(k)["device"]: s.state for k, s in states.items()}
         assert by_device == {"a": "Firing", "b": "Inactive", "c": "Inactive"}
         assert [(n.labels, n.transition.to_state) for n in rec.seen] == [({"device": "a"}, "Firing")]
+        assert_valid_status(status)
         # before device a ran hot nothing fires
         ev2 = Evaluator(client)
         ev2.set_rules([rule("hot", STATIC)])
