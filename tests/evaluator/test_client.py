@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import numpy as np
@@ -71,7 +72,7 @@ async def test_rules_and_alerts(prometheus_server) -> None:
             alerts = await client.alerts()
             if alerts:
                 break
-            time.sleep(0.2)
+            await asyncio.sleep(0.2)
         assert [a["labels"]["alertname"] for a in alerts] == ["AlwaysFiring"]
         groups = await client.rules()
         assert [g["name"] for g in groups] == ["g"]

@@ -14,3 +14,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from .preview import add_parser as add_preview
 
     add_preview(sub)
+
+    from . import evaluator_cmd
+
+    evaluator_cmd.register(sub)

@@ -1,1 +1,36 @@
-"""klaxon.evaluator."""
+"""klaxon.evaluator: query Prometheus, run the engine per series, write status, hand over notifications."""
+
+from klaxon.evaluator.core import (
+    CycleResult,
+    Evaluator,
+    Notification,
+    Notifier,
+    RuleRef,
+    RuleResult,
+    build_status,
+    restore_states,
+    series_key,
+)
+from klaxon.evaluator.query import count_query, raw_range, value_query
+from klaxon.evaluator.sharding import assigned, parse_shard, shard_of
+from klaxon.evaluator.status import StatusWriter, significant
+
+__all__ = [
+    "CycleResult",
+    "Evaluator",
+    "Notification",
+    "Notifier",
+    "RuleRef",
+    "RuleResult",
+    "StatusWriter",
+    "assigned",
+    "build_status",
+    "count_query",
+    "parse_shard",
+    "raw_range",
+    "restore_states",
+    "series_key",
+    "shard_of",
+    "significant",
+    "value_query",
+]

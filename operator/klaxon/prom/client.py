@@ -65,6 +65,16 @@ def _float(v: Any) -> float:
         return math.nan
 
 
+def _matrix(result: list[dict[str, Any]]) -> list[RangeSeries]:
+    out: list[RangeSeries] = []
+    for r in result:
+        vals = r.get("values", [])
+        times = np.fromiter((float(v[0]) for v in vals), dtype=np.float64, count=len(vals))
+        values = np.fromiter((_float(v[1]) for v in vals), dtype=np.float64, count=len(vals))
+        out.append(RangeSeries(dict(r.get("metric", {})), times, values))
+    return out
+
+
 def _ts(t: float) -> str:
     return f"{float(t):.3f}"
 
@@ -182,6 +192,13 @@ class PrometheusClient:
             return [Sample({}, _float(result[1]))]
         raise PrometheusError(f"/api/v1/query: expected a vector, got {rtype}", error_type="bad_data")
 
+    async def query_matrix(self, expr: str, time: float) -> list[RangeSeries]:
+        """Instant query of a range vector (e.g. `m[5m]`): the raw samples of each series."""
+        data = await self._request("POST", "/api/v1/query", {"query": expr, "time": _ts(time)})
+        if data.get("resultType") != "matrix":
+            raise PrometheusError(f"/api/v1/query: expected a matrix, got {data.get('resultType')}")
+        return _matrix(data.get("result", []))
+
     async def query_range(self, expr: str, start: float, end: float, step: float) -> list[RangeSeries]:
         """Range query over `[start, end]` every `step` seconds."""
         data = await self._request(
@@ -191,13 +208,7 @@ class PrometheusClient:
         )
         if data.get("resultType") != "matrix":
             raise PrometheusError(f"/api/v1/query_range: expected a matrix, got {data.get('resultType')}")
-        out: list[RangeSeries] = []
-        for r in data.get("result", []):
-            vals = r.get("values", [])
-            times = np.fromiter((float(v[0]) for v in vals), dtype=np.float64, count=len(vals))
-            values = np.fromiter((_float(v[1]) for v in vals), dtype=np.float64, count=len(vals))
-            out.append(RangeSeries(dict(r.get("metric", {})), times, values))
-        return out
+        return _matrix(data.get("result", []))
 
     async def rules(self) -> list[dict[str, Any]]:
         """Rule groups of `/api/v1/rules`."""

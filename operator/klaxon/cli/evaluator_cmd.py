@@ -1,0 +1,243 @@
+"""`klaxon evaluator --config NS/NAME [--shard I/N]`: evaluate an AlertConfig's rules in a loop.
+
+Every tick: list the AlertRules of the AlertConfig, keep this shard's, evaluate the due ones,
+write changed statuses (plus a heartbeat), hand notifications over. `/metrics` and `/healthz`
+are served on `--metrics-port`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from klaxon.api.alertconfig import AlertConfigSpec
+from klaxon.api.alertrule import AlertRuleSpec
+from klaxon.api.common import parse_duration
+from klaxon.api.validation import parse_spec
+from klaxon.engine.types import STATES
+from klaxon.evaluator import CycleResult, Evaluator, RuleRef, StatusWriter, assigned, parse_shard
+from klaxon.prom.client import PrometheusClient
+
+log = logging.getLogger("klaxon.evaluator")
+
+#: The evaluation clock (tests point it at backfilled data in the past).
+clock: Callable[[], float] = time.time
+
+
+@dataclass
+class Metrics:
+    """The evaluator's own metrics, on a private registry."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.cycle_duration = Histogram(
+            "klaxon_evaluator_cycle_duration_seconds", "Wall time of one evaluation cycle.", registry=r
+        )
+        self.rules = Gauge("klaxon_evaluator_rules", "Rules of this shard by state.", ["state"], registry=r)
+        self.queries = Counter(
+            "klaxon_evaluator_queries_total", "Prometheus queries sent (after batching).", registry=r
+        )
+        self.query_errors = Counter(
+            "klaxon_evaluator_query_errors_total", "Prometheus queries that failed.", registry=r
+        )
+        self.status_writes = Counter("klaxon_evaluator_status_writes_total", "AlertRule status writes.", registry=r)
+        self.status_write_errors = Counter(
+            "klaxon_evaluator_status_write_errors_total", "AlertRule status writes that failed.", registry=r
+        )
+        self.last_cycle = Gauge(
+            "klaxon_evaluator_last_cycle_timestamp_seconds", "When the last cycle finished.", registry=r
+        )
+
+    def observe(self, res: CycleResult, states: Mapping[str, str]) -> None:
+        self.cycle_duration.observe(res.duration_s)
+        self.queries.inc(res.queries)
+        self.query_errors.inc(res.query_errors)
+        counts: dict[str, int] = dict.fromkeys(STATES, 0)
+        for s in states.values():
+            counts[s] = counts.get(s, 0) + 1
+        for state, n in counts.items():
+            self.rules.labels(state=state).set(n)
+        self.last_cycle.set(time.time())
+
+
+class Health:
+    """Healthy while cycles keep finishing: the last one ended less than `stale_s` ago."""
+
+    def __init__(self, stale_s: float) -> None:
+        self.stale_s = stale_s
+        self.started = time.monotonic()
+        self.last_cycle: float | None = None
+
+    def ok(self) -> bool:
+        ref = self.last_cycle if self.last_cycle is not None else self.started
+        return time.monotonic() - ref < self.stale_s
+
+
+async def serve_http(metrics: Metrics, health: Health, port: int, host: str = "0.0.0.0") -> web.AppRunner:
+    async def metrics_handler(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def health_handler(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n" if health.ok() else "stale\n", status=200 if health.ok() else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", health_handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner
+
+
+def rule_refs(items: list[dict[str, Any]]) -> list[RuleRef]:
+    """RuleRefs of valid AlertRule objects (invalid ones are the operator's to report)."""
+    out = []
+    for obj in items:
+        meta = obj.get("metadata") or {}
+        model, problems = parse_spec("AlertRule", obj.get("spec"))
+        if problems or not isinstance(model, AlertRuleSpec):
+            log.info("skipping invalid rule %s/%s", meta.get("namespace"), meta.get("name"))
+            continue
+        out.append(
+            RuleRef(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""), model, obj.get("status"))
+        )
+    return out
+
+
+async def _secret(api_client: Any, namespace: str, selector: Any) -> str:
+    from kubernetes_asyncio import client
+
+    secret = await client.CoreV1Api(api_client).read_namespaced_secret(selector.name, namespace)
+    return base64.b64decode((secret.data or {})[selector.key]).decode()
+
+
+async def prometheus_client(api_client: Any, namespace: str, config: AlertConfigSpec) -> PrometheusClient:
+    """A PrometheusClient from the AlertConfig's endpoint, auth and TLS (Secrets in its namespace)."""
+    ep = config.prometheus
+    if ep is None:
+        raise SystemExit("the AlertConfig has no spec.prometheus endpoint")
+    token = basic = None
+    ca_file = None
+    if ep.auth is not None and ep.auth.bearer_token is not None:
+        token = await _secret(api_client, namespace, ep.auth.bearer_token)
+    if ep.auth is not None and ep.auth.basic_auth is not None:
+        basic = (
+            await _secret(api_client, namespace, ep.auth.basic_auth.username),
+            await _secret(api_client, namespace, ep.auth.basic_auth.password),
+        )
+    if ep.tls is not None and ep.tls.ca is not None:
+        fd, ca_file = tempfile.mkstemp(prefix="klaxon-ca-", suffix=".pem")
+        with os.fdopen(fd, "w") as f:
+            f.write(await _secret(api_client, namespace, ep.tls.ca))
+    insecure = bool(ep.tls and ep.tls.insecure_skip_verify)
+    return PrometheusClient(
+        ep.url, token=token, basic_auth=basic, ca_file=ca_file, insecure=insecure, timeout=parse_duration(ep.timeout)
+    )
+
+
+async def run_loop(args: argparse.Namespace, api_client: Any, stop: asyncio.Event) -> int:
+    from klaxon.kube.status import get_config, list_rules, patch_rule_status
+
+    cfg_ns, _, cfg_name = args.config.partition("/")
+    index, shards = parse_shard(args.shard)
+    cfg_obj = await get_config(api_client, cfg_ns, cfg_name)
+    config = AlertConfigSpec.model_validate(cfg_obj.get("spec") or {})
+    metrics = Metrics()
+    tick = args.tick if args.tick else min(10.0, parse_duration(config.defaults.interval))
+    health = Health(stale_s=max(60.0, 10 * tick))
+    runner = await serve_http(metrics, health, args.metrics_port) if args.metrics_port else None
+
+    async def write(ns: str, name: str, status: dict[str, Any]) -> None:
+        await patch_rule_status(api_client, ns, name, status)
+
+    writer = StatusWriter(write, parse_duration(config.evaluator.status_interval))
+    seeded: set[str] = set()
+    try:
+        async with await prometheus_client(api_client, cfg_ns, config) as prom:
+            ev = Evaluator(prom, config)
+            while not stop.is_set():
+                items, _ = await list_rules(api_client, cfg_ns, cfg_name)
+                refs = assigned(rule_refs(items), index, shards)
+                now = clock()
+                for ref in refs:
+                    if ref.uid not in seeded and ref.status:
+                        writer.seed(ref.namespace, ref.name, ref.status, now)
+                    seeded.add(ref.uid)
+                ev.set_rules(refs)
+                res = await ev.cycle(now)
+                states: dict[str, str] = {}
+                for key, rr in res.rules.items():
+                    ns, _, name = key.partition("/")
+                    states[key] = str(rr.status.get("state"))
+                    try:
+                        if await writer.maybe_write(ns, name, rr.status, now):
+                            metrics.status_writes.inc()
+                    except Exception as e:  # retried at the next cycle
+                        metrics.status_write_errors.inc()
+                        log.warning("status write for %s failed: %s", key, e)
+                metrics.observe(res, states)
+                health.last_cycle = time.monotonic()
+                log.info("cycle: %d rules, %d queries, %.3fs", len(res.rules), res.queries, res.duration_s)
+                if args.once:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=tick)
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+    return 0
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from kubernetes_asyncio import client, config
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        await config.load_kube_config(config_file=args.kubeconfig)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with client.ApiClient() as api_client:
+        return await run_loop(args, api_client, stop)
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if "/" not in args.config:
+        raise SystemExit("--config must be NAMESPACE/NAME")
+    parse_shard(args.shard)
+    return asyncio.run(_main(args))
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "evaluator",
+        help="run the evaluator for one AlertConfig (shard)",
+        description="Evaluate the AlertRules of an AlertConfig against Prometheus in a loop, "
+        "write their status and hand notifications over.",
+    )
+    p.add_argument("--config", required=True, metavar="NS/NAME", help="the AlertConfig to evaluate")
+    p.add_argument("--shard", default="0/1", metavar="I/N", help="this shard (0-based) of N. Default 0/1")
+    p.add_argument("--metrics-port", type=int, default=8081, help="port of /metrics and /healthz (0: none)")
+    p.add_argument("--kubeconfig", default=None, help="kubeconfig outside a cluster. Default: the usual lookup")
+    p.add_argument("--tick", type=float, default=0.0, help="seconds between cycles. Default: min(10s, interval)")
+    p.add_argument("--once", action="store_true", help="run one cycle and exit")
+    p.set_defaults(func=run)

@@ -1,0 +1,420 @@
+"""The evaluator core: one cycle = query Prometheus for every due rule, step every series.
+
+Rules that share a query expression (same metric, matchers, window, aggregation, splitBy)
+share one HTTP query; dynamic rules also read their raw baseline samples, one instant query
+of `M{sel}[W]` per lookback week, evaluated at the same local wall-clock time k weeks earlier
+(shared by every rule with the same selector and window). Everything else is the engine:
+`compute_bounds` and `step`, one `SeriesState` per (rule, splitBy labels).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time as _time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from klaxon.api.alertconfig import AlertConfigSpec
+from klaxon.api.alertrule import AlertRuleSpec, Query
+from klaxon.engine import SeriesState, Transition, compute_bounds, disable, rule_state, step, step_flags
+from klaxon.engine._tz import shift_local_weeks
+from klaxon.engine.adapter import NotEvaluable, engine_rule
+from klaxon.engine.state import default_bounds
+from klaxon.engine.types import ALARM_STATES, SEVERITY, EngineRule, iso
+from klaxon.evaluator.query import count_query, raw_range, value_query
+from klaxon.prom.client import PrometheusClient, PrometheusError, RangeSeries, Sample
+
+log = logging.getLogger(__name__)
+
+SeriesKey = tuple[tuple[str, str], ...]
+MAX_ACTIVE_SERIES = 50
+_ORDER = {"Firing": 0, "Recovering": 1, "Pending": 2, "Error": 3, "NoData": 3, "Inactive": 9}
+
+
+def series_key(labels: Mapping[str, str]) -> SeriesKey:
+    return tuple(sorted((k, v) for k, v in labels.items() if k != "__name__"))
+
+
+@dataclass(frozen=True)
+class RuleRef:
+    """An AlertRule as the evaluator sees it: identity, spec and (for restore) its current status."""
+
+    namespace: str
+    name: str
+    uid: str
+    spec: AlertRuleSpec
+    status: Mapping[str, Any] | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A state change worth telling someone about (Transition.notify was true)."""
+
+    rule: RuleRef
+    labels: dict[str, str]
+    transition: Transition
+    value: float | None
+    #: The rule is muted (`spec.mute`): the notifier records but does not send.
+    muted: bool = False
+
+
+class Notifier(Protocol):
+    """What the evaluator hands notifications to; the notify package owns the real implementation."""
+
+    async def handle(self, notification: Notification) -> None: ...
+
+
+@dataclass
+class RuleResult:
+    status: dict[str, Any]
+    transitions: list[tuple[dict[str, str], Transition]]
+    error: str | None = None
+
+
+@dataclass
+class CycleResult:
+    t: float
+    rules: dict[str, RuleResult] = field(default_factory=dict)
+    #: Distinct Prometheus queries sent this cycle (after batching).
+    queries: int = 0
+    query_errors: int = 0
+    notifications: list[Notification] = field(default_factory=list)
+    duration_s: float = 0.0
+
+
+@dataclass
+class _Rule:
+    ref: RuleRef
+    engine: EngineRule | None
+    problem: str | None
+    states: dict[SeriesKey, SeriesState] = field(default_factory=dict)
+    last_eval: float | None = None
+    last_status: dict[str, Any] | None = None
+
+
+QueryKey = tuple[str, str, float]  # (kind "vector"/"matrix", expr, time)
+_QueryResult = list[Sample] | list[RangeSeries] | PrometheusError
+
+
+def restore_states(status: Mapping[str, Any] | None) -> dict[SeriesKey, SeriesState]:
+    """SeriesStates from `status.activeSeries[].engineState` (what a previous evaluator wrote)."""
+    out: dict[SeriesKey, SeriesState] = {}
+    for item in (status or {}).get("activeSeries") or []:
+        engine_state = item.get("engineState") if isinstance(item, Mapping) else None
+        if not isinstance(engine_state, Mapping):
+            continue
+        try:
+            out[series_key(item.get("labels") or {})] = SeriesState.from_dict(engine_state)
+        except (ValueError, TypeError) as e:
+            log.warning("ignoring unreadable engineState %r: %s", item.get("labels"), e)
+    return out
+
+
+def _muted(spec: AlertRuleSpec, t: float) -> bool:
+    mute = spec.mute
+    return mute is not None and (mute.until is None or mute.until.timestamp() > t)
+
+
+class Evaluator:
+    """Holds the rules of one AlertConfig (shard) and their series states; `cycle(t)` evaluates."""
+
+    def __init__(
+        self,
+        client: PrometheusClient,
+        config: AlertConfigSpec | None = None,
+        notifier: Notifier | None = None,
+        *,
+        concurrency: int = 16,
+        max_active_series: int = MAX_ACTIVE_SERIES,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.notifier = notifier
+        self.concurrency = concurrency
+        self.max_active_series = max_active_series
+        self._rules: dict[str, _Rule] = {}  # by uid
+
+    # -- rule set -------------------------------------------------------------------------
+    def set_rules(self, rules: Iterable[RuleRef]) -> None:
+        """Replace the rule set; known uids keep their series states, new ones restore from status."""
+        new: dict[str, _Rule] = {}
+        for ref in rules:
+            engine: EngineRule | None = None
+            problem: str | None = None
+            try:
+                if ref.spec.evaluation.engine == "prometheus":
+                    raise NotEvaluable("evaluated by Prometheus (spec.evaluation.engine: prometheus)")
+                if ref.spec.query is None:
+                    raise NotEvaluable("no query")
+                engine = engine_rule(ref.spec, self.config, ref.key)
+                if engine.kind == "composite":
+                    raise NotEvaluable("composite rules are not evaluated by the evaluator yet")
+            except (NotEvaluable, ValueError) as e:
+                engine, problem = None, str(e)
+            old = self._rules.get(ref.uid)
+            if old is not None:
+                old.ref, old.engine, old.problem = ref, engine, problem
+                new[ref.uid] = old
+            else:
+                new[ref.uid] = _Rule(ref, engine, problem, restore_states(ref.status))
+        self._rules = new
+
+    @property
+    def rules(self) -> list[RuleRef]:
+        return [r.ref for r in self._rules.values()]
+
+    def states(self, uid: str) -> dict[SeriesKey, SeriesState]:
+        return dict(self._rules[uid].states)
+
+    # -- one cycle ------------------------------------------------------------------------
+    def _due(self, r: _Rule, t: float, force: bool) -> bool:
+        if r.engine is None:
+            return False
+        if force or r.last_eval is None:
+            return True
+        return t - r.last_eval >= r.engine.interval_s - 1e-3
+
+    def _queries(self, r: _Rule, t: float) -> tuple[QueryKey, list[QueryKey]]:
+        assert r.engine is not None and r.ref.spec.query is not None
+        q: Query = r.ref.spec.query
+        er = r.engine
+        main_expr = count_query(q, er.interval_s) if er.kind == "absence" else value_query(q, er.interval_s)
+        main: QueryKey = ("vector", main_expr, t)
+        baseline: list[QueryKey] = []
+        if er.kind == "dynamic" and er.dynamic is not None:
+            w = er.dynamic.window_s if er.dynamic.window_s is not None else er.window_s
+            expr = raw_range(q, w, er.interval_s)
+            tz = er.baseline_timezone
+            for k in range(1, er.dynamic.lookback_weeks + 1):
+                te = float(shift_local_weeks(tz, np.array([t]), k)[0])
+                baseline.append(("matrix", expr, te))
+        return main, baseline
+
+    async def _run_queries(self, keys: Iterable[QueryKey]) -> dict[QueryKey, _QueryResult]:
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(key: QueryKey) -> tuple[QueryKey, _QueryResult]:
+            kind, expr, t = key
+            async with sem:
+                try:
+                    if kind == "matrix":
+                        return key, await self.client.query_matrix(expr, t)
+                    return key, await self.client.query(expr, t)
+                except PrometheusError as e:
+                    return key, e
+
+        pairs = await asyncio.gather(*(one(k) for k in keys))
+        return dict(pairs)
+
+    async def cycle(self, t: float | None = None, *, force: bool = False) -> CycleResult:
+        """Evaluate every due rule at `t` (default now), notify, and return per-rule status."""
+        started = _time.perf_counter()
+        t = _time.time() if t is None else float(t)
+        result = CycleResult(t=t)
+        due: list[tuple[_Rule, QueryKey, list[QueryKey]]] = []
+        for r in self._rules.values():
+            if not r.ref.spec.enabled:
+                result.rules[r.ref.key] = self._disable(r, t)
+            elif self._due(r, t, force):
+                main, baseline = self._queries(r, t)
+                due.append((r, main, baseline))
+        wanted: dict[QueryKey, None] = {}
+        for _, main, baseline in due:
+            wanted[main] = None
+            for b in baseline:
+                wanted[b] = None
+        answers = await self._run_queries(wanted)
+        result.queries = len(answers)
+        result.query_errors = sum(isinstance(a, PrometheusError) for a in answers.values())
+        for r, main, baseline in due:
+            rr = self._evaluate(r, t, answers[main], [answers[b] for b in baseline])
+            result.rules[r.ref.key] = rr
+        for r in self._rules.values():
+            rr_opt = result.rules.get(r.ref.key)
+            if rr_opt is None:
+                continue
+            muted = _muted(r.ref.spec, t)
+            for labels, tr in rr_opt.transitions:
+                if tr.notify:
+                    st = r.states.get(series_key(labels))
+                    value = st.last_value if st is not None else None
+                    result.notifications.append(Notification(r.ref, labels, tr, value, muted))
+        if self.notifier is not None:
+            for n in result.notifications:
+                try:
+                    await self.notifier.handle(n)
+                except Exception:  # a broken channel must not stop evaluation
+                    log.exception("notifier failed for %s %s", n.rule.key, n.labels)
+        result.duration_s = _time.perf_counter() - started
+        return result
+
+    # -- per rule -------------------------------------------------------------------------
+    def _disable(self, r: _Rule, t: float) -> RuleResult:
+        transitions: list[tuple[dict[str, str], Transition]] = []
+        for key, st in r.states.items():
+            _, trs = disable(st, t)
+            transitions += [(dict(key), tr) for tr in trs]
+        r.states = {}
+        status: dict[str, Any] = {
+            "state": "Disabled",
+            "level": None,
+            "reason": "Disabled",
+            "lastEvaluation": {"time": iso(t), "value": None, "message": "rule is disabled"},
+            "firingSince": None,
+            "activeSeries": [],
+            "activeSeriesCount": 0,
+        }
+        r.last_status = status
+        return RuleResult(status, transitions)
+
+    def _evaluate(self, r: _Rule, t: float, main: _QueryResult, baseline: Sequence[_QueryResult]) -> RuleResult:
+        er = r.engine
+        assert er is not None
+        r.last_eval = t
+        transitions: list[tuple[dict[str, str], Transition]] = []
+
+        def apply(key: SeriesKey, new: SeriesState, trs: list[Transition]) -> None:
+            r.states[key] = new
+            transitions.extend((dict(key), tr) for tr in trs)
+
+        error = next((a for a in (main, *baseline) if isinstance(a, PrometheusError)), None)
+        if error is not None:
+            for key in list(r.states) or [()]:
+                apply(key, *step(er, r.states.get(key, SeriesState()), t, math.nan, status="error"))
+            rr = RuleResult(self._status(r, t, error=str(error)), transitions, str(error))
+            return rr
+
+        assert not isinstance(main, PrometheusError)
+        values: dict[SeriesKey, float] = {}
+        for s in main:
+            if isinstance(s, Sample):
+                values[series_key(s.labels)] = s.value
+        if er.kind == "absence":
+            # A group that vanished has no samples in the window: count 0, the absence it watches.
+            for key in r.states:
+                values.setdefault(key, 0.0)
+            if not values and not (r.ref.spec.query and r.ref.spec.query.split_by):
+                values[()] = 0.0
+
+        if not values:
+            for key in list(r.states) or [()]:
+                apply(key, *step(er, r.states.get(key, SeriesState()), t, math.nan, status="no_data"))
+            return RuleResult(self._status(r, t), transitions)
+
+        pooled = self._baseline(r, baseline) if er.kind == "dynamic" else {}
+        static_bounds = default_bounds(er, t) if er.kind != "dynamic" else None  # the same for every series
+        for key, value in values.items():
+            state = r.states.get(key, SeriesState())
+            bounds = static_bounds
+            if er.kind == "dynamic":
+                times, vals = pooled.get(key, (np.empty(0), np.empty(0)))
+                bounds = compute_bounds(er, np.array([t]), times, vals).at(0)
+            apply(key, *step(er, state, t, value, bounds))
+        for key in [k for k in r.states if k not in values]:
+            st = r.states[key]
+            if st.state in ("NoData", "Error"):
+                # Data is back, but not for this (placeholder) series: resolve what NoData/Error notified.
+                new, trs = step_flags(er, st, t, dict.fromkeys(er.levels, False))
+                apply(key, new, trs)
+            else:
+                apply(key, *step(er, st, t, math.nan))  # a missing sample; MissingSeries after two
+            if r.states[key].state == "Inactive":
+                del r.states[key]
+        return RuleResult(self._status(r, t), transitions)
+
+    def _baseline(
+        self, r: _Rule, answers: Sequence[_QueryResult]
+    ) -> dict[SeriesKey, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
+        """Raw baseline samples pooled per splitBy group."""
+        q = r.ref.spec.query
+        assert q is not None
+        group = list(q.split_by)
+        parts: dict[SeriesKey, tuple[list[np.ndarray[Any, Any]], list[np.ndarray[Any, Any]]]] = {}
+        for ans in answers:
+            assert not isinstance(ans, PrometheusError)
+            for rs in ans:
+                if not isinstance(rs, RangeSeries):
+                    continue
+                if group:
+                    key = series_key({g: rs.labels[g] for g in group if g in rs.labels})
+                elif q.metric is None:
+                    key = series_key(rs.labels)
+                else:
+                    key = ()
+                ts, vs = parts.setdefault(key, ([], []))
+                ts.append(rs.times)
+                vs.append(rs.values)
+        out = {}
+        for key, (ts, vs) in parts.items():
+            times, vals = np.concatenate(ts), np.concatenate(vs)
+            order = np.argsort(times, kind="stable")
+            out[key] = (times[order], vals[order])
+        return out
+
+    def _status(self, r: _Rule, t: float, error: str | None = None) -> dict[str, Any]:
+        status = build_status(r.states, t, error=error, limit=self.max_active_series)
+        if error is None and _muted(r.ref.spec, t):
+            status["reason"] = "Muted"  # evaluation goes on; notifications are flagged muted
+        r.last_status = status
+        return status
+
+
+def build_status(
+    states: Mapping[SeriesKey, SeriesState],
+    t: float,
+    *,
+    error: str | None = None,
+    limit: int = MAX_ACTIVE_SERIES,
+) -> dict[str, Any]:
+    """The rule's `status` fields written by the evaluator (AlertRuleStatus, camelCase)."""
+    items = sorted(
+        ((k, s) for k, s in states.items() if s.state != "Inactive"),
+        key=lambda ks: (_ORDER.get(ks[1].state, 5), -SEVERITY.get(ks[1].level or "", 0), ks[0]),
+    )
+    state = rule_state(states.values())
+    alarm = [s for _, s in items if s.state in ALARM_STATES]
+    level = max((s.level for s in alarm if s.level), key=lambda lv: SEVERITY[lv], default=None)
+    firing_since = min((s.since for s in alarm if s.since is not None), default=None)
+    top = items[0][1] if items else next(iter(states.values()), None)
+    value = top.last_value if top is not None else None
+    if error is not None:
+        reason: str | None = "QueryError"
+        message = error[:1024]
+    else:
+        reason = top.reason if top is not None and top.state != "Inactive" else None
+        counts: dict[str, int] = {}
+        for s in states.values():
+            counts[s.state] = counts.get(s.state, 0) + 1
+        message = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "no series"
+    return {
+        "state": state,
+        "level": level,
+        "reason": reason,
+        "lastEvaluation": {
+            "time": iso(t),
+            "value": value if value is not None and math.isfinite(value) else None,
+            "message": message,
+        },
+        "firingSince": iso(firing_since),
+        "activeSeries": [
+            {
+                "labels": dict(k),
+                "state": s.state,
+                "level": s.level,
+                "value": s.last_value if s.last_value is not None and math.isfinite(s.last_value) else None,
+                "since": iso(s.since),
+                "engineState": s.to_dict(),
+            }
+            for k, s in items[:limit]
+        ],
+        "activeSeriesCount": len(items),
+    }

@@ -1,0 +1,46 @@
+"""Shared builders for the evaluator tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from klaxon.api import AlertRuleSpec, parse_object
+from klaxon.evaluator import Notification, RuleRef
+
+#: Three days ago on the hour: old enough for promtool blocks, young enough for 4-week baselines.
+T0 = float((int(time.time()) // 3600 - 72) * 3600)
+MIN = 60.0
+
+
+def spec(body: dict[str, Any]) -> AlertRuleSpec:
+    parsed = parse_object(
+        {"apiVersion": "klaxon.dev/v1alpha1", "kind": "AlertRule", "metadata": {"name": "r"}, "spec": body}
+    )
+    assert parsed.ok, parsed.problems
+    assert isinstance(parsed.spec, AlertRuleSpec)
+    return parsed.spec
+
+
+def rule(name: str, body: dict[str, Any], status: dict[str, Any] | None = None, ns: str = "default") -> RuleRef:
+    return RuleRef(namespace=ns, name=name, uid=f"uid-{ns}-{name}", spec=spec(body), status=status)
+
+
+def minutes(start: float, end: float, value: Any) -> list[tuple[float, float]]:
+    """One sample a minute in [start, end); `value` is a number or a function of the time."""
+    out = []
+    t = start
+    while t < end:
+        out.append((t, float(value(t) if callable(value) else value)))
+        t += MIN
+    return out
+
+
+class Recorder:
+    """A Notifier that keeps what it is handed."""
+
+    def __init__(self) -> None:
+        self.seen: list[Notification] = []
+
+    async def handle(self, notification: Notification) -> None:
+        self.seen.append(notification)
