@@ -124,6 +124,7 @@ class Notifier:
         self._sem = asyncio.Semaphore(concurrency)
         self._loops: list[asyncio.Task[None]] = []
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self._stopped = False
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -137,6 +138,9 @@ class Notifier:
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Stop taking rows, let in-flight deliveries finish and record their outcome, flush status."""
+        if self._stopped:
+            return
+        self._stopped = True
         for t in self._loops:
             t.cancel()
         for t in self._loops:
