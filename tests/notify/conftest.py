@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ class Hit:
     query: str
     headers: dict[str, str]
     raw: bytes
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def json(self) -> Any:

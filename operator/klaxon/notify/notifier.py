@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from pydantic.alias_generators import to_camel
 
 from ..api.alertconfig import AlertConfigSpec
 from ..api.alertrule import AlertRuleSpec, Notified
@@ -143,9 +144,8 @@ class Notifier:
         self._stopped = True
         for t in self._loops:
             t.cancel()
-        for t in self._loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
+        if self._loops:
+            await asyncio.wait(self._loops, timeout=grace_s)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace_s)
         await self._flush_status()
@@ -307,8 +307,10 @@ class Notifier:
             nxt = self.outbox.next_due()
             wait = self.tick_interval_s if nxt is None else max(0.0, nxt - time.time())
             wait = min(wait, self.tick_interval_s, 1.0 if rows else self.tick_interval_s)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that races the event
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(wait, 0.001))
+                async with asyncio.timeout(max(wait, 0.001)):
+                    await self._wake.wait()
 
     async def _secret(self, namespace: str, ref: SecretKeySelector) -> str:
         value = await self.secrets.get(namespace, ref.name, ref.key)
@@ -459,7 +461,8 @@ def _walk_refs(block: Any, prefix: str = "") -> list[tuple[str, SecretKeySelecto
     for name in type(block).model_fields:
         value = getattr(block, name)
         if isinstance(value, SecretKeySelector):
-            out.append((prefix + name, value))
+            out.append((prefix + to_camel(name), value))
         elif isinstance(value, dict):
-            out.extend((f"{prefix}{name}.{k}", v) for k, v in value.items() if isinstance(v, SecretKeySelector))
+            out.extend((f"{prefix}{to_camel(name)}.{k}", v) for k, v in value.items()
+                       if isinstance(v, SecretKeySelector))
     return out
