@@ -304,7 +304,10 @@ def _smtp_send(job: SmtpJob, timeout: float, tls: ssl.SSLContext) -> None:
             client.starttls(context=tls)
             client.ehlo()
         if job.username is not None and job.password is not None:
-            client.login(job.username, job.password)
+            try:
+                client.login(job.username, job.password)
+            except smtplib.SMTPServerDisconnected as exc:  # some servers hang up on a bad login
+                raise smtplib.SMTPAuthenticationError(535, b"server closed the connection during AUTH") from exc
         client.send_message(job.message)
 
 
