@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateError
+from jinja2 import ChainableUndefined, TemplateError, Undefined
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .model import Notification
@@ -26,7 +27,14 @@ DEFAULT_BODY = (
 )
 MAX_RENDERED = 16384
 
-_env = ImmutableSandboxedEnvironment(autoescape=False, undefined=ChainableUndefined, keep_trailing_newline=False)
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Raise on unsafe access instead of rendering it empty, so the author learns at once."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        raise SecurityError(f"access to attribute {attribute!r} of a {type(obj).__name__} is not allowed")
+
+
+_env = _Sandbox(autoescape=False, undefined=ChainableUndefined, keep_trailing_newline=False)
 
 
 @lru_cache(maxsize=256)
