@@ -94,8 +94,9 @@ FAST_RETRY = RetryPolicy(base_s=0.02, factor=2.0, cap_s=0.2, max_attempts=6, jit
 
 
 @pytest.fixture
-async def make_notifier(tmp_path: Path, secrets: DictSecretResolver
-                        ) -> AsyncIterator[Callable[..., Awaitable[Notifier]]]:
+async def make_notifier(
+    tmp_path: Path, secrets: DictSecretResolver
+) -> AsyncIterator[Callable[..., Awaitable[Notifier]]]:
     made: list[Notifier] = []
 
     async def make(sink: MemoryStatusSink | None = None, **kw: Any) -> Notifier:
@@ -119,11 +120,19 @@ def channel(spec: dict[str, Any]) -> NotificationChannelSpec:
 
 def notification(i: int = 0, **kw: Any) -> Notification:
     values: dict[str, Any] = {
-        "rule_namespace": NS, "rule_name": "api-latency", "dedup_key": f"api-latency:svc-{i}",
-        "episode_id": f"ep-{i}", "state_from": "Pending", "state_to": "Firing",
-        "time": datetime(2025, 1, 15, 14, 0, i % 60, tzinfo=UTC), "labels": {"service": f"svc-{i}"},
-        "annotations": {"summary": "p99 latency above 500ms"}, "level": "critical", "severity": "critical",
-        "value": 0.75, "channels": ("hook",),
+        "rule_namespace": NS,
+        "rule_name": "api-latency",
+        "dedup_key": f"api-latency:svc-{i}",
+        "episode_id": f"ep-{i}",
+        "state_from": "Pending",
+        "state_to": "Firing",
+        "time": datetime(2025, 1, 15, 14, 0, i % 60, tzinfo=UTC),
+        "labels": {"service": f"svc-{i}"},
+        "annotations": {"summary": "p99 latency above 500ms"},
+        "level": "critical",
+        "severity": "critical",
+        "value": 0.75,
+        "channels": ("hook",),
     }
     values.update(kw)
     return Notification(**values)

@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from klaxon.notify import DictSecretResolver, MemoryStatusSink, Notifier, RetryPolicy
 from tests.notify.conftest import NS, channel, notification
+
+from klaxon.notify import DictSecretResolver, MemoryStatusSink, Notifier, RetryPolicy
 
 
 async def main(path: str, url: str, count: int) -> None:
-    notifier = Notifier(path, DictSecretResolver(), MemoryStatusSink(), concurrency=4,
-                        retry=RetryPolicy(base_s=0.05, max_attempts=10))
+    notifier = Notifier(
+        path,
+        DictSecretResolver(),
+        MemoryStatusSink(),
+        concurrency=4,
+        retry=RetryPolicy(base_s=0.05, max_attempts=10),
+    )
     await notifier.set_channel(NS, "hook", channel({"type": "webhook", "webhook": {"url": url}}))
     for i in range(count):
         await notifier.handle(notification(i))

@@ -27,9 +27,16 @@ async def alertmanager(tmp_path: Path) -> AsyncIterator[str]:
         port = s.getsockname()[1]
     (tmp_path / "am.yml").write_text(CONFIG)
     proc = subprocess.Popen(
-        [BINARY, f"--config.file={tmp_path / 'am.yml'}", f"--storage.path={tmp_path / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            BINARY,
+            f"--config.file={tmp_path / 'am.yml'}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as s:
@@ -50,25 +57,41 @@ async def alertmanager(tmp_path: Path) -> AsyncIterator[str]:
 
 
 async def am_alerts(url: str) -> list[dict[str, Any]]:
-    async with aiohttp.ClientSession() as s, s.get(url + "/api/v2/alerts",
-                                                   params={"filter": 'alertname="api-latency"'}) as r:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(url + "/api/v2/alerts", params={"filter": 'alertname="api-latency"'}) as r,
+    ):
         assert r.status == 200
         data: list[dict[str, Any]] = await r.json()
         return data
 
 
-async def test_alertmanager_receives_firing_then_resolved(make_notifier: Any, alertmanager: str,
-                                                         secrets: Any) -> None:
+async def test_alertmanager_receives_firing_then_resolved(
+    make_notifier: Any, alertmanager: str, secrets: Any
+) -> None:
     secrets.secrets[(NS, "creds")]["am"] = "am-bearer-secret"
     notifier = await make_notifier()
-    await notifier.set_channel(NS, "hook", channel({"type": "alertmanager", "alertmanager": {
-        "url": alertmanager, "bearerToken": {"name": "creds", "key": "am"}}}))
+    await notifier.set_channel(
+        NS,
+        "hook",
+        channel(
+            {
+                "type": "alertmanager",
+                "alertmanager": {"url": alertmanager, "bearerToken": {"name": "creds", "key": "am"}},
+            }
+        ),
+    )
     now = datetime.now(UTC).replace(microsecond=0)
     await notifier.handle(notification(time=now - timedelta(minutes=1)))
     await notifier.wait_idle(10)
     [alert] = await am_alerts(alertmanager)
-    assert alert["labels"] == {"alertname": "api-latency", "namespace": NS, "severity": "critical",
-                               "level": "critical", "service": "svc-0"}
+    assert alert["labels"] == {
+        "alertname": "api-latency",
+        "namespace": NS,
+        "severity": "critical",
+        "level": "critical",
+        "service": "svc-0",
+    }
     assert alert["annotations"]["summary"] == "p99 latency above 500ms"
     assert alert["annotations"]["dedup_key"] == "api-latency:svc-0"
     assert alert["status"]["state"] == "active"

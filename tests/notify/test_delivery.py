@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from klaxon.notify import MemoryStatusSink, Notifier, RetryPolicy, TEST_ANNOTATION
+from klaxon.notify import TEST_ANNOTATION, MemoryStatusSink, Notifier, RetryPolicy
 from klaxon.notify.outbox import Outbox
 
 from .conftest import NS, Receiver, channel, notification
@@ -114,8 +114,9 @@ async def test_replayed_transition_is_not_sent_twice(make_notifier: Any, receive
     assert len(receiver.hits) == 1
 
 
-async def test_restart_mid_queue_delivers_each_exactly_once(make_notifier: Any, receiver: Receiver,
-                                                           tmp_path: Path) -> None:
+async def test_restart_mid_queue_delivers_each_exactly_once(
+    make_notifier: Any, receiver: Receiver, tmp_path: Path
+) -> None:
     """Cancel the notifier's tasks while rows are queued and in flight; a new one on the same file
     finishes the queue. Counted by key and in total, so a loss or a duplicate fails."""
     count = 60
@@ -139,7 +140,8 @@ async def test_restart_mid_queue_delivers_each_exactly_once(make_notifier: Any, 
 
 
 async def test_hard_crash_mid_queue_loses_nothing_and_repeats_only_in_flight(
-        make_notifier: Any, receiver: Receiver, tmp_path: Path) -> None:
+    make_notifier: Any, receiver: Receiver, tmp_path: Path
+) -> None:
     """SIGKILL a notifier process mid-queue (no chance to record anything). Nothing is lost;
     only rows that were on the wire can arrive twice, and then with the same Idempotency-Key."""
     count, concurrency = 80, 4
@@ -147,8 +149,16 @@ async def test_hard_crash_mid_queue_loses_nothing_and_repeats_only_in_flight(
     path = tmp_path / "crash.sqlite"
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'operator'}{os.pathsep}{ROOT}"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.notify.crash_child", str(path), receiver.url, str(count),
-        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "tests.notify.crash_child",
+        str(path),
+        receiver.url,
+        str(count),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+    )
     assert proc.stdout is not None
     assert (await asyncio.wait_for(proc.stdout.readline(), 20)).strip() == b"enqueued"
     deadline = time.monotonic() + 20
@@ -215,8 +225,9 @@ async def test_status_counts_survive_restart(make_notifier: Any, receiver: Recei
 
 async def test_ready_false_when_secret_missing(make_notifier: Any) -> None:
     notifier = await make_notifier()
-    cond = await notifier.set_channel(NS, "slack", channel(
-        {"type": "slack", "slack": {"webhookUrl": {"name": "nope", "key": "url"}}}))
+    cond = await notifier.set_channel(
+        NS, "slack", channel({"type": "slack", "slack": {"webhookUrl": {"name": "nope", "key": "url"}}})
+    )
     assert cond.status == "False" and cond.reason == "SecretNotFound" and "slack.webhookUrl" in cond.message
 
 

@@ -18,19 +18,39 @@ DATA = Path(__file__).parent / "data"
 
 
 def test_matched_conditions_in_fixed_order() -> None:
-    flt = EventFilter(risk_threshold=30, object_types=["person"], cameras=["door"], zones=["z1"], min_confidence=0.7)
-    ev = {"risk_score": 30, "object_types": ["car", "person"], "camera_id": "door", "zone_id": "z1",
-          "confidence": 0.7, "time": "2025-01-15T12:00:00Z"}
-    assert match_event(ev, flt, None) == (True, ["riskThreshold", "objectTypes", "cameras", "zones",
-                                                 "minConfidence"])
+    flt = EventFilter(
+        risk_threshold=30, object_types=["person"], cameras=["door"], zones=["z1"], min_confidence=0.7
+    )
+    ev = {
+        "risk_score": 30,
+        "object_types": ["car", "person"],
+        "camera_id": "door",
+        "zone_id": "z1",
+        "confidence": 0.7,
+        "time": "2025-01-15T12:00:00Z",
+    }
+    assert match_event(ev, flt, None) == (
+        True,
+        ["riskThreshold", "objectTypes", "cameras", "zones", "minConfidence"],
+    )
     assert match_event({**ev, "camera_id": "garage"}, flt, None) == (
-        False, ["riskThreshold", "objectTypes", "zones", "minConfidence"])
+        False,
+        ["riskThreshold", "objectTypes", "zones", "minConfidence"],
+    )
     assert match_event({"time": "2025-01-15T12:00:00Z"}, EventFilter(), None) == (True, [])
 
 
 def test_cli_test_rule_seed_001(capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["test-rule", str(ROOT / "examples/11-night-person-detection.yaml"), "--events",
-               str(DATA / "events.jsonl"), "-o", "json"])
+    rc = main(
+        [
+            "test-rule",
+            str(ROOT / "examples/11-night-person-detection.yaml"),
+            "--events",
+            str(DATA / "events.jsonl"),
+            "-o",
+            "json",
+        ]
+    )
     assert rc == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["eventsTested"], report["eventsMatched"], report["matchRate"]) == (10, 6, 0.6)
@@ -47,16 +67,34 @@ def test_cli_test_rule_seed_001(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_cli_table_output(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["test-rule", str(ROOT / "examples/11-night-person-detection.yaml"), "--events",
-                 str(DATA / "events.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "test-rule",
+                str(ROOT / "examples/11-night-person-detection.yaml"),
+                "--events",
+                str(DATA / "events.jsonl"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "events tested: 10" in out and "events matched: 6" in out and "match rate: 60.00%" in out
 
 
 def test_cli_rejects_metric_rule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "e.jsonl").write_text("")
-    assert main(["test-rule", str(ROOT / "examples/10-model-accuracy.yaml"), "--events",
-                 str(tmp_path / "e.jsonl")]) == 2
+    assert (
+        main(
+            [
+                "test-rule",
+                str(ROOT / "examples/10-model-accuracy.yaml"),
+                "--events",
+                str(tmp_path / "e.jsonl"),
+            ]
+        )
+        == 2
+    )
 
 
 def _seed004() -> tuple[AlertRuleSpec, AlertConfigSpec]:
@@ -73,12 +111,26 @@ def test_seed_004_grouping_min_events_and_zone_silence() -> None:
     t0 = datetime(2025, 1, 18, 12, 0, tzinfo=UTC)  # a Saturday: whole-day window in New York
 
     def ev(i: int, sec: int, zone: str) -> dict[str, object]:
-        return {"id": i, "camera_id": "cam1", "zone_id": zone, "object_type": "person", "risk_score": 80,
-                "confidence": 0.9, "time": (t0 + timedelta(seconds=sec)).isoformat()}
+        return {
+            "id": i,
+            "camera_id": "cam1",
+            "zone_id": zone,
+            "object_type": "person",
+            "risk_score": 80,
+            "confidence": 0.9,
+            "time": (t0 + timedelta(seconds=sec)).isoformat(),
+        }
 
-    events = [ev(1, 0, "perimeter-north"), ev(2, 30, "perimeter-north"), ev(3, 60, "perimeter-north"),
-              ev(4, 90, "perimeter-north"), ev(5, 0, "loading-dock"), ev(6, 10, "loading-dock"),
-              ev(7, 20, "loading-dock"), ev(8, 400, "perimeter-north")]
+    events = [
+        ev(1, 0, "perimeter-north"),
+        ev(2, 30, "perimeter-north"),
+        ev(3, 60, "perimeter-north"),
+        ev(4, 90, "perimeter-north"),
+        ev(5, 0, "loading-dock"),
+        ev(6, 10, "loading-dock"),
+        ev(7, 20, "loading-dock"),
+        ev(8, 400, "perimeter-north"),
+    ]
     report = run_test_rule("site", "perimeter-intrusion", rule, events, cfg)
     r = {x.event_id: x for x in report.results}
     assert [r[i].suppressed_by for i in ("1", "2")] == ["minEvents", "minEvents"]

@@ -22,9 +22,15 @@ async def deliver(make_notifier: Any, receiver: Receiver, spec: dict[str, Any], 
 
 
 async def test_webhook_json_headers_and_hmac(make_notifier: Any, receiver: Receiver) -> None:
-    spec = {"type": "webhook", "webhook": {
-        "url": receiver.url + "/klaxon", "headers": {"X-Team": "platform"},
-        "headerSecrets": {"Authorization": {**REF, "key": "token"}}, "hmacSecret": {**REF, "key": "hmac"}}}
+    spec = {
+        "type": "webhook",
+        "webhook": {
+            "url": receiver.url + "/klaxon",
+            "headers": {"X-Team": "platform"},
+            "headerSecrets": {"Authorization": {**REF, "key": "token"}},
+            "hmacSecret": {**REF, "key": "hmac"},
+        },
+    }
     await deliver(make_notifier, receiver, spec)
     [hit] = receiver.hits
     assert hit.path == "/klaxon" and hit.method == "POST"
@@ -44,9 +50,11 @@ async def test_webhook_json_headers_and_hmac(make_notifier: Any, receiver: Recei
 
 async def test_slack_incoming_webhook(make_notifier: Any, receiver: Receiver, secrets: Any) -> None:
     secrets.secrets[(NS, "creds")]["slack"] = receiver.url + "/services/T000/B000/XXXX"
-    spec = {"type": "slack", "slack": {"webhookUrl": {**REF, "key": "slack"}, "channel": "#oncall",
-                                       "username": "klaxon"},
-            "templates": {"title": "[{{ state }}] {{ rule }} ({{ level or severity }})"}}
+    spec = {
+        "type": "slack",
+        "slack": {"webhookUrl": {**REF, "key": "slack"}, "channel": "#oncall", "username": "klaxon"},
+        "templates": {"title": "[{{ state }}] {{ rule }} ({{ level or severity }})"},
+    }
     await deliver(make_notifier, receiver, spec)
     [hit] = receiver.hits
     assert hit.path == "/services/T000/B000/XXXX"
@@ -59,8 +67,10 @@ async def test_slack_incoming_webhook(make_notifier: Any, receiver: Receiver, se
 
 
 async def test_pagerduty_events_v2_trigger_then_resolve(make_notifier: Any, receiver: Receiver) -> None:
-    spec = {"type": "pagerduty", "pagerduty": {"routingKey": {**REF, "key": "routing"},
-                                               "url": receiver.url + "/v2/enqueue"}}
+    spec = {
+        "type": "pagerduty",
+        "pagerduty": {"routingKey": {**REF, "key": "routing"}, "url": receiver.url + "/v2/enqueue"},
+    }
     firing = notification()
     resolved = notification(state_from="Recovering", state_to="Inactive")
     await deliver(make_notifier, receiver, spec, firing, resolved)
@@ -72,13 +82,18 @@ async def test_pagerduty_events_v2_trigger_then_resolve(make_notifier: Any, rece
     assert set(p) >= {"summary", "source", "severity", "timestamp", "custom_details"}
     assert p["severity"] in {"critical", "error", "warning", "info"} and p["severity"] == "critical"
     assert 0 < len(p["summary"]) <= 1024
-    assert res == {"routing_key": "pd-routing-key-secret-55aa", "event_action": "resolve",
-                   "dedup_key": trig["dedup_key"]}
+    assert res == {
+        "routing_key": "pd-routing-key-secret-55aa",
+        "event_action": "resolve",
+        "dedup_key": trig["dedup_key"],
+    }
 
 
 async def test_teams_adaptive_card(make_notifier: Any, receiver: Receiver, secrets: Any) -> None:
     secrets.secrets[(NS, "creds")]["teams"] = receiver.url + "/workflows/abc"
-    await deliver(make_notifier, receiver, {"type": "msteams", "msteams": {"webhookUrl": {**REF, "key": "teams"}}})
+    await deliver(
+        make_notifier, receiver, {"type": "msteams", "msteams": {"webhookUrl": {**REF, "key": "teams"}}}
+    )
     body = receiver.hits[0].json
     assert body["type"] == "message"
     [att] = body["attachments"]
@@ -90,22 +105,33 @@ async def test_teams_adaptive_card(make_notifier: Any, receiver: Receiver, secre
 
 
 async def test_opsgenie_create_and_close(make_notifier: Any, receiver: Receiver) -> None:
-    spec = {"type": "opsgenie", "opsgenie": {"apiKey": {**REF, "key": "genie"}, "url": receiver.url,
-                                             "responders": ["sre"]}}
-    await deliver(make_notifier, receiver, spec, notification(),
-                  notification(state_from="Firing", state_to="Inactive"))
+    spec = {
+        "type": "opsgenie",
+        "opsgenie": {"apiKey": {**REF, "key": "genie"}, "url": receiver.url, "responders": ["sre"]},
+    }
+    await deliver(
+        make_notifier, receiver, spec, notification(), notification(state_from="Firing", state_to="Inactive")
+    )
     create, close = receiver.hits
-    assert create.path == "/v2/alerts" and create.headers["Authorization"] == "GenieKey opsgenie-api-key-secret-66bb"
+    assert (
+        create.path == "/v2/alerts"
+        and create.headers["Authorization"] == "GenieKey opsgenie-api-key-secret-66bb"
+    )
     body = create.json
     assert len(body["message"]) <= 130 and body["alias"] == f"{NS}/api-latency/api-latency:svc-0"
     assert body["responders"] == [{"name": "sre", "type": "team"}] and body["priority"] == "P1"
     assert all(isinstance(v, str) for v in body["details"].values())
-    assert close.path == f"/v2/alerts/{NS}/api-latency/api-latency:svc-0/close" or close.path.endswith("/close")
+    assert close.path == f"/v2/alerts/{NS}/api-latency/api-latency:svc-0/close" or close.path.endswith(
+        "/close"
+    )
     assert close.query == "identifierType=alias" and close.json["source"] == "Klaxon"
 
 
-async def test_send_resolved_false_on_channel_skips_resolution(make_notifier: Any, receiver: Receiver) -> None:
+async def test_send_resolved_false_on_channel_skips_resolution(
+    make_notifier: Any, receiver: Receiver
+) -> None:
     spec = {"type": "webhook", "webhook": {"url": receiver.url}, "sendResolved": False}
-    await deliver(make_notifier, receiver, spec, notification(), notification(state_from="Firing",
-                                                                              state_to="Inactive"))
+    await deliver(
+        make_notifier, receiver, spec, notification(), notification(state_from="Firing", state_to="Inactive")
+    )
     assert [h.json["status"] for h in receiver.hits] == ["firing"]

@@ -11,8 +11,11 @@ from klaxon.notify import ACK_ANNOTATION
 
 from .conftest import NS, Receiver, channel, notification
 
-RULE = {"query": {"metric": "latency"}, "condition": {"type": "threshold", "operator": "gt", "threshold": 1},
-        "notify": {"channels": ["hook"], "repeatInterval": "1h"}}
+RULE = {
+    "query": {"metric": "latency"},
+    "condition": {"type": "threshold", "operator": "gt", "threshold": 1},
+    "notify": {"channels": ["hook"], "repeatInterval": "1h"},
+}
 
 
 async def setup(make_notifier: Any, receiver: Receiver, **rule: Any) -> Any:
@@ -46,11 +49,18 @@ async def test_repeat_via_tick_and_ack_annotation(make_notifier: Any, receiver: 
     assert await notifier.tick(now=start + timedelta(minutes=61)) == 1  # repeatInterval 1h
     await notifier.wait_idle(5)
     assert [h.json["kind"] for h in receiver.hits] == ["firing", "repeat"]
-    await notifier.set_rule(NS, "api-latency", AlertRuleSpec.model_validate(RULE),
-                            {ACK_ANNOTATION: (start + timedelta(minutes=90)).isoformat()})
+    await notifier.set_rule(
+        NS,
+        "api-latency",
+        AlertRuleSpec.model_validate(RULE),
+        {ACK_ANNOTATION: (start + timedelta(minutes=90)).isoformat()},
+    )
     assert await notifier.tick(now=start + timedelta(minutes=150)) == 0  # acked episode: quiet
-    await notifier.handle(notification(time=start + timedelta(minutes=151), state_from="Firing",
-                                       state_to="Inactive", channels=()))
+    await notifier.handle(
+        notification(
+            time=start + timedelta(minutes=151), state_from="Firing", state_to="Inactive", channels=()
+        )
+    )
     await notifier.handle(notification(time=start + timedelta(minutes=160), episode_id="ep-new", channels=()))
     await notifier.wait_idle(5)
     assert [h.json["kind"] for h in receiver.hits] == ["firing", "repeat", "resolved", "firing"]
@@ -59,9 +69,20 @@ async def test_repeat_via_tick_and_ack_annotation(make_notifier: Any, receiver: 
 async def test_alertconfig_silence(make_notifier: Any, receiver: Receiver) -> None:
     now = datetime.now(UTC)
     notifier = await setup(make_notifier, receiver)
-    await notifier.set_config(NS, "default", AlertConfigSpec.model_validate({"silences": [
-        {"matchers": [{"label": "service", "op": "=~", "value": "svc-[0-4]"}],
-         "until": (now + timedelta(hours=1)).isoformat()}]}))
+    await notifier.set_config(
+        NS,
+        "default",
+        AlertConfigSpec.model_validate(
+            {
+                "silences": [
+                    {
+                        "matchers": [{"label": "service", "op": "=~", "value": "svc-[0-4]"}],
+                        "until": (now + timedelta(hours=1)).isoformat(),
+                    }
+                ]
+            }
+        ),
+    )
     assert (await notifier.handle(notification(0, time=now, channels=()))).suppressed_by == "silence"
     assert (await notifier.handle(notification(7, time=now, channels=()))).notify
     await notifier.wait_idle(5)

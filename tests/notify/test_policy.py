@@ -17,8 +17,10 @@ T0 = datetime(2025, 1, 15, 14, 0, tzinfo=UTC)
 
 
 def test_dedup_key_renders_fields_and_null() -> None:
-    assert render_dedup_key("{camera_id}:{object_type}", {"camera_id": "door", "object_type": "person"}) == \
-        "door:person"
+    assert (
+        render_dedup_key("{camera_id}:{object_type}", {"camera_id": "door", "object_type": "person"})
+        == "door:person"
+    )
     assert render_dedup_key("{camera_id}:{zone}", {"camera_id": "door"}) == "door:null"
     assert render_dedup_key("{{literal}}-{n}", {"n": 3}) == "{literal}-3"
 
@@ -32,16 +34,21 @@ def test_dedup_key_never_renders_objects() -> None:
     assert render_dedup_key("{a}", {"a": {"secret": 1}}) == "null"
 
 
-@pytest.mark.parametrize(("op", "value", "labels", "expected"), [
-    ("=", "dock", {"zone_id": "dock"}, True),
-    ("=", "", {}, True),  # missing label is ""
-    ("!=", "dock", {"zone_id": "gate"}, True),
-    ("=~", "dock|gate", {"zone_id": "gate"}, True),
-    ("=~", "do", {"zone_id": "dock"}, False),  # fully anchored
-    ("!~", "dock.*", {"zone_id": "docker"}, False),
-    ("=~", "(", {"zone_id": "("}, False),  # invalid regex never matches
-])
-def test_matchers_have_alertmanager_semantics(op: str, value: str, labels: dict[str, str], expected: bool) -> None:
+@pytest.mark.parametrize(
+    ("op", "value", "labels", "expected"),
+    [
+        ("=", "dock", {"zone_id": "dock"}, True),
+        ("=", "", {}, True),  # missing label is ""
+        ("!=", "dock", {"zone_id": "gate"}, True),
+        ("=~", "dock|gate", {"zone_id": "gate"}, True),
+        ("=~", "do", {"zone_id": "dock"}, False),  # fully anchored
+        ("!~", "dock.*", {"zone_id": "docker"}, False),
+        ("=~", "(", {"zone_id": "("}, False),  # invalid regex never matches
+    ],
+)
+def test_matchers_have_alertmanager_semantics(
+    op: str, value: str, labels: dict[str, str], expected: bool
+) -> None:
     assert matcher_matches(Matcher(label="zone_id", op=op, value=value), labels) is expected  # type: ignore[arg-type]
 
 
@@ -67,29 +74,59 @@ def fire(minutes: float, episode: str = "e1", level: str = "critical") -> object
 
 
 def resolve(minutes: float, episode: str = "e1") -> object:
-    return notification(time=T0 + timedelta(minutes=minutes), episode_id=episode, state_from="Recovering",
-                        state_to="Inactive")
+    return notification(
+        time=T0 + timedelta(minutes=minutes), episode_id=episode, state_from="Recovering", state_to="Inactive"
+    )
 
 
 def test_cooldown_is_a_fixed_window() -> None:
     p = RulePolicy(cooldown_s=600, repeat_interval_s=10**6)
-    out = run(p, fire(0, "e1"), resolve(1, "e1"), fire(5, "e2"), resolve(6, "e2"), fire(9.99, "e3"),
-              resolve(10, "e3"), fire(10, "e4"))
+    out = run(
+        p,
+        fire(0, "e1"),
+        resolve(1, "e1"),
+        fire(5, "e2"),
+        resolve(6, "e2"),
+        fire(9.99, "e3"),
+        resolve(10, "e3"),
+        fire(10, "e4"),
+    )
     assert [o[:2] for o in out if o[2] != "resolved"] == [
-        (True, None), (False, "cooldown"), (False, "cooldown"), (True, None)]  # t0+C notifies, not extended
+        (True, None),
+        (False, "cooldown"),
+        (False, "cooldown"),
+        (True, None),
+    ]  # t0+C notifies, not extended
 
 
 def test_repeat_interval_and_escalation() -> None:
     p = RulePolicy(repeat_interval_s=3600)
-    out = run(p, fire(0), fire(30), fire(59), fire(60, level="warning"), fire(61, level="warning"),
-              fire(120, level="warning"))
-    assert out == [(True, None, "firing"), (False, "repeatInterval", "repeat"), (False, "repeatInterval", "repeat"),
-                   (True, None, "escalation"), (False, "repeatInterval", "repeat"), (True, None, "repeat")]
+    out = run(
+        p,
+        fire(0),
+        fire(30),
+        fire(59),
+        fire(60, level="warning"),
+        fire(61, level="warning"),
+        fire(120, level="warning"),
+    )
+    assert out == [
+        (True, None, "firing"),
+        (False, "repeatInterval", "repeat"),
+        (False, "repeatInterval", "repeat"),
+        (True, None, "escalation"),
+        (False, "repeatInterval", "repeat"),
+        (True, None, "repeat"),
+    ]
 
 
 def test_resolved_only_for_notified_episodes_and_when_send_resolved() -> None:
     assert run(RulePolicy(), fire(0), resolve(1))[-1] == (True, None, "resolved")
-    assert run(RulePolicy(send_resolved=False), fire(0), resolve(1))[-1] == (False, "sendResolved", "resolved")
+    assert run(RulePolicy(send_resolved=False), fire(0), resolve(1))[-1] == (
+        False,
+        "sendResolved",
+        "resolved",
+    )
     muted = RulePolicy(mute=Mute(until=T0 + timedelta(hours=1)))
     assert run(muted, fire(0), resolve(1))[-1] == (False, "notNotified", "resolved")
 
@@ -109,8 +146,13 @@ def test_mute_then_unmute_notifies_still_firing_instance_once() -> None:
 def test_ack_stops_renotification_for_the_current_episode_only() -> None:
     p = RulePolicy(repeat_interval_s=60, acked_episodes=frozenset({"e1"}))
     out = run(p, fire(0, "e1"), fire(5, "e1"), resolve(6, "e1"), fire(7, "e2"), fire(9, "e2"))
-    assert out == [(False, "ack", "firing"), (False, "ack", "firing"), (False, "notNotified", "resolved"),
-                   (True, None, "firing"), (True, None, "repeat")]
+    assert out == [
+        (False, "ack", "firing"),
+        (False, "ack", "firing"),
+        (False, "notNotified", "resolved"),
+        (True, None, "firing"),
+        (True, None, "repeat"),
+    ]
 
 
 def test_ack_by_time_covers_episodes_begun_before_it() -> None:
@@ -139,8 +181,19 @@ def test_grouping_window_min_events_and_close() -> None:
     g = Grouper(window_s=120, min_events=3)
     at = [T0 + timedelta(seconds=s) for s in (0, 30, 60, 90, 200, 330, 340, 350)]
     out = [g.observe("k", t).status for t in at]
-    assert out == ["belowMinEvents", "belowMinEvents", "opened", "absorbed", "absorbed",
-                   "belowMinEvents", "belowMinEvents", "opened"]  # closed after 120 s without events
+    assert out == [
+        "belowMinEvents",
+        "belowMinEvents",
+        "opened",
+        "absorbed",
+        "absorbed",
+        "belowMinEvents",
+        "belowMinEvents",
+        "opened",
+    ]  # closed after 120 s without events
     g2 = Grouper(window_s=120, min_events=3)
-    assert [g2.observe("k", T0 + timedelta(seconds=s)).status for s in (0, 60, 120)] == \
-        ["belowMinEvents", "belowMinEvents", "belowMinEvents"]  # (t-120, t] is left-open
+    assert [g2.observe("k", T0 + timedelta(seconds=s)).status for s in (0, 60, 120)] == [
+        "belowMinEvents",
+        "belowMinEvents",
+        "belowMinEvents",
+    ]  # (t-120, t] is left-open

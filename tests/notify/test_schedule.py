@@ -17,14 +17,17 @@ def sched(days: list[str], start: str, end: str, tz: str = "Europe/Berlin") -> S
 FRI_NIGHT = sched(["Fri"], "22:00", "06:00")
 
 
-@pytest.mark.parametrize(("local", "expected"), [
-    ("2025-01-17T22:00", True),   # Fri 22:00, start inclusive
-    ("2025-01-17T21:59", False),
-    ("2025-01-18T03:00", True),   # Sat 03:00 belongs to Friday's window
-    ("2025-01-18T06:00", False),  # end exclusive
-    ("2025-01-18T22:30", False),  # Saturday night: Sat is not in days
-    ("2025-01-17T03:00", False),  # Fri 03:00 would be Thursday's window
-])
+@pytest.mark.parametrize(
+    ("local", "expected"),
+    [
+        ("2025-01-17T22:00", True),  # Fri 22:00, start inclusive
+        ("2025-01-17T21:59", False),
+        ("2025-01-18T03:00", True),  # Sat 03:00 belongs to Friday's window
+        ("2025-01-18T06:00", False),  # end exclusive
+        ("2025-01-18T22:30", False),  # Saturday night: Sat is not in days
+        ("2025-01-17T03:00", False),  # Fri 03:00 would be Thursday's window
+    ],
+)
 def test_crossing_midnight_uses_the_start_day(local: str, expected: bool) -> None:
     naive = datetime.fromisoformat(local)
     assert in_schedule(naive, FRI_NIGHT) is expected

@@ -20,7 +20,9 @@ def _load(path: str, kind: str) -> tuple[str, str, Any]:
         if isinstance(doc.body, dict) and doc.body.get("kind") == kind:
             parsed = parse_object(doc.body)
             if parsed.problems:
-                raise ValueError(f"{doc.where}: {kind}/{parsed.name}: " + "; ".join(map(str, parsed.problems)))
+                raise ValueError(
+                    f"{doc.where}: {kind}/{parsed.name}: " + "; ".join(map(str, parsed.problems))
+                )
             return parsed.namespace or "default", parsed.name, parsed.spec
     raise ValueError(f"{path}: no {kind} found")
 
@@ -58,22 +60,32 @@ def run(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(report.to_json(), indent=2))
         return 0
-    print(f"{'EVENT':<14} {'TIME':<26} {'MATCHED':<8} {'CONDITIONS':<52} {'DEDUP KEY':<28} {'NOTIFY':<7} SUPPRESSED BY")
+    print(
+        f"{'EVENT':<14} {'TIME':<26} {'MATCHED':<8} {'CONDITIONS':<52} {'DEDUP KEY':<28} {'NOTIFY':<7} "
+        "SUPPRESSED BY"
+    )
     for r in report.results:
-        print(f"{r.event_id:<14} {r.time.isoformat():<26} {str(r.matched).lower():<8} "
-              f"{','.join(r.matched_conditions) or '-':<52} {r.dedup_key or '-':<28} "
-              f"{str(r.would_notify).lower():<7} {r.suppressed_by or '-'}")
-    print(f"\nrule: {name}\nevents tested: {report.tested}\nevents matched: {report.matched}\n"
-          f"match rate: {report.match_rate:.2%}\nwould notify: {report.would_notify}")
+        print(
+            f"{r.event_id:<14} {r.time.isoformat():<26} {str(r.matched).lower():<8} "
+            f"{','.join(r.matched_conditions) or '-':<52} {r.dedup_key or '-':<28} "
+            f"{str(r.would_notify).lower():<7} {r.suppressed_by or '-'}"
+        )
+    print(
+        f"\nrule: {name}\nevents tested: {report.tested}\nevents matched: {report.matched}\n"
+        f"match rate: {report.match_rate:.2%}\nwould notify: {report.would_notify}"
+    )
     if report.suppressed:
         print("suppressed: " + ", ".join(f"{k}={v}" for k, v in sorted(report.suppressed.items())))
     return 0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("test-rule", help="run stored events through an event rule (match, dedup, cooldown, grouping)",
-                       description="Run events (JSON lines) through an event AlertRule with the evaluator's own "
-                       "matching, dedup, grouping and cooldown code. Exit 0 on success, 2 on usage errors.")
+    p = sub.add_parser(
+        "test-rule",
+        help="run stored events through an event rule (match, dedup, cooldown, grouping)",
+        description="Run events (JSON lines) through an event AlertRule with the evaluator's own "
+        "matching, dedup, grouping and cooldown code. Exit 0 on success, 2 on usage errors.",
+    )
     p.add_argument("rule", metavar="RULE.yaml", help="file holding the AlertRule")
     p.add_argument("--events", required=True, metavar="EVENTS.jsonl", help="one event per line")
     p.add_argument("--config", metavar="CONFIG.yaml", help="AlertConfig for grouping and silences (optional)")

@@ -39,7 +39,13 @@ USER_AGENT = f"klaxon/{__version__}"
 SIGNATURE_HEADER = "X-Klaxon-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_COLORS = {"resolved": "#2eb886", "test": "#439fe0", "critical": "#d00000", "warning": "#daa038", "info": "#439fe0"}
+_COLORS = {
+    "resolved": "#2eb886",
+    "test": "#439fe0",
+    "critical": "#d00000",
+    "warning": "#daa038",
+    "info": "#439fe0",
+}
 
 
 class DeliveryError(Exception):
@@ -99,11 +105,22 @@ def _color(m: Rendered) -> str:
 
 def webhook_payload(n: Notification, kind: Kind, key: str, m: Rendered) -> dict[str, Any]:
     return {
-        "version": "1", "idempotencyKey": key, "status": m.ctx["status"], "kind": kind,
-        "rule": {"namespace": n.rule_namespace, "name": n.rule_name}, "dedupKey": n.dedup_key,
-        "episodeId": n.episode_id, "state": {"from": n.state_from, "to": n.state_to}, "level": n.level,
-        "severity": n.severity, "value": n.value, "time": n.time.isoformat(), "labels": dict(n.labels),
-        "annotations": dict(n.annotations), "title": m.title, "body": m.body,
+        "version": "1",
+        "idempotencyKey": key,
+        "status": m.ctx["status"],
+        "kind": kind,
+        "rule": {"namespace": n.rule_namespace, "name": n.rule_name},
+        "dedupKey": n.dedup_key,
+        "episodeId": n.episode_id,
+        "state": {"from": n.state_from, "to": n.state_to},
+        "level": n.level,
+        "severity": n.severity,
+        "value": n.value,
+        "time": n.time.isoformat(),
+        "labels": dict(n.labels),
+        "annotations": dict(n.annotations),
+        "title": m.title,
+        "body": m.body,
     }
 
 
@@ -111,8 +128,16 @@ def slack_payload(spec: NotificationChannelSpec, m: Rendered) -> dict[str, Any]:
     assert spec.slack is not None
     data: dict[str, Any] = {
         "text": m.title,
-        "attachments": [{"color": _color(m), "title": m.title, "text": m.body, "fallback": m.title,
-                         "footer": "Klaxon", "mrkdwn_in": ["text"]}],
+        "attachments": [
+            {
+                "color": _color(m),
+                "title": m.title,
+                "text": m.body,
+                "fallback": m.title,
+                "footer": "Klaxon",
+                "mrkdwn_in": ["text"],
+            }
+        ],
     }
     if spec.slack.channel:
         data["channel"] = spec.slack.channel
@@ -134,14 +159,26 @@ def pagerduty_payload(routing_key: str, n: Notification, kind: Kind, m: Rendered
     if kind == "resolved":
         return {"routing_key": routing_key, "event_action": "resolve", "dedup_key": pagerduty_dedup_key(n)}
     return {
-        "routing_key": routing_key, "event_action": "trigger", "dedup_key": pagerduty_dedup_key(n),
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": pagerduty_dedup_key(n),
         "client": "Klaxon",
         "payload": {
-            "summary": m.title[:1024] or n.rule_name, "source": f"klaxon/{n.rule_namespace}/{n.rule_name}",
-            "severity": _PD_SEVERITY.get(n.level or n.severity, "error"), "timestamp": n.time.isoformat(),
-            "component": n.labels.get("component", n.rule_name), "group": n.rule_namespace, "class": kind,
-            "custom_details": {"body": m.body, "labels": dict(n.labels), "annotations": dict(n.annotations),
-                               "value": n.value, "level": n.level, "dedupKey": n.dedup_key},
+            "summary": m.title[:1024] or n.rule_name,
+            "source": f"klaxon/{n.rule_namespace}/{n.rule_name}",
+            "severity": _PD_SEVERITY.get(n.level or n.severity, "error"),
+            "timestamp": n.time.isoformat(),
+            "component": n.labels.get("component", n.rule_name),
+            "group": n.rule_namespace,
+            "class": kind,
+            "custom_details": {
+                "body": m.body,
+                "labels": dict(n.labels),
+                "annotations": dict(n.annotations),
+                "value": n.value,
+                "level": n.level,
+                "dedupKey": n.dedup_key,
+            },
         },
     }
 
@@ -149,34 +186,51 @@ def pagerduty_payload(routing_key: str, n: Notification, kind: Kind, m: Rendered
 def teams_payload(n: Notification, m: Rendered) -> dict[str, Any]:
     facts = [{"title": k, "value": str(v)} for k, v in sorted(n.labels.items())]
     card = {
-        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json", "type": "AdaptiveCard", "version": "1.4",
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
         "body": [
-            {"type": "TextBlock", "text": m.title, "weight": "Bolder", "size": "Medium", "wrap": True,
-             "color": "Good" if m.ctx["status"] == "resolved" else "Attention"},
+            {
+                "type": "TextBlock",
+                "text": m.title,
+                "weight": "Bolder",
+                "size": "Medium",
+                "wrap": True,
+                "color": "Good" if m.ctx["status"] == "resolved" else "Attention",
+            },
             {"type": "TextBlock", "text": m.body, "wrap": True},
             {"type": "FactSet", "facts": facts},
         ],
     }
-    return {"type": "message", "attachments": [
-        {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}]}
+    return {
+        "type": "message",
+        "attachments": [
+            {"contentType": "application/vnd.microsoft.card.adaptive", "contentUrl": None, "content": card}
+        ],
+    }
 
 
 _OG_PRIORITY = {"critical": "P1", "warning": "P3", "info": "P5"}
 
 
-def opsgenie_request(base: str, api_key: str, responders: list[str], n: Notification, kind: Kind,
-                     m: Rendered) -> HttpRequest:
+def opsgenie_request(
+    base: str, api_key: str, responders: list[str], n: Notification, kind: Kind, m: Rendered
+) -> HttpRequest:
     alias = f"{n.rule_namespace}/{n.rule_name}/{n.dedup_key}"[:512]
     headers = {"Authorization": f"GenieKey {api_key}"}
     if kind == "resolved":
         url = f"{base.rstrip('/')}/v2/alerts/{quote(alias, safe='')}/close?identifierType=alias"
         return HttpRequest(url, _json({"source": "Klaxon", "note": m.body[:25000]}), headers)
     body = {
-        "message": m.title[:130] or n.rule_name[:130], "alias": alias, "description": m.body[:15000],
+        "message": m.title[:130] or n.rule_name[:130],
+        "alias": alias,
+        "description": m.body[:15000],
         "responders": [{"name": r, "type": "team"} for r in responders],
         "tags": [t for t in (n.severity, n.level, n.rule_namespace) if t][:20],
-        "details": {k: str(v)[:8000] for k, v in n.labels.items()}, "entity": n.rule_name[:512],
-        "source": "Klaxon", "priority": _OG_PRIORITY.get(n.level or n.severity, "P3"),
+        "details": {k: str(v)[:8000] for k, v in n.labels.items()},
+        "entity": n.rule_name[:512],
+        "source": "Klaxon",
+        "priority": _OG_PRIORITY.get(n.level or n.severity, "P3"),
     }
     return HttpRequest(f"{base.rstrip('/')}/v2/alerts", _json(body), headers)
 
@@ -211,8 +265,9 @@ def email_message(spec: NotificationChannelSpec, key: str, m: Rendered) -> Email
     return msg
 
 
-async def prepare(spec: NotificationChannelSpec, secret: SecretGetter, n: Notification, kind: Kind,
-                  key: str) -> HttpRequest | SmtpJob:
+async def prepare(
+    spec: NotificationChannelSpec, secret: SecretGetter, n: Notification, kind: Kind, key: str
+) -> HttpRequest | SmtpJob:
     """The wire request for one delivery; secrets are fetched through ``secret``."""
     m = render_message(spec, n, kind)
     base = {IDEMPOTENCY_HEADER: key, "User-Agent": USER_AGENT, "Content-Type": "application/json"}
@@ -240,12 +295,14 @@ async def prepare(spec: NotificationChannelSpec, secret: SecretGetter, n: Notifi
         req = HttpRequest(spec.pagerduty.url, _json(pagerduty_payload(routing, n, kind, m)))
     elif spec.type == "opsgenie":
         assert spec.opsgenie is not None
-        req = opsgenie_request(spec.opsgenie.url, await secret(spec.opsgenie.api_key), spec.opsgenie.responders,
-                               n, kind, m)
+        req = opsgenie_request(
+            spec.opsgenie.url, await secret(spec.opsgenie.api_key), spec.opsgenie.responders, n, kind, m
+        )
     elif spec.type == "alertmanager":
         assert spec.alertmanager is not None
-        req = HttpRequest(spec.alertmanager.url.rstrip("/") + "/api/v2/alerts",
-                          _json(alertmanager_payload(n, kind, m)))
+        req = HttpRequest(
+            spec.alertmanager.url.rstrip("/") + "/api/v2/alerts", _json(alertmanager_payload(n, kind, m))
+        )
         if spec.alertmanager.bearer_token is not None:
             req.headers["Authorization"] = f"Bearer {await secret(spec.alertmanager.bearer_token)}"
     elif spec.type == "email":
@@ -274,8 +331,14 @@ async def send_http(session: aiohttp.ClientSession, req: HttpRequest, timeout: f
         except BlockedAddress as exc:
             raise DeliveryError(str(exc), retryable=False) from None
     try:
-        async with session.request(req.method, req.url, data=req.body, headers=req.headers,
-                                   timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False) as resp:
+        async with session.request(
+            req.method,
+            req.url,
+            data=req.body,
+            headers=req.headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
+        ) as resp:
             await resp.read()
             status = resp.status
     except BlockedAddress as exc:
@@ -283,8 +346,9 @@ async def send_http(session: aiohttp.ClientSession, req: HttpRequest, timeout: f
     except TimeoutError:
         raise DeliveryError(f"timed out after {timeout:g}s", retryable=True) from None
     except aiohttp.ClientConnectorError as exc:
-        raise DeliveryError(f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})",
-                            retryable=True) from None
+        raise DeliveryError(
+            f"cannot connect ({exc.os_error.strerror or type(exc.os_error).__name__})", retryable=True
+        ) from None
     except aiohttp.ClientError as exc:
         raise DeliveryError(f"HTTP client error ({type(exc).__name__})", retryable=True) from None
     if 200 <= status < 300:
@@ -307,7 +371,9 @@ def _smtp_send(job: SmtpJob, timeout: float, tls: ssl.SSLContext) -> None:
             try:
                 client.login(job.username, job.password)
             except smtplib.SMTPServerDisconnected as exc:  # some servers hang up on a bad login
-                raise smtplib.SMTPAuthenticationError(535, b"server closed the connection during AUTH") from exc
+                raise smtplib.SMTPAuthenticationError(
+                    535, b"server closed the connection during AUTH"
+                ) from exc
         client.send_message(job.message)
 
 

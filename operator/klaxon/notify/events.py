@@ -69,8 +69,9 @@ def event_id(event: Mapping[str, Any], index: int) -> str:
     return str(v) if v is not None else str(index)
 
 
-def match_event(event: Mapping[str, Any], flt: EventFilter, schedule: Schedule | None,
-                at: datetime | None = None) -> tuple[bool, list[str]]:
+def match_event(
+    event: Mapping[str, Any], flt: EventFilter, schedule: Schedule | None, at: datetime | None = None
+) -> tuple[bool, list[str]]:
     """Whether every set filter holds, and which set filters held, in ``CONDITION_ORDER``."""
     checks: list[tuple[str, bool]] = []
     if flt.risk_threshold is not None:
@@ -107,7 +108,9 @@ def event_fields(event: Mapping[str, Any], flt: EventFilter) -> dict[str, Any]:
 
 
 def _labels(fields: Mapping[str, Any]) -> dict[str, str]:
-    return {k: str(v) for k, v in fields.items() if isinstance(v, str | int | float) and not isinstance(v, bool)}
+    return {
+        k: str(v) for k, v in fields.items() if isinstance(v, str | int | float) and not isinstance(v, bool)
+    }
 
 
 @dataclass(frozen=True)
@@ -123,9 +126,15 @@ class EventResult:
     notification: Notification | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"eventId": self.event_id, "time": self.time.isoformat(), "matched": self.matched,
-                "matchedConditions": self.matched_conditions, "dedupKey": self.dedup_key,
-                "wouldNotify": self.would_notify, "suppressedBy": self.suppressed_by}
+        return {
+            "eventId": self.event_id,
+            "time": self.time.isoformat(),
+            "matched": self.matched,
+            "matchedConditions": self.matched_conditions,
+            "dedupKey": self.dedup_key,
+            "wouldNotify": self.would_notify,
+            "suppressedBy": self.suppressed_by,
+        }
 
 
 @dataclass
@@ -159,10 +168,16 @@ class EventPipeline:
         fields = event_fields(event, self.rule.events)
         fields.setdefault("rule", self.name)
         key = render_dedup_key(self.rule.notify.dedup_key or "{rule}", fields)
-        group = render_dedup_key("|".join(f"{{{g}}}" for g in self._group_by), fields) if self._group_by else key
+        group = (
+            render_dedup_key("|".join(f"{{{g}}}" for g in self._group_by), fields) if self._group_by else key
+        )
         outcome = self._grouper.observe(group, at)
-        labels = {"alertname": self.name, "namespace": self.namespace, "severity": self.rule.severity,
-                  **_labels(fields)}
+        labels = {
+            "alertname": self.name,
+            "namespace": self.namespace,
+            "severity": self.rule.severity,
+            **_labels(fields),
+        }
 
         def result(notify: bool, by: SuppressedBy | None, n: Notification | None = None) -> EventResult:
             if by is not None:
@@ -182,10 +197,19 @@ class EventPipeline:
             return result(False, "cooldown")
         self._cooldown[key] = at
         n = Notification(
-            rule_namespace=self.namespace, rule_name=self.name, dedup_key=key, episode_id=outcome.episode,
-            state_from="Inactive", state_to="Firing", time=at, labels=_labels(fields),
-            annotations=dict(self.rule.annotations), severity=self.rule.severity,
-            value=_number(event, "risk_score", "risk"), channels=self.policy.channels, source="event",
+            rule_namespace=self.namespace,
+            rule_name=self.name,
+            dedup_key=key,
+            episode_id=outcome.episode,
+            state_from="Inactive",
+            state_to="Firing",
+            time=at,
+            labels=_labels(fields),
+            annotations=dict(self.rule.annotations),
+            severity=self.rule.severity,
+            value=_number(event, "risk_score", "risk"),
+            channels=self.policy.channels,
+            source="event",
         )
         return result(True, None, n)
 
@@ -213,14 +237,24 @@ class TestReport:
         return self.matched / self.tested if self.tested else 0.0
 
     def to_json(self) -> dict[str, Any]:
-        return {"rule": self.rule, "eventsTested": self.tested, "eventsMatched": self.matched,
-                "matchRate": round(self.match_rate, 4), "wouldNotify": self.would_notify,
-                "suppressed": dict(sorted(self.suppressed.items())),
-                "results": [r.to_json() for r in self.results]}
+        return {
+            "rule": self.rule,
+            "eventsTested": self.tested,
+            "eventsMatched": self.matched,
+            "matchRate": round(self.match_rate, 4),
+            "wouldNotify": self.would_notify,
+            "suppressed": dict(sorted(self.suppressed.items())),
+            "results": [r.to_json() for r in self.results],
+        }
 
 
-def run_test_rule(namespace: str, name: str, rule: AlertRuleSpec, events: Iterable[Mapping[str, Any]],
-                  config: AlertConfigSpec | None = None) -> TestReport:
+def run_test_rule(
+    namespace: str,
+    name: str,
+    rule: AlertRuleSpec,
+    events: Iterable[Mapping[str, Any]],
+    config: AlertConfigSpec | None = None,
+) -> TestReport:
     """Run stored events through the live pipeline, in time order (stable for equal times)."""
     indexed = sorted(enumerate(events), key=lambda p: event_time(p[1]))
     pipe = EventPipeline(namespace, name, rule, config)

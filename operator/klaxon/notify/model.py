@@ -77,8 +77,9 @@ class StatusSink(Protocol):
 
     async def rule_notified(self, namespace: str, name: str, notified: Notified) -> None: ...
 
-    async def event(self, namespace: str, kind: str, name: str, reason: str, message: str,
-                    warning: bool = False) -> None: ...
+    async def event(
+        self, namespace: str, kind: str, name: str, reason: str, message: str, warning: bool = False
+    ) -> None: ...
 
 
 class DictSecretResolver:
@@ -110,6 +111,7 @@ class MemoryStatusSink:
     async def rule_notified(self, namespace: str, name: str, notified: Notified) -> None:
         self.rules[(namespace, name)] = notified
 
-    async def event(self, namespace: str, kind: str, name: str, reason: str, message: str,
-                    warning: bool = False) -> None:
+    async def event(
+        self, namespace: str, kind: str, name: str, reason: str, message: str, warning: bool = False
+    ) -> None:
         self.events.append((namespace, kind, name, reason, message, warning))

@@ -48,7 +48,7 @@ class RetryPolicy:
     factor: float = 2.0
     cap_s: float = 300.0
     max_attempts: int = 8
-    jitter: float = 0.5  # the delay is drawn from [d·(1−jitter), d]
+    jitter: float = 0.5  # the delay is drawn from [d·(1-jitter), d]
     max_age_s: float = 24 * 3600.0  # a row waiting for an unknown channel fails after this
 
     def delay(self, attempt: int) -> float:
@@ -109,7 +109,10 @@ class Notifier:
         self.concurrency, self.timeout_s = concurrency, timeout_s
         self.ssl_context = ssl_context or ssl.create_default_context()
         self.status_interval_s, self.tick_interval_s, self.rate_window_s = (
-            status_interval_s, tick_interval_s, rate_window_s)
+            status_interval_s,
+            tick_interval_s,
+            rate_window_s,
+        )
         self.clock = clock
         self.redactor = Redactor()
         install(self.redactor)
@@ -131,11 +134,16 @@ class Notifier:
     async def start(self) -> None:
         """Start delivering; rows left pending by a previous process are picked up first."""
         for allow in (False, True):
-            connector = aiohttp.TCPConnector(limit=self.concurrency * 2, ssl=self.ssl_context,
-                                             resolver=None if allow else GuardedResolver())
+            connector = aiohttp.TCPConnector(
+                limit=self.concurrency * 2,
+                ssl=self.ssl_context,
+                resolver=None if allow else GuardedResolver(),
+            )
             self._sessions[allow] = aiohttp.ClientSession(connector=connector)
-        self._loops = [asyncio.create_task(self._run(), name="klaxon-notify-deliver"),
-                       asyncio.create_task(self._status_loop(), name="klaxon-notify-status")]
+        self._loops = [
+            asyncio.create_task(self._run(), name="klaxon-notify-deliver"),
+            asyncio.create_task(self._status_loop(), name="klaxon-notify-status"),
+        ]
 
     async def stop(self, grace_s: float = 10.0) -> None:
         """Stop taking rows, let in-flight deliveries finish and record their outcome, flush status."""
@@ -172,8 +180,9 @@ class Notifier:
     async def set_config(self, namespace: str, name: str, spec: AlertConfigSpec) -> None:
         self.configs[(namespace, name)] = spec
 
-    async def set_rule(self, namespace: str, name: str, spec: AlertRuleSpec,
-                       annotations: Mapping[str, str] | None = None) -> None:
+    async def set_rule(
+        self, namespace: str, name: str, spec: AlertRuleSpec, annotations: Mapping[str, str] | None = None
+    ) -> None:
         """Record a rule (mute, notify policy, ack annotation); an unmute notifies at once."""
         self.rules[(namespace, name)] = (spec, (annotations or {}).get(ACK_ANNOTATION))
         await self.tick(only=(namespace, name))
@@ -181,13 +190,22 @@ class Notifier:
     async def remove_rule(self, namespace: str, name: str) -> None:
         self.rules.pop((namespace, name), None)
 
-    async def set_channel(self, namespace: str, name: str, spec: NotificationChannelSpec,
-                          annotations: Mapping[str, str] | None = None) -> Condition:
+    async def set_channel(
+        self,
+        namespace: str,
+        name: str,
+        spec: NotificationChannelSpec,
+        annotations: Mapping[str, str] | None = None,
+    ) -> Condition:
         """Record a channel, compute its Ready condition and honour a test-delivery annotation."""
         self.channels[(namespace, name)] = spec
         ready = await self._check_channel(namespace, name, spec)
         old = self._ready.get((namespace, name))
-        if old is None or (old.status, old.reason, old.message) != (ready.status, ready.reason, ready.message):
+        if old is None or (old.status, old.reason, old.message) != (
+            ready.status,
+            ready.reason,
+            ready.message,
+        ):
             self._ready[(namespace, name)] = ready
         self._dirty.add((namespace, name))
         token = (annotations or {}).get(TEST_ANNOTATION)
@@ -254,8 +272,16 @@ class Notifier:
             spec = self.channels.get((n.rule_namespace, ch))
             if kind == "resolved" and spec is not None and not spec.send_resolved:
                 continue
-            idem = idempotency_key(n.rule_namespace, n.rule_name, n.dedup_key, n.episode_id, kind,
-                                   n.level or "", at.isoformat(), ch)
+            idem = idempotency_key(
+                n.rule_namespace,
+                n.rule_name,
+                n.dedup_key,
+                n.episode_id,
+                kind,
+                n.level or "",
+                at.isoformat(),
+                ch,
+            )
             added += self.outbox.enqueue(idem, n.rule_namespace, ch, kind, n.to_json(), allow, now)
         return added
 
@@ -263,19 +289,40 @@ class Notifier:
         if d.notify:
             self._wake.set()
         elif d.suppressed_by is not None and d.kind == "firing":
-            LOG.info("notification for %s/%s key %s suppressed by %s: %s", n.rule_namespace, n.rule_name,
-                     n.dedup_key, d.suppressed_by, d.reason)
-            self._spawn(self.status.rule_notified(n.rule_namespace, n.rule_name, Notified(
-                time=n.time, outcome="Suppressed", reason=f"{d.suppressed_by}: {d.reason}"[:256])))
+            LOG.info(
+                "notification for %s/%s key %s suppressed by %s: %s",
+                n.rule_namespace,
+                n.rule_name,
+                n.dedup_key,
+                d.suppressed_by,
+                d.reason,
+            )
+            self._spawn(
+                self.status.rule_notified(
+                    n.rule_namespace,
+                    n.rule_name,
+                    Notified(
+                        time=n.time, outcome="Suppressed", reason=f"{d.suppressed_by}: {d.reason}"[:256]
+                    ),
+                )
+            )
 
     def _request_test(self, ns: str, name: str, token: str) -> None:
         meta = f"test:{ns}/{name}"
         with self.outbox.transaction():
             if self.outbox.get_meta(meta) == token:
                 return
-            n = Notification(rule_namespace=ns, rule_name=f"test-{name}", dedup_key=f"test:{token}",
-                             episode_id=token, state_from="Inactive", state_to="Firing", time=self.clock(),
-                             severity="info", annotations={"summary": f"Klaxon test delivery to {name}"})
+            n = Notification(
+                rule_namespace=ns,
+                rule_name=f"test-{name}",
+                dedup_key=f"test:{token}",
+                episode_id=token,
+                state_from="Inactive",
+                state_to="Firing",
+                time=self.clock(),
+                severity="info",
+                annotations={"summary": f"Klaxon test delivery to {name}"},
+            )
             idem = idempotency_key("test", ns, name, token)
             allow = bool((cfg := self.configs.get((ns, "default"))) and cfg.allow_private_channel_addresses)
             self.outbox.enqueue(idem, ns, name, "test", n.to_json(), allow, time.time())
@@ -300,7 +347,7 @@ class Notifier:
                 last_tick = time.monotonic()
                 try:
                     await self.tick()
-                except Exception:  # noqa: BLE001 - a tick failure must not stop deliveries
+                except Exception:
                     LOG.exception("tick failed")
             if rows and free > len(rows):
                 continue
@@ -321,10 +368,16 @@ class Notifier:
         try:
             async with self._sem:
                 await self._attempt(row)
-        except Exception:  # noqa: BLE001 - a bug in one delivery must not kill the loop
+        except Exception:
             LOG.exception("delivery of row %s crashed", row.id)
-            self.outbox.finish(row.id, "pending", row.attempts + 1, "internal error", time.time(),
-                               time.time() + self.retry.delay(row.attempts + 1))
+            self.outbox.finish(
+                row.id,
+                "pending",
+                row.attempts + 1,
+                "internal error",
+                time.time(),
+                time.time() + self.retry.delay(row.attempts + 1),
+            )
         finally:
             self._inflight.discard(row.id)
             self._wake.set()
@@ -337,8 +390,14 @@ class Notifier:
             if now - row.created > self.retry.max_age_s:
                 self._record(row, False, row.attempts, f"NotificationChannel {ch} not found", final=True)
             else:
-                self.outbox.finish(row.id, "pending", row.attempts, f"NotificationChannel {ch} not found", now,
-                                   now + min(5.0, self.retry.cap_s))
+                self.outbox.finish(
+                    row.id,
+                    "pending",
+                    row.attempts,
+                    f"NotificationChannel {ch} not found",
+                    now,
+                    now + min(5.0, self.retry.cap_s),
+                )
             return
         limiter = self._limiters.setdefault((ns, ch), RateLimiter(self.rate_window_s))
         await limiter.acquire(spec.rate_limit.per_minute)
@@ -348,8 +407,9 @@ class Notifier:
         try:
             job = await prepare(spec, lambda ref: self._secret(ns, ref), n, kind, row.idem)
             if isinstance(job, HttpRequest):
-                message = await send_http(self._sessions[row.allow_private], job, self.timeout_s,
-                                          guard=not row.allow_private)
+                message = await send_http(
+                    self._sessions[row.allow_private], job, self.timeout_s, guard=not row.allow_private
+                )
             else:
                 message = await send_email(job, self.timeout_s, self.ssl_context, guard=not row.allow_private)
         except DeliveryError as exc:
@@ -369,12 +429,17 @@ class Notifier:
         stats_key = f"stats:{ns}/{ch}"
         with self.outbox.transaction():
             if not final:
-                self.outbox.finish(row.id, "pending", attempts, message, now, now + self.retry.delay(attempts))
+                self.outbox.finish(
+                    row.id, "pending", attempts, message, now, now + self.retry.delay(attempts)
+                )
             else:
                 self.outbox.finish(row.id, "delivered" if ok else "failed", attempts, message, now)
                 stats = self.outbox.get_meta(stats_key) or {"delivered": 0, "failed": 0}
-                delivery = {"time": datetime.now(UTC).isoformat(), "outcome": "Delivered" if ok else "Failed",
-                            "message": (f"test {row.notification['episode_id']}: " if test else "") + message}
+                delivery = {
+                    "time": datetime.now(UTC).isoformat(),
+                    "outcome": "Delivered" if ok else "Failed",
+                    "message": (f"test {row.notification['episode_id']}: " if test else "") + message,
+                }
                 if test:
                     stats["lastTest"] = delivery
                 else:
@@ -386,25 +451,58 @@ class Notifier:
             return
         self._dirty.add((ns, ch))
         if ok:
-            LOG.info("delivered %s for %s to %s/%s: %s", row.kind, row.notification["rule_name"], ns, ch, message)
+            LOG.info(
+                "delivered %s for %s to %s/%s: %s", row.kind, row.notification["rule_name"], ns, ch, message
+            )
         else:
             LOG.error("delivery to %s/%s failed for good after %d attempt(s): %s", ns, ch, attempts, message)
-            self._spawn(self.status.event(ns, "NotificationChannel", ch, "DeliveryFailed",
-                                          f"{row.kind} for {row.notification['rule_name']}: {message}", True))
+            self._spawn(
+                self.status.event(
+                    ns,
+                    "NotificationChannel",
+                    ch,
+                    "DeliveryFailed",
+                    f"{row.kind} for {row.notification['rule_name']}: {message}",
+                    True,
+                )
+            )
         if test:
-            self._spawn(self.status.event(ns, "NotificationChannel", ch, "TestDelivery",
-                                          ("delivered: " if ok else "failed: ") + message, not ok))
+            self._spawn(
+                self.status.event(
+                    ns,
+                    "NotificationChannel",
+                    ch,
+                    "TestDelivery",
+                    ("delivered: " if ok else "failed: ") + message,
+                    not ok,
+                )
+            )
         else:
-            self._spawn(self.status.rule_notified(ns, row.notification["rule_name"], Notified(
-                time=datetime.now(UTC), channel=ch, outcome="Delivered" if ok else "Failed",
-                reason=f"{row.kind}: {message}"[:256])))
+            self._spawn(
+                self.status.rule_notified(
+                    ns,
+                    row.notification["rule_name"],
+                    Notified(
+                        time=datetime.now(UTC),
+                        channel=ch,
+                        outcome="Delivered" if ok else "Failed",
+                        reason=f"{row.kind}: {message}"[:256],
+                    ),
+                )
+            )
 
     # -- status --------------------------------------------------------------------------------
     async def _check_channel(self, ns: str, name: str, spec: NotificationChannelSpec) -> Condition:
         """Ready: the typed block is there, every secret resolves, templates compile, address allowed."""
+
         def cond(ok: bool, reason: str, message: str) -> Condition:
-            return Condition(type="Ready", status="True" if ok else "False", reason=reason,
-                             message=self.redactor.scrub(message), last_transition_time=datetime.now(UTC))
+            return Condition(
+                type="Ready",
+                status="True" if ok else "False",
+                reason=reason,
+                message=self.redactor.scrub(message),
+                last_transition_time=datetime.now(UTC),
+            )
 
         block = getattr(spec, spec.type, None)
         if block is None:
@@ -418,7 +516,9 @@ class Notifier:
             try:
                 await self._secret(ns, ref)
             except SecretError:
-                return cond(False, "SecretNotFound", f"{spec.type}.{path}: Secret {ref.name} has no key {ref.key}")
+                return cond(
+                    False, "SecretNotFound", f"{spec.type}.{path}: Secret {ref.name} has no key {ref.key}"
+                )
         url = getattr(block, "url", None)
         cfg = self.configs.get((ns, "default"))
         if isinstance(url, str) and not (cfg and cfg.allow_private_channel_addresses):
@@ -437,7 +537,8 @@ class Notifier:
             conditions=[ready] if ready else [],
             last_delivery=Delivery.model_validate(stats["last"]) if "last" in stats else None,
             last_test_delivery=Delivery.model_validate(stats["lastTest"]) if "lastTest" in stats else None,
-            delivered_count=stats.get("delivered", 0), failed_count=stats.get("failed", 0),
+            delivered_count=stats.get("delivered", 0),
+            failed_count=stats.get("failed", 0),
         )
 
     async def _flush_status(self) -> None:
@@ -445,7 +546,7 @@ class Notifier:
         for ns, name in sorted(dirty):
             try:
                 await self.status.channel_status(ns, name, self.channel_status(ns, name))
-            except Exception:  # noqa: BLE001 - retried at the next flush
+            except Exception:
                 LOG.exception("status write for %s/%s failed", ns, name)
                 self._dirty.add((ns, name))
 
@@ -463,6 +564,9 @@ def _walk_refs(block: Any, prefix: str = "") -> list[tuple[str, SecretKeySelecto
         if isinstance(value, SecretKeySelector):
             out.append((prefix + to_camel(name), value))
         elif isinstance(value, dict):
-            out.extend((f"{prefix}{to_camel(name)}.{k}", v) for k, v in value.items()
-                       if isinstance(v, SecretKeySelector))
+            out.extend(
+                (f"{prefix}{to_camel(name)}.{k}", v)
+                for k, v in value.items()
+                if isinstance(v, SecretKeySelector)
+            )
     return out

@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_at);
 CREATE TABLE IF NOT EXISTS keys (
-    k TEXT PRIMARY KEY, namespace TEXT NOT NULL, rule TEXT NOT NULL, firing INTEGER NOT NULL, state TEXT NOT NULL
+    k TEXT PRIMARY KEY, namespace TEXT NOT NULL, rule TEXT NOT NULL, firing INTEGER NOT NULL,
+    state TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS keys_firing ON keys (firing);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -80,11 +81,20 @@ class Outbox:
         self.db.execute("COMMIT")
 
     # -- rows --------------------------------------------------------------------------
-    def enqueue(self, idem: str, namespace: str, channel: str, kind: str, notification: dict[str, Any],
-                allow_private: bool, now: float) -> bool:
+    def enqueue(
+        self,
+        idem: str,
+        namespace: str,
+        channel: str,
+        kind: str,
+        notification: dict[str, Any],
+        allow_private: bool,
+        now: float,
+    ) -> bool:
         """Add a row unless its idempotency key exists; True when added. Call inside a transaction."""
         cur = self.db.execute(
-            "INSERT OR IGNORE INTO outbox (idem, namespace, channel, kind, notification, allow_private, next_at,"
+            "INSERT OR IGNORE INTO outbox (idem, namespace, channel, kind, notification, allow_private,"
+            " next_at,"
             " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (idem, namespace, channel, kind, json.dumps(notification), int(allow_private), now, now, now),
         )
@@ -92,30 +102,40 @@ class Outbox:
 
     def due(self, now: float, limit: int, exclude: set[int]) -> list[Row]:
         rows = self.db.execute(
-            "SELECT id, idem, namespace, channel, kind, notification, allow_private, attempts, created FROM outbox"
+            "SELECT id, idem, namespace, channel, kind, notification, allow_private, attempts, created"
+            " FROM outbox"
             " WHERE status = 'pending' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
             (now, limit + len(exclude)),
         ).fetchall()
-        out = [Row(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), bool(r[6]), r[7], r[8])
-               for r in rows if r[0] not in exclude]
+        out = [
+            Row(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), bool(r[6]), r[7], r[8])
+            for r in rows
+            if r[0] not in exclude
+        ]
         return out[:limit]
 
     def next_due(self) -> float | None:
         row = self.db.execute("SELECT MIN(next_at) FROM outbox WHERE status = 'pending'").fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
-    def finish(self, row_id: int, status: str, attempts: int, message: str, now: float,
-               next_at: float | None = None) -> None:
+    def finish(
+        self, row_id: int, status: str, attempts: int, message: str, now: float, next_at: float | None = None
+    ) -> None:
         self.db.execute(
-            "UPDATE outbox SET status = ?, attempts = ?, message = ?, updated = ?, next_at = COALESCE(?, next_at)"
-            " WHERE id = ?", (status, attempts, message, now, next_at, row_id))
+            "UPDATE outbox SET status = ?, attempts = ?, message = ?, updated = ?,"
+            " next_at = COALESCE(?, next_at)"
+            " WHERE id = ?",
+            (status, attempts, message, now, next_at, row_id),
+        )
 
     def counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
 
     def prune(self, before: float) -> int:
         """Forget finished rows older than ``before`` (their keys no longer block a replay)."""
-        return self.db.execute("DELETE FROM outbox WHERE status != 'pending' AND updated < ?", (before,)).rowcount
+        return self.db.execute(
+            "DELETE FROM outbox WHERE status != 'pending' AND updated < ?", (before,)
+        ).rowcount
 
     # -- per-instance policy state -----------------------------------------------------------
     def get_key(self, k: str) -> dict[str, Any] | None:
@@ -123,8 +143,10 @@ class Outbox:
         return json.loads(row[0]) if row else None
 
     def put_key(self, k: str, namespace: str, rule: str, firing: bool, state: dict[str, Any]) -> None:
-        self.db.execute("INSERT OR REPLACE INTO keys (k, namespace, rule, firing, state) VALUES (?, ?, ?, ?, ?)",
-                        (k, namespace, rule, int(firing), json.dumps(state)))
+        self.db.execute(
+            "INSERT OR REPLACE INTO keys (k, namespace, rule, firing, state) VALUES (?, ?, ?, ?, ?)",
+            (k, namespace, rule, int(firing), json.dumps(state)),
+        )
 
     def firing_keys(self) -> list[tuple[str, str, str, dict[str, Any]]]:
         rows = self.db.execute("SELECT k, namespace, rule, state FROM keys WHERE firing = 1").fetchall()

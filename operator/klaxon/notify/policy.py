@@ -32,13 +32,24 @@ _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 SuppressedBy = Literal[
-    "disabled", "schedule", "silence", "muteTimeInterval", "mute", "ack", "cooldown", "repeatInterval",
-    "sendResolved", "notNotified", "minEvents", "grouping",
+    "disabled",
+    "schedule",
+    "silence",
+    "muteTimeInterval",
+    "mute",
+    "ack",
+    "cooldown",
+    "repeatInterval",
+    "sendResolved",
+    "notNotified",
+    "minEvents",
+    "grouping",
 ]
 Kind = Literal["firing", "escalation", "repeat", "resolved", "test", "none"]
 
 
 # -- dedup keys ---------------------------------------------------------------------------
+
 
 def _text(value: Any) -> str:
     if value is None:
@@ -75,9 +86,11 @@ def render_dedup_key(template: str, fields: Mapping[str, Any]) -> str:
 
 def dedup_template_problems(template: str) -> list[str]:
     """Placeholders that are not plain field names (kept literally when rendered)."""
-    return [f"placeholder {m.group(0)!r} is not a plain field name (allowed: {{field_name}})"
-            for m in _PLACEHOLDER.finditer(template)
-            if m.group(1) is not None and not _FIELD_NAME.match(m.group(1))]
+    return [
+        f"placeholder {m.group(0)!r} is not a plain field name (allowed: {{field_name}})"
+        for m in _PLACEHOLDER.finditer(template)
+        if m.group(1) is not None and not _FIELD_NAME.match(m.group(1))
+    ]
 
 
 def default_dedup_key(n_rule: str, labels: Mapping[str, str]) -> str:
@@ -86,6 +99,7 @@ def default_dedup_key(n_rule: str, labels: Mapping[str, str]) -> str:
 
 
 # -- silences -----------------------------------------------------------------------------
+
 
 @lru_cache(maxsize=1024)
 def _regex(pattern: str) -> re.Pattern[str] | None:
@@ -135,6 +149,7 @@ def cooldown_allows(window_start: datetime | None, at: datetime, cooldown_s: flo
 
 # -- the per-rule policy and per-instance state ------------------------------------------
 
+
 @dataclass(frozen=True)
 class RulePolicy:
     """Everything the decision needs from the AlertRule, its AlertConfig and its ack annotation."""
@@ -159,18 +174,31 @@ class RulePolicy:
         return self.acked_before is not None and st.since is not None and st.since <= self.acked_before
 
     @classmethod
-    def from_specs(cls, rule: AlertRuleSpec | None, config: AlertConfigSpec | None,
-                   acked_episodes: Iterable[str] = (), acked_before: datetime | None = None) -> RulePolicy:
+    def from_specs(
+        cls,
+        rule: AlertRuleSpec | None,
+        config: AlertConfigSpec | None,
+        acked_episodes: Iterable[str] = (),
+        acked_before: datetime | None = None,
+    ) -> RulePolicy:
         kw: dict[str, Any] = {"acked_episodes": frozenset(acked_episodes), "acked_before": acked_before}
         if rule is not None:
-            kw.update(enabled=rule.enabled, cooldown_s=parse_duration(rule.notify.cooldown),
-                      repeat_interval_s=parse_duration(rule.notify.repeat_interval),
-                      send_resolved=rule.notify.send_resolved, mute=rule.mute,
-                      schedule=rule.schedule if rule.events is None else None,
-                      channels=tuple(rule.notify.channels), dedup_template=rule.notify.dedup_key)
+            kw.update(
+                enabled=rule.enabled,
+                cooldown_s=parse_duration(rule.notify.cooldown),
+                repeat_interval_s=parse_duration(rule.notify.repeat_interval),
+                send_resolved=rule.notify.send_resolved,
+                mute=rule.mute,
+                schedule=rule.schedule if rule.events is None else None,
+                channels=tuple(rule.notify.channels),
+                dedup_template=rule.notify.dedup_key,
+            )
         if config is not None:
-            kw.update(silences=tuple(config.silences), silenced_until=config.silenced_until,
-                      mute_time_intervals=tuple(m.schedule for m in config.mute_time_intervals))
+            kw.update(
+                silences=tuple(config.silences),
+                silenced_until=config.silenced_until,
+                mute_time_intervals=tuple(m.schedule for m in config.mute_time_intervals),
+            )
             if not kw.get("channels"):
                 kw["channels"] = tuple(config.defaults.channels)
         return cls(**kw)
@@ -197,8 +225,9 @@ def alert_labels(n: Notification) -> dict[str, str]:
     return labels
 
 
-def gate(policy: RulePolicy, labels: Mapping[str, str], at: datetime, *,
-         resolving: bool = False) -> tuple[SuppressedBy, str] | None:
+def gate(
+    policy: RulePolicy, labels: Mapping[str, str], at: datetime, *, resolving: bool = False
+) -> tuple[SuppressedBy, str] | None:
     """The first gate that holds a notification back, with a reason; None when all are open.
 
     Resolutions pass the disabled and schedule gates: a receiver should hear that it is over.
@@ -217,7 +246,9 @@ def gate(policy: RulePolicy, labels: Mapping[str, str], at: datetime, *,
         if in_schedule(at, sched):
             return "muteTimeInterval", "inside a mute time interval"
     if mute_active(policy.mute, at):
-        return "mute", "rule is muted" + (f": {policy.mute.reason}" if policy.mute and policy.mute.reason else "")
+        return "mute", "rule is muted" + (
+            f": {policy.mute.reason}" if policy.mute and policy.mute.reason else ""
+        )
     return None
 
 
@@ -264,8 +295,9 @@ def _suppress(st: KeyState, by: SuppressedBy, reason: str, kind: Kind = "firing"
     return Decision(False, kind, by, reason)
 
 
-def _firing(st: KeyState, labels: Mapping[str, str], policy: RulePolicy, at: datetime,
-            one_shot: bool) -> Decision:
+def _firing(
+    st: KeyState, labels: Mapping[str, str], policy: RulePolicy, at: datetime, one_shot: bool
+) -> Decision:
     held = gate(policy, labels, at)
     if held is not None:
         return _suppress(st, *held)
@@ -287,26 +319,44 @@ def _firing(st: KeyState, labels: Mapping[str, str], policy: RulePolicy, at: dat
         st.cooldown_start = at
     if one_shot:
         st.firing = False
-    return Decision(True, kind, None, {"firing": "new episode", "escalation": "level changed",
-                                       "repeat": "still firing after repeatInterval"}.get(kind, ""))
+    return Decision(
+        True,
+        kind,
+        None,
+        {
+            "firing": "new episode",
+            "escalation": "level changed",
+            "repeat": "still firing after repeatInterval",
+        }.get(kind, ""),
+    )
 
 
-def decide(state: KeyState, n: Notification, policy: RulePolicy, at: datetime | None = None
-           ) -> tuple[Decision, KeyState]:
+def decide(
+    state: KeyState, n: Notification, policy: RulePolicy, at: datetime | None = None
+) -> tuple[Decision, KeyState]:
     """What to do with one transition, and the instance's new state (``state`` is not changed)."""
     at = at or n.time
     st = dataclasses.replace(state)
     labels = alert_labels(n)
     if n.state_to == "Firing":
         if not st.firing or st.episode_id != n.episode_id:
-            st = KeyState(episode_id=n.episode_id, since=n.time, firing=True,
-                          cooldown_start=state.cooldown_start, suppressed=state.suppressed)
+            st = KeyState(
+                episode_id=n.episode_id,
+                since=n.time,
+                firing=True,
+                cooldown_start=state.cooldown_start,
+                suppressed=state.suppressed,
+            )
         st.level, st.last = n.level, n.to_json()
         return _firing(st, labels, policy, at, one_shot=n.source == "event"), st
     if n.state_to == "Inactive" and state.firing and n.state_from in ("Firing", "Recovering"):
         was_notified = state.notified
-        st = KeyState(episode_id=state.episode_id, cooldown_start=state.cooldown_start,
-                      suppressed=state.suppressed, last=n.to_json())
+        st = KeyState(
+            episode_id=state.episode_id,
+            cooldown_start=state.cooldown_start,
+            suppressed=state.suppressed,
+            last=n.to_json(),
+        )
         if not was_notified:
             return _suppress(st, "notNotified", "the episode was never notified", "resolved"), st
         if not policy.send_resolved:
@@ -350,7 +400,7 @@ class GroupOutcome:
 
 
 class Grouper:
-    """An alert opens for a key when matches in ``(t − window, t]`` ≥ minEvents; it absorbs later
+    """An alert opens for a key when matches in ``(t - window, t]`` ≥ minEvents; it absorbs later
     events and closes after a full window without events. Events must come in time order."""
 
     def __init__(self, window_s: float, min_events: int) -> None:

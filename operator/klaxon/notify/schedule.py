@@ -1,6 +1,6 @@
 """Schedule gating (SEMANTICS §5): ``[start, end)`` in local wall-clock time of an IANA zone.
 
-``days`` names the day a window *starts*, so Fri 22:00–06:00 contains Saturday 03:00.
+``days`` names the day a window *starts*, so Fri 22:00-06:00 contains Saturday 03:00.
 An aware instant always maps to one existing local time; both instants of a repeated hour
 therefore match. A naive datetime is read as local wall time: a nonexistent one (spring
 forward gap) never matches, an ambiguous one matches.

@@ -17,8 +17,13 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata"})
-METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"),
-                                ipaddress.ip_address("100.100.100.200")})
+METADATA_ADDRESSES = frozenset(
+    {
+        ipaddress.ip_address("169.254.169.254"),
+        ipaddress.ip_address("fd00:ec2::254"),
+        ipaddress.ip_address("100.100.100.200"),
+    }
+)
 LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
 
 
@@ -58,8 +63,10 @@ async def check_host(host: str, port: int = 0) -> None:
             return  # the connection attempt reports the resolution failure
         problem = next((p for info in infos if (p := address_problem(str(info[4][0])))), None)
     if problem is not None:
-        raise BlockedAddress(f"destination refused: {problem} (set allowPrivateChannelAddresses on the "
-                             "AlertConfig to allow it)")
+        raise BlockedAddress(
+            f"destination refused: {problem} (set allowPrivateChannelAddresses on the "
+            "AlertConfig to allow it)"
+        )
 
 
 class GuardedResolver(AbstractResolver):

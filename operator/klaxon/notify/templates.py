@@ -27,6 +27,7 @@ DEFAULT_BODY = (
 )
 MAX_RENDERED = 16384
 
+
 class _Sandbox(ImmutableSandboxedEnvironment):
     """Raise on unsafe access instead of rendering it empty, so the author learns at once."""
 
@@ -46,10 +47,20 @@ def context(n: Notification, kind: str) -> dict[str, Any]:
     """Plain data for templates (and for payload builders)."""
     status = "resolved" if kind == "resolved" else ("test" if kind == "test" else "firing")
     return {
-        "rule": n.rule_name, "namespace": n.rule_namespace, "status": status, "kind": kind,
-        "state": n.state_to, "from_state": n.state_from, "level": n.level, "severity": n.severity,
-        "value": n.value, "time": n.time.isoformat(), "labels": dict(n.labels),
-        "annotations": dict(n.annotations), "dedup_key": n.dedup_key, "episode": n.episode_id,
+        "rule": n.rule_name,
+        "namespace": n.rule_namespace,
+        "status": status,
+        "kind": kind,
+        "state": n.state_to,
+        "from_state": n.state_from,
+        "level": n.level,
+        "severity": n.severity,
+        "value": n.value,
+        "time": n.time.isoformat(),
+        "labels": dict(n.labels),
+        "annotations": dict(n.annotations),
+        "dedup_key": n.dedup_key,
+        "episode": n.episode_id,
     }
 
 
@@ -69,7 +80,7 @@ def render(source: str | None, default: str, ctx: Mapping[str, Any]) -> tuple[st
     if source is not None:
         try:
             return _compile(source).render(**ctx)[:MAX_RENDERED], None
-        except Exception as exc:  # noqa: BLE001 - any template failure falls back
+        except Exception as exc:
             note = f"template failed ({type(exc).__name__}); used the built-in one"
             return _compile(default).render(**ctx)[:MAX_RENDERED], note
     return _compile(default).render(**ctx)[:MAX_RENDERED], None
