@@ -18,3 +18,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from . import evaluator_cmd
 
     evaluator_cmd.register(sub)
+
+    from . import testrule
+
+    testrule.register(sub)

@@ -1,1 +1,60 @@
-"""klaxon.notify."""
+"""Notifications: the only package that sends them (DESIGN §2).
+
+Entry point for the evaluator::
+
+    notifier = Notifier("/var/lib/klaxon/outbox.sqlite", secrets=resolver, status=sink)
+    await notifier.start()
+    await notifier.set_channel(ns, name, NotificationChannelSpec, annotations)   # from the operator
+    await notifier.set_rule(ns, name, AlertRuleSpec, annotations)               # mute, notify, ack
+    await notifier.set_config(ns, name, AlertConfigSpec)                        # silences, SSRF opt-in
+    decision = await notifier.handle(Notification(...))                        # each transition
+    await notifier.stop()
+
+``Notification`` (``model.py``) is one transition of one alert instance: rule namespace/name,
+labels, annotations, ``state_from``/``state_to``, level, severity, value, time, ``dedup_key``,
+``episode_id``, channels and ``source`` (metric | event). ``handle`` applies the pure policy
+(``policy.py``: schedule, silences, mute, ack, cooldown, repeatInterval, sendResolved) and writes
+the policy state and one outbox row per channel in one SQLite transaction (``outbox.py``);
+a worker delivers rows with bounded exponential backoff, per-channel rate limits and an
+SSRF guard, and reports through ``StatusSink``. Secrets come only through ``SecretResolver``.
+Acknowledge with the AlertRule annotation ``klaxon.dev/ack`` (an RFC 3339 time: episodes that
+began by then; or episode ids); request a test delivery with ``klaxon.dev/test-delivery: <token>``
+on a NotificationChannel. Event rules go through ``events.EventPipeline`` first.
+"""
+
+from .events import EventPipeline, EventResult, TestReport, match_event, run_test_rule
+from .model import (
+    DictSecretResolver,
+    MemoryStatusSink,
+    Notification,
+    SecretError,
+    SecretResolver,
+    StatusSink,
+)
+from .notifier import ACK_ANNOTATION, TEST_ANNOTATION, Notifier, RetryPolicy
+from .policy import Decision, KeyState, RulePolicy, decide, render_dedup_key
+from .schedule import in_schedule
+
+__all__ = [
+    "ACK_ANNOTATION",
+    "TEST_ANNOTATION",
+    "Decision",
+    "DictSecretResolver",
+    "EventPipeline",
+    "EventResult",
+    "KeyState",
+    "MemoryStatusSink",
+    "Notification",
+    "Notifier",
+    "RetryPolicy",
+    "RulePolicy",
+    "SecretError",
+    "SecretResolver",
+    "StatusSink",
+    "TestReport",
+    "decide",
+    "in_schedule",
+    "match_event",
+    "render_dedup_key",
+    "run_test_rule",
+]

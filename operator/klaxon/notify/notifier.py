@@ -1,0 +1,572 @@
+"""The ``Notifier``: policy → durable outbox → drivers, with retries, rate limits and status.
+
+The evaluator calls ``await notifier.handle(Notification(...))`` for each transition; the
+operator keeps the notifier's view of AlertRules, AlertConfigs and NotificationChannels current
+with ``set_rule`` / ``set_config`` / ``set_channel``. See ``klaxon.notify`` for the contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import random
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from pydantic.alias_generators import to_camel
+
+from ..api.alertconfig import AlertConfigSpec
+from ..api.alertrule import AlertRuleSpec, Notified
+from ..api.channel import Delivery, NotificationChannelSpec, NotificationChannelStatus
+from ..api.common import Condition, SecretKeySelector
+from .drivers import DeliveryError, HttpRequest, prepare, send_email, send_http
+from .model import Notification, SecretError, SecretResolver, StatusSink
+from .outbox import Outbox, Row
+from .policy import Decision, KeyState, Kind, RulePolicy, decide, parse_ack, tick
+from .redact import LOG, Redactor, install
+from .ssrf import BlockedAddress, GuardedResolver, check_host
+from .templates import template_problem
+
+ACK_ANNOTATION = "klaxon.dev/ack"
+TEST_ANNOTATION = "klaxon.dev/test-delivery"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with jitter, bounded by attempts and by a cap on each delay."""
+
+    base_s: float = 1.0
+    factor: float = 2.0
+    cap_s: float = 300.0
+    max_attempts: int = 8
+    jitter: float = 0.5  # the delay is drawn from [d·(1-jitter), d]
+    max_age_s: float = 24 * 3600.0  # a row waiting for an unknown channel fails after this
+
+    def delay(self, attempt: int) -> float:
+        d = min(self.cap_s, self.base_s * self.factor ** max(0, attempt - 1))
+        return d * (1 - self.jitter * random.random())
+
+
+class RateLimiter:
+    """At most ``limit`` sends in any ``window_s`` (a sliding log: exact, and waits, never drops)."""
+
+    def __init__(self, window_s: float = 60.0) -> None:
+        self.window_s = window_s
+        self.sent: deque[float] = deque()
+        self.lock = asyncio.Lock()
+
+    async def acquire(self, limit: int) -> None:
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                while self.sent and now - self.sent[0] >= self.window_s:
+                    self.sent.popleft()
+                if len(self.sent) < limit:
+                    self.sent.append(now)
+                    return
+                await asyncio.sleep(self.sent[0] + self.window_s - now)
+
+
+def idempotency_key(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
+
+
+def _key(ns: str, rule: str, dedup: str) -> str:
+    return json.dumps([ns, rule, dedup])
+
+
+class Notifier:
+    """Delivers notifications exactly once per idempotency key across restarts (see ``outbox``)."""
+
+    def __init__(
+        self,
+        outbox_path: str | Path,
+        secrets: SecretResolver,
+        status: StatusSink,
+        *,
+        retry: RetryPolicy | None = None,
+        concurrency: int = 16,
+        timeout_s: float = 10.0,
+        ssl_context: ssl.SSLContext | None = None,
+        status_interval_s: float = 2.0,
+        tick_interval_s: float = 30.0,
+        rate_window_s: float = 60.0,
+        durable: bool = False,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.outbox = Outbox(outbox_path, durable=durable)
+        self.secrets, self.status = secrets, status
+        self.retry = retry or RetryPolicy()
+        self.concurrency, self.timeout_s = concurrency, timeout_s
+        self.ssl_context = ssl_context or ssl.create_default_context()
+        self.status_interval_s, self.tick_interval_s, self.rate_window_s = (
+            status_interval_s,
+            tick_interval_s,
+            rate_window_s,
+        )
+        self.clock = clock
+        self.redactor = Redactor()
+        install(self.redactor)
+        self.rules: dict[tuple[str, str], tuple[AlertRuleSpec, str | None]] = {}
+        self.configs: dict[tuple[str, str], AlertConfigSpec] = {}
+        self.channels: dict[tuple[str, str], NotificationChannelSpec] = {}
+        self._ready: dict[tuple[str, str], Condition] = {}
+        self._limiters: dict[tuple[str, str], RateLimiter] = {}
+        self._dirty: set[tuple[str, str]] = set()
+        self._inflight: set[int] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._sem = asyncio.Semaphore(concurrency)
+        self._loops: list[asyncio.Task[None]] = []
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self._stopped = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start delivering; rows left pending by a previous process are picked up first."""
+        for allow in (False, True):
+            connector = aiohttp.TCPConnector(
+                limit=self.concurrency * 2,
+                ssl=self.ssl_context,
+                resolver=None if allow else GuardedResolver(),
+            )
+            self._sessions[allow] = aiohttp.ClientSession(connector=connector)
+        self._loops = [
+            asyncio.create_task(self._run(), name="klaxon-notify-deliver"),
+            asyncio.create_task(self._status_loop(), name="klaxon-notify-status"),
+        ]
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop taking rows, let in-flight deliveries finish and record their outcome, flush status."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for t in self._loops:
+            t.cancel()
+        if self._loops:
+            await asyncio.wait(self._loops, timeout=grace_s)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace_s)
+        await self._flush_status()
+        for s in self._sessions.values():
+            await s.close()
+        self.outbox.close()
+
+    async def __aenter__(self) -> Notifier:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def wait_idle(self, timeout_s: float = 30.0) -> None:
+        """Until nothing is pending or in flight (tests, benchmarks, graceful drain)."""
+        deadline = time.monotonic() + timeout_s
+        while self.outbox.counts().get("pending", 0) or self._inflight:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"outbox not drained: {self.outbox.counts()}")
+            await asyncio.sleep(0.01)
+
+    # -- the world as the operator sees it --------------------------------------------------
+    async def set_config(self, namespace: str, name: str, spec: AlertConfigSpec) -> None:
+        self.configs[(namespace, name)] = spec
+
+    async def set_rule(
+        self, namespace: str, name: str, spec: AlertRuleSpec, annotations: Mapping[str, str] | None = None
+    ) -> None:
+        """Record a rule (mute, notify policy, ack annotation); an unmute notifies at once."""
+        self.rules[(namespace, name)] = (spec, (annotations or {}).get(ACK_ANNOTATION))
+        await self.tick(only=(namespace, name))
+
+    async def remove_rule(self, namespace: str, name: str) -> None:
+        self.rules.pop((namespace, name), None)
+
+    async def set_channel(
+        self,
+        namespace: str,
+        name: str,
+        spec: NotificationChannelSpec,
+        annotations: Mapping[str, str] | None = None,
+    ) -> Condition:
+        """Record a channel, compute its Ready condition and honour a test-delivery annotation."""
+        self.channels[(namespace, name)] = spec
+        ready = await self._check_channel(namespace, name, spec)
+        old = self._ready.get((namespace, name))
+        if old is None or (old.status, old.reason, old.message) != (
+            ready.status,
+            ready.reason,
+            ready.message,
+        ):
+            self._ready[(namespace, name)] = ready
+        self._dirty.add((namespace, name))
+        token = (annotations or {}).get(TEST_ANNOTATION)
+        if token:
+            self._request_test(namespace, name, token)
+        self._wake.set()
+        return self._ready[(namespace, name)]
+
+    async def remove_channel(self, namespace: str, name: str) -> None:
+        self.channels.pop((namespace, name), None)
+
+    def _config_for(self, namespace: str, rule: AlertRuleSpec | None) -> AlertConfigSpec | None:
+        ref = rule.config_ref if rule is not None else None
+        name = ref.name if ref else "default"
+        ns = (ref.namespace or namespace) if ref else namespace
+        return self.configs.get((ns, name))
+
+    def _policy(self, namespace: str, rule_name: str) -> tuple[RulePolicy, bool]:
+        spec, ack = self.rules.get((namespace, rule_name), (None, None))
+        config = self._config_for(namespace, spec)
+        ids, before = parse_ack(ack)
+        allow = bool(config and config.allow_private_channel_addresses)
+        return RulePolicy.from_specs(spec, config, ids, before), allow
+
+    # -- the entry point ---------------------------------------------------------------------
+    async def handle(self, n: Notification) -> Decision:
+        """Decide on one transition and, if it notifies, enqueue it durably for every channel."""
+        policy, allow = self._policy(n.rule_namespace, n.rule_name)
+        k = _key(n.rule_namespace, n.rule_name, n.dedup_key)
+        with self.outbox.transaction():
+            raw = self.outbox.get_key(k)
+            decision, st = decide(KeyState.from_json(raw) if raw else KeyState(), n, policy)
+            self.outbox.put_key(k, n.rule_namespace, n.rule_name, st.firing, st.to_json())
+            if decision.notify:
+                self._enqueue(n, decision.kind, n.time, policy, allow)
+        self._after_decision(n, decision)
+        return decision
+
+    async def tick(self, now: datetime | None = None, only: tuple[str, str] | None = None) -> int:
+        """Re-check still-firing instances (repeatInterval, unmute, schedule opening); rows enqueued."""
+        now = now or self.clock()
+        enqueued = 0
+        for k, ns, rule, raw in self.outbox.firing_keys():
+            if only is not None and (ns, rule) != only:
+                continue
+            policy, allow = self._policy(ns, rule)
+            with self.outbox.transaction():
+                fresh = self.outbox.get_key(k)
+                out = tick(KeyState.from_json(fresh or raw), policy, now)
+                if out is None or not out[0].notify:
+                    continue
+                decision, st = out
+                self.outbox.put_key(k, ns, rule, st.firing, st.to_json())
+                assert st.last is not None
+                enqueued += self._enqueue(Notification.from_json(st.last), decision.kind, now, policy, allow)
+        if enqueued:
+            self._wake.set()
+        return enqueued
+
+    def _enqueue(self, n: Notification, kind: Kind, at: datetime, policy: RulePolicy, allow: bool) -> int:
+        added = 0
+        now = time.time()
+        for ch in n.channels or policy.channels:
+            spec = self.channels.get((n.rule_namespace, ch))
+            if kind == "resolved" and spec is not None and not spec.send_resolved:
+                continue
+            idem = idempotency_key(
+                n.rule_namespace,
+                n.rule_name,
+                n.dedup_key,
+                n.episode_id,
+                kind,
+                n.level or "",
+                at.isoformat(),
+                ch,
+            )
+            added += self.outbox.enqueue(idem, n.rule_namespace, ch, kind, n.to_json(), allow, now)
+        return added
+
+    def _after_decision(self, n: Notification, d: Decision) -> None:
+        if d.notify:
+            self._wake.set()
+        elif d.suppressed_by is not None and d.kind == "firing":
+            LOG.info(
+                "notification for %s/%s key %s suppressed by %s: %s",
+                n.rule_namespace,
+                n.rule_name,
+                n.dedup_key,
+                d.suppressed_by,
+                d.reason,
+            )
+            self._spawn(
+                self.status.rule_notified(
+                    n.rule_namespace,
+                    n.rule_name,
+                    Notified(
+                        time=n.time, outcome="Suppressed", reason=f"{d.suppressed_by}: {d.reason}"[:256]
+                    ),
+                )
+            )
+
+    def _request_test(self, ns: str, name: str, token: str) -> None:
+        meta = f"test:{ns}/{name}"
+        with self.outbox.transaction():
+            if self.outbox.get_meta(meta) == token:
+                return
+            n = Notification(
+                rule_namespace=ns,
+                rule_name=f"test-{name}",
+                dedup_key=f"test:{token}",
+                episode_id=token,
+                state_from="Inactive",
+                state_to="Firing",
+                time=self.clock(),
+                severity="info",
+                annotations={"summary": f"Klaxon test delivery to {name}"},
+            )
+            idem = idempotency_key("test", ns, name, token)
+            allow = bool((cfg := self.configs.get((ns, "default"))) and cfg.allow_private_channel_addresses)
+            self.outbox.enqueue(idem, ns, name, "test", n.to_json(), allow, time.time())
+            self.outbox.put_meta(meta, token)
+
+    # -- delivery ----------------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self) -> None:
+        last_tick = time.monotonic()
+        while True:
+            self._wake.clear()
+            free = self.concurrency * 2 - len(self._inflight)
+            rows = self.outbox.due(time.time(), max(0, free), self._inflight) if free > 0 else []
+            for row in rows:
+                self._inflight.add(row.id)
+                self._spawn(self._deliver(row))
+            if time.monotonic() - last_tick >= self.tick_interval_s:
+                last_tick = time.monotonic()
+                try:
+                    await self.tick()
+                except Exception:
+                    LOG.exception("tick failed")
+            if rows and free > len(rows):
+                continue
+            nxt = self.outbox.next_due()
+            wait = self.tick_interval_s if nxt is None else max(0.0, nxt - time.time())
+            wait = min(wait, self.tick_interval_s, 1.0 if rows else self.tick_interval_s)
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that races the event
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(wait, 0.001)):
+                    await self._wake.wait()
+
+    async def _secret(self, namespace: str, ref: SecretKeySelector) -> str:
+        value = await self.secrets.get(namespace, ref.name, ref.key)
+        self.redactor.add(value)
+        return value
+
+    async def _deliver(self, row: Row) -> None:
+        try:
+            async with self._sem:
+                await self._attempt(row)
+        except Exception:
+            LOG.exception("delivery of row %s crashed", row.id)
+            self.outbox.finish(
+                row.id,
+                "pending",
+                row.attempts + 1,
+                "internal error",
+                time.time(),
+                time.time() + self.retry.delay(row.attempts + 1),
+            )
+        finally:
+            self._inflight.discard(row.id)
+            self._wake.set()
+
+    async def _attempt(self, row: Row) -> None:
+        ns, ch = row.namespace, row.channel
+        spec = self.channels.get((ns, ch))
+        now = time.time()
+        if spec is None:  # not (yet) known, e.g. right after a restart: wait without spending attempts
+            if now - row.created > self.retry.max_age_s:
+                self._record(row, False, row.attempts, f"NotificationChannel {ch} not found", final=True)
+            else:
+                self.outbox.finish(
+                    row.id,
+                    "pending",
+                    row.attempts,
+                    f"NotificationChannel {ch} not found",
+                    now,
+                    now + min(5.0, self.retry.cap_s),
+                )
+            return
+        limiter = self._limiters.setdefault((ns, ch), RateLimiter(self.rate_window_s))
+        await limiter.acquire(spec.rate_limit.per_minute)
+        n = Notification.from_json(row.notification)
+        kind: Kind = row.kind  # type: ignore[assignment]
+        attempts = row.attempts + 1
+        try:
+            job = await prepare(spec, lambda ref: self._secret(ns, ref), n, kind, row.idem)
+            if isinstance(job, HttpRequest):
+                message = await send_http(
+                    self._sessions[row.allow_private], job, self.timeout_s, guard=not row.allow_private
+                )
+            else:
+                message = await send_email(job, self.timeout_s, self.ssl_context, guard=not row.allow_private)
+        except DeliveryError as exc:
+            final = not exc.retryable or attempts >= self.retry.max_attempts
+            self._record(row, False, attempts, str(exc), final=final)
+            return
+        except SecretError as exc:
+            self._record(row, False, attempts, str(exc), final=attempts >= self.retry.max_attempts)
+            return
+        self._record(row, True, attempts, message, final=True)
+
+    def _record(self, row: Row, ok: bool, attempts: int, message: str, final: bool) -> None:
+        """Write the outcome (row + counters in one transaction), then log and report."""
+        message = self.redactor.scrub(message)[:1000]
+        now = time.time()
+        ns, ch, test = row.namespace, row.channel, row.kind == "test"
+        stats_key = f"stats:{ns}/{ch}"
+        with self.outbox.transaction():
+            if not final:
+                self.outbox.finish(
+                    row.id, "pending", attempts, message, now, now + self.retry.delay(attempts)
+                )
+            else:
+                self.outbox.finish(row.id, "delivered" if ok else "failed", attempts, message, now)
+                stats = self.outbox.get_meta(stats_key) or {"delivered": 0, "failed": 0}
+                delivery = {
+                    "time": datetime.now(UTC).isoformat(),
+                    "outcome": "Delivered" if ok else "Failed",
+                    "message": (f"test {row.notification['episode_id']}: " if test else "") + message,
+                }
+                if test:
+                    stats["lastTest"] = delivery
+                else:
+                    stats["delivered" if ok else "failed"] += 1
+                    stats["last"] = delivery
+                self.outbox.put_meta(stats_key, stats)
+        if not final:
+            LOG.warning("delivery to %s/%s failed (attempt %d), will retry: %s", ns, ch, attempts, message)
+            return
+        self._dirty.add((ns, ch))
+        if ok:
+            LOG.info(
+                "delivered %s for %s to %s/%s: %s", row.kind, row.notification["rule_name"], ns, ch, message
+            )
+        else:
+            LOG.error("delivery to %s/%s failed for good after %d attempt(s): %s", ns, ch, attempts, message)
+            self._spawn(
+                self.status.event(
+                    ns,
+                    "NotificationChannel",
+                    ch,
+                    "DeliveryFailed",
+                    f"{row.kind} for {row.notification['rule_name']}: {message}",
+                    True,
+                )
+            )
+        if test:
+            self._spawn(
+                self.status.event(
+                    ns,
+                    "NotificationChannel",
+                    ch,
+                    "TestDelivery",
+                    ("delivered: " if ok else "failed: ") + message,
+                    not ok,
+                )
+            )
+        else:
+            self._spawn(
+                self.status.rule_notified(
+                    ns,
+                    row.notification["rule_name"],
+                    Notified(
+                        time=datetime.now(UTC),
+                        channel=ch,
+                        outcome="Delivered" if ok else "Failed",
+                        reason=f"{row.kind}: {message}"[:256],
+                    ),
+                )
+            )
+
+    # -- status --------------------------------------------------------------------------------
+    async def _check_channel(self, ns: str, name: str, spec: NotificationChannelSpec) -> Condition:
+        """Ready: the typed block is there, every secret resolves, templates compile, address allowed."""
+
+        def cond(ok: bool, reason: str, message: str) -> Condition:
+            return Condition(
+                type="Ready",
+                status="True" if ok else "False",
+                reason=reason,
+                message=self.redactor.scrub(message),
+                last_transition_time=datetime.now(UTC),
+            )
+
+        block = getattr(spec, spec.type, None)
+        if block is None:
+            return cond(False, "InvalidSpec", f"type {spec.type} needs the {spec.type} block")
+        for field_name in ("title", "body"):
+            problem = template_problem(getattr(spec.templates, field_name))
+            if problem:
+                return cond(False, "InvalidTemplate", f"templates.{field_name}: {problem}")
+        refs = [v for v in _walk_refs(block)]
+        for path, ref in refs:
+            try:
+                await self._secret(ns, ref)
+            except SecretError:
+                return cond(
+                    False, "SecretNotFound", f"{spec.type}.{path}: Secret {ref.name} has no key {ref.key}"
+                )
+        url = getattr(block, "url", None)
+        cfg = self.configs.get((ns, "default"))
+        if isinstance(url, str) and not (cfg and cfg.allow_private_channel_addresses):
+            host = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+            host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            try:
+                await check_host(host)
+            except BlockedAddress as exc:
+                return cond(False, "AddressNotAllowed", str(exc))
+        return cond(True, "Resolved", "configuration valid and every secret resolved")
+
+    def channel_status(self, ns: str, name: str) -> NotificationChannelStatus:
+        stats = self.outbox.get_meta(f"stats:{ns}/{name}") or {}
+        ready = self._ready.get((ns, name))
+        return NotificationChannelStatus(
+            conditions=[ready] if ready else [],
+            last_delivery=Delivery.model_validate(stats["last"]) if "last" in stats else None,
+            last_test_delivery=Delivery.model_validate(stats["lastTest"]) if "lastTest" in stats else None,
+            delivered_count=stats.get("delivered", 0),
+            failed_count=stats.get("failed", 0),
+        )
+
+    async def _flush_status(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for ns, name in sorted(dirty):
+            try:
+                await self.status.channel_status(ns, name, self.channel_status(ns, name))
+            except Exception:
+                LOG.exception("status write for %s/%s failed", ns, name)
+                self._dirty.add((ns, name))
+
+    async def _status_loop(self) -> None:
+        """Coalesced status writes: at most one per channel per interval, whatever the traffic."""
+        while True:
+            await asyncio.sleep(self.status_interval_s)
+            await self._flush_status()
+
+
+def _walk_refs(block: Any, prefix: str = "") -> list[tuple[str, SecretKeySelector]]:
+    out: list[tuple[str, SecretKeySelector]] = []
+    for name in type(block).model_fields:
+        value = getattr(block, name)
+        if isinstance(value, SecretKeySelector):
+            out.append((prefix + to_camel(name), value))
+        elif isinstance(value, dict):
+            out.extend(
+                (f"{prefix}{to_camel(name)}.{k}", v)
+                for k, v in value.items()
+                if isinstance(v, SecretKeySelector)
+            )
+    return out
