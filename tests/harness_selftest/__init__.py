@@ -1,0 +1,1 @@
+"""Tests of tests/kube_harness itself (a package so that ``tests/`` lands on sys.path)."""
