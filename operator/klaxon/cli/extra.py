@@ -7,3 +7,6 @@ import argparse
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the other subcommands (render, preview, operator, evaluator, ...) as they exist."""
+    from . import operator_cmd
+
+    operator_cmd.add_parser(sub)
