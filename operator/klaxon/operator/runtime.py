@@ -90,6 +90,8 @@ class Runtime:
 
         task = asyncio.get_running_loop().create_task(run(), name=f"klaxon-kick-{'/'.join(key)}")
         self.pending[key] = task
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def spawn(self, coro: Awaitable[None], name: str) -> None:
         async def wrap() -> None:
@@ -99,7 +101,8 @@ class Runtime:
         task.add_done_callback(self.tasks.discard)
 
     async def close(self) -> None:
-        for task in [*self.pending.values(), *self.tasks]:
+        tasks = list(self.tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self.pending.values(), *self.tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.kube.close()
