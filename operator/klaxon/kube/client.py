@@ -100,6 +100,15 @@ class Ref:
         return base
 
 
+def _resource_of(path: str) -> str:
+    """The plural in an API path, for metrics labels: /api[s]/<gv>[/namespaces/<ns>]/<plural>[/...]."""
+    parts = path.strip("/").split("/")
+    rest = parts[2:] if parts[:1] == ["api"] else parts[3:]
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        return rest[2]
+    return rest[0] if rest else ""
+
+
 def plural_of(api_version: str, kind: str) -> str:
     try:
         return PLURALS[(api_version, kind)]
@@ -137,7 +146,7 @@ class KubeClient:
     async def request(self, method: str, path: str, *, body: Any = None, query: Mapping[str, str] | None = None,
                       content_type: str = "application/json") -> Any:
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        resource = path.split("/namespaces/")[-1].split("/")[1] if "/namespaces/" in path else path.rsplit("/", 1)[-1]
+        resource = _resource_of(path)
         started = time.monotonic()
         self.requests += 1
         code = "0"

@@ -25,10 +25,24 @@ def configure(settings: kopf.OperatorSettings, *, webhook_cert_dir: str | None =
     settings.networking.request_timeout = 60
     settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
     if webhook_cert_dir is not None or webhook_insecure:
-        certdir = pathlib.Path(webhook_cert_dir) if webhook_cert_dir else None
-        settings.admission.server = kopf.WebhookServer(
-            addr=webhook_addr, port=webhook_port, insecure=webhook_insecure,
-            certfile=str(certdir / WEBHOOK_CERT) if certdir else None,
-            pkeyfile=str(certdir / WEBHOOK_KEY) if certdir else None)
-        settings.admission.managed = None  # the chart owns the ValidatingWebhookConfiguration
+        configure_webhook(settings, webhook_cert_dir, port=webhook_port, addr=webhook_addr, insecure=webhook_insecure)
+    return settings
+
+
+def configure_webhook(settings: kopf.OperatorSettings, cert_dir: str | None, *, port: int = 9443,
+                      addr: str = "0.0.0.0", insecure: bool = False) -> kopf.OperatorSettings:
+    """Serve kopf's admission webhooks with the certificate mounted at ``cert_dir`` (tls.crt, tls.key).
+
+    kopf reloads the server when the files change, so cert-manager renewals need no restart.
+    """
+    certdir = pathlib.Path(cert_dir) if cert_dir else None
+    if certdir is not None and not insecure:
+        for file in (WEBHOOK_CERT, WEBHOOK_KEY):
+            if not (certdir / file).is_file():
+                raise FileNotFoundError(f"webhook certificate directory {certdir} has no {file}")
+    settings.admission.server = kopf.WebhookServer(
+        addr=addr, port=port, insecure=insecure,
+        certfile=str(certdir / WEBHOOK_CERT) if certdir else None,
+        pkeyfile=str(certdir / WEBHOOK_KEY) if certdir else None)
+    settings.admission.managed = None  # the chart owns the ValidatingWebhookConfiguration
     return settings
