@@ -9,6 +9,7 @@ from typing import Any
 
 from ..api.alertrule import AlertRuleSpec
 from ..api.validation import parse_spec
+from ..compile import compile_rule
 from ..kube.apply import HASH_ANNOTATION, NotOwnedError, delete_owned, ensure_object, owner_reference, prepare
 from ..kube.client import Body, KubeError, Ref
 from ..kube.events import patch_status, post_event
@@ -17,10 +18,6 @@ from .conditions import Cond, build_conditions, ready_from, status_changed, tran
 from .refs import Key, check_channels, resolve_config, rule_channels
 from .runtime import Runtime
 
-try:  # until the compile branch lands, a local stand-in with the same signature
-    from ..compile import compile_rule  # type: ignore[attr-defined]
-except ImportError:  # pragma: no cover
-    from ._compile_shim import compile_rule
 
 logger = logging.getLogger("klaxon.operator.rules")
 
@@ -123,8 +120,8 @@ async def _apply(rt: Runtime, owner: Mapping[str, Any], desired: Body | None, be
             if old_ref:
                 await delete_owned(rt.kube, Ref(PROMRULE_API, "prometheusrules", old_ref.get("namespace"),
                                                 old_ref.get("name")), uid)
-            return Cond("Synced", True, "NothingToApply", "the evaluator holds this rule; no PrometheusRule "
-                        "is needed"), None, False
+            return Cond("Synced", True, "NothingToApply", "nothing for Prometheus to evaluate (evaluator-only "
+                        "or disabled rule); no PrometheusRule is needed"), None, False
         desired = {**desired, "metadata": {**desired["metadata"], "namespace": owner["metadata"]["namespace"]}}
         ref = _ref(desired)
         live = await rt.kube.get(ref)
