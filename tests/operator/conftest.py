@@ -11,6 +11,7 @@ if _TESTS not in sys.path:  # for kube_harness
 _SRC = str(pathlib.Path(__file__).resolve().parents[2] / "operator")
 if sys.path[:1] != [_SRC]:  # this checkout's sources, not whatever klaxon the venv has installed
     sys.path.insert(0, _SRC)
+if not str(getattr(sys.modules.get("klaxon"), "__file__", _SRC)).startswith(_SRC):
     for _mod in [m for m in sys.modules if m == "klaxon" or m.startswith("klaxon.")]:
         del sys.modules[_mod]
 
