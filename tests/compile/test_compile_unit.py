@@ -190,6 +190,8 @@ def test_keep_firing_for_and_for() -> None:
     assert alerts(r)[0]["keep_firing_for"] == "2m" and alerts(r)[0]["for"] == "1m30s"
     r = compile_rule("r", "ns", spec(recovery={"window": "10m"}, evaluation={"interval": "30s"}))
     assert alerts(r)[0]["keep_firing_for"] == "9m30s"
+    r = compile_rule("r", "ns", spec(recovery={"window": "10m"}, trigger={"violationWindow": "4m"}))
+    assert alerts(r)[0]["keep_firing_for"] == "6m"
     r = compile_rule("r", "ns", spec())
     assert "keep_firing_for" not in alerts(r)[0] and "for" not in alerts(r)[0]
 

@@ -15,8 +15,13 @@ What compiles and how (SEMANTICS.md §2), with the choices the table leaves open
   raw history through ``offset``, so a new rule has its baseline at once (no cold start).
   A zero stddev is tested as ``max == min`` (exact, unlike a float stddev).
 - Recovery: ``normalCount`` R alone -> ``keep_firing_for: (R-1)·f``; ``window`` Q alone
-  -> ``keep_firing_for: Q-f``, which resolves at the first evaluation with no violation in
-  (t-Q, t] as §4 defines it (``keep_firing_for: Q`` would resolve one evaluation late).
+  -> ``keep_firing_for: Q-f`` (``Q-V`` with a violation window V), which resolves at the
+  first evaluation with no violation in (t-Q, t] as §4 defines it (``keep_firing_for: Q``
+  would resolve one evaluation late).
+- Levels on a threshold rule replace ``condition.threshold``; a band (upper/lower) on the
+  condition counts as a violation at every level.
+- Absence per group: a group seen within max(1h, 2·window) but not within the window. A
+  group gone for longer is forgotten and its alert resolves (PromQL keeps no memory).
 - Levels compile to one alerting rule each (``severity`` = level). This equals the
   evaluator's single escalating instance when recovery is immediate; with delayed recovery
   a de-escalation would differ (the critical alert keeps firing), so that combination
@@ -380,9 +385,18 @@ def _record(name: str, expr: str, labels: dict[str, str]) -> dict[str, Any]:
 # --- the alerting rules -------------------------------------------------------------------
 
 def _keep_firing_for(spec: AlertRuleSpec, f: float) -> float:
+    """How long Prometheus keeps an alert firing after its expression last held (SEMANTICS §4).
+
+    R normal evaluations: the R-th evaluation without the expression resolves -> (R-1)·f.
+    Quiet window Q (one violation suffices to trigger): the expression holds until the last
+    violation leaves the violation window V (V = f without one); resolving at the first
+    evaluation with no violation in (t-Q, t] needs max(Q-V, 0) more.
+    """
     rec = spec.recovery
     if rec.window is not None:
-        return max(parse_duration(rec.window) - f, 0.0)
+        vwin = spec.trigger.violation_window
+        held = parse_duration(vwin) if vwin is not None else f
+        return max(parse_duration(rec.window) - held, 0.0)
     return (rec.normal_count - 1) * f
 
 
@@ -479,7 +493,12 @@ def compile_rule(
     config: AlertConfigSpec | None = None,
     uid: str | None = None,
 ) -> CompileResult:
-    """Compile one AlertRule; never raises for a spec that parsed (problems come back as text)."""
+    """Compile one AlertRule; never raises for a spec that parsed (problems come back as text).
+
+    A rule with problems, an event rule, a disabled rule without baselines and an
+    evaluator rule without baselines have no PrometheusRule (``prometheus_rule`` None).
+    Evaluator rules and disabled rules keep their baseline recording rules.
+    """
     reasons = evaluator_reasons(spec)
     problems = [str(p) for p in alert_rule_problems(spec)] + _extra_problems(spec)
     if spec.evaluation.engine == "prometheus":
