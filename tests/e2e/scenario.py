@@ -230,7 +230,7 @@ async def running_klaxon(kube: KubeClient, watched: tuple[str, ...], image: str 
     runner = OperatorRunner(None, make_registry(options), settings=settings, namespaces=watched)  # type: ignore
     with mock.patch("kube_harness.runner.connection_info", lambda _: connection_info(configuration)):
         await runner.start()
-    try:
-        yield runner
-    finally:
-        await runner.stop()
+        try:
+            yield runner
+        finally:
+            await runner.stop()

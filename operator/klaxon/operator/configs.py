@@ -46,14 +46,16 @@ def assigned_rules(rt: Runtime, key: Key, spec: AlertConfigSpec) -> list[Key]:
                   if namespace_allowed(key[0], k[0], spec.allowed_namespaces))
 
 
-async def reconcile_config(rt: Runtime, body: Mapping[str, Any], trigger: str = "handler") -> list[Cond]:
+async def reconcile_config(rt: Runtime, body: Mapping[str, Any], trigger: str = "handler",
+                           counts_only: bool = False) -> list[Cond]:
+    """``counts_only``: rules came or went; recount without touching the evaluator's objects."""
     meta = body["metadata"]
     async with rt.lock((KIND, meta["namespace"], meta["name"])):
         with metrics.measure(KIND, trigger):
-            return await _reconcile(rt, body)
+            return await _reconcile(rt, body, counts_only)
 
 
-async def _reconcile(rt: Runtime, body: Mapping[str, Any]) -> list[Cond]:
+async def _reconcile(rt: Runtime, body: Mapping[str, Any], counts_only: bool = False) -> list[Cond]:
     meta = body["metadata"]
     ns, name, generation = str(meta["namespace"]), str(meta["name"]), meta.get("generation")
     before = previous_status(rt, body, KIND)
@@ -64,6 +66,10 @@ async def _reconcile(rt: Runtime, body: Mapping[str, Any]) -> list[Cond]:
         await write_status(rt, KIND, body, before, [*conds, ready_from(conds)], {})
         return conds
     spec = model
+    key = (ns, name, str(meta.get("uid")))
+    if counts_only and key in rt.config_children:
+        deployments, synced = rt.config_children[key]
+        return await _status(rt, body, before, spec, deployments, synced)
     children = build_config_children(name, ns, spec, rt.options.image, config_secret_names(rt, ns, body.get("spec")))
     deployments: dict[int, Body] = {}
     drift: list[str] = []
@@ -85,7 +91,13 @@ async def _reconcile(rt: Runtime, body: Mapping[str, Any]) -> list[Cond]:
             synced = Cond("Synced", True, "Applied", f"{len(children)} evaluator object(s) up to date")
     except (KubeError, NotOwnedError) as exc:
         synced = Cond("Synced", False, "ApplyFailed", f"applying the evaluator failed: {exc}")
+    rt.config_children[key] = (deployments, synced)
+    return await _status(rt, body, before, spec, deployments, synced)
 
+
+async def _status(rt: Runtime, body: Mapping[str, Any], before: Mapping[str, Any], spec: AlertConfigSpec,
+                  deployments: dict[int, Body], synced: Cond) -> list[Cond]:
+    ns, name = str(body["metadata"]["namespace"]), str(body["metadata"]["name"])
     rules = assigned_rules(rt, (ns, name), spec)
     shards = spec.evaluator.shards
     per_shard = [0] * shards

@@ -75,6 +75,15 @@ def kick_config(rt: Runtime, key: Key, trigger: str) -> None:
     rt.kick(("AlertConfig", *key), run)
 
 
+def kick_config_counts(rt: Runtime, key: Key) -> None:
+    """Rules came or went: recount soon, batched (a burst of new rules is one status write)."""
+    async def run() -> None:
+        body = rt.view("klaxon_configs").get(key)
+        if body is not None:
+            await reconcile_config(rt, body, "rule", counts_only=True)
+    rt.kick(("AlertConfig-counts", *key), run, delay=max(rt.options.debounce_seconds, 1.0))
+
+
 def kick_channel(rt: Runtime, key: Key, trigger: str) -> None:
     async def run() -> None:
         body = rt.view("klaxon_channels").get(key)
@@ -90,6 +99,19 @@ def rules_of_channel(rt: Runtime, key: Key) -> set[Key]:
         if ckey[0] == key[0] and key[1] in (((config.get("spec") or {}).get("defaults") or {}).get("channels") or []):
             found.update(rt.many("klaxon_rules_by_config", ckey))
     return found
+
+
+def spec_changed(rt: Runtime, kind: str, key: Key, type_: str | None, meta: Mapping[str, Any]) -> bool:
+    """Whether dependents must look again: the object appeared, went, or its spec changed."""
+    seen = (kind, *key)
+    now = (meta.get("uid"), meta.get("generation"))
+    if type_ == "DELETED":
+        rt.generations.pop(seen, None)
+        return True
+    if rt.generations.get(seen) == now:
+        return False
+    rt.generations[seen] = now
+    return True
 
 
 async def resync_loop(rt: Runtime) -> None:
@@ -206,14 +228,17 @@ def make_registry(options: Options | None = None, *, login: bool = False,
             rt.rule_config[key] = ckey
         if old != ckey or type in ("DELETED", None, "ADDED"):
             for k in {ckey, old} - {None}:
-                kick_config(rt, k, "rule")  # type: ignore[arg-type]
+                kick_config_counts(rt, k)  # type: ignore[arg-type]
 
     @on.event(GROUP, VERSION, CONFIGS, registry=registry)
     async def config_event(type: str | None, meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any) -> None:
         rt = rt_of(memo, kwargs)
         key = _key(meta)
+        if not spec_changed(rt, "AlertConfig", key, type, meta):
+            return  # our own status writes: nothing rules depend on
         if type == "DELETED":
             metrics.record_ready("AlertConfig", *key, None)
+            rt.config_children = {k: v for k, v in rt.config_children.items() if k[:2] != key}
         for rule in rt.many("klaxon_rules_by_config", key):
             kick_rule(rt, rule, "config")
 
@@ -221,6 +246,8 @@ def make_registry(options: Options | None = None, *, login: bool = False,
     async def channel_event(type: str | None, meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any) -> None:
         rt = rt_of(memo, kwargs)
         key = _key(meta)
+        if not spec_changed(rt, "NotificationChannel", key, type, meta):
+            return
         if type == "DELETED":
             metrics.record_ready("NotificationChannel", *key, None)
         for rule in rules_of_channel(rt, key):

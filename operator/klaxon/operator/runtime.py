@@ -51,6 +51,10 @@ class Runtime:
     rule_config: dict[Key, Key] = field(default_factory=dict)
     #: The last desired PrometheusRule per (ns, name), prepared: lets the drift watch ignore our own writes.
     desired_cache: dict[Key, Body] = field(default_factory=dict)
+    #: Per AlertConfig (ns, name, uid): its shard Deployments and Synced, as last applied.
+    config_children: dict[tuple[str, str, str], tuple[dict[int, Body], Any]] = field(default_factory=dict)
+    #: (uid, generation) of referenced objects as last seen, to tell spec changes from status writes.
+    generations: dict[ObjKey, tuple[Any, Any]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def capture(self, kwargs: Mapping[str, Any]) -> None:
