@@ -9,6 +9,7 @@ RSS measured here is the operator's (plus this script's small client). API reque
 counted at aiohttp level in this process: kopf's and Klaxon's clients both go through it;
 the benchmark's own polling client is subtracted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,6 @@ async def _counting_request(self: aiohttp.ClientSession, method: str, *args: Any
 aiohttp.ClientSession._request = _counting_request  # type: ignore[method-assign]
 
 from e2e.scenario import install_crds, running_klaxon  # noqa: E402
-
 from klaxon.kube.client import KubeClient, Ref  # noqa: E402
 
 
@@ -51,17 +51,33 @@ def rss_mib() -> float:
 
 
 def rule(i: int) -> dict[str, Any]:
-    return {"apiVersion": "klaxon.dev/v1alpha1", "kind": "AlertRule", "metadata": {"name": f"bench-{i:05d}"},
-            "spec": {"severity": "warning", "query": {"metric": "http_requests_errors_ratio",
-                                                      "selector": {"service": f"svc-{i}"}, "window": "5m"},
-                     "condition": {"type": "threshold", "operator": "gt", "threshold": 0.05},
-                     "trigger": {"for": "5m"}}}
+    return {
+        "apiVersion": "klaxon.dev/v1alpha1",
+        "kind": "AlertRule",
+        "metadata": {"name": f"bench-{i:05d}"},
+        "spec": {
+            "severity": "warning",
+            "query": {
+                "metric": "http_requests_errors_ratio",
+                "selector": {"service": f"svc-{i}"},
+                "window": "5m",
+            },
+            "condition": {"type": "threshold", "operator": "gt", "threshold": 0.05},
+            "trigger": {"for": "5m"},
+        },
+    }
 
 
 async def all_ready(kube: KubeClient, ns: str, n: int) -> tuple[int, int]:
     rules = await kube.list(Ref("klaxon.dev/v1alpha1", "alertrules", ns))
-    ready = sum(1 for r in rules if any(c.get("type") == "Ready" and c.get("status") == "True"
-                                        for c in (r.get("status") or {}).get("conditions") or []))
+    ready = sum(
+        1
+        for r in rules
+        if any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (r.get("status") or {}).get("conditions") or []
+        )
+    )
     prs = await kube.list(Ref("monitoring.coreos.com/v1", "prometheusrules", ns))
     return ready, len(prs)
 
@@ -77,10 +93,17 @@ async def bench(kubeconfig: str, n: int, timeout: float, keep: bool) -> dict[str
     try:
         await install_crds(kube)
         await kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-        await kube.create({"apiVersion": "klaxon.dev/v1alpha1", "kind": "AlertConfig",
-                           "metadata": {"name": "default", "namespace": ns},
-                           "spec": {"prometheus": {"url": "http://prometheus:9090"},
-                                    "prometheusRule": {"labels": {"release": "kps"}}}})
+        await kube.create(
+            {
+                "apiVersion": "klaxon.dev/v1alpha1",
+                "kind": "AlertConfig",
+                "metadata": {"name": "default", "namespace": ns},
+                "spec": {
+                    "prometheus": {"url": "http://prometheus:9090"},
+                    "prometheusRule": {"labels": {"release": "kps"}},
+                },
+            }
+        )
         rss_before = rss_mib()
         async with running_klaxon(kube, (ns,)) as runner:
             await asyncio.sleep(1.0)
@@ -107,20 +130,22 @@ async def bench(kubeconfig: str, n: int, timeout: float, keep: bool) -> dict[str
             await asyncio.sleep(3.0)
             restart_requests = operator_requests(kube) - restart_base
             restart_ready, _ = await all_ready(kube, ns, n)
-            result.update({
-                "create_seconds": round(created, 2),
-                "all_ready_seconds": round(elapsed, 2),
-                "rules_per_second": round(n / elapsed, 1),
-                "operator_requests": reconcile_requests,
-                "requests_per_rule": round(reconcile_requests / n, 2),
-                "requests_by_method_incl_bench_client": by_method,
-                "idle_requests_5s": idle,
-                "restart_requests_3s": restart_requests,
-                "restart_seconds": round(time.monotonic() - restart_started, 2),
-                "ready_after_restart": restart_ready,
-                "peak_rss_mib": round(rss_mib(), 1),
-                "rss_before_operator_mib": round(rss_before, 1),
-            })
+            result.update(
+                {
+                    "create_seconds": round(created, 2),
+                    "all_ready_seconds": round(elapsed, 2),
+                    "rules_per_second": round(n / elapsed, 1),
+                    "operator_requests": reconcile_requests,
+                    "requests_per_rule": round(reconcile_requests / n, 2),
+                    "requests_by_method_incl_bench_client": by_method,
+                    "idle_requests_5s": idle,
+                    "restart_requests_3s": restart_requests,
+                    "restart_seconds": round(time.monotonic() - restart_started, 2),
+                    "ready_after_restart": restart_ready,
+                    "peak_rss_mib": round(rss_mib(), 1),
+                    "rss_before_operator_mib": round(rss_before, 1),
+                }
+            )
     finally:
         if not keep:
             await kube.delete(Ref("v1", "namespaces", None, ns))
@@ -129,20 +154,29 @@ async def bench(kubeconfig: str, n: int, timeout: float, keep: bool) -> dict[str
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--kubeconfig", help="kubeconfig of the cluster to benchmark against")
-    target.add_argument("--emulated", action="store_true", help="start the kmock-based emulator in a subprocess")
+    target.add_argument(
+        "--emulated", action="store_true", help="start the kmock-based emulator in a subprocess"
+    )
     parser.add_argument("--rules", type=int, default=50, help="number of AlertRules (default 50)")
-    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for all Ready (default 600)")
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="seconds to wait for all Ready (default 600)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the benchmark namespace")
     args = parser.parse_args()
     server = None
     kubeconfig = args.kubeconfig
     if args.emulated:
         kubeconfig = os.path.join(tempfile.mkdtemp(), "kubeconfig")
-        server = subprocess.Popen([sys.executable, str(ROOT / "tests" / "e2e" / "emulated_apiserver.py"), kubeconfig],
-                                  stdout=subprocess.PIPE, text=True)
+        server = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests" / "e2e" / "emulated_apiserver.py"), kubeconfig],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert server.stdout is not None
         server.stdout.readline()  # ready
     try:

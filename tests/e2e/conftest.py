@@ -4,6 +4,7 @@ Run: ``pytest tests/e2e --e2e --kubeconfig PATH``. Both flags are required: the 
 guesses a cluster from $KUBECONFIG or ~/.kube/config. Without them every test here is
 skipped with a loud reason; with only one of them the run is refused.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,10 +27,18 @@ REFUSAL = "e2e tests need a real cluster: run `pytest tests/e2e --e2e --kubeconf
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("klaxon-e2e", "Klaxon end-to-end tests (real cluster)")
-    group.addoption("--e2e", action="store_true", default=False,
-                    help="run the end-to-end tests against the cluster of --kubeconfig")
-    group.addoption("--kubeconfig", action="store", default=None,
-                    help="kubeconfig of the cluster for --e2e (required; never taken from the environment)")
+    group.addoption(
+        "--e2e",
+        action="store_true",
+        default=False,
+        help="run the end-to-end tests against the cluster of --kubeconfig",
+    )
+    group.addoption(
+        "--kubeconfig",
+        action="store",
+        default=None,
+        help="kubeconfig of the cluster for --e2e (required; never taken from the environment)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -3,6 +3,7 @@ e2e suite and the benchmark without a cluster: ``python tests/e2e/emulated_apise
 
 Not a conformant cluster (no CEL, no admission, no pods): the CEL test fails against it by design.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +12,7 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from kube_harness import emulated_cluster, write_kubeconfig  # noqa: E402
+from kube_harness import emulated_cluster, write_kubeconfig
 
 
 async def main(path: str) -> None:

@@ -3,6 +3,7 @@
 ``tests/e2e`` runs it against a real cluster (opt-in); ``tests/operator`` runs the very same
 code against the kmock-based emulator, so the scenario itself is exercised on every test run.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -26,7 +27,7 @@ if not str(getattr(sys.modules.get("klaxon"), "__file__", _SRC)).startswith(_SRC
 from klaxon.kube.client import Body, KubeClient, KubeError, Ref  # noqa: E402
 
 T = TypeVar("T")
-CRD_FILES = sorted((ROOT / "crds").glob("*.yaml")) + [ROOT / "tests" / "data" / "prometheusrules-crd.yaml"]
+CRD_FILES = [*sorted((ROOT / "crds").glob("*.yaml")), ROOT / "tests" / "data" / "prometheusrules-crd.yaml"]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 CRDS = Ref("apiextensions.k8s.io/v1", "customresourcedefinitions", None)
 
@@ -35,7 +36,9 @@ def load_docs(path: pathlib.Path) -> list[Body]:
     return [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
 
 
-async def eventually(probe: Callable[[], Awaitable[T]], timeout: float, what: str, interval: float = 0.2) -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T]], timeout: float, what: str, interval: float = 0.2
+) -> T:
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -66,8 +69,10 @@ async def install_crds(kube: KubeClient) -> list[str]:
             async def established(ref: Ref = ref) -> bool:
                 body = await kube.get(ref) or {}
                 conds = (body.get("status") or {}).get("conditions")
-                return conds is None and body != {} or any(
-                    c.get("type") == "Established" and c.get("status") == "True" for c in conds or [])
+                return (conds is None and body != {}) or any(
+                    c.get("type") == "Established" and c.get("status") == "True" for c in conds or []
+                )
+
             await eventually(established, 60, f"CRD {name} established")
     return created
 
@@ -115,16 +120,22 @@ async def check_examples(kube: KubeClient, ns: str, other_ns: str, timeout: floa
     channels = [d["metadata"]["name"] for d in docs if d["kind"] == "NotificationChannel"]
 
     for name in channels:
+
         async def channel_ready(name: str = name) -> bool:
-            return cond(await get(kube, "klaxon.dev/v1alpha1", "notificationchannels", ns, name)).get(
-                "status") == "True"
+            return (
+                cond(await get(kube, "klaxon.dev/v1alpha1", "notificationchannels", ns, name)).get("status")
+                == "True"
+            )
+
         await eventually(channel_ready, timeout, f"NotificationChannel {name} Ready")
 
     engines: dict[str, str] = {}
     for name in rules:
+
         async def rule_ready(name: str = name) -> Body | None:
             body = await kube.get(rule_ref(ns, name))
             return body if cond(body).get("status") == "True" else None
+
         body = await eventually(rule_ready, timeout, f"AlertRule {name} Ready")
         status = body["status"]
         assert status["observedGeneration"] == body["metadata"]["generation"]
@@ -146,10 +157,15 @@ async def check_examples(kube: KubeClient, ns: str, other_ns: str, timeout: floa
         name = config["metadata"]["name"]
         shards = ((config["spec"].get("evaluator") or {}).get("shards")) or 1
 
-        async def config_synced(name: str = name) -> Body | None:
+        async def config_synced(name: str = name, shards: int = shards) -> Body | None:
             body = await get(kube, "klaxon.dev/v1alpha1", "alertconfigs", ns, name)
-            return body if cond(body, "Synced").get("status") == "True" and len(
-                (body or {}).get("status", {}).get("shards") or []) == shards else None
+            return (
+                body
+                if cond(body, "Synced").get("status") == "True"
+                and len((body or {}).get("status", {}).get("shards") or []) == shards
+                else None
+            )
+
         body = await eventually(config_synced, timeout, f"AlertConfig {name} Synced")
         uid = body["metadata"]["uid"]
         assert cond(body).get("reason") in ("Ready", "EvaluatorNotReady"), cond(body)
@@ -158,9 +174,12 @@ async def check_examples(kube: KubeClient, ns: str, other_ns: str, timeout: floa
             assert dep is not None and dep["metadata"]["ownerReferences"][0]["uid"] == uid
             args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
             assert args[:5] == ["evaluator", "--config", f"{ns}/{name}", "--shard", f"{i}/{shards}"]
-        for api_version, plural in (("v1", "serviceaccounts"), ("v1", "services"),
-                                    ("rbac.authorization.k8s.io/v1", "roles"),
-                                    ("rbac.authorization.k8s.io/v1", "rolebindings")):
+        for api_version, plural in (
+            ("v1", "serviceaccounts"),
+            ("v1", "services"),
+            ("rbac.authorization.k8s.io/v1", "roles"),
+            ("rbac.authorization.k8s.io/v1", "rolebindings"),
+        ):
             child = await get(kube, api_version, plural, ns, f"klaxon-eval-{name}")
             assert child is not None and child["metadata"]["ownerReferences"][0]["uid"] == uid, (plural, name)
 
@@ -172,23 +191,35 @@ async def check_examples(kube: KubeClient, ns: str, other_ns: str, timeout: floa
     async def restored() -> bool:
         body = await kube.get(rule_ref(ns, victim))
         pr = await get(kube, "monitoring.coreos.com/v1", "prometheusrules", ns, pr_name)
-        return pr is not None and pr["metadata"].get("deletionTimestamp") is None and \
-            cond(body, "Synced").get("reason") == "DriftCorrected"
+        return (
+            pr is not None
+            and pr["metadata"].get("deletionTimestamp") is None
+            and cond(body, "Synced").get("reason") == "DriftCorrected"
+        )
+
     await eventually(restored, timeout, f"PrometheusRule {pr_name} restored")
 
     # cross-namespace: denied until the config allows the namespace
-    foreign = {"apiVersion": "klaxon.dev/v1alpha1", "kind": "AlertRule",
-               "metadata": {"name": "foreign", "namespace": other_ns},
-               "spec": {"configRef": {"name": "default", "namespace": ns}, "query": {"expr": "vector(1)"},
-                        "condition": {"type": "threshold", "operator": "gt", "threshold": 0},
-                        "notify": {"channels": []}}}
+    foreign = {
+        "apiVersion": "klaxon.dev/v1alpha1",
+        "kind": "AlertRule",
+        "metadata": {"name": "foreign", "namespace": other_ns},
+        "spec": {
+            "configRef": {"name": "default", "namespace": ns},
+            "query": {"expr": "vector(1)"},
+            "condition": {"type": "threshold", "operator": "gt", "threshold": 0},
+            "notify": {"channels": []},
+        },
+    }
     await kube.create(foreign)
 
     async def reason_is(reason: str) -> bool:
         return cond(await kube.get(rule_ref(other_ns, "foreign"))).get("reason") == reason
+
     await eventually(lambda: reason_is("CrossNamespaceRefDenied"), timeout, "CrossNamespaceRefDenied")
-    await kube.merge_patch(Ref("klaxon.dev/v1alpha1", "alertconfigs", ns, "default"),
-                           {"spec": {"allowedNamespaces": [other_ns]}})
+    await kube.merge_patch(
+        Ref("klaxon.dev/v1alpha1", "alertconfigs", ns, "default"), {"spec": {"allowedNamespaces": [other_ns]}}
+    )
     await eventually(lambda: reason_is("Ready"), timeout, "foreign rule Ready once allowed")
 
     # garbage collection through owner references (the real GC on a cluster)
@@ -196,14 +227,19 @@ async def check_examples(kube: KubeClient, ns: str, other_ns: str, timeout: floa
 
     async def collected() -> bool:
         return await get(kube, "monitoring.coreos.com/v1", "prometheusrules", ns, pr_name) is None
+
     await eventually(collected, timeout, f"PrometheusRule {pr_name} garbage-collected")
     return {"rules": engines, "configs": [c["metadata"]["name"] for c in configs], "channels": channels}
 
 
 async def check_cel_rejects(kube: KubeClient, ns: str) -> str:
     """Without the webhook, the CRD's CEL rules still reject an invalid rule (Kubernetes >= 1.25)."""
-    bad = {"apiVersion": "klaxon.dev/v1alpha1", "kind": "AlertRule", "metadata": {"name": "cel-bad", "namespace": ns},
-           "spec": {"query": {"expr": "up"}, "events": {"objectTypes": ["person"]}}}
+    bad = {
+        "apiVersion": "klaxon.dev/v1alpha1",
+        "kind": "AlertRule",
+        "metadata": {"name": "cel-bad", "namespace": ns},
+        "spec": {"query": {"expr": "up"}, "events": {"objectTypes": ["person"]}},
+    }
     try:
         await kube.create(bad)
     except KubeError as exc:
@@ -213,16 +249,17 @@ async def check_cel_rejects(kube: KubeClient, ns: str) -> str:
 
 
 @asynccontextmanager
-async def running_klaxon(kube: KubeClient, watched: tuple[str, ...], image: str = "klaxon:e2e") -> AsyncIterator[Any]:
+async def running_klaxon(
+    kube: KubeClient, watched: tuple[str, ...], image: str = "klaxon:e2e"
+) -> AsyncIterator[Any]:
     """Klaxon's real registry and settings, in-process (kube_harness' runner), limited to ``watched``."""
     from unittest import mock
-
-    from kube_harness import OperatorRunner, harness_settings
 
     from klaxon.kube.login import connection_info
     from klaxon.operator.handlers import make_registry
     from klaxon.operator.runtime import Options
     from klaxon.operator.settings import configure
+    from kube_harness import OperatorRunner, harness_settings
 
     configuration = kube.api.configuration
     options = Options(image=image, kube_configuration=configuration, resync_seconds=3600)

@@ -1,4 +1,5 @@
 """Klaxon against a real API server: CRDs, examples, children, owner references, status, GC, CEL."""
+
 from __future__ import annotations
 
 import secrets

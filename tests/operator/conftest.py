@@ -1,4 +1,5 @@
 """Operator tests: the real kopf registry against the kube_harness emulator (kmock-based)."""
+
 from __future__ import annotations
 
 import pathlib
@@ -15,8 +16,8 @@ if not str(getattr(sys.modules.get("klaxon"), "__file__", _SRC)).startswith(_SRC
     for _mod in [m for m in sys.modules if m == "klaxon" or m.startswith("klaxon.")]:
         del sys.modules[_mod]
 
-from kube_harness.fixtures import kopf_runner, kopf_settings, kube, kube_api  # noqa: E402
-
 from operator_helpers import operator  # noqa: E402
+
+from kube_harness.fixtures import kopf_runner, kopf_settings, kube, kube_api  # noqa: E402
 
 __all__ = ["kopf_runner", "kopf_settings", "kube", "kube_api", "operator"]

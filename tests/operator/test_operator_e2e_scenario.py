@@ -1,9 +1,9 @@
 """The e2e scenario (tests/e2e/scenario.py) against the emulator: proves the scenario on every run."""
+
 from __future__ import annotations
 
-from kube_harness import EmulatedCluster, client_configuration
-
 from e2e.scenario import KubeClient, apply_examples, check_examples, install_crds, namespaces, running_klaxon
+from kube_harness import EmulatedCluster, client_configuration
 
 
 async def test_e2e_scenario_on_the_emulator(kube: EmulatedCluster) -> None:

@@ -1,10 +1,10 @@
 """The whole operator (kopf + Klaxon's registry) against the emulated API: lifecycle of each kind."""
+
 from __future__ import annotations
 
 import asyncio
 import base64
 
-from kube_harness import EmulatedCluster, OperatorRunner, wait_for
 from operator_helpers import (
     AC,
     AR,
@@ -23,6 +23,7 @@ from operator_helpers import (
 )
 
 from klaxon.kube.rbac import OPERATOR_RULES, missing
+from kube_harness import EmulatedCluster, OperatorRunner, wait_for
 
 EVENTS = "v1/events"
 
@@ -40,15 +41,24 @@ async def test_rule_lifecycle(kube: EmulatedCluster, operator: OperatorRunner) -
     pr = kube.get_object(PR, "klaxon-latency", NS)
     assert pr is not None
     (owner,) = pr["metadata"]["ownerReferences"]
-    assert owner == {"apiVersion": "klaxon.dev/v1alpha1", "kind": "AlertRule", "name": "latency",
-                     "uid": created["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+    assert owner == {
+        "apiVersion": "klaxon.dev/v1alpha1",
+        "kind": "AlertRule",
+        "name": "latency",
+        "uid": created["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
     assert pr["metadata"]["labels"]["release"] == "kps"  # the config's ruleSelector labels
     assert pr["metadata"]["annotations"]["klaxon.dev/input-hash"]
     status = kube.get_object(AR, "latency", NS)["status"]  # type: ignore[index]
     assert status["engine"] == "prometheus" and status["observedGeneration"] == 1
     assert status["prometheusRuleRef"] == {"name": "klaxon-latency", "namespace": NS}
     assert {c["type"]: c["reason"] for c in status["conditions"]} == {
-        "Valid": "Valid", "Synced": "Applied", "Ready": "Ready"}
+        "Valid": "Valid",
+        "Synced": "Applied",
+        "Ready": "Ready",
+    }
     await wait_for(lambda: [e for e in events_for(kube, "latency") if e["reason"] == "Ready"])
 
     # update: the PrometheusRule follows, observedGeneration too; one write of the child
@@ -56,15 +66,19 @@ async def test_rule_lifecycle(kube: EmulatedCluster, operator: OperatorRunner) -
     await wait_for(lambda: condition(kube, AR, "latency").get("observedGeneration") == 2)
     pr2 = kube.get_object(PR, "klaxon-latency", NS)
     assert pr2 is not None and "0.9" in pr2["spec"]["groups"][0]["rules"][0]["expr"]
-    assert pr2["metadata"]["annotations"]["klaxon.dev/input-hash"] != pr["metadata"]["annotations"][
-        "klaxon.dev/input-hash"]
+    assert (
+        pr2["metadata"]["annotations"]["klaxon.dev/input-hash"]
+        != pr["metadata"]["annotations"]["klaxon.dev/input-hash"]
+    )
     assert len(kube.requests("POST", PR)) == 1
 
     # no finalizer (owner references do the cleanup), kopf's bookkeeping only under klaxon.dev/
     body = kube.get_object(AR, "latency", NS)
     assert body is not None and not body["metadata"].get("finalizers")
     annotations = body["metadata"].get("annotations") or {}
-    assert [k for k in annotations if "kopf" in k or "last-handled" in k] == list(bookkeeping_annotations(body))
+    assert [k for k in annotations if "kopf" in k or "last-handled" in k] == list(
+        bookkeeping_annotations(body)
+    )
     # the operator never writes spec, and writes status only through /status
     for r in kube.requests(resource=AR, writes_only=True):
         assert not r.touches("spec"), r
@@ -91,35 +105,48 @@ async def test_status_is_written_only_on_change(kube: EmulatedCluster, operator:
 
 async def test_config_lifecycle_builds_the_evaluator(kube: EmulatedCluster, operator: OperatorRunner) -> None:
     kube.create_object(SECRET, secret("prom-auth", token="t0ken"), NS)
-    cfg = alert_config("site", evaluator={"shards": 2},
-                       prometheus={"url": "http://p:9090", "auth": {"bearerToken": {"name": "prom-auth",
-                                                                                      "key": "token"}}})
+    cfg = alert_config(
+        "site",
+        evaluator={"shards": 2},
+        prometheus={"url": "http://p:9090", "auth": {"bearerToken": {"name": "prom-auth", "key": "token"}}},
+    )
     created = kube.create_object(AC, cfg, NS)
     for i in range(3):
         kube.create_object(AR, rule(f"r{i}", config="site"), NS)
-    await wait_for(lambda: (kube.get_object(AC, "site", NS) or {}).get("status", {}).get("rulesAssigned") == 3)
+    await wait_for(
+        lambda: (kube.get_object(AC, "site", NS) or {}).get("status", {}).get("rulesAssigned") == 3
+    )
     await wait_condition(kube, AC, "site", "False", "EvaluatorNotReady")
 
     uid = created["metadata"]["uid"]
-    for resource, name in (("v1/serviceaccounts", "klaxon-eval-site"), ("v1/services", "klaxon-eval-site"),
-                           ("rbac.authorization.k8s.io/v1/roles", "klaxon-eval-site"),
-                           ("rbac.authorization.k8s.io/v1/rolebindings", "klaxon-eval-site"),
-                           (DEPLOY, "klaxon-eval-site-0"), (DEPLOY, "klaxon-eval-site-1")):
+    for resource, name in (
+        ("v1/serviceaccounts", "klaxon-eval-site"),
+        ("v1/services", "klaxon-eval-site"),
+        ("rbac.authorization.k8s.io/v1/roles", "klaxon-eval-site"),
+        ("rbac.authorization.k8s.io/v1/rolebindings", "klaxon-eval-site"),
+        (DEPLOY, "klaxon-eval-site-0"),
+        (DEPLOY, "klaxon-eval-site-1"),
+    ):
         obj = kube.get_object(resource, name, NS)
         assert obj is not None, (resource, name)
         assert obj["metadata"]["ownerReferences"][0]["uid"] == uid
         assert obj["metadata"]["ownerReferences"][0]["controller"] is True
     role = kube.get_object("rbac.authorization.k8s.io/v1/roles", "klaxon-eval-site", NS)
-    assert {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["prom-auth"]} \
-        in role["rules"]  # type: ignore[index]
+    assert {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "verbs": ["get"],
+        "resourceNames": ["prom-auth"],
+    } in role["rules"]  # type: ignore[index]
     status = kube.get_object(AC, "site", NS)["status"]  # type: ignore[index]
     assert status["evaluatorReady"] is False
     assert sum(s["rules"] for s in status["shards"]) == 3 and [s["index"] for s in status["shards"]] == [0, 1]
 
     # pods become ready (the Deployment controller's job, faked here) → Ready
     for i in range(2):
-        kube.patch_object(DEPLOY, f"klaxon-eval-site-{i}", {"status": {"readyReplicas": 1}}, NS,
-                          subresource="status")
+        kube.patch_object(
+            DEPLOY, f"klaxon-eval-site-{i}", {"status": {"readyReplicas": 1}}, NS, subresource="status"
+        )
     await wait_condition(kube, AC, "site", "True", "Ready")
     assert kube.get_object(AC, "site", NS)["status"]["evaluatorReady"] is True  # type: ignore[index]
 
@@ -157,8 +184,9 @@ async def test_channel_ready_follows_its_secret(kube: EmulatedCluster, operator:
     await wait_condition(kube, NC, "slack", "False", "SecretNotFound")
 
 
-async def test_late_references_become_ready_without_resync(kube: EmulatedCluster,
-                                                           operator: OperatorRunner) -> None:
+async def test_late_references_become_ready_without_resync(
+    kube: EmulatedCluster, operator: OperatorRunner
+) -> None:
     """The operator's resync is an hour here: only the reference watches can make these pass."""
     kube.create_object(AR, rule("early", channels=["pager"]), NS)
     missing_cfg = await wait_condition(kube, AR, "early", "False", "ConfigNotFound")
@@ -184,7 +212,9 @@ async def test_late_references_become_ready_without_resync(kube: EmulatedCluster
     await wait_condition(kube, AR, "defaulted", "True", "Ready")
 
 
-async def test_cross_namespace_reference_needs_permission(kube: EmulatedCluster, operator: OperatorRunner) -> None:
+async def test_cross_namespace_reference_needs_permission(
+    kube: EmulatedCluster, operator: OperatorRunner
+) -> None:
     kube.create_object(AC, alert_config("shared"), NS)
     kube.create_object(AR, rule("foreign", config="shared", config_ns=NS), "team-b")
     denied = await wait_condition(kube, AR, "foreign", "False", "CrossNamespaceRefDenied", namespace="team-b")
@@ -247,21 +277,27 @@ async def test_invalid_rule_does_not_block_others(kube: EmulatedCluster, operato
     assert "spec.trigger.for" in invalid["message"]
     assert condition(kube, AR, "broken", "Valid")["reason"] == "InvalidSpec"
     assert kube.get_object(PR, "klaxon-broken", NS) is None
-    await wait_for(lambda: [e for e in events_for(kube, "broken") if e["type"] == "Warning"
-                            and e["reason"] == "InvalidSpec"])
+    await wait_for(
+        lambda: [
+            e for e in events_for(kube, "broken") if e["type"] == "Warning" and e["reason"] == "InvalidSpec"
+        ]
+    )
 
 
 async def test_missing_prometheusrule_crd(kube: EmulatedCluster, operator: OperatorRunner) -> None:
     import pathlib
 
     import yaml
+
     kube.uninstall(PR)
     kube.create_object(AC, alert_config(), NS)
     kube.create_object(AR, rule("waiting"), NS)
     crd_missing = await wait_condition(kube, AR, "waiting", "False", "PrometheusRuleCRDMissing")
     assert "not installed" in crd_missing["message"]
 
-    crd = yaml.safe_load((pathlib.Path(__file__).parents[1] / "data" / "prometheusrules-crd.yaml").read_text())
+    crd = yaml.safe_load(
+        (pathlib.Path(__file__).parents[1] / "data" / "prometheusrules-crd.yaml").read_text()
+    )
     kube.create_object("apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     await wait_condition(kube, AR, "waiting", "True", "Ready", timeout=10)
     assert kube.get_object(PR, "klaxon-waiting", NS) is not None
@@ -293,7 +329,7 @@ async def test_restart_resumes_without_duplicates(kube: EmulatedCluster, operato
 
     await operator.restart()
     await asyncio.sleep(1.5)
-    writes_after = [r for r in kube.log if r.is_write and r.resource != EVENTS][len(writes_before):]
+    writes_after = [r for r in kube.log if r.is_write and r.resource != EVENTS][len(writes_before) :]
     assert [(r.method, r.resource, r.name) for r in writes_after] == []
     assert len(kube.list_objects(PR, NS)) == 4 and len(kube.list_objects(DEPLOY, NS)) == 1
     for i in range(4):
@@ -321,7 +357,9 @@ async def test_every_api_call_is_in_the_rbac_list(kube: EmulatedCluster, operato
             continue  # discovery
         group = r.resource.rsplit("/", 2)[0] if r.resource.count("/") == 2 else ""
         plural = r.resource.rsplit("/", 1)[1] + (f"/{r.subresource}" if r.subresource else "")
-        verb = verbs.get(r.method) or ("watch" if r.query.get("watch") == "true" else "get" if r.name else "list")
+        verb = verbs.get(r.method) or (
+            "watch" if r.query.get("watch") == "true" else "get" if r.name else "list"
+        )
         used.add((group, plural, verb))
     rules = [{"apiGroups": [g], "resources": [p], "verbs": [v]} for g, p, v in sorted(used)]
     assert missing(OPERATOR_RULES, rules) == []

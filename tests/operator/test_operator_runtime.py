@@ -1,4 +1,5 @@
 """Serving concerns: the admission webhook through kopf, Lease election, `klaxon operator`, metrics."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,8 +16,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from kube_harness import EmulatedCluster, OperatorRunner, client_configuration, harness_settings, wait_for, \
-    write_kubeconfig
 from operator_helpers import AC, AR, NS, PR, alert_config, rule, wait_condition
 
 from klaxon.kube.client import KubeClient
@@ -25,6 +24,14 @@ from klaxon.kube.login import connection_info
 from klaxon.operator.handlers import make_registry
 from klaxon.operator.runtime import Options
 from klaxon.operator.settings import configure_webhook
+from kube_harness import (
+    EmulatedCluster,
+    OperatorRunner,
+    client_configuration,
+    harness_settings,
+    wait_for,
+    write_kubeconfig,
+)
 
 SRC = pathlib.Path(__file__).resolve().parents[2] / "operator"
 
@@ -38,24 +45,53 @@ def free_port() -> int:
 @pytest.fixture()
 def cert_dir(tmp_path: pathlib.Path) -> pathlib.Path:
     """A self-signed certificate laid out as a mounted kubernetes.io/tls Secret (tls.crt, tls.key)."""
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-keyout", str(tmp_path / "tls.key"), "-out", str(tmp_path / "tls.crt"),
-                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-keyout",
+            str(tmp_path / "tls.key"),
+            "-out",
+            str(tmp_path / "tls.crt"),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return tmp_path
 
 
 def review(obj: dict[str, Any], operation: str = "CREATE", plural: str = "alertrules") -> dict[str, Any]:
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": "req-1", "kind": {"group": "klaxon.dev", "version": "v1alpha1", "kind": obj["kind"]},
-        "resource": {"group": "klaxon.dev", "version": "v1alpha1", "resource": plural},
-        "operation": operation, "userInfo": {"username": "alice"}, "namespace": NS,
-        "name": obj["metadata"]["name"], "object": obj, "oldObject": None, "dryRun": False}}
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "req-1",
+            "kind": {"group": "klaxon.dev", "version": "v1alpha1", "kind": obj["kind"]},
+            "resource": {"group": "klaxon.dev", "version": "v1alpha1", "resource": plural},
+            "operation": operation,
+            "userInfo": {"username": "alice"},
+            "namespace": NS,
+            "name": obj["metadata"]["name"],
+            "object": obj,
+            "oldObject": None,
+            "dryRun": False,
+        },
+    }
 
 
-async def test_webhook_through_kopf_admission_server(kube: EmulatedCluster,
-                                                     kopf_runner: Callable[..., OperatorRunner],
-                                                     cert_dir: pathlib.Path) -> None:
+async def test_webhook_through_kopf_admission_server(
+    kube: EmulatedCluster, kopf_runner: Callable[..., OperatorRunner], cert_dir: pathlib.Path
+) -> None:
     port = free_port()
     settings = configure_webhook(harness_settings(), str(cert_dir), port=port, addr="127.0.0.1")
     options = Options(kube_configuration=client_configuration(kube))
@@ -67,7 +103,9 @@ async def test_webhook_through_kopf_admission_server(kube: EmulatedCluster,
         async with aiohttp.ClientSession() as session:
             for _ in range(50):  # the server starts with the operator, a moment later
                 try:
-                    async with session.post(f"https://127.0.0.1:{port}/{path}", json=body, ssl=context) as resp:
+                    async with session.post(
+                        f"https://127.0.0.1:{port}/{path}", json=body, ssl=context
+                    ) as resp:
                         assert resp.status == 200
                         result: dict[str, Any] = await resp.json()
                         return result
@@ -76,7 +114,9 @@ async def test_webhook_through_kopf_admission_server(kube: EmulatedCluster,
         raise AssertionError("the webhook server never listened")
 
     accepted = await post("validate-alertrule", review(rule("good")))
-    assert accepted["response"] == {"uid": "req-1", "allowed": True} or accepted["response"]["allowed"] is True
+    assert (
+        accepted["response"] == {"uid": "req-1", "allowed": True} or accepted["response"]["allowed"] is True
+    )
 
     bad = rule("bad", severity="urgent")
     bad["spec"]["condition"]["operator"] = "above"
@@ -88,8 +128,12 @@ async def test_webhook_through_kopf_admission_server(kube: EmulatedCluster,
     assert "spec.severity: unknown value 'urgent' (allowed: info, warning, critical)" in message
     assert "spec.condition.operator" in message
 
-    channel = {"apiVersion": "klaxon.dev/v1alpha1", "kind": "NotificationChannel", "metadata": {"name": "c"},
-               "spec": {"type": "slack", "slack": {"webhookUrl": "https://hooks.slack.com/inline"}}}
+    channel = {
+        "apiVersion": "klaxon.dev/v1alpha1",
+        "kind": "NotificationChannel",
+        "metadata": {"name": "c"},
+        "spec": {"type": "slack", "slack": {"webhookUrl": "https://hooks.slack.com/inline"}},
+    }
     inline = await post("validate-notificationchannel", review(channel, plural="notificationchannels"))
     assert inline["response"]["allowed"] is False
     assert "inline credentials are not allowed" in inline["response"]["status"]["message"]
@@ -99,7 +143,7 @@ async def test_webhook_through_kopf_admission_server(kube: EmulatedCluster,
 
 def test_webhook_needs_both_certificate_files(tmp_path: pathlib.Path) -> None:
     (tmp_path / "tls.crt").write_text("x")
-    with pytest.raises(FileNotFoundError, match="tls.key"):
+    with pytest.raises(FileNotFoundError, match=r"tls\.key"):
         configure_webhook(harness_settings(), str(tmp_path))
 
 
@@ -118,8 +162,12 @@ async def test_lease_elects_one_leader_and_hands_over(kube: EmulatedCluster) -> 
 
         await a.release()  # clean exit: the standby takes over at once
         await asyncio.wait_for(b.acquire(), timeout=2)
-        assert kube.get_object("coordination.k8s.io/v1/leases", "klaxon", "ops")["spec"][  # type: ignore[index]
-            "holderIdentity"] == "b"
+        assert (
+            kube.get_object("coordination.k8s.io/v1/leases", "klaxon", "ops")["spec"][  # type: ignore[index]
+                "holderIdentity"
+            ]
+            == "b"
+        )
         assert not await a.try_acquire()
 
         # b stops renewing (a hung leader): a takes over after the lease duration, b notices and stops
@@ -141,8 +189,14 @@ async def test_login_from_an_explicit_kubeconfig(kube: EmulatedCluster, tmp_path
         info = connection_info(client.api.configuration)
         assert info.server == str(kube.url).rstrip("/")
         assert info.scheme == "Bearer" and info.token == "kube-harness"
-        assert await client.get(client_ref := __import__("klaxon.kube.client", fromlist=["Ref"]).Ref(
-            "v1", "namespaces", None, "nope")) is None, client_ref
+        assert (
+            await client.get(
+                client_ref := __import__("klaxon.kube.client", fromlist=["Ref"]).Ref(
+                    "v1", "namespaces", None, "nope"
+                )
+            )
+            is None
+        ), client_ref
     finally:
         await client.close()
 
@@ -154,10 +208,24 @@ async def test_klaxon_operator_command(kube: EmulatedCluster, tmp_path: pathlib.
     metrics_port, liveness_port = free_port(), free_port()
     env = {**os.environ, "PYTHONPATH": str(SRC), "POD_NAME": "op-0"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import sys; from klaxon.cli.main import main; sys.exit(main(sys.argv[1:]))",
-        "operator", "--kubeconfig", str(kubeconfig), "--metrics-port", str(metrics_port),
-        "--liveness-port", str(liveness_port), "--lease-namespace", NS, "--evaluator-image", "img:cli",
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        sys.executable,
+        "-c",
+        "import sys; from klaxon.cli.main import main; sys.exit(main(sys.argv[1:]))",
+        "operator",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--metrics-port",
+        str(metrics_port),
+        "--liveness-port",
+        str(liveness_port),
+        "--lease-namespace",
+        NS,
+        "--evaluator-image",
+        "img:cli",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     try:
         kube.create_object(AC, alert_config(), NS)
         kube.create_object(AR, rule("from-cli"), NS)
@@ -166,7 +234,9 @@ async def test_klaxon_operator_command(kube: EmulatedCluster, tmp_path: pathlib.
         dep = await wait_for(lambda: kube.get_object("apps/v1/deployments", "klaxon-eval-default-0", NS))
         assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "img:cli"
         lease = kube.get_object("coordination.k8s.io/v1/leases", "klaxon-operator", NS)
-        assert lease is not None and lease["spec"]["holderIdentity"] == "op-0", kube.list_objects("coordination.k8s.io/v1/leases")
+        assert lease is not None and lease["spec"]["holderIdentity"] == "op-0", kube.list_objects(
+            "coordination.k8s.io/v1/leases"
+        )
         async with aiohttp.ClientSession() as session:
             async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as resp:
                 text = await resp.text()
@@ -181,6 +251,7 @@ async def test_klaxon_operator_command(kube: EmulatedCluster, tmp_path: pathlib.
                         return resp.status == 200
                 except aiohttp.ClientError:
                     return False
+
             await wait_for(alive, timeout=10)
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), timeout=20)
@@ -198,8 +269,10 @@ async def test_klaxon_operator_command(kube: EmulatedCluster, tmp_path: pathlib.
 
 def test_klaxon_operator_help() -> None:
     from klaxon.cli.main import build_parser
-    args = build_parser().parse_args(["operator", "--webhook-cert-dir", "/certs", "-n", "a", "-n", "b",
-                                      "--no-leader-election"])
+
+    args = build_parser().parse_args(
+        ["operator", "--webhook-cert-dir", "/certs", "-n", "a", "-n", "b", "--no-leader-election"]
+    )
     assert args.webhook_cert_dir == "/certs" and args.namespaces == ["a", "b"] and not args.leader_election
     assert args.metrics_port == 8080 and args.webhook_port == 9443
     assert json.dumps(args.namespaces)

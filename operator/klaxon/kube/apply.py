@@ -54,8 +54,14 @@ def input_hash(desired: Mapping[str, Any]) -> str:
 
 def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
     meta = owner["metadata"]
-    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"],
-            "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def prepare(desired: Mapping[str, Any], owner: Mapping[str, Any]) -> Body:
@@ -73,7 +79,9 @@ def prepare(desired: Mapping[str, Any], owner: Mapping[str, Any]) -> Body:
 def is_subset(wanted: Any, live: Any) -> bool:
     """Whether ``live`` holds everything in ``wanted``; the server may add defaults around it."""
     if isinstance(wanted, Mapping):
-        return isinstance(live, Mapping) and all(k in live and is_subset(v, live[k]) for k, v in wanted.items())
+        return isinstance(live, Mapping) and all(
+            k in live and is_subset(v, live[k]) for k, v in wanted.items()
+        )
     if isinstance(wanted, list):
         return isinstance(live, list) and len(live) == len(wanted) and all(map(is_subset, wanted, live))
     if isinstance(wanted, bool) or isinstance(live, bool):
@@ -102,8 +110,11 @@ def diff_state(desired: Body, live: Body) -> str | None:
 def _managed(body: Mapping[str, Any]) -> Body:
     meta = body.get("metadata") or {}
     out: Body = {k: v for k, v in body.items() if k not in ("metadata", "status", "apiVersion", "kind")}
-    out["metadata"] = {"labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {},
-                       "ownerReferences": meta.get("ownerReferences") or []}
+    out["metadata"] = {
+        "labels": meta.get("labels") or {},
+        "annotations": meta.get("annotations") or {},
+        "ownerReferences": meta.get("ownerReferences") or [],
+    }
     return out
 
 
@@ -111,15 +122,20 @@ def check_owned(live: Body, desired: Body) -> None:
     owner = desired["metadata"]["ownerReferences"][0]
     uid = controller_uid(live)
     if uid is not None and uid != owner["uid"]:
-        raise NotOwnedError(f"{live.get('kind')} {live['metadata'].get('namespace')}/{live['metadata']['name']} "
-                            f"exists and is controlled by another object; rename or delete it")
+        raise NotOwnedError(
+            f"{live.get('kind')} {live['metadata'].get('namespace')}/{live['metadata']['name']} "
+            f"exists and is controlled by another object; rename or delete it"
+        )
     if uid is None and (live["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") != "klaxon":
-        raise NotOwnedError(f"{live.get('kind')} {live['metadata'].get('namespace')}/{live['metadata']['name']} "
-                            f"exists and was not created by Klaxon; rename or delete it")
+        raise NotOwnedError(
+            f"{live.get('kind')} {live['metadata'].get('namespace')}/{live['metadata']['name']} "
+            f"exists and was not created by Klaxon; rename or delete it"
+        )
 
 
-async def ensure_object(kube: KubeClient, desired: Mapping[str, Any], owner: Mapping[str, Any], *,
-                        live: Body | None = _MISSING) -> Applied:
+async def ensure_object(
+    kube: KubeClient, desired: Mapping[str, Any], owner: Mapping[str, Any], *, live: Body | None = _MISSING
+) -> Applied:
     """get → compare → create or merge-patch. ``live`` skips the GET when the caller has it."""
     body = prepare(desired, owner)
     ref = Ref.of(body)

@@ -22,11 +22,13 @@ Body = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 
 API_REQUESTS = Counter(
-    "klaxon_operator_api_requests_total", "Kubernetes API requests made by Klaxon's own client.",
+    "klaxon_operator_api_requests_total",
+    "Kubernetes API requests made by Klaxon's own client.",
     ["method", "resource", "code"],
 )
 API_LATENCY = Histogram(
-    "klaxon_operator_api_request_duration_seconds", "Latency of Kubernetes API requests made by Klaxon.",
+    "klaxon_operator_api_request_duration_seconds",
+    "Latency of Kubernetes API requests made by Klaxon.",
     ["method"],
 )
 
@@ -125,17 +127,22 @@ class KubeClient:
         self.requests = 0
 
     @classmethod
-    async def connect(cls, configuration: k8s.Configuration | None = None, kubeconfig: str | None = None,
-                      context: str | None = None) -> KubeClient:
+    async def connect(
+        cls,
+        configuration: k8s.Configuration | None = None,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+    ) -> KubeClient:
         """From an explicit Configuration, an explicit kubeconfig, in-cluster, or the default kubeconfig."""
         if configuration is None:
             configuration = k8s.Configuration()
             if kubeconfig:
-                await k8s_config.load_kube_config(config_file=kubeconfig, context=context,
-                                                  client_configuration=configuration)
+                await k8s_config.load_kube_config(
+                    config_file=kubeconfig, context=context, client_configuration=configuration
+                )
             else:
                 try:
-                    k8s_config.load_incluster_config(client_configuration=configuration)
+                    k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
                 except k8s_config.ConfigException:
                     await k8s_config.load_kube_config(context=context, client_configuration=configuration)
         return cls(k8s.ApiClient(configuration=configuration))
@@ -143,8 +150,15 @@ class KubeClient:
     async def close(self) -> None:
         await self.api.close()
 
-    async def request(self, method: str, path: str, *, body: Any = None, query: Mapping[str, str] | None = None,
-                      content_type: str = "application/json") -> Any:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         resource = _resource_of(path)
         started = time.monotonic()
@@ -152,9 +166,14 @@ class KubeClient:
         code = "0"
         try:
             result = await self.api.call_api(
-                path, method, query_params=list((query or {}).items()), header_params=headers, body=body,
+                path,
+                method,
+                query_params=list((query or {}).items()),
+                header_params=headers,
+                body=body,
                 response_types_map={200: "object", 201: "object", 202: "object"},
-                auth_settings=["BearerToken"], _return_http_data_only=True,
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
             )
             code = "2xx"
             return result
@@ -183,13 +202,19 @@ class KubeClient:
     async def create(self, body: Body) -> Body:
         ref = Ref.of(body)
         collection = Ref(ref.api_version, ref.plural, ref.namespace)
-        result: Body = await self.request("POST", collection.path(), body=body,
-                                          query={"fieldManager": self.field_manager})
+        result: Body = await self.request(
+            "POST", collection.path(), body=body, query={"fieldManager": self.field_manager}
+        )
         return result
 
     async def merge_patch(self, ref: Ref, patch: Mapping[str, Any], subresource: str | None = None) -> Body:
-        result: Body = await self.request("PATCH", ref.path(subresource), body=dict(patch),
-                                          query={"fieldManager": self.field_manager}, content_type=MERGE_PATCH)
+        result: Body = await self.request(
+            "PATCH",
+            ref.path(subresource),
+            body=dict(patch),
+            query={"fieldManager": self.field_manager},
+            content_type=MERGE_PATCH,
+        )
         return result
 
     async def delete(self, ref: Ref, uid: str | None = None) -> None:

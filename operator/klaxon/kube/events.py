@@ -24,18 +24,31 @@ def build_event(involved: Mapping[str, Any], type_: str, reason: str, message: s
     meta = involved["metadata"]
     now = _now()
     return {
-        "apiVersion": "v1", "kind": "Event",
+        "apiVersion": "v1",
+        "kind": "Event",
         "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}", "namespace": meta.get("namespace")},
-        "involvedObject": {"apiVersion": involved["apiVersion"], "kind": involved["kind"], "name": meta["name"],
-                           "namespace": meta.get("namespace"), "uid": meta.get("uid"),
-                           "resourceVersion": meta.get("resourceVersion")},
-        "reason": reason[:128], "message": message[:1024], "type": type_,
-        "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
-        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        "involvedObject": {
+            "apiVersion": involved["apiVersion"],
+            "kind": involved["kind"],
+            "name": meta["name"],
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "reason": reason[:128],
+        "message": message[:1024],
+        "type": type_,
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
     }
 
 
-async def post_event(kube: KubeClient, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+async def post_event(
+    kube: KubeClient, involved: Mapping[str, Any], type_: str, reason: str, message: str
+) -> None:
     """Best effort: an Event that cannot be posted must never fail a reconcile."""
     try:
         await kube.create(build_event(involved, type_, reason, message))

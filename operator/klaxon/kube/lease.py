@@ -58,15 +58,24 @@ class LeaderElector:
 
     def _spec(self, transitions: int, acquired: str | None = None) -> dict[str, object]:
         now = _fmt(_now())
-        return {"holderIdentity": self.identity, "leaseDurationSeconds": max(1, round(self.duration)),
-                "acquireTime": acquired or now, "renewTime": now, "leaseTransitions": transitions}
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": max(1, round(self.duration)),
+            "acquireTime": acquired or now,
+            "renewTime": now,
+            "leaseTransitions": transitions,
+        }
 
     async def try_acquire(self) -> bool:
         """One attempt: create, renew our own, or take over an expired Lease (optimistic locking)."""
         lease = await self.kube.get(self.ref)
         if lease is None:
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.name, "namespace": self.namespace}, "spec": self._spec(0)}
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": self._spec(0),
+            }
             try:
                 await self.kube.create(body)
                 return True
@@ -79,8 +88,10 @@ class LeaderElector:
         if not ours and not lease_expired(lease, _now()):
             return False
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if ours else 1)
-        patch = {"metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
-                 "spec": self._spec(transitions, spec.get("acquireTime") if ours else None)}
+        patch = {
+            "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
+            "spec": self._spec(transitions, spec.get("acquireTime") if ours else None),
+        }
         try:
             await self.kube.merge_patch(self.ref, patch)
         except KubeError as exc:
@@ -129,8 +140,13 @@ class LeaderElector:
         try:
             lease = await self.kube.get(self.ref)
             if lease is not None and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-                await self.kube.merge_patch(self.ref, {"metadata": {"resourceVersion": lease["metadata"][
-                    "resourceVersion"]}, "spec": {"holderIdentity": None, "renewTime": None}})
+                await self.kube.merge_patch(
+                    self.ref,
+                    {
+                        "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
+                        "spec": {"holderIdentity": None, "renewTime": None},
+                    },
+                )
         except KubeError as exc:
             logger.warning("Could not release the Lease: %s", exc)
         self.leading.clear()

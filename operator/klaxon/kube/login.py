@@ -10,7 +10,9 @@ def connection_info(configuration: k8s.Configuration, default_namespace: str | N
     """Translate a loaded kubernetes-asyncio Configuration (kubeconfig or in-cluster) for kopf."""
     token: str | None = None
     scheme: str | None = None
-    auth = (configuration.api_key or {}).get("authorization") or (configuration.api_key or {}).get("BearerToken")
+    auth = (configuration.api_key or {}).get("authorization") or (configuration.api_key or {}).get(
+        "BearerToken"
+    )
     if auth:
         scheme, _, token = str(auth).partition(" ")
         if not token:

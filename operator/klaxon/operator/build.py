@@ -41,7 +41,10 @@ def deployment_name(config_name: str, shard: int) -> str:
 
 
 def selector_labels(config_name: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "klaxon-evaluator", "app.kubernetes.io/instance": short_name(config_name)}
+    return {
+        "app.kubernetes.io/name": "klaxon-evaluator",
+        "app.kubernetes.io/instance": short_name(config_name),
+    }
 
 
 def evaluator_labels(config_name: str) -> dict[str, str]:
@@ -67,8 +70,11 @@ def _meta(name: str, namespace: str, labels: Mapping[str, str]) -> Body:
 
 
 def build_service_account(config_name: str, namespace: str) -> Body:
-    return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": _meta(evaluator_name(config_name), namespace, evaluator_labels(config_name))}
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(evaluator_name(config_name), namespace, evaluator_labels(config_name)),
+    }
 
 
 def secret_refs(value: Any) -> list[tuple[str, str, str]]:
@@ -100,29 +106,41 @@ def build_role(config_name: str, namespace: str, secret_names: Iterable[str]) ->
                 continue
             rule = {**rule, "resourceNames": names}
         rules.append(rule)
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": _meta(evaluator_name(config_name), namespace, evaluator_labels(config_name)),
-            "rules": rules}
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(evaluator_name(config_name), namespace, evaluator_labels(config_name)),
+        "rules": rules,
+    }
 
 
 def build_role_binding(config_name: str, namespace: str) -> Body:
     name = evaluator_name(config_name)
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-            "metadata": _meta(name, namespace, evaluator_labels(config_name)),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}]}
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(name, namespace, evaluator_labels(config_name)),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+    }
 
 
 def build_metrics_service(config_name: str, namespace: str) -> Body:
-    return {"apiVersion": "v1", "kind": "Service",
-            "metadata": _meta(evaluator_name(config_name), namespace, evaluator_labels(config_name)),
-            "spec": {"type": "ClusterIP", "selector": selector_labels(config_name),
-                     "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics",
-                                "protocol": "TCP"}]}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(evaluator_name(config_name), namespace, evaluator_labels(config_name)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(config_name),
+            "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}],
+        },
+    }
 
 
-def build_evaluator_deployment(config_name: str, namespace: str, spec: AlertConfigSpec, shard: int,
-                               image: str) -> Body:
+def build_evaluator_deployment(
+    config_name: str, namespace: str, spec: AlertConfigSpec, shard: int, image: str
+) -> Body:
     shards = spec.evaluator.shards
     labels = {**evaluator_labels(config_name), SHARD_LABEL: str(shard)}
     selector = {**selector_labels(config_name), SHARD_LABEL: str(shard)}
@@ -134,7 +152,15 @@ def build_evaluator_deployment(config_name: str, namespace: str, spec: AlertConf
         "image": spec.evaluator.image or image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["klaxon"],
-        "args": ["evaluator", "--config", ident, "--shard", f"{shard}/{shards}", "--metrics-port", str(METRICS_PORT)],
+        "args": [
+            "evaluator",
+            "--config",
+            ident,
+            "--shard",
+            f"{shard}/{shards}",
+            "--metrics-port",
+            str(METRICS_PORT),
+        ],
         "env": [
             {"name": "KLAXON_CONFIG", "value": ident},
             {"name": "KLAXON_SHARD", "value": f"{shard}/{shards}"},
@@ -146,13 +172,17 @@ def build_evaluator_deployment(config_name: str, namespace: str, spec: AlertConf
         "readinessProbe": {**probe, "failureThreshold": 3},
         "resources": {"requests": dict(resources.requests), "limits": dict(resources.limits)},
         "securityContext": {
-            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": _meta(deployment_name(config_name, shard), namespace, labels),
         "spec": {
             "replicas": spec.evaluator.replicas,
@@ -162,9 +192,13 @@ def build_evaluator_deployment(config_name: str, namespace: str, spec: AlertConf
                 "spec": {
                     "serviceAccountName": evaluator_name(config_name),
                     "automountServiceAccountToken": True,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": EVALUATOR_UID,
-                                        "runAsGroup": EVALUATOR_UID, "fsGroup": EVALUATOR_UID,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": EVALUATOR_UID,
+                        "runAsGroup": EVALUATOR_UID,
+                        "fsGroup": EVALUATOR_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {}}],
                 },
@@ -173,8 +207,9 @@ def build_evaluator_deployment(config_name: str, namespace: str, spec: AlertConf
     }
 
 
-def build_config_children(config_name: str, namespace: str, spec: AlertConfigSpec, image: str,
-                          secret_names: Iterable[str]) -> list[Body]:
+def build_config_children(
+    config_name: str, namespace: str, spec: AlertConfigSpec, image: str, secret_names: Iterable[str]
+) -> list[Body]:
     """Everything an AlertConfig needs, in apply order (identity and RBAC before the pods)."""
     if not spec.evaluator.enabled:
         return []
@@ -183,5 +218,8 @@ def build_config_children(config_name: str, namespace: str, spec: AlertConfigSpe
         build_role(config_name, namespace, secret_names),
         build_role_binding(config_name, namespace),
         build_metrics_service(config_name, namespace),
-        *(build_evaluator_deployment(config_name, namespace, spec, i, image) for i in range(spec.evaluator.shards)),
+        *(
+            build_evaluator_deployment(config_name, namespace, spec, i, image)
+            for i in range(spec.evaluator.shards)
+        ),
     ]

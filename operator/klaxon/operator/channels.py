@@ -25,8 +25,12 @@ async def reconcile_channel(rt: Runtime, body: Mapping[str, Any], trigger: str =
         with metrics.measure(KIND, trigger):
             before = previous_status(rt, body, KIND)
             _, problems = parse_spec(KIND, body.get("spec"))
-            valid = Cond("Valid", not problems, "InvalidSpec" if problems else "Valid",
-                         "; ".join(map(str, problems)) if problems else "the spec is valid")
+            valid = Cond(
+                "Valid",
+                not problems,
+                "InvalidSpec" if problems else "Valid",
+                "; ".join(map(str, problems)) if problems else "the spec is valid",
+            )
             ready = channel_condition(body, rt.view("klaxon_secret_keys"))
             await write_status(rt, KIND, body, before, [valid, ready], {})
             return ready

@@ -34,8 +34,12 @@ def ready_from(conds: Sequence[Cond], ok_reason: str = "Ready", ok_message: str 
     return Cond("Ready", True, ok_reason, ok_message)
 
 
-def build_conditions(previous: Sequence[Mapping[str, Any]] | None, wanted: Sequence[Cond], generation: int | None,
-                     now: str | None = None) -> list[dict[str, Any]]:
+def build_conditions(
+    previous: Sequence[Mapping[str, Any]] | None,
+    wanted: Sequence[Cond],
+    generation: int | None,
+    now: str | None = None,
+) -> list[dict[str, Any]]:
     """The new list: ``lastTransitionTime`` moves only when a condition's status changes."""
     old = {str(c.get("type")): c for c in previous or () if isinstance(c, Mapping)}
     stamp = now or now_iso()
@@ -44,9 +48,13 @@ def build_conditions(previous: Sequence[Mapping[str, Any]] | None, wanted: Seque
         before = old.get(cond.type)
         changed = before is None or before.get("status") != cond.status
         entry: dict[str, Any] = {
-            "type": cond.type, "status": cond.status, "reason": cond.reason,
+            "type": cond.type,
+            "status": cond.status,
+            "reason": cond.reason,
             "message": cond.message[:MAX_MESSAGE],
-            "lastTransitionTime": stamp if changed or before is None else before.get("lastTransitionTime", stamp),
+            "lastTransitionTime": stamp
+            if changed or before is None
+            else before.get("lastTransitionTime", stamp),
         }
         if generation is not None:
             entry["observedGeneration"] = generation
@@ -54,13 +62,17 @@ def build_conditions(previous: Sequence[Mapping[str, Any]] | None, wanted: Seque
     return out
 
 
-def transitions(previous: Sequence[Mapping[str, Any]] | None,
-                current: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def transitions(
+    previous: Sequence[Mapping[str, Any]] | None, current: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
     """Conditions whose status or reason differs from before: each deserves an Event."""
     old = {str(c.get("type")): c for c in previous or () if isinstance(c, Mapping)}
-    return [c for c in current
-            if (before := old.get(str(c["type"]))) is None
-            or (before.get("status"), before.get("reason")) != (c["status"], c["reason"])]
+    return [
+        c
+        for c in current
+        if (before := old.get(str(c["type"]))) is None
+        or (before.get("status"), before.get("reason")) != (c["status"], c["reason"])
+    ]
 
 
 def status_changed(current: Mapping[str, Any] | None, wanted: Mapping[str, Any]) -> bool:

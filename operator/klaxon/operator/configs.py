@@ -42,12 +42,16 @@ def config_secret_names(rt: Runtime, namespace: str, spec: Mapping[str, Any] | N
 
 
 def assigned_rules(rt: Runtime, key: Key, spec: AlertConfigSpec) -> list[Key]:
-    return sorted(k for k in rt.many("klaxon_rules_by_config", key)
-                  if namespace_allowed(key[0], k[0], spec.allowed_namespaces))
+    return sorted(
+        k
+        for k in rt.many("klaxon_rules_by_config", key)
+        if namespace_allowed(key[0], k[0], spec.allowed_namespaces)
+    )
 
 
-async def reconcile_config(rt: Runtime, body: Mapping[str, Any], trigger: str = "handler",
-                           counts_only: bool = False) -> list[Cond]:
+async def reconcile_config(
+    rt: Runtime, body: Mapping[str, Any], trigger: str = "handler", counts_only: bool = False
+) -> list[Cond]:
     """``counts_only``: rules came or went; recount without touching the evaluator's objects."""
     meta = body["metadata"]
     async with rt.lock((KIND, meta["namespace"], meta["name"])):
@@ -61,16 +65,19 @@ async def _reconcile(rt: Runtime, body: Mapping[str, Any], counts_only: bool = F
     before = previous_status(rt, body, KIND)
     model, problems = parse_spec(KIND, body.get("spec"))
     if problems or not isinstance(model, AlertConfigSpec):
-        conds = [Cond("Valid", False, "InvalidSpec", "; ".join(map(str, problems))),
-                 Cond("Synced", False, "InvalidSpec", "evaluator not updated: the spec is invalid")]
+        conds = [
+            Cond("Valid", False, "InvalidSpec", "; ".join(map(str, problems))),
+            Cond("Synced", False, "InvalidSpec", "evaluator not updated: the spec is invalid"),
+        ]
         await write_status(rt, KIND, body, before, [*conds, ready_from(conds)], {})
         return conds
     spec = model
     key = (ns, name, str(meta.get("uid")))
     if counts_only and key in rt.config_children:
-        deployments, synced = rt.config_children[key]
-        return await _status(rt, body, before, spec, deployments, synced)
-    children = build_config_children(name, ns, spec, rt.options.image, config_secret_names(rt, ns, body.get("spec")))
+        return await _status(rt, body, before, spec, *rt.config_children[key])
+    children = build_config_children(
+        name, ns, spec, rt.options.image, config_secret_names(rt, ns, body.get("spec"))
+    )
     deployments: dict[int, Body] = {}
     drift: list[str] = []
     synced: Cond
@@ -82,7 +89,9 @@ async def _reconcile(rt: Runtime, body: Mapping[str, Any], counts_only: bool = F
             if child["kind"] == "Deployment":
                 shard = int(child["metadata"]["labels"]["klaxon.dev/shard"])
                 deployments[shard] = applied.body
-        await _delete_stale(rt, body, spec, {c["metadata"]["name"] for c in children if c["kind"] == "Deployment"})
+        await _delete_stale(
+            rt, body, spec, {c["metadata"]["name"] for c in children if c["kind"] == "Deployment"}
+        )
         if drift:
             synced = Cond("Synced", True, "DriftCorrected", ", ".join(drift) + " modified by hand; restored")
         elif (kept := kept_drift(before, generation)) is not None:
@@ -95,8 +104,14 @@ async def _reconcile(rt: Runtime, body: Mapping[str, Any], counts_only: bool = F
     return await _status(rt, body, before, spec, deployments, synced)
 
 
-async def _status(rt: Runtime, body: Mapping[str, Any], before: Mapping[str, Any], spec: AlertConfigSpec,
-                  deployments: dict[int, Body], synced: Cond) -> list[Cond]:
+async def _status(
+    rt: Runtime,
+    body: Mapping[str, Any],
+    before: Mapping[str, Any],
+    spec: AlertConfigSpec,
+    deployments: dict[int, Body],
+    synced: Cond,
+) -> list[Cond]:
     ns, name = str(body["metadata"]["namespace"]), str(body["metadata"]["name"])
     rules = assigned_rules(rt, (ns, name), spec)
     shards = spec.evaluator.shards
@@ -106,21 +121,38 @@ async def _status(rt: Runtime, body: Mapping[str, Any], before: Mapping[str, Any
     shard_status = []
     for i in range(shards if spec.evaluator.enabled else 0):
         dep = deployments.get(i) or {}
-        shard_status.append({"index": i, "deployment": (dep.get("metadata") or {}).get("name", ""),
-                             "readyReplicas": int((dep.get("status") or {}).get("readyReplicas") or 0),
-                             "rules": per_shard[i]})
+        shard_status.append(
+            {
+                "index": i,
+                "deployment": (dep.get("metadata") or {}).get("name", ""),
+                "readyReplicas": int((dep.get("status") or {}).get("readyReplicas") or 0),
+                "rules": per_shard[i],
+            }
+        )
     extra: dict[str, Any] = {"rulesAssigned": len(rules), "shards": shard_status}
     conds = [Cond("Valid", True, "Valid", "the spec is valid"), synced]
     if spec.evaluator.enabled:
         not_ready = [s for s in shard_status if s["readyReplicas"] < 1]
         extra["evaluatorReady"] = not not_ready and synced.ok is True
         if not_ready:
-            conds.append(Cond("Evaluator", False, "EvaluatorNotReady", "no ready evaluator pod in shard(s) "
-                              + ", ".join(str(s["index"]) for s in not_ready)))
+            conds.append(
+                Cond(
+                    "Evaluator",
+                    False,
+                    "EvaluatorNotReady",
+                    "no ready evaluator pod in shard(s) " + ", ".join(str(s["index"]) for s in not_ready),
+                )
+            )
     else:
         extra["evaluatorReady"] = None
-    await write_status(rt, KIND, body, before, [conds[0], synced, ready_from(conds, ok_message=(
-        f"{len(rules)} rule(s) across {shards} shard(s)"))], extra)
+    await write_status(
+        rt,
+        KIND,
+        body,
+        before,
+        [conds[0], synced, ready_from(conds, ok_message=(f"{len(rules)} rule(s) across {shards} shard(s)"))],
+        extra,
+    )
     return conds
 
 
@@ -131,11 +163,16 @@ async def _delete_stale(rt: Runtime, owner: Mapping[str, Any], spec: AlertConfig
     selector = f"{CONFIG_LABEL}={short_name(name)}"
     for dep in await rt.kube.list(Ref("apps/v1", "deployments", ns), label_selector=selector):
         if dep["metadata"]["name"] not in keep and controller_uid(dep) == uid:
-            await delete_owned(rt.kube, Ref.of({**dep, "apiVersion": "apps/v1", "kind": "Deployment"}), uid,
-                               live=dep)
+            await delete_owned(
+                rt.kube, Ref.of({**dep, "apiVersion": "apps/v1", "kind": "Deployment"}), uid, live=dep
+            )
     if not spec.evaluator.enabled:
-        for obj in (build_service_account(name, ns), build_role(name, ns, ()), build_role_binding(name, ns),
-                    build_metrics_service(name, ns)):
+        for obj in (
+            build_service_account(name, ns),
+            build_role(name, ns, ()),
+            build_role_binding(name, ns),
+            build_metrics_service(name, ns),
+        ):
             await delete_owned(rt.kube, Ref.of(obj), uid)
 
 

@@ -38,8 +38,13 @@ GROUP, VERSION = "klaxon.dev", "v1alpha1"
 RULES, CONFIGS, CHANNELS = "alertrules", "alertconfigs", "notificationchannels"
 MANAGED = {"app.kubernetes.io/managed-by": "klaxon"}
 PROMRULE_CRD = "prometheusrules.monitoring.coreos.com"
-CHILD_KINDS = (("apps", "v1", "deployments"), ("", "v1", "services"), ("", "v1", "serviceaccounts"),
-               ("rbac.authorization.k8s.io", "v1", "roles"), ("rbac.authorization.k8s.io", "v1", "rolebindings"))
+CHILD_KINDS = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("", "v1", "serviceaccounts"),
+    ("rbac.authorization.k8s.io", "v1", "roles"),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+)
 
 
 def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,6 +69,7 @@ def kick_rule(rt: Runtime, key: Key, trigger: str) -> None:
             outcome = await reconcile_rule(rt, body, trigger)
             if outcome.retry:
                 rt.kick(("AlertRule", *key), run, delay=rt.options.retry_seconds)
+
     rt.kick(("AlertRule", *key), run)
 
 
@@ -72,15 +78,18 @@ def kick_config(rt: Runtime, key: Key, trigger: str) -> None:
         body = rt.view("klaxon_configs").get(key)
         if body is not None:
             await reconcile_config(rt, body, trigger)
+
     rt.kick(("AlertConfig", *key), run)
 
 
 def kick_config_counts(rt: Runtime, key: Key) -> None:
     """Rules came or went: recount soon, batched (a burst of new rules is one status write)."""
+
     async def run() -> None:
         body = rt.view("klaxon_configs").get(key)
         if body is not None:
             await reconcile_config(rt, body, "rule", counts_only=True)
+
     rt.kick(("AlertConfig-counts", *key), run, delay=max(rt.options.debounce_seconds, 1.0))
 
 
@@ -89,6 +98,7 @@ def kick_channel(rt: Runtime, key: Key, trigger: str) -> None:
         body = rt.view("klaxon_channels").get(key)
         if body is not None:
             await reconcile_channel(rt, body, trigger)
+
     rt.kick(("NotificationChannel", *key), run)
 
 
@@ -96,7 +106,9 @@ def rules_of_channel(rt: Runtime, key: Key) -> set[Key]:
     """Rules naming the channel, and rules falling back to it through their config's defaults."""
     found = set(rt.many("klaxon_rules_by_channel", key))
     for ckey, config in rt.view("klaxon_configs").items():
-        if ckey[0] == key[0] and key[1] in (((config.get("spec") or {}).get("defaults") or {}).get("channels") or []):
+        if ckey[0] == key[0] and key[1] in (
+            ((config.get("spec") or {}).get("defaults") or {}).get("channels") or []
+        ):
             found.update(rt.many("klaxon_rules_by_config", ckey))
     return found
 
@@ -126,8 +138,9 @@ async def resync_loop(rt: Runtime) -> None:
 
 
 # ------------------------------------------------------------------------ registry
-def make_registry(options: Options | None = None, *, login: bool = False,
-                  webhook: bool = False) -> kopf.OperatorRegistry:
+def make_registry(
+    options: Options | None = None, *, login: bool = False, webhook: bool = False
+) -> kopf.OperatorRegistry:
     """All of Klaxon's handlers in a fresh registry (one per operator run or test).
 
     ``webhook``: register the validating handlers (needs ``settings.admission.server``).
@@ -137,6 +150,7 @@ def make_registry(options: Options | None = None, *, login: bool = False,
     on = kopf.on
 
     if login:
+
         @on.login(registry=registry)
         async def klaxon_login(**_: Any) -> kopf.ConnectionInfo:
             kube = await KubeClient.connect(opts.kube_configuration, opts.kubeconfig, opts.context)
@@ -182,12 +196,15 @@ def make_registry(options: Options | None = None, *, login: bool = False,
     @kopf.index(GROUP, VERSION, CHANNELS, id="klaxon_channels_by_secret", registry=registry)
     async def klaxon_channels_by_secret(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[Key, Key]:
         from .refs import channel_secret_names
+
         return {(str(meta["namespace"]), s): _key(meta) for s in channel_secret_names(body)}
 
     @kopf.index("", "v1", "secrets", id="klaxon_secret_keys", registry=registry)
     async def klaxon_secret_keys(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[Key, frozenset[str]]:
-        return {_key(meta): frozenset((body.get("data") or {}).keys()) | frozenset(
-            (body.get("stringData") or {}).keys())}
+        return {
+            _key(meta): frozenset((body.get("data") or {}).keys())
+            | frozenset((body.get("stringData") or {}).keys())
+        }
 
     # --- the three kinds: create/update/resume all converge on one reconcile
     @on.resume(GROUP, VERSION, RULES, id="reconcile", registry=registry)
@@ -197,7 +214,9 @@ def make_registry(options: Options | None = None, *, login: bool = False,
         rt = rt_of(memo, kwargs)
         outcome = await reconcile_rule(rt, _plain(body), str(reason))
         if outcome.retry:
-            raise kopf.TemporaryError("applying the PrometheusRule failed; see status", delay=opts.retry_seconds)
+            raise kopf.TemporaryError(
+                "applying the PrometheusRule failed; see status", delay=opts.retry_seconds
+            )
 
     @on.resume(GROUP, VERSION, CONFIGS, id="reconcile", registry=registry)
     @on.create(GROUP, VERSION, CONFIGS, id="reconcile", registry=registry)
@@ -215,7 +234,9 @@ def make_registry(options: Options | None = None, *, login: bool = False,
 
     # --- references, both ways: dependents follow their referents' events at once
     @on.event(GROUP, VERSION, RULES, registry=registry)
-    async def rule_event(type: str | None, meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any) -> None:
+    async def rule_event(
+        type: str | None, meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
         rt = rt_of(memo, kwargs)
         key = _key(meta)
         ckey = raw_config_key(key[0], dict(spec))
@@ -277,6 +298,7 @@ def make_registry(options: Options | None = None, *, login: bool = False,
         kick_rule(rt, owner, "drift")
 
     for group, version, plural in CHILD_KINDS:
+
         @on.event(group, version, plural, labels=MANAGED, registry=registry, id=f"drift-{plural}")
         async def child_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
             rt = rt_of(memo, kwargs)
@@ -285,8 +307,13 @@ def make_registry(options: Options | None = None, *, login: bool = False,
                 if ref.get("kind") == "AlertConfig" and ref.get("controller"):
                     kick_config(rt, (str(meta.namespace), str(ref.get("name"))), "drift")
 
-    @on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions", registry=registry,
-              when=lambda name, **_: name == PROMRULE_CRD)
+    @on.event(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        registry=registry,
+        when=lambda name, **_: name == PROMRULE_CRD,
+    )
     async def promrule_crd_event(memo: kopf.Memo, **kwargs: Any) -> None:
         rt = rt_of(memo, kwargs)
         for key in rt.keys("klaxon_rules"):
@@ -295,7 +322,13 @@ def make_registry(options: Options | None = None, *, login: bool = False,
     # --- admission (kopf refuses admission handlers without settings.admission.server)
     kinds = (("AlertRule", RULES), ("AlertConfig", CONFIGS), ("NotificationChannel", CHANNELS))
     for kind, plural in kinds if webhook else ():
-        on.validate(GROUP, VERSION, plural, id=f"validate-{kind.lower()}", registry=registry,
-                    operations=["CREATE", "UPDATE"])(validator(kind))
+        on.validate(
+            GROUP,
+            VERSION,
+            plural,
+            id=f"validate-{kind.lower()}",
+            registry=registry,
+            operations=["CREATE", "UPDATE"],
+        )(validator(kind))
 
     return registry

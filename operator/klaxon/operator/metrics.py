@@ -8,15 +8,28 @@ from contextlib import contextmanager
 
 from prometheus_client import Counter, Gauge, Histogram
 
-RECONCILES = Counter("klaxon_operator_reconciles_total", "Reconciles by kind and trigger.", ["kind", "trigger"])
-ERRORS = Counter("klaxon_operator_reconcile_errors_total", "Reconciles that failed, by kind and reason.",
-                 ["kind", "reason"])
-DURATION = Histogram("klaxon_operator_reconcile_duration_seconds", "Duration of one reconcile.", ["kind"],
-                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-OBJECTS = Gauge("klaxon_operator_objects", "Objects by kind and Ready condition (status, reason).",
-                ["kind", "ready", "reason"])
-EVENTS = Counter("klaxon_operator_events_total", "Kubernetes Events posted, by kind and reason.",
-                 ["kind", "reason"])
+RECONCILES = Counter(
+    "klaxon_operator_reconciles_total", "Reconciles by kind and trigger.", ["kind", "trigger"]
+)
+ERRORS = Counter(
+    "klaxon_operator_reconcile_errors_total",
+    "Reconciles that failed, by kind and reason.",
+    ["kind", "reason"],
+)
+DURATION = Histogram(
+    "klaxon_operator_reconcile_duration_seconds",
+    "Duration of one reconcile.",
+    ["kind"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+OBJECTS = Gauge(
+    "klaxon_operator_objects",
+    "Objects by kind and Ready condition (status, reason).",
+    ["kind", "ready", "reason"],
+)
+EVENTS = Counter(
+    "klaxon_operator_events_total", "Kubernetes Events posted, by kind and reason.", ["kind", "reason"]
+)
 
 _states: dict[tuple[str, str, str], tuple[str, str]] = {}
 

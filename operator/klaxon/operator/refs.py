@@ -58,23 +58,48 @@ def namespace_allowed(config_ns: str, rule_ns: str, allowed: Collection[str]) ->
     return rule_ns == config_ns or "*" in allowed or rule_ns in allowed
 
 
-def resolve_config(namespace: str, spec: AlertRuleSpec,
-                   configs: Mapping[Key, Body]) -> tuple[Key, AlertConfigSpec | None, Cond | None]:
+def resolve_config(
+    namespace: str, spec: AlertRuleSpec, configs: Mapping[Key, Body]
+) -> tuple[Key, AlertConfigSpec | None, Cond | None]:
     """The rule's config, or the condition that says why it cannot be used."""
     key = config_key(namespace, spec)
     body = configs.get(key)
     where = f"{key[0]}/{key[1]}"
     if body is None:
-        return key, None, Cond("ConfigResolved", False, "ConfigNotFound",
-                               f"AlertConfig {where} does not exist; the rule is applied as soon as it appears")
+        return (
+            key,
+            None,
+            Cond(
+                "ConfigResolved",
+                False,
+                "ConfigNotFound",
+                f"AlertConfig {where} does not exist; the rule is applied as soon as it appears",
+            ),
+        )
     model, problems = parse_spec("AlertConfig", body.get("spec"))
     if problems or not isinstance(model, AlertConfigSpec):
-        return key, None, Cond("ConfigResolved", False, "ConfigInvalid",
-                               f"AlertConfig {where} is invalid: " + "; ".join(map(str, problems)))
+        return (
+            key,
+            None,
+            Cond(
+                "ConfigResolved",
+                False,
+                "ConfigInvalid",
+                f"AlertConfig {where} is invalid: " + "; ".join(map(str, problems)),
+            ),
+        )
     if not namespace_allowed(key[0], namespace, model.allowed_namespaces):
-        return key, None, Cond("ConfigResolved", False, "CrossNamespaceRefDenied",
-                               f"AlertConfig {where} does not allow rules from namespace {namespace} "
-                               f"(spec.allowedNamespaces)")
+        return (
+            key,
+            None,
+            Cond(
+                "ConfigResolved",
+                False,
+                "CrossNamespaceRefDenied",
+                f"AlertConfig {where} does not allow rules from namespace {namespace} "
+                f"(spec.allowedNamespaces)",
+            ),
+        )
     return key, model, None
 
 
@@ -113,17 +138,26 @@ def channel_condition(body: Mapping[str, Any], secrets: Mapping[Key, Collection[
     return Cond("Ready", True, "Ready", "configuration valid and every referenced Secret key exists")
 
 
-def check_channels(keys: list[Key], channels: Mapping[Key, Body],
-                   secrets: Mapping[Key, Collection[str]]) -> Cond | None:
+def check_channels(
+    keys: list[Key], channels: Mapping[Key, Body], secrets: Mapping[Key, Collection[str]]
+) -> Cond | None:
     missing = [f"{ns}/{name}" for ns, name in keys if (ns, name) not in channels]
     if missing:
-        return Cond("ChannelsReady", False, "ChannelNotFound",
-                    "NotificationChannel " + ", ".join(missing) + " does not exist")
+        return Cond(
+            "ChannelsReady",
+            False,
+            "ChannelNotFound",
+            "NotificationChannel " + ", ".join(missing) + " does not exist",
+        )
     for ns, name in keys:
         cond = channel_condition(channels[(ns, name)], secrets)
         if cond.ok is not True:
-            return Cond("ChannelsReady", False, "ChannelNotReady",
-                        f"NotificationChannel {ns}/{name} is not ready: {cond.reason}: {cond.message}")
+            return Cond(
+                "ChannelsReady",
+                False,
+                "ChannelNotReady",
+                f"NotificationChannel {ns}/{name} is not ready: {cond.reason}: {cond.message}",
+            )
     return None
 
 

@@ -11,13 +11,19 @@ from typing import Any
 from kubernetes_asyncio import client as k8s
 
 from ..kube.client import Body, KubeClient
+from .conditions import Cond
 from .refs import Key, SingleView
 
 logger = logging.getLogger("klaxon.operator")
 
 INDEX_NAMES = (
-    "klaxon_rules", "klaxon_rules_by_config", "klaxon_rules_by_channel", "klaxon_configs", "klaxon_channels",
-    "klaxon_channels_by_secret", "klaxon_secret_keys",
+    "klaxon_rules",
+    "klaxon_rules_by_config",
+    "klaxon_rules_by_channel",
+    "klaxon_configs",
+    "klaxon_channels",
+    "klaxon_channels_by_secret",
+    "klaxon_secret_keys",
 )
 
 
@@ -52,7 +58,7 @@ class Runtime:
     #: The last desired PrometheusRule per (ns, name), prepared: lets the drift watch ignore our own writes.
     desired_cache: dict[Key, Body] = field(default_factory=dict)
     #: Per AlertConfig (ns, name, uid): its shard Deployments and Synced, as last applied.
-    config_children: dict[tuple[str, str, str], tuple[dict[int, Body], Any]] = field(default_factory=dict)
+    config_children: dict[tuple[str, str, str], tuple[dict[int, Body], Cond]] = field(default_factory=dict)
     #: (uid, generation) of referenced objects as last seen, to tell spec changes from status writes.
     generations: dict[ObjKey, tuple[Any, Any]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -100,6 +106,7 @@ class Runtime:
     def spawn(self, coro: Awaitable[None], name: str) -> None:
         async def wrap() -> None:
             await coro
+
         task = asyncio.get_running_loop().create_task(wrap(), name=name)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
