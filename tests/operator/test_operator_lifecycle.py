@@ -363,3 +363,77 @@ async def test_every_api_call_is_in_the_rbac_list(kube: EmulatedCluster, operato
         used.add((group, plural, verb))
     rules = [{"apiGroups": [g], "resources": [p], "verbs": [v]} for g, p, v in sorted(used)]
     assert missing(OPERATOR_RULES, rules) == []
+
+
+async def test_evaluator_rules_and_disabled_rules(kube: EmulatedCluster, operator: OperatorRunner) -> None:
+    kube.create_object(AC, alert_config(evaluator={"enabled": False}), NS)
+    events_rule = {
+        "apiVersion": "klaxon.dev/v1alpha1",
+        "kind": "AlertRule",
+        "metadata": {"name": "intrusion"},
+        "spec": {"events": {"objectTypes": ["person"]}, "notify": {"channels": []}},
+    }
+    kube.create_object(AR, events_rule, NS)
+    disabled = await wait_condition(kube, AR, "intrusion", "False", "EvaluatorDisabled")
+    assert "disables it" in disabled["message"]
+    status = kube.get_object(AR, "intrusion", NS)["status"]  # type: ignore[index]
+    assert status["engine"] == "evaluator" and status["engineReasons"]
+    assert condition(kube, AR, "intrusion", "Synced")["reason"] == "NothingToApply"
+    assert kube.list_objects(DEPLOY, NS) == []  # evaluator disabled: no Deployment at all
+    kube.patch_object(AC, "default", {"spec": {"evaluator": {"enabled": True}}}, NS)
+    await wait_condition(kube, AR, "intrusion", "True", "Ready")
+    await wait_for(lambda: kube.get_object(DEPLOY, "klaxon-eval-default-0", NS))
+
+    # a prometheus-engine rule switched off loses its PrometheusRule, and gets it back
+    kube.create_object(AR, rule("toggle"), NS)
+    await wait_condition(kube, AR, "toggle", "True")
+    kube.patch_object(AR, "toggle", {"spec": {"enabled": False}}, NS)
+    await wait_for(lambda: kube.get_object(PR, "klaxon-toggle", NS) is None, message="PrometheusRule removed")
+    kube.patch_object(AR, "toggle", {"spec": {"enabled": True}}, NS)
+    await wait_for(lambda: kube.get_object(PR, "klaxon-toggle", NS), message="PrometheusRule back")
+
+
+async def test_one_event_per_transition(kube: EmulatedCluster, operator: OperatorRunner) -> None:
+    kube.create_object(AR, rule("noisy"), NS)
+    await wait_condition(kube, AR, "noisy", "False", "ConfigNotFound")
+    kube.create_object(AC, alert_config(), NS)
+    await wait_condition(kube, AR, "noisy", "True", "Ready")
+    kube.patch_object(AR, "noisy", {"spec": {"severity": "critical"}}, NS)  # no transition
+    await wait_for(lambda: condition(kube, AR, "noisy").get("observedGeneration") == 2)
+    await asyncio.sleep(0.3)
+    events = sorted(events_for(kube, "noisy"), key=lambda e: e["metadata"]["name"])
+    reasons = sorted((e["type"], e["reason"]) for e in events)
+    assert reasons == [("Normal", "Ready"), ("Warning", "ConfigNotFound")], reasons
+    ready = next(e for e in events if e["reason"] == "Ready")
+    assert "Ready=True" in ready["message"] and "Synced=True" in ready["message"]
+    assert ready["involvedObject"]["uid"] == kube.get_object(AR, "noisy", NS)["metadata"]["uid"]  # type: ignore
+
+
+async def test_metrics_count_reconciles_and_conditions(
+    kube: EmulatedCluster, operator: OperatorRunner
+) -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = sample("klaxon_operator_reconciles_total", kind="AlertRule", trigger="create")
+    kube.create_object(AC, alert_config(), NS)
+    kube.create_object(AR, rule("counted"), NS)
+    bad = rule("counted-bad")
+    bad["spec"]["severity"] = "loud"
+    kube.create_object(AR, bad, NS)
+    await wait_condition(kube, AR, "counted", "True")
+    await wait_condition(kube, AR, "counted-bad", "False", "InvalidSpec")
+    assert sample("klaxon_operator_reconciles_total", kind="AlertRule", trigger="create") >= before + 2
+    assert sample("klaxon_operator_objects", kind="AlertRule", ready="True", reason="Ready") >= 1
+    assert sample("klaxon_operator_objects", kind="AlertRule", ready="False", reason="InvalidSpec") >= 1
+    assert sample("klaxon_operator_reconcile_duration_seconds_count", kind="AlertRule") >= 2
+    invalid = sample("klaxon_operator_objects", kind="AlertRule", ready="False", reason="InvalidSpec")
+    kube.delete_object(AR, "counted-bad", NS)
+    await wait_for(
+        lambda: (
+            sample("klaxon_operator_objects", kind="AlertRule", ready="False", reason="InvalidSpec")
+            == invalid - 1
+        )
+    )
