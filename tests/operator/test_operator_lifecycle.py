@@ -437,3 +437,24 @@ async def test_metrics_count_reconciles_and_conditions(
             == invalid - 1
         )
     )
+
+
+async def test_other_writers_status_is_kept(kube: EmulatedCluster, operator: OperatorRunner) -> None:
+    """The evaluator writes state and its own conditions into the same status: never clobbered."""
+    kube.create_object(AC, alert_config(), NS)
+    kube.create_object(AR, rule("shared"), NS)
+    await wait_condition(kube, AR, "shared", "True")
+    current = kube.get_object(AR, "shared", NS)["status"]  # type: ignore[index]
+    evaluated = {"type": "Evaluated", "status": "True", "reason": "Evaluated", "message": "by shard 0"}
+    kube.patch_object(
+        AR,
+        "shared",
+        {"status": {"state": "Firing", "conditions": [*current["conditions"], evaluated]}},
+        NS,
+        subresource="status",
+    )
+    kube.patch_object(AR, "shared", {"spec": {"severity": "critical"}}, NS)
+    await wait_for(lambda: condition(kube, AR, "shared").get("observedGeneration") == 2)
+    status = kube.get_object(AR, "shared", NS)["status"]  # type: ignore[index]
+    assert status["state"] == "Firing"
+    assert condition(kube, AR, "shared", "Evaluated")["message"] == "by shard 0"

@@ -36,10 +36,20 @@ def _ref(body: Mapping[str, Any]) -> Ref:
 
 
 def previous_status(rt: Runtime, body: Mapping[str, Any], kind: str = KIND) -> Mapping[str, Any]:
-    """Our status fields as last written by this process, else as the object shows them."""
+    """The status as the object shows it, with our own fields as this process last wrote them.
+
+    Only the operator writes those fields, so its memory beats a possibly stale body; other
+    writers' fields and conditions (the evaluator's) always come from the body.
+    """
     meta = body["metadata"]
+    status = dict(body.get("status") or {})
     cached = rt.written.get((kind, meta["namespace"], meta["name"], meta.get("uid", "")))
-    return cached if cached is not None else (body.get("status") or {})
+    if cached is None:
+        return status
+    mine = list(cached.get("conditions") or [])
+    types = {c.get("type") for c in mine}
+    others = [c for c in status.get("conditions") or [] if c.get("type") not in types]
+    return {**status, **cached, "conditions": mine + others}
 
 
 def _synced_before(status: Mapping[str, Any], generation: int | None) -> bool:
@@ -254,7 +264,7 @@ async def write_status(
         return
     changed = transitions(previous, mine)
     await patch_status(rt.kube, body, wanted)
-    rt.written[(kind, meta["namespace"], meta["name"], meta.get("uid", ""))] = {**before, **wanted}
+    rt.written[(kind, meta["namespace"], meta["name"], meta.get("uid", ""))] = {**wanted, "conditions": mine}
     if changed:
         first = next(
             (c for c in changed if c["type"] == "Synced" and c["reason"] == "DriftCorrected"), None
