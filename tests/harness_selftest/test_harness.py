@@ -9,16 +9,17 @@ from typing import Any
 
 import kopf
 import pytest
-from kube_harness import EmulatedCluster, OperatorRunner, wait_for
 from kubernetes_asyncio import client as k8s_client
 from kubernetes_asyncio.client.exceptions import ApiException
+
+from kube_harness import EmulatedCluster, OperatorRunner, RunnerFactory, client_configuration, wait_for
 
 AR = 'klaxon.dev/v1alpha1/alertrules'
 CM = 'v1/configmaps'
 NS = 'ns1'
 
 
-def make_registry(calls: dict[str, int]) -> kopf.OperatorRegistry:
+def make_registry(calls: dict[str, int], api_config: k8s_client.Configuration) -> kopf.OperatorRegistry:
     """A tiny operator: AlertRule → owned ConfigMap + status.conditions with observedGeneration."""
     registry = kopf.OperatorRegistry()
 
@@ -30,7 +31,7 @@ def make_registry(calls: dict[str, int]) -> kopf.OperatorRegistry:
         cm = {'apiVersion': 'v1', 'kind': 'ConfigMap',
               'metadata': {'name': f'{name}-rules'}, 'data': {'expr': spec.get('expr', '')}}
         kopf.adopt(cm, owner=body)
-        async with k8s_client.ApiClient(configuration=_api_config) as api:
+        async with k8s_client.ApiClient(configuration=api_config) as api:
             core = k8s_client.CoreV1Api(api)
             try:
                 await core.create_namespaced_config_map(namespace, cm)
@@ -49,22 +50,17 @@ def make_registry(calls: dict[str, int]) -> kopf.OperatorRegistry:
     return registry
 
 
-_api_config: k8s_client.Configuration  # set per test by the ``operator`` fixture
-
-
 @pytest.fixture()
 def calls() -> dict[str, int]:
     return {}
 
 
 @pytest.fixture()
-async def operator(kube: EmulatedCluster, kopf_runner: Any, calls: dict[str, int]) -> OperatorRunner:
+async def operator(kube: EmulatedCluster, kopf_runner: RunnerFactory,
+                   calls: dict[str, int]) -> OperatorRunner:
     """The throwaway operator, started and ready; the kube-asyncio client points at ``kube``."""
-    from kube_harness import client_configuration
-    global _api_config
-    _api_config = client_configuration(kube)
     kube.create_object('v1/namespaces', {'metadata': {'name': NS}})
-    runner: OperatorRunner = kopf_runner(make_registry(calls))
+    runner: OperatorRunner = kopf_runner(make_registry(calls, client_configuration(kube)))
     await runner.start()
     return runner
 
@@ -186,7 +182,8 @@ async def test_selectors_filter_list_and_watch(kube: EmulatedCluster, kube_api: 
     api = k8s_client.CustomObjectsApi(kube_api)
 
     async def names(**kwargs: str) -> list[str]:
-        listing = await api.list_namespaced_custom_object('klaxon.dev', 'v1alpha1', NS, 'alertrules', **kwargs)
+        listing = await api.list_namespaced_custom_object('klaxon.dev', 'v1alpha1', NS, 'alertrules',
+                                                          **kwargs)
         return [item['metadata']['name'] for item in listing['items']]
 
     assert await names(label_selector='team=x') == ['a']
@@ -236,3 +233,28 @@ async def test_server_side_apply_owns_fields(kube: EmulatedCluster) -> None:
                           headers=headers) as response:
         assert response.status == 200
     assert kube.get_object(CM, 'applied', NS)['data'] == {'a': '9'}  # type: ignore[index]
+
+
+async def test_namespaced_operator_lists_namespaces(kube: EmulatedCluster, kopf_runner: RunnerFactory,
+                                                    calls: dict[str, int]) -> None:
+    """Namespace-restricted kopf lists & watches /api/v1/namespaces (a 500 in plain kmock)."""
+    kube.create_object('v1/namespaces', {'metadata': {'name': NS}})
+    kube.create_object(AR, rule('other'), 'ns2')  # out of scope: must stay unhandled
+    registry = make_registry(calls, client_configuration(kube))
+    runner: OperatorRunner = kopf_runner(registry, namespaces=[NS])
+    await runner.start()
+    kube.create_object(AR, rule(), NS)
+    await wait_for(lambda: ready_generation(kube) == 1)
+    listings = kube.requests('GET', 'v1/namespaces')
+    assert listings and all(r.status == 200 for r in listings)
+    assert ready_generation(kube, 'other') is None and not kube.requests(resource=AR, name='other')
+
+
+async def test_injected_error_is_retried_by_kopf(kube: EmulatedCluster, operator: OperatorRunner,
+                                                 calls: dict[str, int]) -> None:
+    """A transient API failure on the status patch: kopf retries and converges."""
+    kube.inject_error(503, method='PATCH', resource=AR, subresource='status', times=1)
+    kube.create_object(AR, rule(), NS)
+    await wait_for(lambda: ready_generation(kube) == 1, timeout=10)
+    statuses = [r.status for r in kube.requests('PATCH', AR, subresource='status')]
+    assert statuses[0] == 503 and statuses[-1] == 200

@@ -10,10 +10,24 @@ Typical use (see ``tests/harness_selftest`` for complete examples)::
             await wait_for(lambda: kube.get_object('v1/configmaps', 'x', 'ns1'))
 """
 from .clients import api_client, client_configuration, write_kubeconfig
-from .emulator import DEFAULT_RESOURCES, EmulatedCluster, LoggedRequest, ResourceSpec, emulated_cluster, \
-    merge_patch
-from .runner import ANNOTATIONS_PREFIX, OperatorRunner, connection_info, harness_settings, login_handler, \
-    running_operator, wait_for
+from .emulator import (
+    DEFAULT_RESOURCES,
+    EmulatedCluster,
+    LoggedRequest,
+    ResourceSpec,
+    emulated_cluster,
+    merge_patch,
+)
+from .runner import (
+    ANNOTATIONS_PREFIX,
+    OperatorRunner,
+    RunnerFactory,
+    connection_info,
+    harness_settings,
+    login_handler,
+    running_operator,
+    wait_for,
+)
 
 __all__ = [
     'ANNOTATIONS_PREFIX',
@@ -22,6 +36,7 @@ __all__ = [
     'LoggedRequest',
     'OperatorRunner',
     'ResourceSpec',
+    'RunnerFactory',
     'api_client',
     'client_configuration',
     'connection_info',

@@ -29,7 +29,8 @@ async def api_client(cluster: EmulatedCluster) -> AsyncIterator[k8s_client.ApiCl
         yield api
 
 
-def write_kubeconfig(cluster: EmulatedCluster, path: pathlib.Path, namespace: str = 'default') -> pathlib.Path:
+def write_kubeconfig(cluster: EmulatedCluster, path: pathlib.Path,
+                     namespace: str = 'default') -> pathlib.Path:
     """A kubeconfig pointing at the emulator, for code that calls ``load_kube_config()``."""
     path.write_text(yaml.safe_dump({
         'apiVersion': 'v1', 'kind': 'Config', 'current-context': 'kube-harness',

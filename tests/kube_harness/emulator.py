@@ -78,7 +78,8 @@ DEFAULT_RESOURCES: tuple[ResourceSpec, ...] = (
     _spec('rbac.authorization.k8s.io/v1/roles', 'Role'),
     _spec('rbac.authorization.k8s.io/v1/rolebindings', 'RoleBinding'),
     _spec('coordination.k8s.io/v1/leases', 'Lease'),
-    _spec('apiextensions.k8s.io/v1/customresourcedefinitions', 'CustomResourceDefinition', False, True, 'crd'),
+    _spec('apiextensions.k8s.io/v1/customresourcedefinitions', 'CustomResourceDefinition',
+          False, True, 'crd'),
     _spec('monitoring.coreos.com/v1/prometheusrules', 'PrometheusRule', True, False, 'promrule'),
     _spec('klaxon.dev/v1alpha1/alertrules', 'AlertRule', True, True),
     _spec('klaxon.dev/v1alpha1/alertconfigs', 'AlertConfig', True, True),
@@ -123,7 +124,7 @@ def _leaf_paths(value: Any, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...
     if isinstance(value, Mapping) and value:
         out: dict[tuple[str, ...], Any] = {}
         for key, sub in value.items():
-            out.update(_leaf_paths(sub, prefix + (str(key),)))
+            out.update(_leaf_paths(sub, (*prefix, str(key))))
         return out
     return {prefix: value}
 
@@ -160,6 +161,7 @@ class LoggedRequest:
     name: str | None
     subresource: str | None
     status: int = 0
+    injected: bool = False  # failed on purpose via EmulatedCluster.inject_error()
     #: Top-level fields whose value was really changed by this write (server-side diff).
     changed: frozenset[str] = frozenset()
 
@@ -288,7 +290,8 @@ class EmulatedCluster(kmock.KubernetesEmulator):
         except kmock.KubernetesError as e:
             if entry is not None:
                 entry.status = e.status
-            if e.status >= 500:
+                entry.injected = e.reason == 'InjectedFault'
+            if e.status >= 500 and not (entry is not None and entry.injected):
                 self.server_errors.append(e)
             return self._error_response(e.status, e.reason or 'Error', e.message or '', e.details)
         except Exception as e:  # a bug in the harness or in a user reaction: make it loud
@@ -387,7 +390,8 @@ class EmulatedCluster(kmock.KubernetesEmulator):
                 fault.remaining -= 1
                 raise _status_error(fault.status, 'InjectedFault', 'injected by the test harness')
 
-    async def _stream(self, request: rendering.Request, events: AsyncIterator[Any]) -> aiohttp.web.StreamResponse:
+    async def _stream(self, request: rendering.Request,
+                      events: AsyncIterator[Any]) -> aiohttp.web.StreamResponse:
         raw = request._raw_request
         assert raw is not None
         response = aiohttp.web.StreamResponse(status=200)
@@ -672,8 +676,10 @@ class EmulatedCluster(kmock.KubernetesEmulator):
             new_meta['generation'] = int(old_meta.get('generation', 1)) + 1
         new_meta['resourceVersion'] = self._next_rv()
         if entry is not None:
-            entry.changed = frozenset(k for k in set(old) | set(new) if k != 'metadata' and old.get(k) != new.get(k)
-                                      ) | ({'metadata'} if _strip_rv(old_meta) != _strip_rv(new_meta) else set())
+            changed = {k for k in set(old) | set(new) if k != 'metadata' and old.get(k) != new.get(k)}
+            if _strip_rv(old_meta) != _strip_rv(new_meta):
+                changed.add('metadata')
+            entry.changed = frozenset(changed)
         key: ObjKey = (res, ns, name)
         self._store(key, new)
         self._publish(res, 'MODIFIED', new, old)
@@ -710,12 +716,12 @@ class EmulatedCluster(kmock.KubernetesEmulator):
             return created
         force = request.params.get('force') == 'true'
         new_leaves = _leaf_paths(applied)
-        current = self._require(res, ns, request.name)
         for (okey, other, osub), config in self._applied.items():
             if okey != key or other == manager or osub != sub:
                 continue
             for path, value in _leaf_paths(config).items():
-                if path in new_leaves and new_leaves[path] != value and path[:1] != ('metadata',) and not force:
+                conflicting = path in new_leaves and new_leaves[path] != value
+                if conflicting and path[:1] != ('metadata',) and not force:
                     raise _status_error(409, 'Conflict', f'Apply failed with 1 conflict: conflict with '
                                         f'"{other}": .{".".join(path)}', causes=[{'field': '.'.join(path)}])
         previous = self._applied.get((key, manager, sub), {})
@@ -727,7 +733,6 @@ class EmulatedCluster(kmock.KubernetesEmulator):
             return merge_patch(old, applied)
         result = self._update(res, ns, request.name, sub, change, entry=entry)
         self._applied[(key, manager, sub)] = applied
-        del current
         return result
 
     @staticmethod
@@ -788,7 +793,8 @@ class EmulatedCluster(kmock.KubernetesEmulator):
     def _unregister_crd(self, crd: Mapping[str, Any]) -> None:
         spec = crd.get('spec') or {}
         for version in spec.get('versions') or []:
-            self.uninstall(f"{spec.get('group')}/{version.get('name')}/{(spec.get('names') or {}).get('plural')}")
+            plural = (spec.get('names') or {}).get('plural')
+            self.uninstall(f"{spec.get('group')}/{version.get('name')}/{plural}")
 
     # ----------------------------------------------------- in-process helpers
     def get_object(self, resource: str, name: str, namespace: str | None = None) -> Body | None:
@@ -816,8 +822,9 @@ class EmulatedCluster(kmock.KubernetesEmulator):
             return []
         return [None if v is None else copy.deepcopy(v.raw) for v in self._objects[key].history]
 
-    def requests(self, method: str | None = None, resource: str | None = None, *, name: str | None = None,
-                 subresource: str | None | EllipsisType = ..., writes_only: bool = False) -> list[LoggedRequest]:
+    def requests(self, method: str | None = None, resource: str | None = None, *,
+                 name: str | None = None, subresource: str | EllipsisType | None = ...,
+                 writes_only: bool = False) -> list[LoggedRequest]:
         """The request log, filtered. ``subresource=...`` (default) means any; ``None``: main object only."""
         return [r for r in self.log
                 if (method is None or r.method == method.upper())
@@ -827,8 +834,8 @@ class EmulatedCluster(kmock.KubernetesEmulator):
                 and (not writes_only or r.is_write)]
 
     def errors_5xx(self) -> list[LoggedRequest]:
-        """Requests answered with a server error: there should be none in a healthy test."""
-        return [r for r in self.log if r.status >= 500]
+        """Requests answered with a server error (not injected): none in a healthy test."""
+        return [r for r in self.log if r.status >= 500 and not r.injected]
 
     async def close_watches(self) -> None:
         """End all open watch streams now (so the HTTP server can shut down quickly)."""

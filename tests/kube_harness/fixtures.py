@@ -6,6 +6,7 @@ Suites must be packages (have ``__init__.py``) so that pytest puts ``tests/`` on
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import kopf
 import pytest
@@ -14,7 +15,7 @@ from kubernetes_asyncio import client as k8s_client
 
 from .clients import api_client
 from .emulator import EmulatedCluster, emulated_cluster
-from .runner import OperatorRunner, harness_settings
+from .runner import OperatorRunner, RunnerFactory, harness_settings
 
 
 @pytest_asyncio.fixture()
@@ -40,17 +41,17 @@ def kopf_settings() -> kopf.OperatorSettings:
 
 
 @pytest_asyncio.fixture()
-async def kopf_runner(kube: EmulatedCluster, kopf_settings: kopf.OperatorSettings) -> AsyncIterator[
-        type[OperatorRunner]]:
+async def kopf_runner(kube: EmulatedCluster,
+                      kopf_settings: kopf.OperatorSettings) -> AsyncIterator[RunnerFactory]:
     """A factory: ``op = kopf_runner(registry); await op.start()``; stopped at teardown."""
     runners: list[OperatorRunner] = []
 
-    def factory(registry: kopf.OperatorRegistry, **kwargs: object) -> OperatorRunner:
+    def factory(registry: kopf.OperatorRegistry, **kwargs: Any) -> OperatorRunner:
         kwargs.setdefault('settings', kopf_settings)
-        runner = OperatorRunner(kube, registry, **kwargs)  # type: ignore[arg-type]
+        runner = OperatorRunner(kube, registry, **kwargs)
         runners.append(runner)
         return runner
 
-    yield factory  # type: ignore[misc]
+    yield factory
     for runner in runners:
         await runner.stop()

@@ -15,7 +15,7 @@ import signal
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import kopf
 from kopf._cogs.structs import credentials
@@ -74,6 +74,12 @@ def harness_settings(**overrides: Any) -> kopf.OperatorSettings:
         section, field = path.split('.', 1)
         setattr(getattr(settings, section), field, value)
     return settings
+
+
+class RunnerFactory(Protocol):
+    """The ``kopf_runner`` fixture: ``kopf_runner(registry, namespaces=['ns1'])``."""
+
+    def __call__(self, registry: kopf.OperatorRegistry, **kwargs: Any) -> OperatorRunner: ...
 
 
 class OperatorRunner:
@@ -181,7 +187,8 @@ class _OwnedTasks(Collection[asyncio.Task[Any]]):
         return 0
 
 
-_OWNER: contextvars.ContextVar[_OwnedTasks | None] = contextvars.ContextVar('kube_harness_owner', default=None)
+_OWNER: contextvars.ContextVar[_OwnedTasks | None] = contextvars.ContextVar('kube_harness_owner',
+                                                                            default=None)
 
 
 def _install_task_factory() -> None:
@@ -193,7 +200,10 @@ def _install_task_factory() -> None:
 
     def factory(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, Any],
                 **kwargs: Any) -> asyncio.Task[Any]:
-        task = previous(loop, coro, **kwargs) if previous is not None else asyncio.Task(coro, loop=loop, **kwargs)
+        if previous is not None:
+            task = previous(loop, coro, **kwargs)
+        else:
+            task = asyncio.Task(coro, loop=loop, **kwargs)
         context = kwargs.get('context')
         owner = context.get(_OWNER) if context is not None else _OWNER.get()
         if owner is not None:
