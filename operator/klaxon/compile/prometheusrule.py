@@ -20,6 +20,10 @@ What compiles and how (SEMANTICS.md §2), with the choices the table leaves open
   would resolve one evaluation late).
 - Levels on a threshold rule replace ``condition.threshold``; a band (upper/lower) on the
   condition counts as a violation at every level.
+- M violations within V: ``count_over_time((b)[V:f]) >= M``. Subquery points sit at
+  multiples of f; they coincide with the rule's own evaluations when those are aligned (as
+  in ``promtool test rules``), else they trail them by the group's fixed offset (< f).
+  ``$value`` of such an alert is the violation count.
 - Absence per group: a group seen within max(1h, 2·window) but not within the window. A
   group gone for longer is forgotten and its alert resolves (PromQL keeps no memory).
 - Levels compile to one alerting rule each (``severity`` = level). This equals the
