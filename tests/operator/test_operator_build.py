@@ -71,6 +71,12 @@ def test_evaluator_image_override_and_disabled_evaluator() -> None:
         ]["spec"]["containers"][0]["image"]
         == "own:2"
     )
+    pod = build_evaluator_deployment("c", "ns", config_spec(), 0, "img", "Always", ["reg"])["spec"][
+        "template"
+    ]["spec"]
+    assert (
+        pod["imagePullSecrets"] == [{"name": "reg"}] and pod["containers"][0]["imagePullPolicy"] == "Always"
+    )
     assert build_config_children("c", "ns", config_spec(evaluator={"enabled": False}), "img", []) == []
     kinds = [
         o["kind"] for o in build_config_children("c", "ns", config_spec(evaluator={"shards": 2}), "img", [])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import pathlib
 import signal
@@ -216,7 +215,7 @@ async def test_klaxon_operator_command(kube: EmulatedCluster, tmp_path: pathlib.
         str(kubeconfig),
         "--metrics-port",
         str(metrics_port),
-        "--liveness-port",
+        "--health-port",
         str(liveness_port),
         "--lease-namespace",
         NS,
@@ -253,6 +252,8 @@ async def test_klaxon_operator_command(kube: EmulatedCluster, tmp_path: pathlib.
                     return False
 
             await wait_for(alive, timeout=10)
+            async with session.get(f"http://127.0.0.1:{liveness_port}/readyz") as resp:
+                assert resp.status == 200 and (await resp.json()) == {"ready": True}
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), timeout=20)
         assert proc.returncode == 0
@@ -267,12 +268,33 @@ async def test_klaxon_operator_command(kube: EmulatedCluster, tmp_path: pathlib.
             print(output)
 
 
-def test_klaxon_operator_help() -> None:
+def test_klaxon_operator_flags_and_chart_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from klaxon.cli.main import build_parser
+    from klaxon.cli.operator_cmd import _namespaces
 
     args = build_parser().parse_args(
         ["operator", "--webhook-cert-dir", "/certs", "-n", "a", "-n", "b", "--no-leader-election"]
     )
-    assert args.webhook_cert_dir == "/certs" and args.namespaces == ["a", "b"] and not args.leader_election
-    assert args.metrics_port == 8080 and args.webhook_port == 9443
-    assert json.dumps(args.namespaces)
+    assert args.webhook_cert_dir == "/certs" and _namespaces(args) == ["a", "b"] and not args.leader_election
+    # the chart configures the pod through KLAXON_* variables (charts/klaxon/templates/deployment.yaml)
+    for name, value in {
+        "NAMESPACES": "x, y",
+        "LEADER_ELECTION": "false",
+        "HEALTH_PORT": "9000",
+        "METRICS_PORT": "0",
+        "WEBHOOK_CERT_DIR": "/etc/klaxon/webhook-tls",
+        "WEBHOOK_PORT": "9444",
+        "LEASE_NAME": "klaxon",
+        "LEASE_DURATION_SECONDS": "20",
+        "POD_NAMESPACE": "ops",
+        "EVALUATOR_IMAGE": "img:9",
+        "IMAGE_PULL_SECRETS": "reg1,reg2",
+        "LOG_FORMAT": "json",
+    }.items():
+        monkeypatch.setenv(f"KLAXON_{name}", value)
+    args = build_parser().parse_args(["operator"])
+    assert _namespaces(args) == ["x", "y"] and not args.leader_election
+    assert (args.health_port, args.metrics_port, args.webhook_port) == (9000, 0, 9444)
+    assert args.webhook_cert_dir == "/etc/klaxon/webhook-tls" and args.lease_namespace == "ops"
+    assert (args.lease_name, args.lease_duration, args.evaluator_image) == ("klaxon", 20.0, "img:9")
+    assert args.image_pull_secrets == "reg1,reg2" and args.log_format == "json"

@@ -46,9 +46,10 @@ class LeaderElector:
     namespace: str
     name: str
     identity: str
-    duration: float = 15.0
-    renew: float = 5.0
-    retry: float = 2.0
+    duration: float = 15.0  # leaseDurationSeconds: how long a Lease is valid without renewal
+    renew: float = 2.0  # how often the leader renews
+    retry: float = 2.0  # how often candidates try to acquire
+    deadline: float = 10.0  # how long the leader keeps failing to renew before it gives up
     leading: asyncio.Event = field(default_factory=asyncio.Event)
     lost: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -114,12 +115,12 @@ class LeaderElector:
             return False
 
     async def keep(self) -> None:
-        """Renew until a renewal has failed for longer than the lease duration; then set ``lost``."""
-        deadline = asyncio.get_running_loop().time() + self.duration
+        """Renew until renewals have failed for ``deadline`` seconds (or another took over); then ``lost``."""
+        deadline = asyncio.get_running_loop().time() + self.deadline
         while True:
             await asyncio.sleep(self.renew)
             if await self._attempt():
-                deadline = asyncio.get_running_loop().time() + self.duration
+                deadline = asyncio.get_running_loop().time() + self.deadline
             elif asyncio.get_running_loop().time() > deadline or await self._taken():
                 logger.error("Lost the leadership (Lease %s/%s).", self.namespace, self.name)
                 self.leading.clear()

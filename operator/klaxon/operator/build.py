@@ -139,7 +139,13 @@ def build_metrics_service(config_name: str, namespace: str) -> Body:
 
 
 def build_evaluator_deployment(
-    config_name: str, namespace: str, spec: AlertConfigSpec, shard: int, image: str
+    config_name: str,
+    namespace: str,
+    spec: AlertConfigSpec,
+    shard: int,
+    image: str,
+    pull_policy: str = "IfNotPresent",
+    pull_secrets: Iterable[str] = (),
 ) -> Body:
     shards = spec.evaluator.shards
     labels = {**evaluator_labels(config_name), SHARD_LABEL: str(shard)}
@@ -150,7 +156,7 @@ def build_evaluator_deployment(
     container = {
         "name": "evaluator",
         "image": spec.evaluator.image or image,
-        "imagePullPolicy": "IfNotPresent",
+        "imagePullPolicy": pull_policy,
         "command": ["klaxon"],
         "args": [
             "evaluator",
@@ -201,6 +207,7 @@ def build_evaluator_deployment(
                     },
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    **({"imagePullSecrets": [{"name": n} for n in pull_secrets]} if pull_secrets else {}),
                 },
             },
         },
@@ -208,7 +215,13 @@ def build_evaluator_deployment(
 
 
 def build_config_children(
-    config_name: str, namespace: str, spec: AlertConfigSpec, image: str, secret_names: Iterable[str]
+    config_name: str,
+    namespace: str,
+    spec: AlertConfigSpec,
+    image: str,
+    secret_names: Iterable[str],
+    pull_policy: str = "IfNotPresent",
+    pull_secrets: Iterable[str] = (),
 ) -> list[Body]:
     """Everything an AlertConfig needs, in apply order (identity and RBAC before the pods)."""
     if not spec.evaluator.enabled:
@@ -219,7 +232,9 @@ def build_config_children(
         build_role_binding(config_name, namespace),
         build_metrics_service(config_name, namespace),
         *(
-            build_evaluator_deployment(config_name, namespace, spec, i, image)
+            build_evaluator_deployment(
+                config_name, namespace, spec, i, image, pull_policy, tuple(pull_secrets)
+            )
             for i in range(spec.evaluator.shards)
         ),
     ]

@@ -76,7 +76,13 @@ async def _reconcile(rt: Runtime, body: Mapping[str, Any], counts_only: bool = F
     if counts_only and key in rt.config_children:
         return await _status(rt, body, before, spec, *rt.config_children[key])
     children = build_config_children(
-        name, ns, spec, rt.options.image, config_secret_names(rt, ns, body.get("spec"))
+        name,
+        ns,
+        spec,
+        rt.options.image,
+        config_secret_names(rt, ns, body.get("spec")),
+        rt.options.image_pull_policy,
+        rt.options.image_pull_secrets,
     )
     deployments: dict[int, Body] = {}
     drift: list[str] = []

@@ -32,6 +32,8 @@ class Options:
     """What `klaxon operator` (or a test) decides; everything else is derived."""
 
     image: str = "ghcr.io/klaxon-dev/klaxon:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    image_pull_secrets: tuple[str, ...] = ()
     kube_configuration: k8s.Configuration | None = None
     kubeconfig: str | None = None
     context: str | None = None
