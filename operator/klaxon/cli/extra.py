@@ -1,24 +1,22 @@
-"""Subcommands beyond validate, registered here so each lives in its own module."""
+"""Subcommands beyond validate, registered here so each lives in its own module.
+
+Imports are deferred to the subcommand modules themselves where they are heavy (kopf,
+aiohttp, matplotlib), so `klaxon validate` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from . import evaluator_cmd, operator_cmd, testrule
+from .preview import add_parser as add_preview
+from .render import add_parser as add_render
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the other subcommands (render, preview, operator, evaluator, ...) as they exist."""
-    from .render import add_parser as add_render
-
+    """Add render, preview, test-rule, operator and evaluator."""
     add_render(sub)
-
-    from .preview import add_parser as add_preview
-
     add_preview(sub)
-
-    from . import evaluator_cmd
-
-    evaluator_cmd.register(sub)
-
-    from . import testrule
-
     testrule.register(sub)
+    operator_cmd.add_parser(sub)
+    evaluator_cmd.register(sub)

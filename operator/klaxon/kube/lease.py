@@ -1,0 +1,153 @@
+"""Leader election on a coordination.k8s.io/v1 Lease, so several operator replicas are safe.
+
+Why not kopf's peering: it needs the KopfPeering CRD and pauses replicas of equal priority
+instead of electing one. A Lease needs only built-in RBAC and behaves like client-go's elector:
+the holder renews every ``renew`` seconds; others take over once ``duration`` has passed without
+a renewal. Only the leader runs the handlers; a leader that cannot renew stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from dataclasses import dataclass, field
+
+from .client import Body, KubeClient, KubeError, Ref
+
+logger = logging.getLogger(__name__)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(tz=datetime.UTC)
+
+
+def _fmt(t: datetime.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(value: str | None) -> datetime.datetime | None:
+    if not value:
+        return None
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def lease_expired(lease: Body, now: datetime.datetime) -> bool:
+    spec = lease.get("spec") or {}
+    renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+    if not spec.get("holderIdentity") or renewed is None:
+        return True
+    return now > renewed + datetime.timedelta(seconds=float(spec.get("leaseDurationSeconds") or 0))
+
+
+@dataclass
+class LeaderElector:
+    kube: KubeClient
+    namespace: str
+    name: str
+    identity: str
+    duration: float = 15.0  # leaseDurationSeconds: how long a Lease is valid without renewal
+    renew: float = 2.0  # how often the leader renews
+    retry: float = 2.0  # how often candidates try to acquire
+    deadline: float = 10.0  # how long the leader keeps failing to renew before it gives up
+    leading: asyncio.Event = field(default_factory=asyncio.Event)
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def ref(self) -> Ref:
+        return Ref("coordination.k8s.io/v1", "leases", self.namespace, self.name)
+
+    def _spec(self, transitions: int, acquired: str | None = None) -> dict[str, object]:
+        now = _fmt(_now())
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": max(1, round(self.duration)),
+            "acquireTime": acquired or now,
+            "renewTime": now,
+            "leaseTransitions": transitions,
+        }
+
+    async def try_acquire(self) -> bool:
+        """One attempt: create, renew our own, or take over an expired Lease (optimistic locking)."""
+        lease = await self.kube.get(self.ref)
+        if lease is None:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": self._spec(0),
+            }
+            try:
+                await self.kube.create(body)
+                return True
+            except KubeError as exc:
+                if exc.status == 409:
+                    return False
+                raise
+        spec = lease.get("spec") or {}
+        ours = spec.get("holderIdentity") == self.identity
+        if not ours and not lease_expired(lease, _now()):
+            return False
+        transitions = int(spec.get("leaseTransitions") or 0) + (0 if ours else 1)
+        patch = {
+            "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
+            "spec": self._spec(transitions, spec.get("acquireTime") if ours else None),
+        }
+        try:
+            await self.kube.merge_patch(self.ref, patch)
+        except KubeError as exc:
+            if exc.status == 409:  # someone else renewed or took it first
+                return False
+            raise
+        return True
+
+    async def acquire(self) -> None:
+        while not await self._attempt():
+            await asyncio.sleep(self.retry)
+        logger.info("Became the leader (Lease %s/%s) as %s.", self.namespace, self.name, self.identity)
+        self.leading.set()
+
+    async def _attempt(self) -> bool:
+        try:
+            return await self.try_acquire()
+        except KubeError as exc:
+            logger.warning("Leader election attempt failed: %s", exc)
+            return False
+
+    async def keep(self) -> None:
+        """Renew until renewals have failed for ``deadline`` seconds (or another took over); then ``lost``."""
+        deadline = asyncio.get_running_loop().time() + self.deadline
+        while True:
+            await asyncio.sleep(self.renew)
+            if await self._attempt():
+                deadline = asyncio.get_running_loop().time() + self.deadline
+            elif asyncio.get_running_loop().time() > deadline or await self._taken():
+                logger.error("Lost the leadership (Lease %s/%s).", self.namespace, self.name)
+                self.leading.clear()
+                self.lost.set()
+                return
+
+    async def _taken(self) -> bool:
+        try:
+            lease = await self.kube.get(self.ref)
+        except KubeError:
+            return False
+        return lease is not None and (lease.get("spec") or {}).get("holderIdentity") != self.identity
+
+    async def release(self) -> None:
+        """Give the Lease up on a clean exit so a standby takes over at once."""
+        if not self.leading.is_set():
+            return
+        try:
+            lease = await self.kube.get(self.ref)
+            if lease is not None and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
+                await self.kube.merge_patch(
+                    self.ref,
+                    {
+                        "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
+                        "spec": {"holderIdentity": None, "renewTime": None},
+                    },
+                )
+        except KubeError as exc:
+            logger.warning("Could not release the Lease: %s", exc)
+        self.leading.clear()

@@ -1,0 +1,240 @@
+"""Pure builders: what the operator wants to exist for an AlertConfig. No I/O, no kopf.
+
+Every object carries ``app.kubernetes.io/*`` labels and ``klaxon.dev/alertconfig`` so the
+operator can find (and the drift watch can recognise) its children; owner references and
+the input hash are added by the apply layer.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..api.alertconfig import AlertConfigSpec
+from ..kube.rbac import EVALUATOR_RULES
+
+Body = dict[str, Any]
+
+METRICS_PORT = 8080
+EVALUATOR_UID = 65532
+CONFIG_LABEL = "klaxon.dev/alertconfig"
+SHARD_LABEL = "klaxon.dev/shard"
+
+
+def short_name(*parts: str, limit: int = 63) -> str:
+    """``-``-joined parts cut to ``limit`` with a hash suffix, so distinct inputs stay distinct."""
+    name = "-".join(parts)
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9].rstrip('-.')}-{digest}"
+
+
+def evaluator_name(config_name: str) -> str:
+    return short_name("klaxon-eval", config_name)
+
+
+def deployment_name(config_name: str, shard: int) -> str:
+    return short_name("klaxon-eval", config_name, str(shard))
+
+
+def selector_labels(config_name: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "klaxon-evaluator",
+        "app.kubernetes.io/instance": short_name(config_name),
+    }
+
+
+def evaluator_labels(config_name: str) -> dict[str, str]:
+    return {
+        **selector_labels(config_name),
+        "app.kubernetes.io/component": "evaluator",
+        "app.kubernetes.io/part-of": "klaxon",
+        "app.kubernetes.io/managed-by": "klaxon",
+        CONFIG_LABEL: short_name(config_name),
+    }
+
+
+def shard_of(namespace: str, name: str, shards: int) -> int:
+    """The evaluator shard of a rule: a stable hash, so the operator and evaluators agree."""
+    if shards <= 1:
+        return 0
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % shards
+
+
+def _meta(name: str, namespace: str, labels: Mapping[str, str]) -> Body:
+    return {"name": name, "namespace": namespace, "labels": dict(labels)}
+
+
+def build_service_account(config_name: str, namespace: str) -> Body:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _meta(evaluator_name(config_name), namespace, evaluator_labels(config_name)),
+    }
+
+
+def secret_refs(value: Any) -> list[tuple[str, str, str]]:
+    """Every ``{name, key}`` Secret reference inside a spec (as dumped to JSON): (path, name, key)."""
+    found: list[tuple[str, str, str]] = []
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            if set(node) == {"name", "key"} and all(isinstance(v, str) for v in node.values()):
+                found.append((path, str(node["name"]), str(node["key"])))
+                return
+            for k, v in node.items():
+                walk(v, f"{path}.{k}" if path else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{path}[{i}]")
+
+    walk(value, "spec")
+    return found
+
+
+def build_role(config_name: str, namespace: str, secret_names: Iterable[str]) -> Body:
+    """The evaluator's namespaced Role: read rules and channels, patch their status, read its Secrets."""
+    rules: list[Body] = []
+    names = sorted(set(secret_names))
+    for rule in copy.deepcopy(EVALUATOR_RULES):
+        if rule["resources"] == ["secrets"]:
+            if not names:  # an empty resourceNames would grant every Secret: leave the rule out
+                continue
+            rule = {**rule, "resourceNames": names}
+        rules.append(rule)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _meta(evaluator_name(config_name), namespace, evaluator_labels(config_name)),
+        "rules": rules,
+    }
+
+
+def build_role_binding(config_name: str, namespace: str) -> Body:
+    name = evaluator_name(config_name)
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _meta(name, namespace, evaluator_labels(config_name)),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+    }
+
+
+def build_metrics_service(config_name: str, namespace: str) -> Body:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(evaluator_name(config_name), namespace, evaluator_labels(config_name)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(config_name),
+            "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}],
+        },
+    }
+
+
+def build_evaluator_deployment(
+    config_name: str,
+    namespace: str,
+    spec: AlertConfigSpec,
+    shard: int,
+    image: str,
+    pull_policy: str = "IfNotPresent",
+    pull_secrets: Iterable[str] = (),
+) -> Body:
+    shards = spec.evaluator.shards
+    labels = {**evaluator_labels(config_name), SHARD_LABEL: str(shard)}
+    selector = {**selector_labels(config_name), SHARD_LABEL: str(shard)}
+    ident = f"{namespace}/{config_name}"
+    probe = {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10, "timeoutSeconds": 5}
+    resources = spec.evaluator.resources
+    container = {
+        "name": "evaluator",
+        "image": spec.evaluator.image or image,
+        "imagePullPolicy": pull_policy,
+        "command": ["klaxon"],
+        "args": [
+            "evaluator",
+            "--config",
+            ident,
+            "--shard",
+            f"{shard}/{shards}",
+            "--metrics-port",
+            str(METRICS_PORT),
+        ],
+        "env": [
+            {"name": "KLAXON_CONFIG", "value": ident},
+            {"name": "KLAXON_SHARD", "value": f"{shard}/{shards}"},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        ],
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "livenessProbe": {**probe, "initialDelaySeconds": 10, "failureThreshold": 6},
+        "readinessProbe": {**probe, "failureThreshold": 3},
+        "resources": {"requests": dict(resources.requests), "limits": dict(resources.limits)},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(deployment_name(config_name, shard), namespace, labels),
+        "spec": {
+            "replicas": spec.evaluator.replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": evaluator_name(config_name),
+                    "automountServiceAccountToken": True,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": EVALUATOR_UID,
+                        "runAsGroup": EVALUATOR_UID,
+                        "fsGroup": EVALUATOR_UID,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    **({"imagePullSecrets": [{"name": n} for n in pull_secrets]} if pull_secrets else {}),
+                },
+            },
+        },
+    }
+
+
+def build_config_children(
+    config_name: str,
+    namespace: str,
+    spec: AlertConfigSpec,
+    image: str,
+    secret_names: Iterable[str],
+    pull_policy: str = "IfNotPresent",
+    pull_secrets: Iterable[str] = (),
+) -> list[Body]:
+    """Everything an AlertConfig needs, in apply order (identity and RBAC before the pods)."""
+    if not spec.evaluator.enabled:
+        return []
+    return [
+        build_service_account(config_name, namespace),
+        build_role(config_name, namespace, secret_names),
+        build_role_binding(config_name, namespace),
+        build_metrics_service(config_name, namespace),
+        *(
+            build_evaluator_deployment(
+                config_name, namespace, spec, i, image, pull_policy, tuple(pull_secrets)
+            )
+            for i in range(spec.evaluator.shards)
+        ),
+    ]

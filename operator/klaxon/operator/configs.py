@@ -1,0 +1,186 @@
+"""AlertConfig → evaluator ServiceAccount, Role, RoleBinding, metrics Service, one Deployment per shard."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ..api.alertconfig import AlertConfigSpec
+from ..api.validation import parse_spec
+from ..kube.apply import NotOwnedError, controller_uid, delete_owned, ensure_object
+from ..kube.client import Body, KubeError, Ref
+from . import metrics
+from .build import (
+    CONFIG_LABEL,
+    build_config_children,
+    build_metrics_service,
+    build_role,
+    build_role_binding,
+    build_service_account,
+    secret_refs,
+    shard_of,
+    short_name,
+)
+from .conditions import Cond, ready_from
+from .refs import Key, namespace_allowed, raw_config_key
+from .rules import kept_drift, previous_status, write_status
+from .runtime import Runtime
+
+logger = logging.getLogger("klaxon.operator.configs")
+
+KIND = "AlertConfig"
+
+
+def config_secret_names(rt: Runtime, namespace: str, spec: Mapping[str, Any] | None) -> list[str]:
+    """Secrets the evaluator may read: the config's own and those of channels in its namespace."""
+    names = {name for _, name, _ in secret_refs(spec)}
+    for (ns, _), body in rt.view("klaxon_channels").items():
+        if ns == namespace:
+            names.update(name for _, name, _ in secret_refs(body.get("spec")))
+    return sorted(names)
+
+
+def assigned_rules(rt: Runtime, key: Key, spec: AlertConfigSpec) -> list[Key]:
+    return sorted(
+        k
+        for k in rt.many("klaxon_rules_by_config", key)
+        if namespace_allowed(key[0], k[0], spec.allowed_namespaces)
+    )
+
+
+async def reconcile_config(
+    rt: Runtime, body: Mapping[str, Any], trigger: str = "handler", counts_only: bool = False
+) -> list[Cond]:
+    """``counts_only``: rules came or went; recount without touching the evaluator's objects."""
+    meta = body["metadata"]
+    async with rt.lock((KIND, meta["namespace"], meta["name"])):
+        with metrics.measure(KIND, trigger):
+            return await _reconcile(rt, body, counts_only)
+
+
+async def _reconcile(rt: Runtime, body: Mapping[str, Any], counts_only: bool = False) -> list[Cond]:
+    meta = body["metadata"]
+    ns, name, generation = str(meta["namespace"]), str(meta["name"]), meta.get("generation")
+    before = previous_status(rt, body, KIND)
+    model, problems = parse_spec(KIND, body.get("spec"))
+    if problems or not isinstance(model, AlertConfigSpec):
+        conds = [
+            Cond("Valid", False, "InvalidSpec", "; ".join(map(str, problems))),
+            Cond("Synced", False, "InvalidSpec", "evaluator not updated: the spec is invalid"),
+        ]
+        await write_status(rt, KIND, body, before, [*conds, ready_from(conds)], {})
+        return conds
+    spec = model
+    key = (ns, name, str(meta.get("uid")))
+    if counts_only and key in rt.config_children:
+        return await _status(rt, body, before, spec, *rt.config_children[key])
+    children = build_config_children(
+        name,
+        ns,
+        spec,
+        rt.options.image,
+        config_secret_names(rt, ns, body.get("spec")),
+        rt.options.image_pull_policy,
+        rt.options.image_pull_secrets,
+    )
+    deployments: dict[int, Body] = {}
+    drift: list[str] = []
+    synced: Cond
+    try:
+        for child in children:
+            applied = await ensure_object(rt.kube, child, body)
+            if applied.drift:
+                drift.append(f"{child['kind']} {child['metadata']['name']}")
+            if child["kind"] == "Deployment":
+                shard = int(child["metadata"]["labels"]["klaxon.dev/shard"])
+                deployments[shard] = applied.body
+        await _delete_stale(
+            rt, body, spec, {c["metadata"]["name"] for c in children if c["kind"] == "Deployment"}
+        )
+        if drift:
+            synced = Cond("Synced", True, "DriftCorrected", ", ".join(drift) + " modified by hand; restored")
+        elif (kept := kept_drift(before, generation)) is not None:
+            synced = kept
+        else:
+            synced = Cond("Synced", True, "Applied", f"{len(children)} evaluator object(s) up to date")
+    except (KubeError, NotOwnedError) as exc:
+        synced = Cond("Synced", False, "ApplyFailed", f"applying the evaluator failed: {exc}")
+    rt.config_children[key] = (deployments, synced)
+    return await _status(rt, body, before, spec, deployments, synced)
+
+
+async def _status(
+    rt: Runtime,
+    body: Mapping[str, Any],
+    before: Mapping[str, Any],
+    spec: AlertConfigSpec,
+    deployments: dict[int, Body],
+    synced: Cond,
+) -> list[Cond]:
+    ns, name = str(body["metadata"]["namespace"]), str(body["metadata"]["name"])
+    rules = assigned_rules(rt, (ns, name), spec)
+    shards = spec.evaluator.shards
+    per_shard = [0] * shards
+    for rule_ns, rule_name in rules:
+        per_shard[shard_of(rule_ns, rule_name, shards)] += 1
+    shard_status = []
+    for i in range(shards if spec.evaluator.enabled else 0):
+        dep = deployments.get(i) or {}
+        shard_status.append(
+            {
+                "index": i,
+                "deployment": (dep.get("metadata") or {}).get("name", ""),
+                "readyReplicas": int((dep.get("status") or {}).get("readyReplicas") or 0),
+                "rules": per_shard[i],
+            }
+        )
+    extra: dict[str, Any] = {"rulesAssigned": len(rules), "shards": shard_status}
+    conds = [Cond("Valid", True, "Valid", "the spec is valid"), synced]
+    if spec.evaluator.enabled:
+        not_ready = [s for s in shard_status if s["readyReplicas"] < 1]
+        extra["evaluatorReady"] = not not_ready and synced.ok is True
+        if not_ready:
+            conds.append(
+                Cond(
+                    "Evaluator",
+                    False,
+                    "EvaluatorNotReady",
+                    "no ready evaluator pod in shard(s) " + ", ".join(str(s["index"]) for s in not_ready),
+                )
+            )
+    else:
+        extra["evaluatorReady"] = None
+    await write_status(
+        rt,
+        KIND,
+        body,
+        before,
+        [conds[0], synced, ready_from(conds, ok_message=(f"{len(rules)} rule(s) across {shards} shard(s)"))],
+        extra,
+    )
+    return conds
+
+
+async def _delete_stale(rt: Runtime, owner: Mapping[str, Any], spec: AlertConfigSpec, keep: set[str]) -> None:
+    """Shards removed or the evaluator disabled: delete what we own and no longer want."""
+    meta = owner["metadata"]
+    ns, name, uid = meta["namespace"], meta["name"], str(meta["uid"])
+    selector = f"{CONFIG_LABEL}={short_name(name)}"
+    for dep in await rt.kube.list(Ref("apps/v1", "deployments", ns), label_selector=selector):
+        if dep["metadata"]["name"] not in keep and controller_uid(dep) == uid:
+            await delete_owned(
+                rt.kube, Ref.of({**dep, "apiVersion": "apps/v1", "kind": "Deployment"}), uid, live=dep
+            )
+    if not spec.evaluator.enabled:
+        for obj in (
+            build_service_account(name, ns),
+            build_role(name, ns, ()),
+            build_role_binding(name, ns),
+            build_metrics_service(name, ns),
+        ):
+            await delete_owned(rt.kube, Ref.of(obj), uid)
+
+
+def rule_config_key(namespace: str, spec: Mapping[str, Any] | None) -> Key:
+    return raw_config_key(namespace, spec)

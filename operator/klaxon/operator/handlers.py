@@ -1,0 +1,334 @@
+"""kopf wiring, kept thin: every handler hands the body to one reconcile function.
+
+Triggers:
+  * create/update/resume of each kind → its reconcile;
+  * indices keep who references whom, so when an AlertConfig, NotificationChannel or Secret
+    appears, changes or goes, the dependent objects are reconciled at once (no resync wait);
+  * watches on our children (PrometheusRules, evaluator objects) undo hand edits and deletions;
+  * a CRD watch re-applies every rule when the PrometheusRule CRD gets installed;
+  * a slow resync loop is the safety net.
+No finalizers: owner references garbage-collect children, and deletions reach dependents
+through the watch events (``on.event``) instead of delete handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from ..kube.apply import diff_state
+from ..kube.client import KubeClient
+from ..kube.login import connection_info
+from . import metrics
+from .channels import reconcile_channel
+from .configs import reconcile_config
+from .refs import Key, raw_config_key, raw_rule_channels
+from .rules import owner_rule_key, reconcile_rule
+from .runtime import Options, Runtime
+from .webhook import validator
+
+logger = logging.getLogger("klaxon.operator")
+
+GROUP, VERSION = "klaxon.dev", "v1alpha1"
+RULES, CONFIGS, CHANNELS = "alertrules", "alertconfigs", "notificationchannels"
+MANAGED = {"app.kubernetes.io/managed-by": "klaxon"}
+PROMRULE_CRD = "prometheusrules.monitoring.coreos.com"
+CHILD_KINDS = (
+    ("apps", "v1", "deployments"),
+    ("", "v1", "services"),
+    ("", "v1", "serviceaccounts"),
+    ("rbac.authorization.k8s.io", "v1", "roles"),
+    ("rbac.authorization.k8s.io", "v1", "rolebindings"),
+)
+
+
+def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
+    return copy.deepcopy(dict(body))
+
+
+def _key(meta: Mapping[str, Any]) -> Key:
+    return (str(meta.get("namespace")), str(meta.get("name")))
+
+
+def rt_of(memo: Any, kwargs: Mapping[str, Any]) -> Runtime:
+    rt: Runtime = memo.klaxon
+    rt.capture(kwargs)
+    return rt
+
+
+# ----------------------------------------------------------------------------- kicks
+def kick_rule(rt: Runtime, key: Key, trigger: str) -> None:
+    async def run() -> None:
+        body = rt.view("klaxon_rules").get(key)
+        if body is not None:
+            outcome = await reconcile_rule(rt, body, trigger)
+            if outcome.retry:
+                rt.kick(("AlertRule", *key), run, delay=rt.options.retry_seconds)
+
+    rt.kick(("AlertRule", *key), run)
+
+
+def kick_config(rt: Runtime, key: Key, trigger: str) -> None:
+    async def run() -> None:
+        body = rt.view("klaxon_configs").get(key)
+        if body is not None:
+            await reconcile_config(rt, body, trigger)
+
+    rt.kick(("AlertConfig", *key), run)
+
+
+def kick_config_counts(rt: Runtime, key: Key) -> None:
+    """Rules came or went: recount soon, batched (a burst of new rules is one status write)."""
+
+    async def run() -> None:
+        body = rt.view("klaxon_configs").get(key)
+        if body is not None:
+            await reconcile_config(rt, body, "rule", counts_only=True)
+
+    rt.kick(("AlertConfig-counts", *key), run, delay=max(rt.options.debounce_seconds, 1.0))
+
+
+def kick_channel(rt: Runtime, key: Key, trigger: str) -> None:
+    async def run() -> None:
+        body = rt.view("klaxon_channels").get(key)
+        if body is not None:
+            await reconcile_channel(rt, body, trigger)
+
+    rt.kick(("NotificationChannel", *key), run)
+
+
+def rules_of_channel(rt: Runtime, key: Key) -> set[Key]:
+    """Rules naming the channel, and rules falling back to it through their config's defaults."""
+    found = set(rt.many("klaxon_rules_by_channel", key))
+    for ckey, config in rt.view("klaxon_configs").items():
+        if ckey[0] == key[0] and key[1] in (
+            ((config.get("spec") or {}).get("defaults") or {}).get("channels") or []
+        ):
+            found.update(rt.many("klaxon_rules_by_config", ckey))
+    return found
+
+
+def spec_changed(rt: Runtime, kind: str, key: Key, type_: str | None, meta: Mapping[str, Any]) -> bool:
+    """Whether dependents must look again: the object appeared, went, or its spec changed."""
+    seen = (kind, *key)
+    now = (meta.get("uid"), meta.get("generation"))
+    if type_ == "DELETED":
+        rt.generations.pop(seen, None)
+        return True
+    if rt.generations.get(seen) == now:
+        return False
+    rt.generations[seen] = now
+    return True
+
+
+async def resync_loop(rt: Runtime) -> None:
+    while True:
+        await asyncio.sleep(rt.options.resync_seconds)
+        for key in rt.keys("klaxon_configs"):
+            kick_config(rt, key, "resync")
+        for key in rt.keys("klaxon_channels"):
+            kick_channel(rt, key, "resync")
+        for key in rt.keys("klaxon_rules"):
+            kick_rule(rt, key, "resync")
+
+
+# ------------------------------------------------------------------------ registry
+def make_registry(
+    options: Options | None = None, *, login: bool = False, webhook: bool = False
+) -> kopf.OperatorRegistry:
+    """All of Klaxon's handlers in a fresh registry (one per operator run or test).
+
+    ``webhook``: register the validating handlers (needs ``settings.admission.server``).
+    """
+    opts = options or Options()
+    registry = kopf.OperatorRegistry()
+    on = kopf.on
+
+    if login:
+
+        @on.login(registry=registry)
+        async def klaxon_login(**_: Any) -> kopf.ConnectionInfo:
+            kube = await KubeClient.connect(opts.kube_configuration, opts.kubeconfig, opts.context)
+            try:
+                return connection_info(kube.api.configuration)
+            finally:
+                await kube.close()
+
+    @on.startup(registry=registry)
+    async def klaxon_startup(memo: kopf.Memo, **_: Any) -> None:
+        kube = await KubeClient.connect(opts.kube_configuration, opts.kubeconfig, opts.context)
+        rt = Runtime(opts, kube)
+        memo.klaxon = rt
+        rt.spawn(resync_loop(rt), "klaxon-resync")
+
+    @on.cleanup(registry=registry)
+    async def klaxon_cleanup(memo: kopf.Memo, **_: Any) -> None:
+        rt: Runtime | None = getattr(memo, "klaxon", None)
+        if rt is not None:
+            await rt.close()
+
+    # --- indices: who references whom (values are plain data; Secrets keep key names only)
+    @kopf.index(GROUP, VERSION, RULES, id="klaxon_rules", registry=registry)
+    async def klaxon_rules(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[Key, Any]:
+        return {_key(meta): _plain(body)}
+
+    @kopf.index(GROUP, VERSION, RULES, id="klaxon_rules_by_config", registry=registry)
+    async def klaxon_rules_by_config(spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[Key, Key]:
+        return {raw_config_key(str(meta["namespace"]), dict(spec)): _key(meta)}
+
+    @kopf.index(GROUP, VERSION, RULES, id="klaxon_rules_by_channel", registry=registry)
+    async def klaxon_rules_by_channel(spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[Key, Key]:
+        return {ch: _key(meta) for ch in raw_rule_channels(str(meta["namespace"]), dict(spec))}
+
+    @kopf.index(GROUP, VERSION, CONFIGS, id="klaxon_configs", registry=registry)
+    async def klaxon_configs(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[Key, Any]:
+        return {_key(meta): _plain(body)}
+
+    @kopf.index(GROUP, VERSION, CHANNELS, id="klaxon_channels", registry=registry)
+    async def klaxon_channels(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[Key, Any]:
+        return {_key(meta): _plain(body)}
+
+    @kopf.index(GROUP, VERSION, CHANNELS, id="klaxon_channels_by_secret", registry=registry)
+    async def klaxon_channels_by_secret(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[Key, Key]:
+        from .refs import channel_secret_names
+
+        return {(str(meta["namespace"]), s): _key(meta) for s in channel_secret_names(body)}
+
+    @kopf.index("", "v1", "secrets", id="klaxon_secret_keys", registry=registry)
+    async def klaxon_secret_keys(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[Key, frozenset[str]]:
+        return {
+            _key(meta): frozenset((body.get("data") or {}).keys())
+            | frozenset((body.get("stringData") or {}).keys())
+        }
+
+    # --- the three kinds: create/update/resume all converge on one reconcile
+    @on.resume(GROUP, VERSION, RULES, id="reconcile", registry=registry)
+    @on.create(GROUP, VERSION, RULES, id="reconcile", registry=registry)
+    @on.update(GROUP, VERSION, RULES, id="reconcile", registry=registry)
+    async def rule_changed(body: kopf.Body, memo: kopf.Memo, reason: str, **kwargs: Any) -> None:
+        rt = rt_of(memo, kwargs)
+        outcome = await reconcile_rule(rt, _plain(body), str(reason))
+        if outcome.retry:
+            raise kopf.TemporaryError(
+                "applying the PrometheusRule failed; see status", delay=opts.retry_seconds
+            )
+
+    @on.resume(GROUP, VERSION, CONFIGS, id="reconcile", registry=registry)
+    @on.create(GROUP, VERSION, CONFIGS, id="reconcile", registry=registry)
+    @on.update(GROUP, VERSION, CONFIGS, id="reconcile", registry=registry)
+    async def config_changed(body: kopf.Body, memo: kopf.Memo, reason: str, **kwargs: Any) -> None:
+        rt = rt_of(memo, kwargs)
+        await reconcile_config(rt, _plain(body), str(reason))
+
+    @on.resume(GROUP, VERSION, CHANNELS, id="reconcile", registry=registry)
+    @on.create(GROUP, VERSION, CHANNELS, id="reconcile", registry=registry)
+    @on.update(GROUP, VERSION, CHANNELS, id="reconcile", registry=registry)
+    async def channel_changed(body: kopf.Body, memo: kopf.Memo, reason: str, **kwargs: Any) -> None:
+        rt = rt_of(memo, kwargs)
+        await reconcile_channel(rt, _plain(body), str(reason))
+
+    # --- references, both ways: dependents follow their referents' events at once
+    @on.event(GROUP, VERSION, RULES, registry=registry)
+    async def rule_event(
+        type: str | None, meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
+        rt = rt_of(memo, kwargs)
+        key = _key(meta)
+        ckey = raw_config_key(key[0], dict(spec))
+        old = rt.rule_config.get(key)
+        if type == "DELETED":
+            rt.rule_config.pop(key, None)
+            metrics.record_ready("AlertRule", *key, None)
+            rt.written = {k: v for k, v in rt.written.items() if k[:3] != ("AlertRule", *key)}
+        else:
+            rt.rule_config[key] = ckey
+        if old != ckey or type in ("DELETED", None, "ADDED"):
+            for k in {ckey, old} - {None}:
+                kick_config_counts(rt, k)  # type: ignore[arg-type]
+
+    @on.event(GROUP, VERSION, CONFIGS, registry=registry)
+    async def config_event(type: str | None, meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any) -> None:
+        rt = rt_of(memo, kwargs)
+        key = _key(meta)
+        if not spec_changed(rt, "AlertConfig", key, type, meta):
+            return  # our own status writes: nothing rules depend on
+        if type == "DELETED":
+            metrics.record_ready("AlertConfig", *key, None)
+            rt.config_children = {k: v for k, v in rt.config_children.items() if k[:2] != key}
+        for rule in rt.many("klaxon_rules_by_config", key):
+            kick_rule(rt, rule, "config")
+
+    @on.event(GROUP, VERSION, CHANNELS, registry=registry)
+    async def channel_event(type: str | None, meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any) -> None:
+        rt = rt_of(memo, kwargs)
+        key = _key(meta)
+        if not spec_changed(rt, "NotificationChannel", key, type, meta):
+            return
+        if type == "DELETED":
+            metrics.record_ready("NotificationChannel", *key, None)
+        for rule in rules_of_channel(rt, key):
+            kick_rule(rt, rule, "channel")
+        for ckey in rt.keys("klaxon_configs"):  # the evaluator Role lists channel Secrets
+            if ckey[0] == key[0]:
+                kick_config(rt, ckey, "channel")
+
+    @on.event("", "v1", "secrets", registry=registry)
+    async def secret_event(meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any) -> None:
+        rt = rt_of(memo, kwargs)
+        for channel in rt.many("klaxon_channels_by_secret", _key(meta)):
+            kick_channel(rt, channel, "secret")
+            for rule in rules_of_channel(rt, channel):
+                kick_rule(rt, rule, "secret")
+
+    # --- drift: children edited or deleted by hand are restored
+    @on.event("monitoring.coreos.com", "v1", "prometheusrules", labels=MANAGED, registry=registry)
+    async def promrule_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+        rt = rt_of(memo, kwargs)
+        owner = owner_rule_key(body)
+        if owner is None:
+            return
+        desired = rt.desired_cache.get(_key(body.metadata))
+        if type != "DELETED" and desired is not None and diff_state(desired, _plain(body)) is None:
+            return  # our own write coming back
+        kick_rule(rt, owner, "drift")
+
+    for group, version, plural in CHILD_KINDS:
+
+        @on.event(group, version, plural, labels=MANAGED, registry=registry, id=f"drift-{plural}")
+        async def child_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+            rt = rt_of(memo, kwargs)
+            meta = body.metadata
+            for ref in meta.get("ownerReferences") or []:
+                if ref.get("kind") == "AlertConfig" and ref.get("controller"):
+                    kick_config(rt, (str(meta.namespace), str(ref.get("name"))), "drift")
+
+    @on.event(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        registry=registry,
+        when=lambda name, **_: name == PROMRULE_CRD,
+    )
+    async def promrule_crd_event(memo: kopf.Memo, **kwargs: Any) -> None:
+        rt = rt_of(memo, kwargs)
+        for key in rt.keys("klaxon_rules"):
+            kick_rule(rt, key, "crd")
+
+    # --- admission (kopf refuses admission handlers without settings.admission.server)
+    kinds = (("AlertRule", RULES), ("AlertConfig", CONFIGS), ("NotificationChannel", CHANNELS))
+    for kind, plural in kinds if webhook else ():
+        on.validate(
+            GROUP,
+            VERSION,
+            plural,
+            id=f"validate-{kind.lower()}",
+            registry=registry,
+            operations=["CREATE", "UPDATE"],
+        )(validator(kind))
+
+    return registry

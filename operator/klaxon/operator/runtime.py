@@ -1,0 +1,121 @@
+"""Per-run state of the operator (lives in kopf's memo): client, locks, caches, the index views."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes_asyncio import client as k8s
+
+from ..kube.client import Body, KubeClient
+from .conditions import Cond
+from .refs import Key, SingleView
+
+logger = logging.getLogger("klaxon.operator")
+
+INDEX_NAMES = (
+    "klaxon_rules",
+    "klaxon_rules_by_config",
+    "klaxon_rules_by_channel",
+    "klaxon_configs",
+    "klaxon_channels",
+    "klaxon_channels_by_secret",
+    "klaxon_secret_keys",
+)
+
+
+@dataclass
+class Options:
+    """What `klaxon operator` (or a test) decides; everything else is derived."""
+
+    image: str = "ghcr.io/klaxon-dev/klaxon:0.1.0"
+    image_pull_policy: str = "IfNotPresent"
+    image_pull_secrets: tuple[str, ...] = ()
+    kube_configuration: k8s.Configuration | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
+    resync_seconds: float = 600.0
+    debounce_seconds: float = 0.2
+    retry_seconds: float = 30.0
+
+
+ObjKey = tuple[str, str, str]  # (kind, namespace, name)
+
+
+@dataclass
+class Runtime:
+    options: Options
+    kube: KubeClient
+    locks: dict[ObjKey, asyncio.Lock] = field(default_factory=dict)
+    pending: dict[ObjKey, asyncio.Task[None]] = field(default_factory=dict)
+    indices: dict[str, Mapping[Any, Any]] = field(default_factory=dict)
+    #: Our own status fields as we last wrote them, by (kind, ns, name, uid): authoritative for
+    #: "did anything change" because only the operator writes them.
+    written: dict[tuple[str, str, str, str], Body] = field(default_factory=dict)
+    #: The config each rule was last counted under (to recount the old one when it moves).
+    rule_config: dict[Key, Key] = field(default_factory=dict)
+    #: The last desired PrometheusRule per (ns, name), prepared: lets the drift watch ignore our own writes.
+    desired_cache: dict[Key, Body] = field(default_factory=dict)
+    #: Per AlertConfig (ns, name, uid): its shard Deployments and Synced, as last applied.
+    config_children: dict[tuple[str, str, str], tuple[dict[int, Body], Cond]] = field(default_factory=dict)
+    #: (uid, generation) of referenced objects as last seen, to tell spec changes from status writes.
+    generations: dict[ObjKey, tuple[Any, Any]] = field(default_factory=dict)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def capture(self, kwargs: Mapping[str, Any]) -> None:
+        """Keep the live kopf index objects (the same objects on every call) for background work."""
+        for name in INDEX_NAMES:
+            if name in kwargs:
+                self.indices[name] = kwargs[name]
+
+    def view(self, name: str) -> Mapping[Key, Any]:
+        return SingleView(self.indices.get(name))
+
+    def many(self, name: str, key: Key) -> list[Any]:
+        index = self.indices.get(name) or {}
+        return list(index[key]) if key in index else []
+
+    def keys(self, name: str) -> Collection[Key]:
+        return list(self.indices.get(name) or {})
+
+    def lock(self, key: ObjKey) -> asyncio.Lock:
+        return self.locks.setdefault(key, asyncio.Lock())
+
+    def kick(self, key: ObjKey, factory: Callable[[], Awaitable[object]], delay: float | None = None) -> None:
+        """Reconcile ``key`` soon, once: kicks that arrive before it starts are coalesced."""
+        if key in self.pending:
+            return
+        wait = self.options.debounce_seconds if delay is None else delay
+
+        async def run() -> None:
+            try:
+                await asyncio.sleep(wait)
+            finally:
+                self.pending.pop(key, None)
+            try:
+                await factory()
+            except Exception:
+                logger.exception("Reconciling %s %s/%s failed.", *key)
+
+        task = asyncio.get_running_loop().create_task(run(), name=f"klaxon-kick-{'/'.join(key)}")
+        self.pending[key] = task
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def spawn(self, coro: Awaitable[None], name: str) -> None:
+        async def wrap() -> None:
+            await coro
+
+        task = asyncio.get_running_loop().create_task(wrap(), name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def close(self) -> None:
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.kube.close()

@@ -1,0 +1,35 @@
+"""Admission: the same models and messages as `klaxon validate` and the status conditions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from ..api.validation import Problem, parse_spec
+
+
+def admission_problems(kind: str, body: Mapping[str, Any]) -> list[Problem]:
+    _, problems = parse_spec(kind, body.get("spec"))
+    return problems
+
+
+def admission_message(kind: str, body: Mapping[str, Any], problems: list[Problem]) -> str:
+    name = (body.get("metadata") or {}).get("name") or (body.get("metadata") or {}).get("generateName") or "?"
+    return f"{kind} {name} is invalid: " + "; ".join(map(str, problems))
+
+
+def validator(kind: str) -> Any:
+    """A kopf.on.validate handler for ``kind``: rejects with every problem (field, what, allowed)."""
+
+    def validate(body: kopf.Body, operation: str | None = None, **_: Any) -> None:
+        if operation == "DELETE":
+            return
+        raw = dict(body)
+        problems = admission_problems(kind, raw)
+        if problems:
+            raise kopf.AdmissionError(admission_message(kind, raw, problems), code=422)
+
+    validate.__name__ = f"validate_{kind.lower()}"
+    return validate

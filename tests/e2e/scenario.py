@@ -1,0 +1,273 @@
+"""The end-to-end scenario, written against Klaxon's own client so it runs on any API server.
+
+``tests/e2e`` runs it against a real cluster (opt-in); ``tests/operator`` runs the very same
+code against the kmock-based emulator, so the scenario itself is exercised on every test run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+_SRC = str(ROOT / "operator")
+if _SRC not in sys.path[:1]:  # this checkout's sources, not whatever klaxon the venv has installed
+    sys.path.insert(0, _SRC)
+if not str(getattr(sys.modules.get("klaxon"), "__file__", _SRC)).startswith(_SRC):
+    for _mod in [m for m in sys.modules if m == "klaxon" or m.startswith("klaxon.")]:
+        del sys.modules[_mod]
+
+from klaxon.kube.client import Body, KubeClient, KubeError, Ref  # noqa: E402
+
+T = TypeVar("T")
+CRD_FILES = [*sorted((ROOT / "crds").glob("*.yaml")), ROOT / "tests" / "data" / "prometheusrules-crd.yaml"]
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
+CRDS = Ref("apiextensions.k8s.io/v1", "customresourcedefinitions", None)
+
+
+def load_docs(path: pathlib.Path) -> list[Body]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], timeout: float, what: str, interval: float = 0.2
+) -> T:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = await probe()
+        except AssertionError as exc:
+            last = exc
+        else:
+            if last:
+                return last  # type: ignore[no-any-return]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        await asyncio.sleep(interval)
+
+
+async def install_crds(kube: KubeClient) -> list[str]:
+    """Create missing CRDs (ours + prometheus-operator's PrometheusRule); wait until Established."""
+    created = []
+    for path in CRD_FILES:
+        for crd in load_docs(path):
+            name = crd["metadata"]["name"]
+            ref = Ref("apiextensions.k8s.io/v1", "customresourcedefinitions", None, name)
+            live = await kube.get(ref)
+            if live is None:
+                await kube.create(crd)
+                created.append(name)
+
+            async def established(ref: Ref = ref) -> bool:
+                body = await kube.get(ref) or {}
+                conds = (body.get("status") or {}).get("conditions")
+                return (conds is None and body != {}) or any(
+                    c.get("type") == "Established" and c.get("status") == "True" for c in conds or []
+                )
+
+            await eventually(established, 60, f"CRD {name} established")
+    return created
+
+
+async def apply_examples(kube: KubeClient, namespace: str) -> list[Body]:
+    applied = []
+    for path in EXAMPLES:
+        for doc in load_docs(path):
+            doc.setdefault("metadata", {})["namespace"] = namespace
+            applied.append(await kube.create(doc))
+    return applied
+
+
+def cond(body: Body | None, type_: str = "Ready") -> dict[str, Any]:
+    for c in ((body or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return dict(c)
+    return {}
+
+
+async def get(kube: KubeClient, api_version: str, plural: str, namespace: str, name: str) -> Body | None:
+    return await kube.get(Ref(api_version, plural, namespace, name))
+
+
+def rule_ref(namespace: str, name: str) -> Ref:
+    return Ref("klaxon.dev/v1alpha1", "alertrules", namespace, name)
+
+
+@asynccontextmanager
+async def namespaces(kube: KubeClient, *names: str) -> AsyncIterator[None]:
+    for name in names:
+        await kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    try:
+        yield
+    finally:
+        for name in names:
+            await kube.delete(Ref("v1", "namespaces", None, name))
+
+
+async def check_examples(kube: KubeClient, ns: str, other_ns: str, timeout: float = 60) -> dict[str, Any]:
+    """Everything the examples should produce; returns a summary for the report."""
+    docs = [d for p in EXAMPLES for d in load_docs(p)]
+    rules = [d["metadata"]["name"] for d in docs if d["kind"] == "AlertRule"]
+    configs = [d for d in docs if d["kind"] == "AlertConfig"]
+    channels = [d["metadata"]["name"] for d in docs if d["kind"] == "NotificationChannel"]
+
+    for name in channels:
+
+        async def channel_ready(name: str = name) -> bool:
+            return (
+                cond(await get(kube, "klaxon.dev/v1alpha1", "notificationchannels", ns, name)).get("status")
+                == "True"
+            )
+
+        await eventually(channel_ready, timeout, f"NotificationChannel {name} Ready")
+
+    engines: dict[str, str] = {}
+    for name in rules:
+
+        async def rule_ready(name: str = name) -> Body | None:
+            body = await kube.get(rule_ref(ns, name))
+            return body if cond(body).get("status") == "True" else None
+
+        body = await eventually(rule_ready, timeout, f"AlertRule {name} Ready")
+        status = body["status"]
+        assert status["observedGeneration"] == body["metadata"]["generation"]
+        assert cond(body, "Valid")["status"] == "True" and cond(body, "Synced")["status"] == "True"
+        engines[name] = status["engine"]
+        pr_ref = status.get("prometheusRuleRef")
+        if pr_ref:
+            pr = await get(kube, "monitoring.coreos.com/v1", "prometheusrules", ns, pr_ref["name"])
+            assert pr is not None, f"PrometheusRule of {name}"
+            (owner,) = pr["metadata"]["ownerReferences"]
+            assert owner["uid"] == body["metadata"]["uid"] and owner["controller"] is True
+            assert owner["kind"] == "AlertRule" and owner["name"] == name
+            assert pr["metadata"]["annotations"]["klaxon.dev/input-hash"]
+        else:
+            assert engines[name] == "evaluator", f"{name}: no PrometheusRule although engine is prometheus"
+    assert "prometheus" in engines.values() and "evaluator" in engines.values(), engines
+
+    for config in configs:
+        name = config["metadata"]["name"]
+        shards = ((config["spec"].get("evaluator") or {}).get("shards")) or 1
+
+        async def config_synced(name: str = name, shards: int = shards) -> Body | None:
+            body = await get(kube, "klaxon.dev/v1alpha1", "alertconfigs", ns, name)
+            return (
+                body
+                if cond(body, "Synced").get("status") == "True"
+                and len((body or {}).get("status", {}).get("shards") or []) == shards
+                else None
+            )
+
+        body = await eventually(config_synced, timeout, f"AlertConfig {name} Synced")
+        uid = body["metadata"]["uid"]
+        assert cond(body).get("reason") in ("Ready", "EvaluatorNotReady"), cond(body)
+        for i in range(shards):
+            dep = await get(kube, "apps/v1", "deployments", ns, f"klaxon-eval-{name}-{i}")
+            assert dep is not None and dep["metadata"]["ownerReferences"][0]["uid"] == uid
+            args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+            assert args[:5] == ["evaluator", "--config", f"{ns}/{name}", "--shard", f"{i}/{shards}"]
+        for api_version, plural in (
+            ("v1", "serviceaccounts"),
+            ("v1", "services"),
+            ("rbac.authorization.k8s.io/v1", "roles"),
+            ("rbac.authorization.k8s.io/v1", "rolebindings"),
+        ):
+            child = await get(kube, api_version, plural, ns, f"klaxon-eval-{name}")
+            assert child is not None and child["metadata"]["ownerReferences"][0]["uid"] == uid, (plural, name)
+
+    # drift: a PrometheusRule deleted by hand comes back, and the rule says so
+    victim = next(n for n, e in engines.items() if e == "prometheus")
+    pr_name = (await kube.get(rule_ref(ns, victim)) or {})["status"]["prometheusRuleRef"]["name"]
+    await kube.delete(Ref("monitoring.coreos.com/v1", "prometheusrules", ns, pr_name))
+
+    async def restored() -> bool:
+        body = await kube.get(rule_ref(ns, victim))
+        pr = await get(kube, "monitoring.coreos.com/v1", "prometheusrules", ns, pr_name)
+        return (
+            pr is not None
+            and pr["metadata"].get("deletionTimestamp") is None
+            and cond(body, "Synced").get("reason") == "DriftCorrected"
+        )
+
+    await eventually(restored, timeout, f"PrometheusRule {pr_name} restored")
+
+    # cross-namespace: denied until the config allows the namespace
+    foreign = {
+        "apiVersion": "klaxon.dev/v1alpha1",
+        "kind": "AlertRule",
+        "metadata": {"name": "foreign", "namespace": other_ns},
+        "spec": {
+            "configRef": {"name": "default", "namespace": ns},
+            "query": {"expr": "vector(1)"},
+            "condition": {"type": "threshold", "operator": "gt", "threshold": 0},
+            "notify": {"channels": []},
+        },
+    }
+    await kube.create(foreign)
+
+    async def reason_is(reason: str) -> bool:
+        return cond(await kube.get(rule_ref(other_ns, "foreign"))).get("reason") == reason
+
+    await eventually(lambda: reason_is("CrossNamespaceRefDenied"), timeout, "CrossNamespaceRefDenied")
+    await kube.merge_patch(
+        Ref("klaxon.dev/v1alpha1", "alertconfigs", ns, "default"), {"spec": {"allowedNamespaces": [other_ns]}}
+    )
+    await eventually(lambda: reason_is("Ready"), timeout, "foreign rule Ready once allowed")
+
+    # garbage collection through owner references (the real GC on a cluster)
+    await kube.delete(rule_ref(ns, victim))
+
+    async def collected() -> bool:
+        return await get(kube, "monitoring.coreos.com/v1", "prometheusrules", ns, pr_name) is None
+
+    await eventually(collected, timeout, f"PrometheusRule {pr_name} garbage-collected")
+    return {"rules": engines, "configs": [c["metadata"]["name"] for c in configs], "channels": channels}
+
+
+async def check_cel_rejects(kube: KubeClient, ns: str) -> str:
+    """Without the webhook, the CRD's CEL rules still reject an invalid rule (Kubernetes >= 1.25)."""
+    bad = {
+        "apiVersion": "klaxon.dev/v1alpha1",
+        "kind": "AlertRule",
+        "metadata": {"name": "cel-bad", "namespace": ns},
+        "spec": {"query": {"expr": "up"}, "events": {"objectTypes": ["person"]}},
+    }
+    try:
+        await kube.create(bad)
+    except KubeError as exc:
+        assert exc.status == 422, exc
+        return exc.message
+    raise AssertionError("the API server accepted a rule that violates the CRD's CEL rules")
+
+
+@asynccontextmanager
+async def running_klaxon(
+    kube: KubeClient, watched: tuple[str, ...], image: str = "klaxon:e2e"
+) -> AsyncIterator[Any]:
+    """Klaxon's real registry and settings, in-process (kube_harness' runner), limited to ``watched``."""
+    from unittest import mock
+
+    from klaxon.kube.login import connection_info
+    from klaxon.operator.handlers import make_registry
+    from klaxon.operator.runtime import Options
+    from klaxon.operator.settings import configure
+    from kube_harness import OperatorRunner, harness_settings
+
+    configuration = kube.api.configuration
+    options = Options(image=image, kube_configuration=configuration, resync_seconds=3600)
+    settings = configure(harness_settings())
+    runner = OperatorRunner(None, make_registry(options), settings=settings, namespaces=watched)  # type: ignore
+    with mock.patch("kube_harness.runner.connection_info", lambda _: connection_info(configuration)):
+        await runner.start()
+        try:
+            yield runner
+        finally:
+            await runner.stop()

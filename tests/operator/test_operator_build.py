@@ -1,0 +1,262 @@
+"""Pure parts of the operator, without any API: builders, conditions, references, apply decisions."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+import kopf
+import pytest
+
+from klaxon.api.alertconfig import AlertConfigSpec
+from klaxon.api.alertrule import AlertRuleSpec
+from klaxon.kube.apply import HASH_ANNOTATION, diff_state, input_hash, is_subset, prepare
+from klaxon.kube.rbac import EVALUATOR_RULES, OPERATOR_RULES, covers
+from klaxon.operator.build import (
+    build_config_children,
+    build_evaluator_deployment,
+    build_metrics_service,
+    build_role,
+    build_role_binding,
+    build_service_account,
+    secret_refs,
+    shard_of,
+    short_name,
+)
+from klaxon.operator.conditions import Cond, build_conditions, ready_from, transitions
+from klaxon.operator.refs import channel_condition, check_channels, resolve_config, rule_channels
+from klaxon.operator.webhook import validator
+
+OWNER = {
+    "apiVersion": "klaxon.dev/v1alpha1",
+    "kind": "AlertConfig",
+    "metadata": {"name": "default", "namespace": "ns", "uid": "u-1"},
+}
+
+
+def config_spec(**kw: Any) -> AlertConfigSpec:
+    return AlertConfigSpec.model_validate({"prometheus": {"url": "http://p:9090"}, **kw})
+
+
+def test_evaluator_deployment_runs_the_shard_securely() -> None:
+    spec = config_spec(evaluator={"shards": 3, "replicas": 2})
+    dep = build_evaluator_deployment("default", "ns", spec, 1, "img:1")
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"][:5] == ["evaluator", "--config", "ns/default", "--shard", "1/3"]
+    assert {"name": "KLAXON_SHARD", "value": "1/3"} in container["env"]
+    assert container["image"] == "img:1" and dep["spec"]["replicas"] == 2
+    sc = container["securityContext"]
+    assert sc["runAsNonRoot"] and sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"]
+    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] != 0
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    labels = dep["metadata"]["labels"]
+    assert (
+        labels["klaxon.dev/alertconfig"] == "default" and labels["app.kubernetes.io/component"] == "evaluator"
+    )
+    assert labels["app.kubernetes.io/managed-by"] == "klaxon" and labels["klaxon.dev/shard"] == "1"
+    # the selector picks this shard's pods only and is a subset of the pod labels
+    selector = dep["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert selector["klaxon.dev/shard"] == "1"
+    assert pod["serviceAccountName"] == build_service_account("default", "ns")["metadata"]["name"]
+
+
+def test_evaluator_image_override_and_disabled_evaluator() -> None:
+    assert (
+        build_evaluator_deployment("c", "ns", config_spec(evaluator={"image": "own:2"}), 0, "img")["spec"][
+            "template"
+        ]["spec"]["containers"][0]["image"]
+        == "own:2"
+    )
+    pod = build_evaluator_deployment("c", "ns", config_spec(), 0, "img", "Always", ["reg"])["spec"][
+        "template"
+    ]["spec"]
+    assert (
+        pod["imagePullSecrets"] == [{"name": "reg"}] and pod["containers"][0]["imagePullPolicy"] == "Always"
+    )
+    assert build_config_children("c", "ns", config_spec(evaluator={"enabled": False}), "img", []) == []
+    kinds = [
+        o["kind"] for o in build_config_children("c", "ns", config_spec(evaluator={"shards": 2}), "img", [])
+    ]
+    assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Service", "Deployment", "Deployment"]
+
+
+def test_role_grants_the_evaluator_rules_with_secrets_narrowed() -> None:
+    role = build_role("c", "ns", ["b", "a", "a"])
+    secrets = [r for r in role["rules"] if r["resources"] == ["secrets"]]
+    assert secrets == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["a", "b"]}
+    ]
+    assert covers(OPERATOR_RULES, role["rules"])  # the operator may only grant what it holds
+    assert covers(role["rules"], [r for r in EVALUATOR_RULES if r["resources"] != ["secrets"]])
+    # no Secret referenced: no Secret rule at all (an empty resourceNames would mean "every Secret")
+    assert not [r for r in build_role("c", "ns", [])["rules"] if "secrets" in r["resources"]]
+    binding = build_role_binding("c", "ns")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": role["metadata"]["name"], "namespace": "ns"}
+    ]
+
+
+def test_metrics_service_selects_every_shard() -> None:
+    svc = build_metrics_service("c", "ns")
+    dep = build_evaluator_deployment("c", "ns", config_spec(), 0, "img")
+    assert svc["spec"]["selector"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert svc["spec"]["ports"][0]["port"] == 8080
+
+
+def test_secret_refs_finds_every_reference() -> None:
+    spec = {
+        "prometheus": {
+            "auth": {
+                "basicAuth": {"username": {"name": "s1", "key": "u"}, "password": {"name": "s1", "key": "p"}}
+            }
+        },
+        "events": {"token": {"name": "tok", "key": "t"}},
+        "configRef": {"name": "x"},
+    }
+    assert sorted(secret_refs(spec)) == [
+        ("spec.events.token", "tok", "t"),
+        ("spec.prometheus.auth.basicAuth.password", "s1", "p"),
+        ("spec.prometheus.auth.basicAuth.username", "s1", "u"),
+    ]
+
+
+def test_shard_of_is_stable_and_spreads() -> None:
+    assert shard_of("ns", "r", 1) == 0
+    assert shard_of("ns", "r", 4) == shard_of("ns", "r", 4)
+    counts = collections.Counter(shard_of("ns", f"rule-{i}", 4) for i in range(400))
+    assert set(counts) == {0, 1, 2, 3} and min(counts.values()) > 60
+
+
+def test_short_name_keeps_limits_and_uniqueness() -> None:
+    long_a, long_b = "a" * 80, "a" * 79 + "b"
+    assert len(short_name("klaxon-eval", long_a)) <= 63
+    assert short_name("klaxon-eval", long_a) != short_name("klaxon-eval", long_b)
+    assert short_name("klaxon-eval", "x") == "klaxon-eval-x"
+
+
+def test_conditions_keep_transition_time_unless_status_changes() -> None:
+    first = build_conditions(None, [Cond("Ready", False, "ConfigNotFound", "m")], 1, now="T1")
+    assert first[0]["lastTransitionTime"] == "T1" and first[0]["observedGeneration"] == 1
+    same = build_conditions(first, [Cond("Ready", False, "ChannelNotFound", "m2")], 2, now="T2")
+    assert same[0]["lastTransitionTime"] == "T1" and same[0]["reason"] == "ChannelNotFound"
+    flipped = build_conditions(same, [Cond("Ready", True, "Ready")], 2, now="T3")
+    assert flipped[0]["lastTransitionTime"] == "T3"
+    assert [c["reason"] for c in transitions(same, flipped)] == ["Ready"]
+    assert transitions(flipped, flipped) == []
+
+
+def test_ready_takes_the_first_failing_reason() -> None:
+    ok = Cond("Valid", True, "Valid")
+    assert ready_from([ok, Cond("Synced", True, "Applied")]).ok is True
+    ready = ready_from([ok, Cond("Synced", False, "ApplyFailed", "boom"), Cond("X", False, "Other")])
+    assert (ready.status, ready.reason, ready.message) == ("False", "ApplyFailed", "boom")
+
+
+def _config_body(**spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "default", "namespace": "a"},
+        "spec": {"prometheus": {"url": "http://p"}, **spec},
+    }
+
+
+def test_resolve_config_and_cross_namespace_policy() -> None:
+    rule = AlertRuleSpec.model_validate(
+        {
+            "query": {"expr": "up"},
+            "condition": {"type": "threshold", "threshold": 1},
+            "configRef": {"name": "default", "namespace": "a"},
+        }
+    )
+    key, cfg, problem = resolve_config("b", rule, {})
+    assert (
+        key == ("a", "default") and cfg is None and problem is not None and problem.reason == "ConfigNotFound"
+    )
+    _, _, problem = resolve_config("b", rule, {("a", "default"): _config_body()})
+    assert (
+        problem is not None
+        and problem.reason == "CrossNamespaceRefDenied"
+        and "allowedNamespaces" in problem.message
+    )
+    _, cfg, problem = resolve_config("b", rule, {("a", "default"): _config_body(allowedNamespaces=["b"])})
+    assert problem is None and cfg is not None
+    _, _, problem = resolve_config("b", rule, {("a", "default"): _config_body(allowedNamespaces=["*"])})
+    assert problem is None
+    # channels: the rule's own in its namespace, else the config's defaults in the config's namespace
+    assert rule_channels("b", rule, ("a", "default"), config_spec(defaults={"channels": ["x"]})) == [
+        ("a", "x")
+    ]
+
+
+def test_channel_readiness_needs_every_secret_key() -> None:
+    body = {
+        "metadata": {"name": "c", "namespace": "n"},
+        "spec": {"type": "slack", "slack": {"webhookUrl": {"name": "s", "key": "url"}}},
+    }
+    assert channel_condition(body, {}).reason == "SecretNotFound"
+    missing_key = channel_condition(body, {("n", "s"): {"other"}})
+    assert missing_key.reason == "SecretKeyNotFound" and "'url'" in missing_key.message
+    assert channel_condition(body, {("n", "s"): {"url"}}).ok is True
+    invalid = channel_condition({**body, "spec": {"type": "slack"}}, {})
+    assert invalid.reason == "InvalidSpec" and "spec.slack" in invalid.message
+    assert check_channels([("n", "c")], {}, {}).reason == "ChannelNotFound"  # type: ignore[union-attr]
+    assert check_channels([("n", "c")], {("n", "c"): body}, {}).reason == "ChannelNotReady"  # type: ignore[union-attr]
+    assert check_channels([("n", "c")], {("n", "c"): body}, {("n", "s"): {"url"}}) is None
+
+
+def test_apply_decisions_hash_subset_and_drift() -> None:
+    desired = prepare(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "s", "namespace": "ns"},
+            "spec": {"ports": [{"port": 80}]},
+        },
+        OWNER,
+    )
+    assert desired["metadata"]["ownerReferences"][0] == {
+        "apiVersion": "klaxon.dev/v1alpha1",
+        "kind": "AlertConfig",
+        "name": "default",
+        "uid": "u-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+    assert desired["metadata"]["annotations"][HASH_ANNOTATION] == input_hash(desired)
+    live = {
+        **desired,
+        "metadata": {**desired["metadata"], "uid": "x", "resourceVersion": "5"},
+        "spec": {"ports": [{"port": 80, "protocol": "TCP"}], "clusterIP": "10.0.0.1"},
+    }
+    assert diff_state(desired, live) is None  # server defaults are not drift
+    edited = {**live, "spec": {"ports": [{"port": 81}]}}
+    assert diff_state(desired, edited) == "modified"
+    newer = prepare(
+        {**desired, "metadata": {"name": "s", "namespace": "ns"}, "spec": {"ports": [{"port": 82}]}}, OWNER
+    )
+    assert diff_state(newer, live) == "inputs"
+    assert is_subset({"a": [1, {"b": 2}]}, {"a": [1.0, {"b": 2, "c": 3}], "d": 4})
+    assert not is_subset({"a": [1]}, {"a": [1, 2]}) and not is_subset({"x": True}, {"x": 1})
+
+
+def test_validate_handler_rejects_with_field_problems() -> None:
+    validate = validator("AlertRule")
+    good = {
+        "metadata": {"name": "ok"},
+        "spec": {"query": {"expr": "up"}, "condition": {"type": "threshold", "threshold": 1}},
+    }
+    validate(body=kopf.Body(good), operation="CREATE")
+    bad = {
+        "metadata": {"name": "bad"},
+        "spec": {"query": {"expr": "up"}, "severity": "urgent", "condition": {"type": "threshold"}},
+    }
+    with pytest.raises(kopf.AdmissionError) as err:
+        validate(body=kopf.Body(bad), operation="CREATE")
+    assert err.value.code == 422
+    message = str(err.value)
+    assert "AlertRule bad is invalid" in message and "spec.severity" in message and "allowed" in message
+    validate(body=kopf.Body(bad), operation="DELETE")  # deleting an invalid object is always allowed
