@@ -7,49 +7,15 @@ skipped with a loud reason; with only one of them the run is refused.
 
 from __future__ import annotations
 
-import os
-import pathlib
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
-_TESTS = str(pathlib.Path(__file__).resolve().parents[1])
-if _TESTS not in sys.path:
-    sys.path.insert(0, _TESTS)
-
-from e2e.scenario import KubeClient  # noqa: E402
+from e2e.scenario import KubeClient
 
 REFUSAL = "e2e tests need a real cluster: run `pytest tests/e2e --e2e --kubeconfig PATH`"
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("klaxon-e2e", "Klaxon end-to-end tests (real cluster)")
-    group.addoption(
-        "--e2e",
-        action="store_true",
-        default=False,
-        help="run the end-to-end tests against the cluster of --kubeconfig",
-    )
-    group.addoption(
-        "--kubeconfig",
-        action="store",
-        default=None,
-        help="kubeconfig of the cluster for --e2e (required; never taken from the environment)",
-    )
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    e2e = config.getoption("--e2e", default=False)
-    kubeconfig = config.getoption("--kubeconfig", default=None)
-    if e2e and not kubeconfig:
-        raise pytest.UsageError("--e2e needs an explicit --kubeconfig PATH; refusing to pick a cluster")
-    if kubeconfig and not e2e:
-        raise pytest.UsageError("--kubeconfig is only used with --e2e; add --e2e to run against that cluster")
-    if kubeconfig and not os.path.isfile(kubeconfig):
-        raise pytest.UsageError(f"--kubeconfig {kubeconfig}: no such file")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,12 +16,6 @@ from typing import Any, TypeVar
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-_SRC = str(ROOT / "operator")
-if _SRC not in sys.path[:1]:  # this checkout's sources, not whatever klaxon the venv has installed
-    sys.path.insert(0, _SRC)
-if not str(getattr(sys.modules.get("klaxon"), "__file__", _SRC)).startswith(_SRC):
-    for _mod in [m for m in sys.modules if m == "klaxon" or m.startswith("klaxon.")]:
-        del sys.modules[_mod]
 
 from klaxon.kube.client import Body, KubeClient, KubeError, Ref  # noqa: E402
 
@@ -36,9 +29,7 @@ def load_docs(path: pathlib.Path) -> list[Body]:
     return [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
 
 
-async def eventually(
-    probe: Callable[[], Awaitable[T]], timeout: float, what: str, interval: float = 0.2
-) -> T:
+async def eventually(probe: Callable[[], Awaitable[T]], timeout: float, what: str, interval: float = 0.2) -> T:
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -123,8 +114,7 @@ async def check_examples(kube: KubeClient, ns: str, other_ns: str, timeout: floa
 
         async def channel_ready(name: str = name) -> bool:
             return (
-                cond(await get(kube, "klaxon.dev/v1alpha1", "notificationchannels", ns, name)).get("status")
-                == "True"
+                cond(await get(kube, "klaxon.dev/v1alpha1", "notificationchannels", ns, name)).get("status") == "True"
             )
 
         await eventually(channel_ready, timeout, f"NotificationChannel {name} Ready")
@@ -249,9 +239,7 @@ async def check_cel_rejects(kube: KubeClient, ns: str) -> str:
 
 
 @asynccontextmanager
-async def running_klaxon(
-    kube: KubeClient, watched: tuple[str, ...], image: str = "klaxon:e2e"
-) -> AsyncIterator[Any]:
+async def running_klaxon(kube: KubeClient, watched: tuple[str, ...], image: str = "klaxon:e2e") -> AsyncIterator[Any]:
     """Klaxon's real registry and settings, in-process (kube_harness' runner), limited to ``watched``."""
     from unittest import mock
 

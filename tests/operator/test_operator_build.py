@@ -53,9 +53,7 @@ def test_evaluator_deployment_runs_the_shard_securely() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
     labels = dep["metadata"]["labels"]
-    assert (
-        labels["klaxon.dev/alertconfig"] == "default" and labels["app.kubernetes.io/component"] == "evaluator"
-    )
+    assert labels["klaxon.dev/alertconfig"] == "default" and labels["app.kubernetes.io/component"] == "evaluator"
     assert labels["app.kubernetes.io/managed-by"] == "klaxon" and labels["klaxon.dev/shard"] == "1"
     # the selector picks this shard's pods only and is a subset of the pod labels
     selector = dep["spec"]["selector"]["matchLabels"]
@@ -66,39 +64,29 @@ def test_evaluator_deployment_runs_the_shard_securely() -> None:
 
 def test_evaluator_image_override_and_disabled_evaluator() -> None:
     assert (
-        build_evaluator_deployment("c", "ns", config_spec(evaluator={"image": "own:2"}), 0, "img")["spec"][
-            "template"
-        ]["spec"]["containers"][0]["image"]
+        build_evaluator_deployment("c", "ns", config_spec(evaluator={"image": "own:2"}), 0, "img")["spec"]["template"][
+            "spec"
+        ]["containers"][0]["image"]
         == "own:2"
     )
-    pod = build_evaluator_deployment("c", "ns", config_spec(), 0, "img", "Always", ["reg"])["spec"][
-        "template"
-    ]["spec"]
-    assert (
-        pod["imagePullSecrets"] == [{"name": "reg"}] and pod["containers"][0]["imagePullPolicy"] == "Always"
-    )
+    pod = build_evaluator_deployment("c", "ns", config_spec(), 0, "img", "Always", ["reg"])["spec"]["template"]["spec"]
+    assert pod["imagePullSecrets"] == [{"name": "reg"}] and pod["containers"][0]["imagePullPolicy"] == "Always"
     assert build_config_children("c", "ns", config_spec(evaluator={"enabled": False}), "img", []) == []
-    kinds = [
-        o["kind"] for o in build_config_children("c", "ns", config_spec(evaluator={"shards": 2}), "img", [])
-    ]
+    kinds = [o["kind"] for o in build_config_children("c", "ns", config_spec(evaluator={"shards": 2}), "img", [])]
     assert kinds == ["ServiceAccount", "Role", "RoleBinding", "Service", "Deployment", "Deployment"]
 
 
 def test_role_grants_the_evaluator_rules_with_secrets_narrowed() -> None:
     role = build_role("c", "ns", ["b", "a", "a"])
     secrets = [r for r in role["rules"] if r["resources"] == ["secrets"]]
-    assert secrets == [
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["a", "b"]}
-    ]
+    assert secrets == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["a", "b"]}]
     assert covers(OPERATOR_RULES, role["rules"])  # the operator may only grant what it holds
     assert covers(role["rules"], [r for r in EVALUATOR_RULES if r["resources"] != ["secrets"]])
     # no Secret referenced: no Secret rule at all (an empty resourceNames would mean "every Secret")
     assert not [r for r in build_role("c", "ns", [])["rules"] if "secrets" in r["resources"]]
     binding = build_role_binding("c", "ns")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
-    assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": role["metadata"]["name"], "namespace": "ns"}
-    ]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": role["metadata"]["name"], "namespace": "ns"}]
 
 
 def test_metrics_service_selects_every_shard() -> None:
@@ -111,9 +99,7 @@ def test_metrics_service_selects_every_shard() -> None:
 def test_secret_refs_finds_every_reference() -> None:
     spec = {
         "prometheus": {
-            "auth": {
-                "basicAuth": {"username": {"name": "s1", "key": "u"}, "password": {"name": "s1", "key": "p"}}
-            }
+            "auth": {"basicAuth": {"username": {"name": "s1", "key": "u"}, "password": {"name": "s1", "key": "p"}}}
         },
         "events": {"token": {"name": "tok", "key": "t"}},
         "configRef": {"name": "x"},
@@ -173,23 +159,17 @@ def test_resolve_config_and_cross_namespace_policy() -> None:
         }
     )
     key, cfg, problem = resolve_config("b", rule, {})
-    assert (
-        key == ("a", "default") and cfg is None and problem is not None and problem.reason == "ConfigNotFound"
-    )
+    assert key == ("a", "default") and cfg is None and problem is not None and problem.reason == "ConfigNotFound"
     _, _, problem = resolve_config("b", rule, {("a", "default"): _config_body()})
     assert (
-        problem is not None
-        and problem.reason == "CrossNamespaceRefDenied"
-        and "allowedNamespaces" in problem.message
+        problem is not None and problem.reason == "CrossNamespaceRefDenied" and "allowedNamespaces" in problem.message
     )
     _, cfg, problem = resolve_config("b", rule, {("a", "default"): _config_body(allowedNamespaces=["b"])})
     assert problem is None and cfg is not None
     _, _, problem = resolve_config("b", rule, {("a", "default"): _config_body(allowedNamespaces=["*"])})
     assert problem is None
     # channels: the rule's own in its namespace, else the config's defaults in the config's namespace
-    assert rule_channels("b", rule, ("a", "default"), config_spec(defaults={"channels": ["x"]})) == [
-        ("a", "x")
-    ]
+    assert rule_channels("b", rule, ("a", "default"), config_spec(defaults={"channels": ["x"]})) == [("a", "x")]
 
 
 def test_channel_readiness_needs_every_secret_key() -> None:
@@ -235,9 +215,7 @@ def test_apply_decisions_hash_subset_and_drift() -> None:
     assert diff_state(desired, live) is None  # server defaults are not drift
     edited = {**live, "spec": {"ports": [{"port": 81}]}}
     assert diff_state(desired, edited) == "modified"
-    newer = prepare(
-        {**desired, "metadata": {"name": "s", "namespace": "ns"}, "spec": {"ports": [{"port": 82}]}}, OWNER
-    )
+    newer = prepare({**desired, "metadata": {"name": "s", "namespace": "ns"}, "spec": {"ports": [{"port": 82}]}}, OWNER)
     assert diff_state(newer, live) == "inputs"
     assert is_subset({"a": [1, {"b": 2}]}, {"a": [1.0, {"b": 2, "c": 3}], "d": 4})
     assert not is_subset({"a": [1]}, {"a": [1, 2]}) and not is_subset({"x": True}, {"x": 1})

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 
-from operator_helpers import (
+from klaxon.kube.rbac import OPERATOR_RULES, missing
+from kube_harness import EmulatedCluster, OperatorRunner, wait_for
+from support.operator_helpers import (
     AC,
     AR,
     DEPLOY,
@@ -21,9 +23,6 @@ from operator_helpers import (
     secret,
     wait_condition,
 )
-
-from klaxon.kube.rbac import OPERATOR_RULES, missing
-from kube_harness import EmulatedCluster, OperatorRunner, wait_for
 
 EVENTS = "v1/events"
 
@@ -76,9 +75,7 @@ async def test_rule_lifecycle(kube: EmulatedCluster, operator: OperatorRunner) -
     body = kube.get_object(AR, "latency", NS)
     assert body is not None and not body["metadata"].get("finalizers")
     annotations = body["metadata"].get("annotations") or {}
-    assert [k for k in annotations if "kopf" in k or "last-handled" in k] == list(
-        bookkeeping_annotations(body)
-    )
+    assert [k for k in annotations if "kopf" in k or "last-handled" in k] == list(bookkeeping_annotations(body))
     # the operator never writes spec, and writes status only through /status
     for r in kube.requests(resource=AR, writes_only=True):
         assert not r.touches("spec"), r
@@ -113,9 +110,7 @@ async def test_config_lifecycle_builds_the_evaluator(kube: EmulatedCluster, oper
     created = kube.create_object(AC, cfg, NS)
     for i in range(3):
         kube.create_object(AR, rule(f"r{i}", config="site"), NS)
-    await wait_for(
-        lambda: (kube.get_object(AC, "site", NS) or {}).get("status", {}).get("rulesAssigned") == 3
-    )
+    await wait_for(lambda: (kube.get_object(AC, "site", NS) or {}).get("status", {}).get("rulesAssigned") == 3)
     await wait_condition(kube, AC, "site", "False", "EvaluatorNotReady")
 
     uid = created["metadata"]["uid"]
@@ -144,9 +139,7 @@ async def test_config_lifecycle_builds_the_evaluator(kube: EmulatedCluster, oper
 
     # pods become ready (the Deployment controller's job, faked here) → Ready
     for i in range(2):
-        kube.patch_object(
-            DEPLOY, f"klaxon-eval-site-{i}", {"status": {"readyReplicas": 1}}, NS, subresource="status"
-        )
+        kube.patch_object(DEPLOY, f"klaxon-eval-site-{i}", {"status": {"readyReplicas": 1}}, NS, subresource="status")
     await wait_condition(kube, AC, "site", "True", "Ready")
     assert kube.get_object(AC, "site", NS)["status"]["evaluatorReady"] is True  # type: ignore[index]
 
@@ -184,9 +177,7 @@ async def test_channel_ready_follows_its_secret(kube: EmulatedCluster, operator:
     await wait_condition(kube, NC, "slack", "False", "SecretNotFound")
 
 
-async def test_late_references_become_ready_without_resync(
-    kube: EmulatedCluster, operator: OperatorRunner
-) -> None:
+async def test_late_references_become_ready_without_resync(kube: EmulatedCluster, operator: OperatorRunner) -> None:
     """The operator's resync is an hour here: only the reference watches can make these pass."""
     kube.create_object(AR, rule("early", channels=["pager"]), NS)
     missing_cfg = await wait_condition(kube, AR, "early", "False", "ConfigNotFound")
@@ -212,9 +203,7 @@ async def test_late_references_become_ready_without_resync(
     await wait_condition(kube, AR, "defaulted", "True", "Ready")
 
 
-async def test_cross_namespace_reference_needs_permission(
-    kube: EmulatedCluster, operator: OperatorRunner
-) -> None:
+async def test_cross_namespace_reference_needs_permission(kube: EmulatedCluster, operator: OperatorRunner) -> None:
     kube.create_object(AC, alert_config("shared"), NS)
     kube.create_object(AR, rule("foreign", config="shared", config_ns=NS), "team-b")
     denied = await wait_condition(kube, AR, "foreign", "False", "CrossNamespaceRefDenied", namespace="team-b")
@@ -278,9 +267,7 @@ async def test_invalid_rule_does_not_block_others(kube: EmulatedCluster, operato
     assert condition(kube, AR, "broken", "Valid")["reason"] == "InvalidSpec"
     assert kube.get_object(PR, "klaxon-broken", NS) is None
     await wait_for(
-        lambda: [
-            e for e in events_for(kube, "broken") if e["type"] == "Warning" and e["reason"] == "InvalidSpec"
-        ]
+        lambda: [e for e in events_for(kube, "broken") if e["type"] == "Warning" and e["reason"] == "InvalidSpec"]
     )
 
 
@@ -295,9 +282,7 @@ async def test_missing_prometheusrule_crd(kube: EmulatedCluster, operator: Opera
     crd_missing = await wait_condition(kube, AR, "waiting", "False", "PrometheusRuleCRDMissing")
     assert "not installed" in crd_missing["message"]
 
-    crd = yaml.safe_load(
-        (pathlib.Path(__file__).parents[1] / "data" / "prometheusrules-crd.yaml").read_text()
-    )
+    crd = yaml.safe_load((pathlib.Path(__file__).parents[1] / "data" / "prometheusrules-crd.yaml").read_text())
     kube.create_object("apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     await wait_condition(kube, AR, "waiting", "True", "Ready", timeout=10)
     assert kube.get_object(PR, "klaxon-waiting", NS) is not None
@@ -357,9 +342,7 @@ async def test_every_api_call_is_in_the_rbac_list(kube: EmulatedCluster, operato
             continue  # discovery
         group = r.resource.rsplit("/", 2)[0] if r.resource.count("/") == 2 else ""
         plural = r.resource.rsplit("/", 1)[1] + (f"/{r.subresource}" if r.subresource else "")
-        verb = verbs.get(r.method) or (
-            "watch" if r.query.get("watch") == "true" else "get" if r.name else "list"
-        )
+        verb = verbs.get(r.method) or ("watch" if r.query.get("watch") == "true" else "get" if r.name else "list")
         used.add((group, plural, verb))
     rules = [{"apiGroups": [g], "resources": [p], "verbs": [v]} for g, p, v in sorted(used)]
     assert missing(OPERATOR_RULES, rules) == []
@@ -409,9 +392,7 @@ async def test_one_event_per_transition(kube: EmulatedCluster, operator: Operato
     assert ready["involvedObject"]["uid"] == kube.get_object(AR, "noisy", NS)["metadata"]["uid"]  # type: ignore
 
 
-async def test_metrics_count_reconciles_and_conditions(
-    kube: EmulatedCluster, operator: OperatorRunner
-) -> None:
+async def test_metrics_count_reconciles_and_conditions(kube: EmulatedCluster, operator: OperatorRunner) -> None:
     from prometheus_client import REGISTRY
 
     def sample(name: str, **labels: str) -> float:
@@ -432,10 +413,7 @@ async def test_metrics_count_reconciles_and_conditions(
     invalid = sample("klaxon_operator_objects", kind="AlertRule", ready="False", reason="InvalidSpec")
     kube.delete_object(AR, "counted-bad", NS)
     await wait_for(
-        lambda: (
-            sample("klaxon_operator_objects", kind="AlertRule", ready="False", reason="InvalidSpec")
-            == invalid - 1
-        )
+        lambda: sample("klaxon_operator_objects", kind="AlertRule", ready="False", reason="InvalidSpec") == invalid - 1
     )
 
 

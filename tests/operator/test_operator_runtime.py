@@ -15,7 +15,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from operator_helpers import AC, AR, NS, PR, alert_config, rule, wait_condition
 
 from klaxon.kube.client import KubeClient
 from klaxon.kube.lease import LeaderElector
@@ -31,6 +30,7 @@ from kube_harness import (
     wait_for,
     write_kubeconfig,
 )
+from support.operator_helpers import AC, AR, NS, PR, alert_config, rule, wait_condition
 
 SRC = pathlib.Path(__file__).resolve().parents[2] / "operator"
 
@@ -102,9 +102,7 @@ async def test_webhook_through_kopf_admission_server(
         async with aiohttp.ClientSession() as session:
             for _ in range(50):  # the server starts with the operator, a moment later
                 try:
-                    async with session.post(
-                        f"https://127.0.0.1:{port}/{path}", json=body, ssl=context
-                    ) as resp:
+                    async with session.post(f"https://127.0.0.1:{port}/{path}", json=body, ssl=context) as resp:
                         assert resp.status == 200
                         result: dict[str, Any] = await resp.json()
                         return result
@@ -113,9 +111,7 @@ async def test_webhook_through_kopf_admission_server(
         raise AssertionError("the webhook server never listened")
 
     accepted = await post("validate-alertrule", review(rule("good")))
-    assert (
-        accepted["response"] == {"uid": "req-1", "allowed": True} or accepted["response"]["allowed"] is True
-    )
+    assert accepted["response"] == {"uid": "req-1", "allowed": True} or accepted["response"]["allowed"] is True
 
     bad = rule("bad", severity="urgent")
     bad["spec"]["condition"]["operator"] = "above"
@@ -190,9 +186,7 @@ async def test_login_from_an_explicit_kubeconfig(kube: EmulatedCluster, tmp_path
         assert info.scheme == "Bearer" and info.token == "kube-harness"
         assert (
             await client.get(
-                client_ref := __import__("klaxon.kube.client", fromlist=["Ref"]).Ref(
-                    "v1", "namespaces", None, "nope"
-                )
+                client_ref := __import__("klaxon.kube.client", fromlist=["Ref"]).Ref("v1", "namespaces", None, "nope")
             )
             is None
         ), client_ref

@@ -1,0 +1,40 @@
+"""Options every suite may read; pytest only registers options from the root conftest."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-goldens",
+        action="store_true",
+        default=False,
+        help="rewrite tests/golden/ from the compiler's current output instead of comparing",
+    )
+    group = parser.getgroup("klaxon-e2e", "Klaxon end-to-end tests (real cluster)")
+    group.addoption(
+        "--e2e",
+        action="store_true",
+        default=False,
+        help="run the end-to-end tests against the cluster of --kubeconfig",
+    )
+    group.addoption(
+        "--kubeconfig",
+        action="store",
+        default=None,
+        help="kubeconfig of the cluster for --e2e (required; never taken from the environment)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    e2e = config.getoption("--e2e", default=False)
+    kubeconfig = config.getoption("--kubeconfig", default=None)
+    if e2e and not kubeconfig:
+        raise pytest.UsageError("--e2e needs an explicit --kubeconfig PATH; refusing to pick a cluster")
+    if kubeconfig and not e2e:
+        raise pytest.UsageError("--kubeconfig is only used with --e2e; add --e2e to run against that cluster")
+    if kubeconfig and not os.path.isfile(kubeconfig):
+        raise pytest.UsageError(f"--kubeconfig {kubeconfig}: no such file")
