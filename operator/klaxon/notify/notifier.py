@@ -123,6 +123,7 @@ class Notifier:
         self._limiters: dict[tuple[str, str], RateLimiter] = {}
         self._dirty: set[tuple[str, str]] = set()
         self._inflight: set[int] = set()
+        self._inflight_keys: dict[int, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._sem = asyncio.Semaphore(concurrency)
@@ -339,9 +340,11 @@ class Notifier:
         while True:
             self._wake.clear()
             free = self.concurrency * 2 - len(self._inflight)
-            rows = self.outbox.due(time.time(), max(0, free), self._inflight) if free > 0 else []
+            busy = set(self._inflight_keys.values())
+            rows = self.outbox.due(time.time(), max(0, free), self._inflight, busy) if free > 0 else []
             for row in rows:
                 self._inflight.add(row.id)
+                self._inflight_keys[row.id] = row.okey
                 self._spawn(self._deliver(row))
             if time.monotonic() - last_tick >= self.tick_interval_s:
                 last_tick = time.monotonic()
@@ -380,6 +383,7 @@ class Notifier:
             )
         finally:
             self._inflight.discard(row.id)
+            self._inflight_keys.pop(row.id, None)
             self._wake.set()
 
     async def _attempt(self, row: Row) -> None:

@@ -34,9 +34,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_at REAL NOT NULL,
     created REAL NOT NULL,
     updated REAL NOT NULL,
-    message TEXT NOT NULL DEFAULT ''
+    message TEXT NOT NULL DEFAULT '',
+    okey TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_at);
+CREATE INDEX IF NOT EXISTS outbox_order ON outbox (okey, status, id);
 CREATE TABLE IF NOT EXISTS keys (
     k TEXT PRIMARY KEY, namespace TEXT NOT NULL, rule TEXT NOT NULL, firing INTEGER NOT NULL,
     state TEXT NOT NULL
@@ -44,6 +46,12 @@ CREATE TABLE IF NOT EXISTS keys (
 CREATE INDEX IF NOT EXISTS keys_firing ON keys (firing);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
 """
+
+
+def order_key(channel: str, notification: dict[str, Any]) -> str:
+    """Messages about one alert instance on one channel are delivered in the order enqueued."""
+    parts = (channel, notification.get("rule_namespace"), notification.get("rule_name"), notification.get("dedup_key"))
+    return "\x1f".join(str(p) for p in parts)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ class Row:
     allow_private: bool
     attempts: int
     created: float
+    okey: str = ""
 
 
 class Outbox:
@@ -94,25 +103,44 @@ class Outbox:
         """Add a row unless its idempotency key exists; True when added. Call inside a transaction."""
         cur = self.db.execute(
             "INSERT OR IGNORE INTO outbox (idem, namespace, channel, kind, notification, allow_private,"
-            " next_at,"
-            " created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (idem, namespace, channel, kind, json.dumps(notification), int(allow_private), now, now, now),
+            " next_at, created, updated, okey) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                idem,
+                namespace,
+                channel,
+                kind,
+                json.dumps(notification),
+                int(allow_private),
+                now,
+                now,
+                now,
+                order_key(channel, notification),
+            ),
         )
         return cur.rowcount == 1
 
-    def due(self, now: float, limit: int, exclude: set[int]) -> list[Row]:
+    def due(self, now: float, limit: int, exclude: set[int], busy: set[str] | None = None) -> list[Row]:
+        """Rows to send now, at most one per order key: the oldest pending one, and only while no
+        other row of that key is in flight (``busy``) — a resolve never overtakes its trigger."""
         rows = self.db.execute(
-            "SELECT id, idem, namespace, channel, kind, notification, allow_private, attempts, created"
-            " FROM outbox"
-            " WHERE status = 'pending' AND next_at <= ? ORDER BY next_at, id LIMIT ?",
+            "SELECT id, idem, namespace, channel, kind, notification, allow_private, attempts, created, okey"
+            " FROM outbox AS o"
+            " WHERE status = 'pending' AND next_at <= ?"
+            " AND NOT EXISTS (SELECT 1 FROM outbox AS p"
+            "   WHERE p.okey = o.okey AND p.status = 'pending' AND p.id < o.id)"
+            " ORDER BY next_at, id LIMIT ?",
             (now, limit + len(exclude)),
         ).fetchall()
-        out = [
-            Row(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), bool(r[6]), r[7], r[8])
-            for r in rows
-            if r[0] not in exclude
-        ]
-        return out[:limit]
+        taken = set(busy or ())
+        out = []
+        for r in rows:
+            if r[0] in exclude or r[9] in taken:
+                continue
+            taken.add(r[9])
+            out.append(Row(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), bool(r[6]), r[7], r[8], r[9]))
+            if len(out) == limit:
+                break
+        return out
 
     def next_due(self) -> float | None:
         row = self.db.execute("SELECT MIN(next_at) FROM outbox WHERE status = 'pending'").fetchone()
@@ -133,9 +161,7 @@ class Outbox:
 
     def prune(self, before: float) -> int:
         """Forget finished rows older than ``before`` (their keys no longer block a replay)."""
-        return self.db.execute(
-            "DELETE FROM outbox WHERE status != 'pending' AND updated < ?", (before,)
-        ).rowcount
+        return self.db.execute("DELETE FROM outbox WHERE status != 'pending' AND updated < ?", (before,)).rowcount
 
     # -- per-instance policy state -----------------------------------------------------------
     def get_key(self, k: str) -> dict[str, Any] | None:
