@@ -24,4 +24,4 @@ def test_one_row_per_alert_key_and_never_past_one_in_flight(tmp_path: Path) -> N
     in_flight = {first[0].id}
     assert [r.idem for r in box.due(10.0, 10, in_flight, {first[0].okey})] == ["b-fire", "a-fire-other-channel"]
     box.finish(first[0].id, "delivered", 1, "ok", 11.0)
-    assert [r.idem for r in box.due(12.0, 10, set())] == ["a-resolve"]
+    assert [r.idem for r in box.due(12.0, 10, set())] == ["a-resolve", "b-fire", "a-fire-other-channel"]
