@@ -351,6 +351,18 @@ def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec") -> list[Probl
                         f"at least {limit:g}s ((violationWindow/interval - requiredViolations + 1) x interval)",
                     )
                 )
+    p += [
+        Problem(f"{prefix}.labels.{k}", "label names starting with __ are reserved for Prometheus")
+        for k in sorted(spec.labels)
+        if k.startswith("__")
+    ]
+    queries = [(f"{prefix}.query", q)] if q is not None else []
+    if cond is not None:
+        queries += [(f"{prefix}.condition.conditions[{i}].query", s.query) for i, s in enumerate(cond.conditions or [])]
+    for path, query in queries:
+        for label, values in sorted((query.scope or {}).items()):
+            if not values:
+                p.append(Problem(f"{path}.scope.{label}", "an empty list matches no series", "one or more values"))
     if spec.events is not None and (spec.levels is not None):
         p.append(Problem(f"{prefix}.levels", "levels apply to query rules only"))
     if spec.schedule is not None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from ..api.alertrule import AlertRuleSpec
 from ..api.manifests import load_paths
 from ..api.validation import parse_object
+from ..compile import engine_problems
 
 
 def run(paths: Sequence[str], quiet: bool = False) -> int:
@@ -29,6 +31,8 @@ def run(paths: Sequence[str], quiet: bool = False) -> int:
             continue
         checked += 1
         parsed = parse_object(doc.body)
+        if isinstance(parsed.spec, AlertRuleSpec):
+            parsed.problems.extend(engine_problems(parsed.spec))
         ident = f"{parsed.kind or '?'}/{parsed.name or '?'}"
         for problem in parsed.problems:
             print(f"{doc.where}: {ident}: {problem}")

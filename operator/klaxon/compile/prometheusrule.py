@@ -45,7 +45,7 @@ from typing import Any, Literal
 from ..api.alertconfig import AlertConfigSpec
 from ..api.alertrule import AlertRuleSpec, ConditionSpec, DynamicSpec, Query, SubCondition
 from ..api.common import parse_duration
-from ..api.validation import alert_rule_problems
+from ..api.validation import Problem, alert_rule_problems
 from . import promql
 from .promql import aggregate, number, paren, string_literal, template_text, window
 
@@ -470,19 +470,14 @@ def _recording_rules(spec: AlertRuleSpec, ctx: _Ctx) -> list[dict[str, Any]]:
     return rules
 
 
-def _extra_problems(spec: AlertRuleSpec) -> list[str]:
-    p = [f"spec.labels.{k}: label names starting with __ are reserved for Prometheus"
-         for k in sorted(spec.labels) if k.startswith("__")]
-    queries = [("spec.query", spec.query)] if spec.query is not None else []
-    if spec.condition is not None:
-        queries += [(f"spec.condition.conditions[{i}].query", s.query)
-                    for i, s in enumerate(spec.condition.conditions or [])]
-    for path, q in queries:
-        for label, values in sorted((q.scope or {}).items()):
-            if not values:
-                p.append(f"{path}.scope.{label}: an empty list matches no series "
-                         "(allowed: one or more values)")
-    return p
+def engine_problems(spec: AlertRuleSpec) -> list[Problem]:
+    """`engine: prometheus` on a rule PromQL cannot hold: one problem per feature that needs the evaluator."""
+    if spec.evaluation.engine != "prometheus":
+        return []
+    return [
+        Problem("spec.evaluation.engine", f"rule needs the evaluator for {r}", "auto, evaluator")
+        for r in evaluator_reasons(spec)
+    ]
 
 
 def _input_hash(obj: dict[str, Any]) -> str:
@@ -504,10 +499,7 @@ def compile_rule(
     Evaluator rules and disabled rules keep their baseline recording rules.
     """
     reasons = evaluator_reasons(spec)
-    problems = [str(p) for p in alert_rule_problems(spec)] + _extra_problems(spec)
-    if spec.evaluation.engine == "prometheus":
-        problems += [f"spec.evaluation.engine: rule needs the evaluator for {r} (allowed: auto, evaluator)"
-                     for r in reasons]
+    problems = [str(p) for p in [*alert_rule_problems(spec), *engine_problems(spec)]]
     engine: Engine = "evaluator" if reasons or spec.evaluation.engine == "evaluator" else "prometheus"
     if problems or spec.events is not None or spec.condition is None:
         return CompileResult(None, [], engine, reasons, problems)

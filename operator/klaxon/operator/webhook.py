@@ -7,11 +7,15 @@ from typing import Any
 
 import kopf
 
+from ..api.alertrule import AlertRuleSpec
 from ..api.validation import Problem, parse_spec
+from ..compile import engine_problems
 
 
 def admission_problems(kind: str, body: Mapping[str, Any]) -> list[Problem]:
-    _, problems = parse_spec(kind, body.get("spec"))
+    spec, problems = parse_spec(kind, body.get("spec"))
+    if isinstance(spec, AlertRuleSpec):
+        problems += engine_problems(spec)
     return problems
 
 
