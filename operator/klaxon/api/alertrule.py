@@ -63,7 +63,7 @@ class Query(KModel):
         max_length=32,
         description="is a map of label equality matchers applied to metric. Optional; unset matches every series.",
     )
-    scope: dict[LabelName, list[LabelValue]] | None = Field(
+    scope: dict[LabelName, Annotated[list[LabelValue], Field(max_length=256)]] | None = Field(
         default=None,
         max_length=16,
         description=(
