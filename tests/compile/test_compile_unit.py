@@ -263,3 +263,17 @@ def test_compile_package_imports_only_stdlib_and_api() -> None:
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     assert alias.name.split(".")[0] in sys.stdlib_module_names, (path, alias.name)
+
+
+def test_trigger_is_checked_against_the_configs_default_interval() -> None:
+    from klaxon.api import AlertConfigSpec, AlertRuleSpec
+    from klaxon.compile import compile_rule
+
+    spec = AlertRuleSpec.model_validate(
+        {"query": {"metric": "up"}, "condition": {"threshold": 1},
+         "trigger": {"requiredViolations": 5, "violationWindow": "5m"}}
+    )
+    assert compile_rule("r", "ns", spec).problems == []  # 5 evaluations of 1m fit in 5m
+    slow = AlertConfigSpec.model_validate({"defaults": {"interval": "2m"}})
+    (problem,) = compile_rule("r", "ns", spec, slow).problems
+    assert problem.startswith("spec.trigger.requiredViolations: 5 violations cannot fit in 5m at one evaluation per 2m")

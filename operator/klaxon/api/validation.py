@@ -181,7 +181,8 @@ def _level_operator(level: Level, cond: ConditionSpec | None) -> str:
     return level.operator or (cond.operator if cond else "gt")
 
 
-def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec") -> list[Problem]:
+def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec", default_interval: str = "1m") -> list[Problem]:
+    """Cross-field problems; ``default_interval`` is the AlertConfig's, for rules that set none."""
     p: list[Problem] = []
     composite = spec.condition is not None and spec.condition.type == "composite"
     if (spec.events is not None and spec.query is not None) or (
@@ -317,7 +318,8 @@ def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec") -> list[Probl
                     )
                 )
 
-    interval = spec.interval_seconds()
+    interval = spec.interval_seconds(default_interval)
+    interval_text = spec.evaluation.interval or default_interval
     t = spec.trigger
     if t.required_violations > 1 and t.violation_window is None:
         p.append(Problem(f"{prefix}.trigger.violationWindow", "requiredViolations above 1 needs a violationWindow"))
@@ -328,7 +330,7 @@ def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec") -> list[Probl
                 Problem(
                     f"{prefix}.trigger.violationWindow",
                     "shorter than the evaluation interval",
-                    f"at least {spec.evaluation.interval or '1m'}",
+                    f"at least {interval_text}",
                 )
             )
         if t.required_violations > math.floor(slots + 1e-9):
@@ -336,7 +338,7 @@ def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec") -> list[Probl
                 Problem(
                     f"{prefix}.trigger.requiredViolations",
                     f"{t.required_violations} violations cannot fit in {t.violation_window} "
-                    f"at one evaluation per {spec.evaluation.interval or '1m'}",
+                    f"at one evaluation per {interval_text}",
                     f"at most {max(1, math.floor(slots + 1e-9))}",
                 )
             )

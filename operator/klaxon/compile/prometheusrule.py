@@ -499,7 +499,8 @@ def compile_rule(
     Evaluator rules and disabled rules keep their baseline recording rules.
     """
     reasons = evaluator_reasons(spec)
-    problems = [str(p) for p in [*alert_rule_problems(spec), *engine_problems(spec)]]
+    default_interval = config.defaults.interval if config is not None else "1m"
+    problems = [str(p) for p in [*alert_rule_problems(spec, default_interval=default_interval), *engine_problems(spec)]]
     engine: Engine = "evaluator" if reasons or spec.evaluation.engine == "evaluator" else "prometheus"
     if problems or spec.events is not None or spec.condition is None:
         return CompileResult(None, [], engine, reasons, problems)
