@@ -26,9 +26,9 @@ from .policy import (
     SuppressedBy,
     cooldown_allows,
     gate,
+    in_schedule,
     render_dedup_key,
 )
-from .schedule import in_schedule
 
 CONDITION_ORDER = ("riskThreshold", "objectTypes", "cameras", "zones", "minConfidence", "schedule")
 _TIME_FIELDS = ("time", "timestamp", "started_at", "startedAt", "created_at")

@@ -24,8 +24,10 @@ from typing import Any, Literal
 from ..api.alertconfig import AlertConfigSpec, Matcher, Silence
 from ..api.alertrule import AlertRuleSpec, Mute
 from ..api.common import Schedule, parse_duration
+from ..engine.adapter import schedule_from_spec
+from ..engine.schedule import in_schedule as engine_in_schedule
+from ..engine.types import Schedule as EngineSchedule
 from .model import Notification
-from .schedule import in_schedule
 
 NULL = "null"
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
@@ -46,6 +48,34 @@ SuppressedBy = Literal[
     "grouping",
 ]
 Kind = Literal["firing", "escalation", "repeat", "resolved", "test", "none"]
+
+
+# -- schedules (SEMANTICS §5, the engine's implementation) -------------------------------
+
+_SCHEDULES: dict[int, tuple[Schedule, EngineSchedule]] = {}
+
+
+def engine_schedule(schedule: Schedule) -> EngineSchedule:
+    """The engine's form of an API schedule, converted once per spec object."""
+    hit = _SCHEDULES.get(id(schedule))
+    if hit is not None and hit[0] is schedule:
+        return hit[1]
+    if len(_SCHEDULES) >= 4096:
+        _SCHEDULES.clear()
+    converted = schedule_from_spec(schedule)
+    _SCHEDULES[id(schedule)] = (schedule, converted)  # holding the spec keeps its id from being reused
+    return converted
+
+
+def in_schedule(at: datetime, schedule: Schedule | None) -> bool:
+    """Whether the instant ``at`` is inside ``schedule`` (``klaxon.engine.schedule.in_schedule``).
+
+    No schedule means always. A naive ``at`` is read as UTC, like event timestamps.
+    """
+    if schedule is None:
+        return True
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return engine_in_schedule(aware.timestamp(), engine_schedule(schedule))
 
 
 # -- dedup keys ---------------------------------------------------------------------------
