@@ -56,6 +56,8 @@ def event_time(event: Mapping[str, Any]) -> datetime:
     """The event's time: the first of time/timestamp/started_at; naive ISO strings are UTC."""
     for name in _TIME_FIELDS:
         v = event.get(name)
+        if isinstance(v, datetime):
+            return v if v.tzinfo else v.replace(tzinfo=UTC)
         if isinstance(v, int | float) and not isinstance(v, bool):
             return datetime.fromtimestamp(v, UTC)
         if isinstance(v, str) and v:
@@ -124,6 +126,11 @@ class EventResult:
     suppressed_by: SuppressedBy | None = None
     group: str | None = None
     notification: Notification | None = None
+    #: the alert (entry) the event belongs to, once its group opened; empty below minEvents
+    episode: str = ""
+    #: the event opened that alert; ``group_count`` is the matches in the grouping window
+    opened: bool = False
+    group_count: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -149,12 +156,15 @@ class EventPipeline:
     _grouper: Grouper = field(init=False)
     _cooldown: dict[str, datetime] = field(init=False, default_factory=dict)
     suppressed: dict[str, int] = field(init=False, default_factory=dict)
+    #: alert entries acknowledged while running (``klaxon entries ack``): never re-notified
+    acked: set[str] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         if self.rule.events is None:
             raise ValueError("not an event rule: spec.events is not set")
         grouping = (self.config or AlertConfigSpec()).grouping
-        self._grouper = Grouper(parse_duration(grouping.window), grouping.min_events)
+        self.window_s = parse_duration(grouping.window)
+        self._grouper = Grouper(self.window_s, grouping.min_events)
         self._group_by = list(grouping.group_by)
         self.policy = RulePolicy.from_specs(self.rule, self.config, self.acked_episodes)
 
@@ -182,7 +192,9 @@ class EventPipeline:
         def result(notify: bool, by: SuppressedBy | None, n: Notification | None = None) -> EventResult:
             if by is not None:
                 self.suppressed[by] = self.suppressed.get(by, 0) + 1
-            return EventResult(eid, at, True, held, key, notify, by, group, n)
+            return EventResult(
+                eid, at, True, held, key, notify, by, group, n, outcome.episode, outcome.status == "opened", outcome.count
+            )
 
         if outcome.status == "belowMinEvents":
             return result(False, "minEvents")
@@ -191,7 +203,7 @@ class EventPipeline:
         held_back = gate(self.policy, labels, at)
         if held_back is not None:
             return result(False, held_back[0])
-        if outcome.episode in self.policy.acked_episodes:
+        if outcome.episode in self.policy.acked_episodes or outcome.episode in self.acked:
             return result(False, "ack")
         if not cooldown_allows(self._cooldown.get(key), at, self.policy.cooldown_s):
             return result(False, "cooldown")
