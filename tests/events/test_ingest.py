@@ -54,7 +54,10 @@ async def test_valid_batch_and_single_event_are_accepted_and_matched() -> None:
         assert app.service.processed == 51
         text = await app.metrics()
         assert matches(text) == 51
-        assert 'klaxon_event_rule_notifications_total{key="front_door:person",namespace="site",rule="night-person"} 1.0' in text
+        assert (
+            'klaxon_event_rule_notifications_total{key="front_door:person",namespace="site",rule="night-person"} 1.0'
+            in text
+        )
         assert 'klaxon_events_received_total{outcome="accepted"} 51.0' in text
 
 

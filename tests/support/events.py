@@ -135,3 +135,15 @@ def make_service(config: AlertConfigSpec, **kw: Any) -> tuple[EventService, Coll
         return TOKEN
 
     return EventService(config, token, registry=registry, **kw), registry
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` (Prometheus text format)."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        head, value = line.rsplit(" ", 1)
+        if all(f'{k}="{v}"' in head for k, v in labels.items()):
+            total += float(value)
+    return total

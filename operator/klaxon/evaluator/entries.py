@@ -88,9 +88,7 @@ def parse_entries_annotation(value: str | None) -> tuple[list[Record], list[str]
             if what != "ack" and (not isinstance(text, str) or not text.strip()):
                 problems.append(f"{where}: needs a non-empty 'text'")
                 continue
-            records.append(
-                Record(str(key), what, rec["by"], at if at.tzinfo else at.replace(tzinfo=UTC), text)
-            )
+            records.append(Record(str(key), what, rec["by"], at if at.tzinfo else at.replace(tzinfo=UTC), text))
     return records, problems
 
 
@@ -174,7 +172,8 @@ class RuleEntries:
         if e is None or e.episode != r.episode:
             if e is not None:
                 self.closed += 1
-            e = Entry(r.group, r.episode, r.time, r.time, r.group_count if r.opened else 1)
+            first = (r.group_first or r.time) if r.opened else r.time
+            e = Entry(r.group, r.episode, first, r.time, r.group_count if r.opened else 1)
             self.open[r.group] = e
         else:
             e.count += 1

@@ -29,8 +29,16 @@ from typing import Annotated, Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
-from pydantic import field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
@@ -124,7 +132,8 @@ def validation_errors(exc: ValidationError, batch: bool) -> list[dict[str, Any]]
         loc = list(err.get("loc", ()))
         index: int | None = 0
         if batch:
-            index = loc.pop(0) if loc and isinstance(loc[0], int) else None
+            first = loc.pop(0) if loc and isinstance(loc[0], int) else None
+            index = first if isinstance(first, int) else None
         field = str(loc[0]) if loc else None
         problem = str(err.get("msg", "invalid"))
         if err.get("type") == "extra_forbidden":
@@ -144,8 +153,14 @@ def parse_body(body: bytes) -> tuple[list[EventIn], list[dict[str, Any]]]:
     """The events of a request body (an object or an array), or the per-event errors."""
     head = body.lstrip()[:1]
     if head not in (b"[", b"{"):
-        return [], [{"index": None, "field": None, "problem": "body must be a JSON object or array",
-                     "allowed": "a JSON object (one event) or a JSON array of objects (a batch)"}]
+        return [], [
+            {
+                "index": None,
+                "field": None,
+                "problem": "body must be a JSON object or array",
+                "allowed": "a JSON object (one event) or a JSON array of objects (a batch)",
+            }
+        ]
     batch = head == b"["
     try:
         events = _MANY.validate_json(body) if batch else [_ONE.validate_json(body)]
@@ -164,7 +179,7 @@ class SeenIds:
     def _expire(self, now: float) -> None:
         ids = self._ids
         while ids:
-            oldest, at = next(iter(ids.items()))
+            _, at = next(iter(ids.items()))
             if now - at < self.ttl_s and len(ids) <= self.max_size:
                 break
             ids.popitem(last=False)
@@ -253,11 +268,15 @@ class EventMetrics:
         r = registry
         self.requests = Counter("klaxon_events_requests", "POST /v1/events by HTTP code.", ["code"], registry=r)
         self.events = Counter(
-            "klaxon_events_received", "Events received by outcome (accepted, duplicate, rejected).", ["outcome"],
+            "klaxon_events_received",
+            "Events received by outcome (accepted, duplicate, rejected).",
+            ["outcome"],
             registry=r,
         )
         self.latency = Histogram(
-            "klaxon_events_ingest_seconds", "Time to answer POST /v1/events.", registry=r,
+            "klaxon_events_ingest_seconds",
+            "Time to answer POST /v1/events.",
+            registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
         )
         self.queue = Gauge("klaxon_events_queue_events", "Events waiting to be matched.", registry=r)
@@ -267,7 +286,9 @@ class EventMetrics:
             "klaxon_event_rule_notifications", "Notifications per rule and dedup key.", labels, registry=r
         )
         self.suppressed = Counter(
-            "klaxon_event_rule_suppressed", "Matches not notified, per rule, key and reason.", [*labels, "reason"],
+            "klaxon_event_rule_suppressed",
+            "Matches not notified, per rule, key and reason.",
+            [*labels, "reason"],
             registry=r,
         )
         self.entries_open = Gauge(
@@ -419,7 +440,7 @@ class EventService:
             return False
         try:
             expected = await self._expected_token()
-        except Exception:  # noqa: BLE001 - a missing Secret must not leak details to the caller
+        except Exception:
             log.error("event ingestion token unavailable (spec.events.token)")
             return False
         return bool(expected) and hmac.compare_digest(given.strip().encode(), expected)
@@ -438,7 +459,8 @@ class EventService:
     async def _post(self, request: web.Request) -> web.Response:
         if not await self._authorized(request):
             return self._answer(
-                401, {"errors": [{"index": None, "field": None, "problem": "missing or wrong bearer token"}]},
+                401,
+                {"errors": [{"index": None, "field": None, "problem": "missing or wrong bearer token"}]},
                 {"WWW-Authenticate": 'Bearer realm="klaxon-events"'},
             )
         limit = self.max_body_bytes
@@ -469,8 +491,15 @@ class EventService:
             retry = max(1, min(60, math.ceil((self.pending + len(fresh) - capacity) / max(self._rate, 1.0))))
             return self._answer(
                 429,
-                {"errors": [{"index": None, "field": None,
-                             "problem": f"queue full ({self.pending} of {capacity} events waiting)"}]},
+                {
+                    "errors": [
+                        {
+                            "index": None,
+                            "field": None,
+                            "problem": f"queue full ({self.pending} of {capacity} events waiting)",
+                        }
+                    ]
+                },
                 {"Retry-After": str(retry)},
             )
         if fresh:
@@ -484,9 +513,19 @@ class EventService:
         return self._answer(202, {"accepted": len(fresh), "duplicates": duplicates})
 
     def _too_large(self, problem: str) -> web.Response:
-        return self._answer(413, {"errors": [{"index": None, "field": None, "problem": problem,
-                                              "allowed": f"at most {self.config.events.max_batch} events "
-                                                         f"and {self.max_body_bytes} bytes"}]})
+        return self._answer(
+            413,
+            {
+                "errors": [
+                    {
+                        "index": None,
+                        "field": None,
+                        "problem": problem,
+                        "allowed": f"at most {self.config.events.max_batch} events and {self.max_body_bytes} bytes",
+                    }
+                ]
+            },
+        )
 
     # -- matching --------------------------------------------------------------------------
     async def _worker(self) -> None:

@@ -131,6 +131,7 @@ class EventResult:
     #: the event opened that alert; ``group_count`` is the matches in the grouping window
     opened: bool = False
     group_count: int = 0
+    group_first: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -193,7 +194,19 @@ class EventPipeline:
             if by is not None:
                 self.suppressed[by] = self.suppressed.get(by, 0) + 1
             return EventResult(
-                eid, at, True, held, key, notify, by, group, n, outcome.episode, outcome.status == "opened", outcome.count
+                eid,
+                at,
+                True,
+                held,
+                key,
+                notify,
+                by,
+                group,
+                n,
+                outcome.episode,
+                outcome.status == "opened",
+                outcome.count,
+                outcome.first,
             )
 
         if outcome.status == "belowMinEvents":

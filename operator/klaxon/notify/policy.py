@@ -427,6 +427,8 @@ class GroupOutcome:
     status: GroupStatus
     count: int
     episode: str
+    #: the earliest event in the window (for an opened alert: its first event)
+    first: datetime | None = None
 
 
 class Grouper:
@@ -446,11 +448,11 @@ class Grouper:
             g.times.popleft()
         g.last_event = at
         if g.open:
-            return GroupOutcome("absorbed", len(g.times), g.episode)
+            return GroupOutcome("absorbed", len(g.times), g.episode, g.times[0])
         if len(g.times) >= self.min_events:
             g.open, g.episode = True, f"{key}@{at.isoformat()}"
-            return GroupOutcome("opened", len(g.times), g.episode)
-        return GroupOutcome("belowMinEvents", len(g.times), "")
+            return GroupOutcome("opened", len(g.times), g.episode, g.times[0])
+        return GroupOutcome("belowMinEvents", len(g.times), "", g.times[0])
 
     def is_open(self, key: str, at: datetime) -> bool:
         g = self.groups.get(key)
