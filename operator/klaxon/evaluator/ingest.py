@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Protocol
@@ -354,6 +354,8 @@ class EventService:
         self._dirty: set[tuple[str, str]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._rate = 0.0  # events per second drained, for Retry-After
+        #: extra loops run while the service runs (e.g. the evaluator's rule refresh)
+        self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
 
     # -- rules ---------------------------------------------------------------------------
     def set_config(self, config: AlertConfigSpec) -> None:
@@ -407,6 +409,7 @@ class EventService:
         self._tasks = [asyncio.create_task(self._worker(), name="klaxon-events-worker")]
         if self.write_status is not None and self.status_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._status_loop(), name="klaxon-events-status"))
+        self._tasks.extend(asyncio.create_task(loop(), name="klaxon-events-background") for loop in self.background)
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -624,3 +627,74 @@ def mount_event_routes(app: web.Application, service: EventService) -> None:
     app.router.add_post(EVENTS_PATH, service.post_events)
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
+
+
+# -- wiring into `klaxon evaluator` (Kubernetes) --------------------------------------------
+
+
+def sync_rules(service: EventService, items: Iterable[Mapping[str, Any]]) -> None:
+    """Make the service's rules the valid event rules among ``items`` (AlertRule objects)."""
+    from klaxon.api.validation import parse_spec
+
+    present: set[tuple[str, str]] = set()
+    for obj in items:
+        meta = obj.get("metadata") or {}
+        spec, problems = parse_spec("AlertRule", obj.get("spec"))
+        if problems or not isinstance(spec, AlertRuleSpec) or spec.events is None:
+            continue
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        present.add(key)
+        service.set_rule(key[0], key[1], spec, meta.get("annotations") or {})
+    for key in set(service.rules) - present:
+        service.remove_rule(*key)
+
+
+async def event_service_for(
+    api_client: Any,
+    config_namespace: str,
+    config_name: str,
+    config: AlertConfigSpec,
+    registry: CollectorRegistry,
+    *,
+    notifier: EventNotifier | None = None,
+    refresh_s: float = 10.0,
+) -> EventService | None:
+    """The AlertConfig's event service for ``klaxon evaluator``, or None without ``spec.events.token``.
+
+    The token is read from the Secret (in the AlertConfig's namespace) and re-read every minute;
+    rules and their ``klaxon.dev/entries`` annotations are re-listed every ``refresh_s``, when
+    entries quiet for a full window (wall clock) are closed too; entries go to AlertRule status.
+    """
+    import base64
+    from datetime import UTC
+
+    from kubernetes_asyncio import client
+
+    from klaxon.kube.status import list_rules, patch_rule_status
+
+    selector = config.events.token
+    if selector is None:
+        log.info("AlertConfig %s/%s has no spec.events.token: POST /v1/events is off", config_namespace, config_name)
+        return None
+
+    async def token() -> str:
+        secret = await client.CoreV1Api(api_client).read_namespaced_secret(selector.name, config_namespace)
+        return base64.b64decode((secret.data or {})[selector.key]).decode().strip()
+
+    async def write(namespace: str, name: str, status: dict[str, Any]) -> None:
+        await patch_rule_status(api_client, namespace, name, status)
+
+    service = EventService(config, token, notifier=notifier, write_status=write, registry=registry)
+
+    async def refresh() -> None:
+        while True:
+            try:
+                items, _ = await list_rules(api_client, config_namespace, config_name)
+                sync_rules(service, items)
+                service.sweep(datetime.now(UTC))
+            except Exception as exc:
+                log.warning("listing event rules failed: %s", exc)
+            await asyncio.sleep(refresh_s)
+
+    service.background.append(refresh)
+    return service
