@@ -99,6 +99,19 @@ class EventIn(BaseModel):
 
 
 RESERVED = frozenset(EventIn.model_fields) | {
+    # the aliases match_event / event_time also read: a label must not stand in for an event field
+    "cameraId",
+    "camera",
+    "zoneIds",
+    "zoneId",
+    "zone",
+    "objectTypes",
+    "objectType",
+    "risk",
+    "min_confidence",
+    "started_at",
+    "startedAt",
+    "created_at",
     "object_type",
     "zone_id",
     "rule",
@@ -217,6 +230,25 @@ class _Rule:
     pipeline: EventPipeline
     entries: RuleEntries
     annotations: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        flt = self.spec.events
+        assert flt is not None
+        self.risk, self.conf = flt.risk_threshold, flt.min_confidence
+        self.cameras, self.zones, self.types = set(flt.cameras), set(flt.zones), set(flt.object_types)
+
+    def could_match(self, ev: EventIn) -> bool:
+        """The filters other than the schedule, on the typed event: a cheap necessary condition
+        (``match_event`` still decides, and gives the same answer on these fields)."""
+        if self.risk is not None and (ev.risk_score is None or ev.risk_score < self.risk):
+            return False
+        if self.conf is not None and (ev.confidence is None or ev.confidence < self.conf):
+            return False
+        if self.cameras and ev.camera_id not in self.cameras:
+            return False
+        if self.types and self.types.isdisjoint(ev.object_types):
+            return False
+        return not (self.zones and self.zones.isdisjoint(ev.zone_ids))
 
 
 class RuleIndex:
@@ -554,7 +586,7 @@ class EventService:
         touched: dict[int, _Rule] = {}
         index = self.index
         for ev in sorted(batch, key=lambda e: e.timestamp):
-            cands = index.candidates(ev)
+            cands = [rule for rule in index.candidates(ev) if rule.could_match(ev)]
             if not cands:
                 continue
             fields = ev.fields()

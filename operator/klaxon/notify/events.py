@@ -31,13 +31,17 @@ from .policy import (
 )
 
 CONDITION_ORDER = ("riskThreshold", "objectTypes", "cameras", "zones", "minConfidence", "schedule")
+# tuples, not X | Y: a union in isinstance is rebuilt on every call (hot path)
+_SEQ = (list, tuple)
+_NUM = (int, float)
+_SCALAR = (str, int, float)
 _TIME_FIELDS = ("time", "timestamp", "started_at", "startedAt", "created_at")
 
 
 def _list(event: Mapping[str, Any], *names: str) -> list[str]:
     for name in names:
         v = event.get(name)
-        if isinstance(v, list | tuple):
+        if isinstance(v, _SEQ):
             return [str(x) for x in v]
         if v is not None:
             return [str(v)]
@@ -47,7 +51,7 @@ def _list(event: Mapping[str, Any], *names: str) -> list[str]:
 def _number(event: Mapping[str, Any], *names: str) -> float | None:
     for name in names:
         v = event.get(name)
-        if isinstance(v, int | float) and not isinstance(v, bool):
+        if isinstance(v, _NUM) and not isinstance(v, bool):
             return float(v)
     return None
 
@@ -58,7 +62,7 @@ def event_time(event: Mapping[str, Any]) -> datetime:
         v = event.get(name)
         if isinstance(v, datetime):
             return v if v.tzinfo else v.replace(tzinfo=UTC)
-        if isinstance(v, int | float) and not isinstance(v, bool):
+        if isinstance(v, _NUM) and not isinstance(v, bool):
             return datetime.fromtimestamp(v, UTC)
         if isinstance(v, str) and v:
             ts = datetime.fromisoformat(v.replace("Z", "+00:00"))
@@ -111,7 +115,7 @@ def event_fields(event: Mapping[str, Any], flt: EventFilter) -> dict[str, Any]:
 
 def _labels(fields: Mapping[str, Any]) -> dict[str, str]:
     return {
-        k: str(v) for k, v in fields.items() if isinstance(v, str | int | float) and not isinstance(v, bool)
+        k: str(v) for k, v in fields.items() if isinstance(v, _SCALAR) and not isinstance(v, bool)
     }
 
 
@@ -168,6 +172,7 @@ class EventPipeline:
         self._grouper = Grouper(self.window_s, grouping.min_events)
         self._group_by = list(grouping.group_by)
         self.policy = RulePolicy.from_specs(self.rule, self.config, self.acked_episodes)
+        self._needs_labels = bool(self.policy.silences)  # only silences look at an event's labels
 
     def process(self, event: Mapping[str, Any], index: int = 0) -> EventResult:
         assert self.rule.events is not None
@@ -183,12 +188,8 @@ class EventPipeline:
             render_dedup_key("|".join(f"{{{g}}}" for g in self._group_by), fields) if self._group_by else key
         )
         outcome = self._grouper.observe(group, at)
-        labels = {
-            "alertname": self.name,
-            "namespace": self.namespace,
-            "severity": self.rule.severity,
-            **_labels(fields),
-        }
+        flat = _labels(fields) if self._needs_labels else {}
+        labels = {"alertname": self.name, "namespace": self.namespace, "severity": self.rule.severity, **flat}
 
         def result(notify: bool, by: SuppressedBy | None, n: Notification | None = None) -> EventResult:
             if by is not None:
@@ -229,7 +230,7 @@ class EventPipeline:
             state_from="Inactive",
             state_to="Firing",
             time=at,
-            labels=_labels(fields),
+            labels=flat if self._needs_labels else _labels(fields),
             annotations=dict(self.rule.annotations),
             severity=self.rule.severity,
             value=_number(event, "risk_score", "risk"),

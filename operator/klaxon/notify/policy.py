@@ -30,6 +30,9 @@ from ..engine.types import Schedule as EngineSchedule
 from .model import Notification
 
 NULL = "null"
+# tuples, not X | Y: a union in isinstance is rebuilt on every call (hot path)
+_SEQ = (list, tuple)
+_SCALAR = (str, int, float)
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -86,9 +89,9 @@ def _text(value: Any) -> str:
         return NULL
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, list | tuple):
+    if isinstance(value, _SEQ):
         return ",".join(_text(v) for v in value)
-    if isinstance(value, str | int | float):
+    if isinstance(value, _SCALAR):
         return str(value)
     return NULL  # mappings and objects are never rendered: no way into their internals
 
@@ -100,18 +103,28 @@ def render_dedup_key(template: str, fields: Mapping[str, Any]) -> str:
     formatter looks names up in a flat mapping and nothing more, unlike ``str.format``.
     """
 
-    def sub(m: re.Match[str]) -> str:
-        token = m.group(0)
-        if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        name = m.group(1)
-        if not _FIELD_NAME.match(name):
-            return token
-        return _text(fields.get(name))
+    return "".join(part if is_literal else _text(fields.get(part)) for is_literal, part in _compiled(template))
 
-    return _PLACEHOLDER.sub(sub, template)
+
+@lru_cache(maxsize=4096)
+def _compiled(template: str) -> tuple[tuple[bool, str], ...]:
+    """The template as (literal?, text-or-field-name) parts, parsed once."""
+    parts: list[tuple[bool, str]] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(template):
+        if m.start() > pos:
+            parts.append((True, template[pos : m.start()]))
+        token, name = m.group(0), m.group(1)
+        if token in ("{{", "}}"):
+            parts.append((True, token[0]))
+        elif not _FIELD_NAME.match(name):
+            parts.append((True, token))
+        else:
+            parts.append((False, name))
+        pos = m.end()
+    if pos < len(template):
+        parts.append((True, template[pos:]))
+    return tuple(parts)
 
 
 def dedup_template_problems(template: str) -> list[str]:
