@@ -67,7 +67,9 @@ def rules(n: int, wildcard: bool, rng: random.Random) -> list[AlertRuleSpec]:
         if i % 4 == 0:
             spec["schedule"] = {
                 "timezone": "Europe/Berlin",
-                "windows": [{"days": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], "start": "22:00", "end": "06:00"}],
+                "windows": [
+                    {"days": ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], "start": "22:00", "end": "06:00"}
+                ],
             }
         out.append(AlertRuleSpec.model_validate(spec))
     return out
@@ -101,7 +103,9 @@ async def main(args: argparse.Namespace) -> int:
         {
             "events": {"token": {"name": "t", "key": "token"}, "maxBatch": max(args.batch, 1000), "queueSize": 1000000},
             "grouping": {"window": "2m", "minEvents": 2, "groupBy": ["camera_id"]},
-            "silences": [{"matchers": [{"label": "zone_id", "op": "=", "value": "zone-07"}], "until": "2030-01-01T00:00:00Z"}],
+            "silences": [
+                {"matchers": [{"label": "zone_id", "op": "=", "value": "zone-07"}], "until": "2030-01-01T00:00:00Z"}
+            ],
         }
     )
 
@@ -149,12 +153,16 @@ async def main(args: argparse.Namespace) -> int:
     matched = sum(sum(len(g.times) > 0 for g in r.pipeline._grouper.groups.values()) for r in service.rules.values())
     lat = sorted(latencies)
     p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
-    print(f"rules={args.rules} ({'all wildcard' if args.wildcard else '80 camera, 10 zone, 8 type, 2 wildcard'}) "
-          f"events={service.processed} batch={args.batch} concurrency={args.concurrency}")
+    print(
+        f"rules={args.rules} ({'all wildcard' if args.wildcard else '80 camera, 10 zone, 8 type, 2 wildcard'}) "
+        f"events={service.processed} batch={args.batch} concurrency={args.concurrency}"
+    )
     print(f"ingest (all POSTs answered): {ingested:.2f} s = {service.processed / ingested:,.0f} events/s")
     print(f"ingested and matched (queue drained): {total:.2f} s = {service.processed / total:,.0f} events/s")
-    print(f"POST latency ms: p50={p(0.5):.2f} p99={p(0.99):.2f} max={lat[-1] * 1000:.2f} "
-          f"(mean {statistics.mean(lat) * 1000:.2f})")
+    print(
+        f"POST latency ms: p50={p(0.5):.2f} p99={p(0.99):.2f} max={lat[-1] * 1000:.2f} "
+        f"(mean {statistics.mean(lat) * 1000:.2f})"
+    )
     print(f"notifications={stub.count} open groups={matched}")
     if peak is not None:
         print(f"peak traced memory: {peak / 2**20:.1f} MiB")
