@@ -30,6 +30,7 @@ from klaxon.api.common import parse_duration
 from klaxon.api.validation import parse_spec
 from klaxon.engine.types import STATES
 from klaxon.evaluator import CycleResult, Evaluator, RuleRef, StatusWriter, assigned, parse_shard
+from klaxon.evaluator.ingest import EventService, event_service_for, mount_event_routes
 from klaxon.prom.client import PrometheusClient
 
 log = logging.getLogger("klaxon.evaluator")
@@ -89,7 +90,9 @@ class Health:
         return time.monotonic() - ref < self.stale_s
 
 
-async def serve_http(metrics: Metrics, health: Health, port: int, host: str = "0.0.0.0") -> web.AppRunner:
+async def serve_http(
+    metrics: Metrics, health: Health, port: int, host: str = "0.0.0.0", events: EventService | None = None
+) -> web.AppRunner:
     async def metrics_handler(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -99,6 +102,8 @@ async def serve_http(metrics: Metrics, health: Health, port: int, host: str = "0
     app = web.Application()
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
+    if events is not None:  # live event rules: POST /v1/events (klaxon.evaluator.ingest)
+        mount_event_routes(app, events)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -161,7 +166,8 @@ async def run_loop(args: argparse.Namespace, api_client: Any, stop: asyncio.Even
     metrics = Metrics()
     tick = args.tick if args.tick else min(10.0, parse_duration(config.defaults.interval))
     health = Health(stale_s=max(60.0, 10 * tick))
-    runner = await serve_http(metrics, health, args.metrics_port) if args.metrics_port else None
+    events = await event_service_for(api_client, cfg_ns, cfg_name, config, metrics.registry)
+    runner = await serve_http(metrics, health, args.metrics_port, events=events) if args.metrics_port else None
 
     async def write(ns: str, name: str, status: dict[str, Any]) -> None:
         await patch_rule_status(api_client, ns, name, status)

@@ -32,8 +32,7 @@ from .model import (
     StatusSink,
 )
 from .notifier import ACK_ANNOTATION, TEST_ANNOTATION, Notifier, RetryPolicy
-from .policy import Decision, KeyState, RulePolicy, decide, render_dedup_key
-from .schedule import in_schedule
+from .policy import Decision, KeyState, RulePolicy, decide, in_schedule, render_dedup_key
 
 __all__ = [
     "ACK_ANNOTATION",

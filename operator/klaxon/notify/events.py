@@ -26,18 +26,22 @@ from .policy import (
     SuppressedBy,
     cooldown_allows,
     gate,
+    in_schedule,
     render_dedup_key,
 )
-from .schedule import in_schedule
 
 CONDITION_ORDER = ("riskThreshold", "objectTypes", "cameras", "zones", "minConfidence", "schedule")
+# tuples, not X | Y: a union in isinstance is rebuilt on every call (hot path)
+_SEQ = (list, tuple)
+_NUM = (int, float)
+_SCALAR = (str, int, float)
 _TIME_FIELDS = ("time", "timestamp", "started_at", "startedAt", "created_at")
 
 
 def _list(event: Mapping[str, Any], *names: str) -> list[str]:
     for name in names:
         v = event.get(name)
-        if isinstance(v, list | tuple):
+        if isinstance(v, _SEQ):
             return [str(x) for x in v]
         if v is not None:
             return [str(v)]
@@ -47,7 +51,7 @@ def _list(event: Mapping[str, Any], *names: str) -> list[str]:
 def _number(event: Mapping[str, Any], *names: str) -> float | None:
     for name in names:
         v = event.get(name)
-        if isinstance(v, int | float) and not isinstance(v, bool):
+        if isinstance(v, _NUM) and not isinstance(v, bool):
             return float(v)
     return None
 
@@ -56,7 +60,9 @@ def event_time(event: Mapping[str, Any]) -> datetime:
     """The event's time: the first of time/timestamp/started_at; naive ISO strings are UTC."""
     for name in _TIME_FIELDS:
         v = event.get(name)
-        if isinstance(v, int | float) and not isinstance(v, bool):
+        if isinstance(v, datetime):
+            return v if v.tzinfo else v.replace(tzinfo=UTC)
+        if isinstance(v, _NUM) and not isinstance(v, bool):
             return datetime.fromtimestamp(v, UTC)
         if isinstance(v, str) and v:
             ts = datetime.fromisoformat(v.replace("Z", "+00:00"))
@@ -109,7 +115,7 @@ def event_fields(event: Mapping[str, Any], flt: EventFilter) -> dict[str, Any]:
 
 def _labels(fields: Mapping[str, Any]) -> dict[str, str]:
     return {
-        k: str(v) for k, v in fields.items() if isinstance(v, str | int | float) and not isinstance(v, bool)
+        k: str(v) for k, v in fields.items() if isinstance(v, _SCALAR) and not isinstance(v, bool)
     }
 
 
@@ -124,6 +130,12 @@ class EventResult:
     suppressed_by: SuppressedBy | None = None
     group: str | None = None
     notification: Notification | None = None
+    #: the alert (entry) the event belongs to, once its group opened; empty below minEvents
+    episode: str = ""
+    #: the event opened that alert; ``group_count`` is the matches in the grouping window
+    opened: bool = False
+    group_count: int = 0
+    group_first: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -149,14 +161,18 @@ class EventPipeline:
     _grouper: Grouper = field(init=False)
     _cooldown: dict[str, datetime] = field(init=False, default_factory=dict)
     suppressed: dict[str, int] = field(init=False, default_factory=dict)
+    #: alert entries acknowledged while running (``klaxon entries ack``): never re-notified
+    acked: set[str] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         if self.rule.events is None:
             raise ValueError("not an event rule: spec.events is not set")
         grouping = (self.config or AlertConfigSpec()).grouping
-        self._grouper = Grouper(parse_duration(grouping.window), grouping.min_events)
+        self.window_s = parse_duration(grouping.window)
+        self._grouper = Grouper(self.window_s, grouping.min_events)
         self._group_by = list(grouping.group_by)
         self.policy = RulePolicy.from_specs(self.rule, self.config, self.acked_episodes)
+        self._needs_labels = bool(self.policy.silences)  # only silences look at an event's labels
 
     def process(self, event: Mapping[str, Any], index: int = 0) -> EventResult:
         assert self.rule.events is not None
@@ -172,17 +188,27 @@ class EventPipeline:
             render_dedup_key("|".join(f"{{{g}}}" for g in self._group_by), fields) if self._group_by else key
         )
         outcome = self._grouper.observe(group, at)
-        labels = {
-            "alertname": self.name,
-            "namespace": self.namespace,
-            "severity": self.rule.severity,
-            **_labels(fields),
-        }
+        flat = _labels(fields) if self._needs_labels else {}
+        labels = {"alertname": self.name, "namespace": self.namespace, "severity": self.rule.severity, **flat}
 
         def result(notify: bool, by: SuppressedBy | None, n: Notification | None = None) -> EventResult:
             if by is not None:
                 self.suppressed[by] = self.suppressed.get(by, 0) + 1
-            return EventResult(eid, at, True, held, key, notify, by, group, n)
+            return EventResult(
+                eid,
+                at,
+                True,
+                held,
+                key,
+                notify,
+                by,
+                group,
+                n,
+                outcome.episode,
+                outcome.status == "opened",
+                outcome.count,
+                outcome.first,
+            )
 
         if outcome.status == "belowMinEvents":
             return result(False, "minEvents")
@@ -191,7 +217,7 @@ class EventPipeline:
         held_back = gate(self.policy, labels, at)
         if held_back is not None:
             return result(False, held_back[0])
-        if outcome.episode in self.policy.acked_episodes:
+        if outcome.episode in self.policy.acked_episodes or outcome.episode in self.acked:
             return result(False, "ack")
         if not cooldown_allows(self._cooldown.get(key), at, self.policy.cooldown_s):
             return result(False, "cooldown")
@@ -204,7 +230,7 @@ class EventPipeline:
             state_from="Inactive",
             state_to="Firing",
             time=at,
-            labels=_labels(fields),
+            labels=flat if self._needs_labels else _labels(fields),
             annotations=dict(self.rule.annotations),
             severity=self.rule.severity,
             value=_number(event, "risk_score", "risk"),

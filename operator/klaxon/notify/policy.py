@@ -24,10 +24,15 @@ from typing import Any, Literal
 from ..api.alertconfig import AlertConfigSpec, Matcher, Silence
 from ..api.alertrule import AlertRuleSpec, Mute
 from ..api.common import Schedule, parse_duration
+from ..engine.adapter import schedule_from_spec
+from ..engine.schedule import in_schedule as engine_in_schedule
+from ..engine.types import Schedule as EngineSchedule
 from .model import Notification
-from .schedule import in_schedule
 
 NULL = "null"
+# tuples, not X | Y: a union in isinstance is rebuilt on every call (hot path)
+_SEQ = (list, tuple)
+_SCALAR = (str, int, float)
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([^{}]*)\}")
 _FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -48,6 +53,34 @@ SuppressedBy = Literal[
 Kind = Literal["firing", "escalation", "repeat", "resolved", "test", "none"]
 
 
+# -- schedules (SEMANTICS §5, the engine's implementation) -------------------------------
+
+_SCHEDULES: dict[int, tuple[Schedule, EngineSchedule]] = {}
+
+
+def engine_schedule(schedule: Schedule) -> EngineSchedule:
+    """The engine's form of an API schedule, converted once per spec object."""
+    hit = _SCHEDULES.get(id(schedule))
+    if hit is not None and hit[0] is schedule:
+        return hit[1]
+    if len(_SCHEDULES) >= 4096:
+        _SCHEDULES.clear()
+    converted = schedule_from_spec(schedule)
+    _SCHEDULES[id(schedule)] = (schedule, converted)  # holding the spec keeps its id from being reused
+    return converted
+
+
+def in_schedule(at: datetime, schedule: Schedule | None) -> bool:
+    """Whether the instant ``at`` is inside ``schedule`` (``klaxon.engine.schedule.in_schedule``).
+
+    No schedule means always. A naive ``at`` is read as UTC, like event timestamps.
+    """
+    if schedule is None:
+        return True
+    aware = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return engine_in_schedule(aware.timestamp(), engine_schedule(schedule))
+
+
 # -- dedup keys ---------------------------------------------------------------------------
 
 
@@ -56,9 +89,9 @@ def _text(value: Any) -> str:
         return NULL
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, list | tuple):
+    if isinstance(value, _SEQ):
         return ",".join(_text(v) for v in value)
-    if isinstance(value, str | int | float):
+    if isinstance(value, _SCALAR):
         return str(value)
     return NULL  # mappings and objects are never rendered: no way into their internals
 
@@ -70,18 +103,28 @@ def render_dedup_key(template: str, fields: Mapping[str, Any]) -> str:
     formatter looks names up in a flat mapping and nothing more, unlike ``str.format``.
     """
 
-    def sub(m: re.Match[str]) -> str:
-        token = m.group(0)
-        if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        name = m.group(1)
-        if not _FIELD_NAME.match(name):
-            return token
-        return _text(fields.get(name))
+    return "".join(part if is_literal else _text(fields.get(part)) for is_literal, part in _compiled(template))
 
-    return _PLACEHOLDER.sub(sub, template)
+
+@lru_cache(maxsize=4096)
+def _compiled(template: str) -> tuple[tuple[bool, str], ...]:
+    """The template as (literal?, text-or-field-name) parts, parsed once."""
+    parts: list[tuple[bool, str]] = []
+    pos = 0
+    for m in _PLACEHOLDER.finditer(template):
+        if m.start() > pos:
+            parts.append((True, template[pos : m.start()]))
+        token, name = m.group(0), m.group(1)
+        if token in ("{{", "}}"):
+            parts.append((True, token[0]))
+        elif not _FIELD_NAME.match(name):
+            parts.append((True, token))
+        else:
+            parts.append((False, name))
+        pos = m.end()
+    if pos < len(template):
+        parts.append((True, template[pos:]))
+    return tuple(parts)
 
 
 def dedup_template_problems(template: str) -> list[str]:
@@ -397,6 +440,8 @@ class GroupOutcome:
     status: GroupStatus
     count: int
     episode: str
+    #: the earliest event in the window (for an opened alert: its first event)
+    first: datetime | None = None
 
 
 class Grouper:
@@ -416,11 +461,11 @@ class Grouper:
             g.times.popleft()
         g.last_event = at
         if g.open:
-            return GroupOutcome("absorbed", len(g.times), g.episode)
+            return GroupOutcome("absorbed", len(g.times), g.episode, g.times[0])
         if len(g.times) >= self.min_events:
             g.open, g.episode = True, f"{key}@{at.isoformat()}"
-            return GroupOutcome("opened", len(g.times), g.episode)
-        return GroupOutcome("belowMinEvents", len(g.times), "")
+            return GroupOutcome("opened", len(g.times), g.episode, g.times[0])
+        return GroupOutcome("belowMinEvents", len(g.times), "", g.times[0])
 
     def is_open(self, key: str, at: datetime) -> bool:
         g = self.groups.get(key)

@@ -1,0 +1,168 @@
+"""``klaxon entries``: list the alert entries of event rules; acknowledge and tag them.
+
+    klaxon entries [list] [-n NS | -A] [RULE] [-o table|json]
+    klaxon entries ack RULE KEY [--by WHO] [-n NS]
+    klaxon entries tag RULE KEY (--action TEXT | --root-cause TEXT) [--by WHO] [-n NS]
+
+``ack`` and ``tag`` write the AlertRule's ``klaxon.dev/entries`` annotation (who and when are
+recorded there); the evaluator applies it and shows the result in ``status.entries``. As a
+kubectl plugin: ``kubectl klaxon entries ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from ..api.alertconfig import AlertConfigSpec
+from ..evaluator.entries import ENTRIES_ANNOTATION, Action, Record, parse_entries_annotation, tag_problem
+
+
+def _who(args: argparse.Namespace) -> str:
+    if args.by:
+        return str(args.by)
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name on this system
+        return "unknown"
+
+
+def entry_rows(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per open entry: rule, status fields, and who/when from the annotation's records."""
+    rows: list[dict[str, Any]] = []
+    for rule in rules:
+        meta = rule.get("metadata") or {}
+        status = rule.get("status") or {}
+        records, _ = parse_entries_annotation((meta.get("annotations") or {}).get(ENTRIES_ANNOTATION))
+        by_key: dict[str, dict[str, Any]] = {}
+        for rec in records:
+            by_key.setdefault(rec.key, {})[rec.what] = rec.to_json()
+        for e in status.get("entries") or []:
+            rows.append(
+                {
+                    "namespace": meta.get("namespace", ""),
+                    "rule": meta.get("name", ""),
+                    **e,
+                    "records": by_key.get(e.get("key", ""), {}),
+                    "entriesCount": status.get("entriesCount", 0),
+                }
+            )
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    cols = ("namespace", "rule", "key", "state", "eventCount", "firstEventTime", "lastEventTime", "acked/tags")
+    table = [list(cols)]
+    for r in rows:
+        tags = [f"ack:{r['acknowledgedBy']}"] if r.get("acknowledgedBy") else []
+        tags += [f"action:{r['action']}"] if r.get("action") else []
+        tags += [f"rootCause:{r['rootCause']}"] if r.get("rootCause") else []
+        table.append([str(r.get(c, "")) for c in cols[:-1]] + [", ".join(tags) or "-"])
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+async def run_with(args: argparse.Namespace, api_client: Any) -> int:
+    """The command against an ApiClient (tests pass one bound to an emulated cluster)."""
+    from ..kube.entries import get_config_of, get_rule, list_rules, record_entry
+
+    action = args.action or "list"
+    if action == "list":
+        if args.rule:
+            rules = [await get_rule(api_client, args.namespace, args.rule)]
+        else:
+            rules = await list_rules(api_client, None if args.all_namespaces else args.namespace)
+        rows = entry_rows(rules)
+        if args.output == "json":
+            print(json.dumps(rows, indent=2))
+        elif rows:
+            print_table(rows)
+        else:
+            print("no open alert entries")
+        return 0
+
+    what: Action
+    text: str | None = None
+    if action == "ack":
+        what = "ack"
+    elif args.action_text is not None:
+        what, text = "action", args.action_text
+    else:
+        what, text = "rootCause", args.root_cause
+    rule = await get_rule(api_client, args.namespace, args.rule)
+    keys = {e.get("key") for e in (rule.get("status") or {}).get("entries") or []}
+    if args.key not in keys and not args.force:
+        print(
+            f"klaxon entries: {args.rule} has no open entry {args.key!r} (use --force to record anyway)",
+            file=sys.stderr,
+        )
+        return 1
+    cfg_obj = await get_config_of(api_client, rule)
+    if cfg_obj is not None:
+        settings = AlertConfigSpec.model_validate(cfg_obj.get("spec") or {}).entries
+        problem = tag_problem(settings, what, text)
+        if problem is None and what == "ack" and "button" not in settings.ack_mechanisms:
+            problem = f"acknowledging by button is not enabled (ackMechanisms: {', '.join(settings.ack_mechanisms)})"
+        if problem is not None:
+            print(f"klaxon entries: {problem}", file=sys.stderr)
+            return 2
+    record = Record(args.key, what, _who(args), datetime.now(UTC).replace(microsecond=0), text)
+    await record_entry(api_client, args.namespace, args.rule, record)
+    label = "acknowledged" if what == "ack" else f"tagged {what}={text!r}"
+    print(f"{args.namespace}/{args.rule} entry {args.key}: {label} by {record.by}")
+    return 0
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from kubernetes_asyncio import client, config
+
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        await config.load_kube_config(config_file=args.kubeconfig)
+    async with client.ApiClient() as api_client:
+        return await run_with(args, api_client)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action in ("ack", "tag") and not (args.rule and args.key):
+        print("klaxon entries: ack and tag need RULE and KEY", file=sys.stderr)
+        return 2
+    return asyncio.run(_main(args))
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "entries",
+        help="list, acknowledge and tag the alert entries of event rules",
+        description="List open alert entries (AlertRule status) or record an acknowledgement / a tag in the "
+        f"AlertRule's {ENTRIES_ANNOTATION} annotation, with who and when.",
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-n", "--namespace", default="default", help="the rule's namespace. Default: default")
+    common.add_argument("--kubeconfig", default=None, help="kubeconfig outside a cluster. Default: the usual lookup")
+    p.set_defaults(func=run, action=None, rule=None, all_namespaces=False, output="table")
+    acts = p.add_subparsers(dest="action", metavar="ACTION")
+    ls = acts.add_parser("list", parents=[common], help="list open entries (the default)")
+    ls.add_argument("rule", nargs="?", metavar="RULE", help="only this AlertRule")
+    ls.add_argument("-A", "--all-namespaces", action="store_true", help="rules of every namespace")
+    ls.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    ack = acts.add_parser("ack", parents=[common], help="acknowledge an entry (stops its re-notification)")
+    tag = acts.add_parser("tag", parents=[common], help="set an entry's action or root cause")
+    for q in (ack, tag):
+        q.add_argument("rule", metavar="RULE", help="the AlertRule")
+        q.add_argument("key", metavar="KEY", help="the entry's key (as listed)")
+        q.add_argument("--by", default=None, help="who does it. Default: the local user name")
+        q.add_argument("--force", action="store_true", help="record even when no such entry is open")
+    which = tag.add_mutually_exclusive_group(required=True)
+    which.add_argument("--action", dest="action_text", default=None, metavar="TEXT", help="the action taken")
+    which.add_argument("--root-cause", dest="root_cause", default=None, metavar="TEXT", help="the root cause")
+    ack.set_defaults(action_text=None, root_cause=None)
+    for q in (p, ls):
+        q.set_defaults(namespace="default", kubeconfig=None)
