@@ -10,6 +10,7 @@ import pytest
 
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
+from klaxon.api.sharding import shard_of
 from klaxon.kube.apply import HASH_ANNOTATION, diff_state, input_hash, is_subset, prepare
 from klaxon.kube.rbac import EVALUATOR_RULES, OPERATOR_RULES, covers
 from klaxon.operator.build import (
@@ -20,7 +21,6 @@ from klaxon.operator.build import (
     build_role_binding,
     build_service_account,
     secret_refs,
-    shard_of,
     short_name,
 )
 from klaxon.operator.conditions import Cond, build_conditions, ready_from, transitions
@@ -112,9 +112,9 @@ def test_secret_refs_finds_every_reference() -> None:
 
 
 def test_shard_of_is_stable_and_spreads() -> None:
-    assert shard_of("ns", "r", 1) == 0
-    assert shard_of("ns", "r", 4) == shard_of("ns", "r", 4)
-    counts = collections.Counter(shard_of("ns", f"rule-{i}", 4) for i in range(400))
+    assert shard_of("uid-r", 1) == 0
+    assert shard_of("uid-r", 4) == shard_of("uid-r", 4)
+    counts = collections.Counter(shard_of(f"uid-{i}", 4) for i in range(400))
     assert set(counts) == {0, 1, 2, 3} and min(counts.values()) > 60
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 
+from klaxon.api.sharding import shard_of
 from klaxon.kube.rbac import OPERATOR_RULES, missing
 from kube_harness import EmulatedCluster, OperatorRunner, wait_for
 from support.operator_helpers import (
@@ -108,9 +109,8 @@ async def test_config_lifecycle_builds_the_evaluator(kube: EmulatedCluster, oper
         prometheus={"url": "http://p:9090", "auth": {"bearerToken": {"name": "prom-auth", "key": "token"}}},
     )
     created = kube.create_object(AC, cfg, NS)
-    for i in range(3):
-        kube.create_object(AR, rule(f"r{i}", config="site"), NS)
-    await wait_for(lambda: (kube.get_object(AC, "site", NS) or {}).get("status", {}).get("rulesAssigned") == 3)
+    uids = [kube.create_object(AR, rule(f"r{i}", config="site"), NS)["metadata"]["uid"] for i in range(12)]
+    await wait_for(lambda: (kube.get_object(AC, "site", NS) or {}).get("status", {}).get("rulesAssigned") == 12)
     await wait_condition(kube, AC, "site", "False", "EvaluatorNotReady")
 
     uid = created["metadata"]["uid"]
@@ -135,7 +135,9 @@ async def test_config_lifecycle_builds_the_evaluator(kube: EmulatedCluster, oper
     } in role["rules"]  # type: ignore[index]
     status = kube.get_object(AC, "site", NS)["status"]  # type: ignore[index]
     assert status["evaluatorReady"] is False
-    assert sum(s["rules"] for s in status["shards"]) == 3 and [s["index"] for s in status["shards"]] == [0, 1]
+    assert [s["index"] for s in status["shards"]] == [0, 1]
+    # the same split the evaluators make: by a stable hash of each rule's uid
+    assert [s["rules"] for s in status["shards"]] == [sum(shard_of(u, 2) == i for u in uids) for i in (0, 1)]
 
     # pods become ready (the Deployment controller's job, faked here) → Ready
     for i in range(2):

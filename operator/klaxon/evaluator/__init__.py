@@ -1,5 +1,6 @@
 """klaxon.evaluator: query Prometheus, run the engine per series, write status, hand over notifications."""
 
+from klaxon.api.sharding import assigned, parse_shard, shard_of
 from klaxon.evaluator.core import (
     CycleResult,
     Evaluator,
@@ -12,7 +13,6 @@ from klaxon.evaluator.core import (
     series_key,
 )
 from klaxon.evaluator.query import count_query, raw_range, value_query
-from klaxon.evaluator.sharding import assigned, parse_shard, shard_of
 from klaxon.evaluator.status import StatusWriter, significant
 
 __all__ = [

@@ -57,14 +57,6 @@ def evaluator_labels(config_name: str) -> dict[str, str]:
     }
 
 
-def shard_of(namespace: str, name: str, shards: int) -> int:
-    """The evaluator shard of a rule: a stable hash, so the operator and evaluators agree."""
-    if shards <= 1:
-        return 0
-    digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % shards
-
-
 def _meta(name: str, namespace: str, labels: Mapping[str, str]) -> Body:
     return {"name": name, "namespace": namespace, "labels": dict(labels)}
 

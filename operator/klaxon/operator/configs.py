@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..api.alertconfig import AlertConfigSpec
+from ..api.sharding import shard_of
 from ..api.validation import parse_spec
 from ..kube.apply import NotOwnedError, controller_uid, delete_owned, ensure_object
 from ..kube.client import Body, KubeError, Ref
@@ -19,7 +20,6 @@ from .build import (
     build_role_binding,
     build_service_account,
     secret_refs,
-    shard_of,
     short_name,
 )
 from .conditions import Cond, ready_from
@@ -39,6 +39,13 @@ def config_secret_names(rt: Runtime, namespace: str, spec: Mapping[str, Any] | N
         if ns == namespace:
             names.update(name for _, name, _ in secret_refs(body.get("spec")))
     return sorted(names)
+
+
+def rule_uid(rt: Runtime, key: Key) -> str:
+    """The rule's uid, which the evaluators shard by (falls back to ns/name before the index has it)."""
+    bodies = rt.many("klaxon_rules", key)
+    meta = (bodies[0].get("metadata") or {}) if bodies else {}
+    return str(meta.get("uid") or "/".join(key))
 
 
 def assigned_rules(rt: Runtime, key: Key, spec: AlertConfigSpec) -> list[Key]:
@@ -122,8 +129,8 @@ async def _status(
     rules = assigned_rules(rt, (ns, name), spec)
     shards = spec.evaluator.shards
     per_shard = [0] * shards
-    for rule_ns, rule_name in rules:
-        per_shard[shard_of(rule_ns, rule_name, shards)] += 1
+    for rule_key in rules:
+        per_shard[shard_of(rule_uid(rt, rule_key), shards)] += 1
     shard_status = []
     for i in range(shards if spec.evaluator.enabled else 0):
         dep = deployments.get(i) or {}
