@@ -54,7 +54,7 @@ def lua_literal(value: Any) -> str:
 
 
 def run_health(kind: str, obj: dict[str, Any]) -> tuple[str, str]:
-    script = ARGO / "health" / f"klaxon.dev_{kind}.lua"
+    script = ARGO / "health.lua"
     harness = (f"obj = {lua_literal(obj)}\n"
                f"local hs = dofile({json.dumps(str(script))})\n"
                "io.write(hs.status, '\\n', hs.message or '')\n")
@@ -165,14 +165,10 @@ def test_snippet_embeds_the_scripts() -> None:
     assert cm["kind"] == "ConfigMap" and cm["metadata"]["name"] == "argocd-cm"
     data = cm["data"]
     for kind in KINDS:
-        script = (ARGO / "health" / f"klaxon.dev_{kind}.lua").read_text()
+        script = (ARGO / "health.lua").read_text()
         assert data[f"resource.customizations.health.klaxon.dev_{kind}"] == script, kind
         ignore = yaml.safe_load(data[f"resource.customizations.ignoreResourceUpdates.klaxon.dev_{kind}"])
         assert ignore == {"jsonPointers": ["/status"]}
     assert data["resource.ignoreResourceUpdatesEnabled"] == "true"
 
 
-def test_the_three_scripts_are_the_same() -> None:
-    # One behaviour for all kinds (the script branches on obj.kind where they differ).
-    texts = {(ARGO / "health" / f"klaxon.dev_{k}.lua").read_text() for k in KINDS}
-    assert len(texts) == 1
