@@ -13,29 +13,9 @@ from typing import Any
 
 import celpy
 
-CEL_RESERVED = {
-    "for",
-    "in",
-    "as",
-    "break",
-    "const",
-    "continue",
-    "else",
-    "function",
-    "if",
-    "import",
-    "let",
-    "loop",
-    "package",
-    "namespace",
-    "return",
-    "var",
-    "void",
-    "while",
-    "true",
-    "false",
-    "null",
-}
+from klaxon.api import crdgen
+
+CEL_RESERVED = crdgen.CEL_RESERVED
 
 _ENV = celpy.Environment()
 _PROGRAMS: dict[str, Any] = {}

@@ -42,7 +42,7 @@ _KEEP = {
     "x-kubernetes-preserve-unknown-fields",
 }
 # Names CEL reserves: Kubernetes exposes such properties to CEL as __name__.
-_CEL_RESERVED = {
+CEL_RESERVED = {
     "for",
     "in",
     "as",
@@ -168,7 +168,7 @@ def _cel_string(value: str) -> str:
 
 
 def _escape_reserved(rule: str, props: set[str]) -> str:
-    for word in _CEL_RESERVED & props:
+    for word in CEL_RESERVED & props:
         rule = re.sub(rf"\.{word}\b", f".__{word}__", rule)
     return rule
 

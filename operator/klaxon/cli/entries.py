@@ -120,14 +120,10 @@ async def run_with(args: argparse.Namespace, api_client: Any) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from kubernetes_asyncio import client, config
+    from ..kube.config import api_client
 
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        await config.load_kube_config(config_file=args.kubeconfig)
-    async with client.ApiClient() as api_client:
-        return await run_with(args, api_client)
+    async with api_client(args.kubeconfig) as api:
+        return await run_with(args, api)
 
 
 def run(args: argparse.Namespace) -> int:
