@@ -220,7 +220,6 @@ async def test_dynamic_rule_inside_the_band_stays_inactive(prometheus_server) ->
 def test_evaluator_queries_the_value_the_compiler_compiles(query: dict) -> None:
     """One implementation of escaping and aggregation: the evaluator's value is the compiled rule's X."""
     from evaluator.helpers import spec
-
     from klaxon.compile import compile_rule
 
     s = spec({"query": query, "condition": {"operator": "gt", "threshold": 80}})

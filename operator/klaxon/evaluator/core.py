@@ -21,11 +21,13 @@ import numpy as np
 
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec, Query
+from klaxon.compile import alert_name_for, compile_rule
 from klaxon.engine import SeriesState, Transition, compute_bounds, disable, rule_state, step, step_flags
 from klaxon.engine._tz import shift_local_weeks
-from klaxon.engine.adapter import NotEvaluable, engine_rule
+from klaxon.engine.adapter import NotEvaluable, engine_rule, interval_of, single_level
 from klaxon.engine.state import default_bounds
 from klaxon.engine.types import ALARM_STATES, SEVERITY, EngineRule, iso
+from klaxon.evaluator import native
 from klaxon.evaluator.query import count_query, raw_range, value_query
 from klaxon.prom.client import PrometheusClient, PrometheusError, RangeSeries, Sample
 
@@ -99,6 +101,12 @@ class _Rule:
     states: dict[SeriesKey, SeriesState] = field(default_factory=dict)
     last_eval: float | None = None
     last_status: dict[str, Any] | None = None
+    #: Evaluated by Prometheus (the compiled PrometheusRule): status comes from /api/v1/rules.
+    native: bool = False
+
+    @property
+    def engine_name(self) -> str:
+        return "prometheus" if self.native else "evaluator"
 
 
 QueryKey = tuple[str, str, float]  # (kind "vector"/"matrix", expr, time)
@@ -142,31 +150,62 @@ class Evaluator:
         self.concurrency = concurrency
         self.max_active_series = max_active_series
         self._rules: dict[str, _Rule] = {}  # by uid
+        #: Notifications produced outside a cycle (removed rules), delivered with the next one.
+        self._pending: list[Notification] = []
 
     # -- rule set -------------------------------------------------------------------------
-    def set_rules(self, rules: Iterable[RuleRef]) -> None:
-        """Replace the rule set; known uids keep their series states, new ones restore from status."""
-        new: dict[str, _Rule] = {}
-        for ref in rules:
-            engine: EngineRule | None = None
-            problem: str | None = None
-            try:
-                if ref.spec.evaluation.engine == "prometheus":
-                    raise NotEvaluable("evaluated by Prometheus (spec.evaluation.engine: prometheus)")
-                if ref.spec.query is None:
-                    raise NotEvaluable("no query")
-                engine = engine_rule(ref.spec, self.config, ref.key)
-                if engine.kind == "composite":
-                    raise NotEvaluable("composite rules are not evaluated by the evaluator yet")
-            except (NotEvaluable, ValueError) as e:
-                engine, problem = None, str(e)
-            old = self._rules.get(ref.uid)
-            if old is not None:
-                old.ref, old.engine, old.problem = ref, engine, problem
-                new[ref.uid] = old
-            else:
-                new[ref.uid] = _Rule(ref, engine, problem, restore_states(ref.status))
-        self._rules = new
+    def _classify(self, ref: RuleRef) -> tuple[EngineRule | None, str | None, bool]:
+        """(engine rule, problem, native): which engine evaluates `ref` (`compile_rule(...).engine`)."""
+        compiled = compile_rule(ref.name, ref.namespace, ref.spec, self.config, ref.uid)
+        if compiled.problems:
+            return None, "; ".join(compiled.problems)[:1024], False
+        if compiled.engine == "prometheus":
+            return None, None, True
+        try:
+            if ref.spec.query is None and (ref.spec.condition is None or ref.spec.condition.type != "composite"):
+                raise NotEvaluable("no query")
+            return engine_rule(ref.spec, self.config, ref.key), None, False
+        except (NotEvaluable, ValueError) as e:
+            return None, str(e), False
+
+    def upsert(self, ref: RuleRef) -> None:
+        """Add or update one rule; a known uid keeps its series states, a new one restores from status."""
+        old = self._rules.get(ref.uid)
+        if old is not None and old.ref.spec == ref.spec and old.ref.key == ref.key:
+            old.ref = ref
+            return
+        engine, problem, is_native = self._classify(ref)
+        if old is not None:
+            if old.native != is_native:  # the other engine owns the alarm now; start afresh
+                old.states = {}
+            old.ref, old.engine, old.problem, old.native = ref, engine, problem, is_native
+            old.last_eval = None
+        else:
+            self._rules[ref.uid] = _Rule(ref, engine, problem, restore_states(ref.status), native=is_native)
+
+    def remove(self, uid: str, t: float | None = None) -> None:
+        """Forget a rule (deleted, moved to another config or shard); a firing alarm is resolved.
+
+        The resolution (reason `RuleDeleted`) is handed to the notifier with the next cycle.
+        """
+        r = self._rules.pop(uid, None)
+        if r is None:
+            return
+        t = _time.time() if t is None else t
+        muted = _muted(r.ref.spec, t)
+        for key, st in r.states.items():
+            if st.state in ALARM_STATES:
+                tr = Transition(t, st.state, "Inactive", None, "RuleDeleted", st.level, True)
+                self._pending.append(Notification(r.ref, dict(key), tr, st.last_value, muted))
+
+    def set_rules(self, rules: Iterable[RuleRef], t: float | None = None) -> None:
+        """Replace the rule set: upsert every rule, remove (and resolve) the ones not listed."""
+        refs = list(rules)
+        keep = {ref.uid for ref in refs}
+        for uid in [u for u in self._rules if u not in keep]:
+            self.remove(uid, t)
+        for ref in refs:
+            self.upsert(ref)
 
     @property
     def rules(self) -> list[RuleRef]:
@@ -177,11 +216,12 @@ class Evaluator:
 
     # -- one cycle ------------------------------------------------------------------------
     def _due(self, r: _Rule, t: float, force: bool) -> bool:
-        if r.engine is None:
+        if r.engine is None and not r.native:
             return False
         if force or r.last_eval is None:
             return True
-        return t - r.last_eval >= r.engine.interval_s - 1e-3
+        interval = r.engine.interval_s if r.engine is not None else interval_of(r.ref.spec, self.config)
+        return t - r.last_eval >= interval - 1e-3
 
     def _queries(self, r: _Rule, t: float) -> tuple[QueryKey, list[QueryKey]]:
         assert r.engine is not None and r.ref.spec.query is not None
@@ -221,10 +261,15 @@ class Evaluator:
         t = _time.time() if t is None else float(t)
         result = CycleResult(t=t)
         due: list[tuple[_Rule, QueryKey, list[QueryKey]]] = []
+        due_native: list[_Rule] = []
         for r in self._rules.values():
             if not r.ref.spec.enabled:
                 result.rules[r.ref.key] = self._disable(r, t)
-            elif self._due(r, t, force):
+            elif not self._due(r, t, force):
+                continue
+            elif r.native:
+                due_native.append(r)
+            else:
                 main, baseline = self._queries(r, t)
                 due.append((r, main, baseline))
         wanted: dict[QueryKey, None] = {}
@@ -235,6 +280,18 @@ class Evaluator:
         answers = await self._run_queries(wanted)
         result.queries = len(answers)
         result.query_errors = sum(isinstance(a, PrometheusError) for a in answers.values())
+        if due_native:  # one /api/v1/rules call for every rule Prometheus evaluates
+            groups: list[dict[str, Any]] | PrometheusError
+            try:
+                groups = await self.client.rules()
+            except PrometheusError as e:
+                groups = e
+            result.queries += 1
+            result.query_errors += isinstance(groups, PrometheusError)
+            index = native.index_rules(groups) if not isinstance(groups, PrometheusError) else {}
+            for r in due_native:
+                err = groups if isinstance(groups, PrometheusError) else None
+                result.rules[r.ref.key] = self._evaluate_native(r, t, index.get((r.ref.namespace, r.ref.name)), err)
         for r, main, baseline in due:
             rr = self._evaluate(r, t, answers[main], [answers[b] for b in baseline])
             result.rules[r.ref.key] = rr
@@ -248,6 +305,8 @@ class Evaluator:
                     st = r.states.get(series_key(labels))
                     value = st.last_value if st is not None else None
                     result.notifications.append(Notification(r.ref, labels, tr, value, muted))
+        result.notifications[:0] = self._pending
+        self._pending = []
         if self.notifier is not None:
             for n in result.notifications:
                 try:
@@ -265,6 +324,7 @@ class Evaluator:
             transitions += [(dict(key), tr) for tr in trs]
         r.states = {}
         status: dict[str, Any] = {
+            "engine": r.engine_name,
             "state": "Disabled",
             "level": None,
             "reason": "Disabled",
@@ -331,6 +391,33 @@ class Evaluator:
                 del r.states[key]
         return RuleResult(self._status(r, t), transitions)
 
+    def _evaluate_native(
+        self, r: _Rule, t: float, found: native.NativeRule | None, error: PrometheusError | None
+    ) -> RuleResult:
+        """Status of a rule Prometheus evaluates, from its alerts in /api/v1/rules."""
+        r.last_eval = t
+        if error is not None:  # keep the known instances: no false resolution while Prometheus is away
+            return RuleResult(self._status(r, t, error=str(error)), [], str(error))
+        if found is None:
+            msg = (
+                f"alerting rule {alert_name_for(r.ref.name)} of {r.ref.key} is not loaded in Prometheus "
+                "(is the PrometheusRule selected by Prometheus' ruleSelector?)"
+            )
+            status = self._status(r, t, error=msg)
+            status["reason"] = "NotLoaded"
+            return RuleResult(status, [], msg)
+        if found.last_evaluation is None:  # loaded but not evaluated yet (e.g. Prometheus just restarted)
+            status = self._status(r, t)
+            status["reason"] = "NotEvaluatedYet"
+            return RuleResult(status, [])
+        levels = r.ref.spec.levels
+        multi = levels is not None and (levels.warning is not None or levels.critical is not None)
+        new = native.instances(found, r.ref.spec.labels, None if multi else single_level(r.ref.spec), t)
+        r.states, transitions = native.diff(r.states, new, t)
+        at = found.last_evaluation if found.last_evaluation is not None else t
+        error_text = "; ".join(found.errors) if found.errors else None
+        return RuleResult(self._status(r, at, error=error_text), transitions, error_text)
+
     def _baseline(
         self, r: _Rule, answers: Sequence[_QueryResult]
     ) -> dict[SeriesKey, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
@@ -362,6 +449,9 @@ class Evaluator:
 
     def _status(self, r: _Rule, t: float, error: str | None = None) -> dict[str, Any]:
         status = build_status(r.states, t, error=error, limit=self.max_active_series)
+        status["engine"] = r.engine_name
+        if error is not None and r.native and status["state"] == "Inactive":
+            status["state"] = "Error"  # known alerts stand (no false resolution) while Prometheus cannot be read
         if error is None and _muted(r.ref.spec, t):
             status["reason"] = "Muted"  # evaluation goes on; notifications are flagged muted
         r.last_status = status
