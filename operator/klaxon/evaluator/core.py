@@ -22,7 +22,16 @@ import numpy as np
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec, Query
 from klaxon.compile import alert_name_for, compile_rule
-from klaxon.engine import SeriesState, Transition, compute_bounds, disable, rule_state, step, step_flags
+from klaxon.engine import (
+    SeriesState,
+    Transition,
+    compute_bounds,
+    disable,
+    point_violations,
+    rule_state,
+    step,
+    step_flags,
+)
 from klaxon.engine._tz import shift_local_weeks
 from klaxon.engine.adapter import NotEvaluable, engine_rule, interval_of, single_level
 from klaxon.engine.state import default_bounds
@@ -223,10 +232,19 @@ class Evaluator:
         interval = r.engine.interval_s if r.engine is not None else interval_of(r.ref.spec, self.config)
         return t - r.last_eval >= interval - 1e-3
 
-    def _queries(self, r: _Rule, t: float) -> tuple[QueryKey, list[QueryKey]]:
-        assert r.engine is not None and r.ref.spec.query is not None
-        q: Query = r.ref.spec.query
+    def _operands(self, r: _Rule) -> list[tuple[EngineRule, Query]]:
+        """(engine rule, query) of every operand: the rule itself, or each composite condition."""
         er = r.engine
+        assert er is not None
+        if er.kind == "composite":
+            cond = r.ref.spec.condition
+            assert cond is not None
+            return [(child, sub.query) for child, sub in zip(er.children, cond.conditions or [], strict=True)]
+        assert r.ref.spec.query is not None
+        return [(er, r.ref.spec.query)]
+
+    @staticmethod
+    def _operand_queries(er: EngineRule, q: Query, t: float) -> tuple[QueryKey, list[QueryKey]]:
         main_expr = count_query(q, er.interval_s) if er.kind == "absence" else value_query(q, er.interval_s)
         main: QueryKey = ("vector", main_expr, t)
         baseline: list[QueryKey] = []
@@ -238,6 +256,9 @@ class Evaluator:
                 te = float(shift_local_weeks(tz, np.array([t]), k)[0])
                 baseline.append(("matrix", expr, te))
         return main, baseline
+
+    def _queries(self, r: _Rule, t: float) -> list[tuple[QueryKey, list[QueryKey]]]:
+        return [self._operand_queries(er, q, t) for er, q in self._operands(r)]
 
     async def _run_queries(self, keys: Iterable[QueryKey]) -> dict[QueryKey, _QueryResult]:
         sem = asyncio.Semaphore(self.concurrency)
@@ -260,7 +281,7 @@ class Evaluator:
         started = _time.perf_counter()
         t = _time.time() if t is None else float(t)
         result = CycleResult(t=t)
-        due: list[tuple[_Rule, QueryKey, list[QueryKey]]] = []
+        due: list[tuple[_Rule, list[tuple[QueryKey, list[QueryKey]]]]] = []
         due_native: list[_Rule] = []
         for r in self._rules.values():
             if not r.ref.spec.enabled:
@@ -270,13 +291,13 @@ class Evaluator:
             elif r.native:
                 due_native.append(r)
             else:
-                main, baseline = self._queries(r, t)
-                due.append((r, main, baseline))
+                due.append((r, self._queries(r, t)))
         wanted: dict[QueryKey, None] = {}
-        for _, main, baseline in due:
-            wanted[main] = None
-            for b in baseline:
-                wanted[b] = None
+        for _, plan in due:
+            for main, baseline in plan:
+                wanted[main] = None
+                for b in baseline:
+                    wanted[b] = None
         answers = await self._run_queries(wanted)
         result.queries = len(answers)
         result.query_errors = sum(isinstance(a, PrometheusError) for a in answers.values())
@@ -292,9 +313,12 @@ class Evaluator:
             for r in due_native:
                 err = groups if isinstance(groups, PrometheusError) else None
                 result.rules[r.ref.key] = self._evaluate_native(r, t, index.get((r.ref.namespace, r.ref.name)), err)
-        for r, main, baseline in due:
-            rr = self._evaluate(r, t, answers[main], [answers[b] for b in baseline])
-            result.rules[r.ref.key] = rr
+        for r, plan in due:
+            got = [(answers[main], [answers[b] for b in baseline]) for main, baseline in plan]
+            if r.engine is not None and r.engine.kind == "composite":
+                result.rules[r.ref.key] = self._evaluate_composite(r, t, got)
+            else:
+                result.rules[r.ref.key] = self._evaluate(r, t, *got[0])
         for r in self._rules.values():
             rr_opt = result.rules.get(r.ref.key)
             if rr_opt is None:
@@ -370,7 +394,8 @@ class Evaluator:
                 apply(key, *step(er, r.states.get(key, SeriesState()), t, math.nan, status="no_data"))
             return RuleResult(self._status(r, t), transitions)
 
-        pooled = self._baseline(r, baseline) if er.kind == "dynamic" else {}
+        assert r.ref.spec.query is not None
+        pooled = self._baseline(r.ref.spec.query, baseline) if er.kind == "dynamic" else {}
         static_bounds = default_bounds(er, t) if er.kind != "dynamic" else None  # the same for every series
         for key, value in values.items():
             state = r.states.get(key, SeriesState())
@@ -388,6 +413,100 @@ class Evaluator:
             else:
                 apply(key, *step(er, st, t, math.nan))  # a missing sample; MissingSeries after two
             if r.states[key].state == "Inactive":
+                del r.states[key]
+        return RuleResult(self._status(r, t), transitions)
+
+    def _operand_flags(
+        self, er: EngineRule, q: Query, t: float, main: _QueryResult, baseline: Sequence[_QueryResult],
+        common: Sequence[str],
+    ) -> dict[SeriesKey, tuple[bool, bool]]:
+        """Per group of the common splitBy labels: (known, violating) of one composite operand.
+
+        A group is known when one of the operand's series has a value, violating when one of
+        them violates (as `C1 and on(G) C2` matches on the common labels).
+        """
+        assert not isinstance(main, PrometheusError)
+        values: dict[SeriesKey, float] = {series_key(s.labels): s.value for s in main if isinstance(s, Sample)}
+        if er.kind == "absence" and not values and not q.split_by:
+            values[()] = 0.0
+        pooled = self._baseline(q, baseline) if er.kind == "dynamic" else {}
+        static_bounds = default_bounds(er, t) if er.kind != "dynamic" else None
+        out: dict[SeriesKey, tuple[bool, bool]] = {}
+        for key, x in values.items():
+            labels = dict(key)
+            group = series_key({g: labels[g] for g in common if g in labels})
+            known, bad = out.get(group, (False, False))
+            if not math.isfinite(x):
+                out[group] = (known, bad)
+                continue
+            bounds = static_bounds
+            if er.kind == "dynamic":
+                times, vals = pooled.get(key, (np.empty(0), np.empty(0)))
+                bounds = compute_bounds(er, np.array([t]), times, vals).at(0)
+            assert bounds is not None
+            flags = point_violations(er, x, bounds)
+            out[group] = (True, bad or any(flags.values()))
+        return out
+
+    def _evaluate_composite(
+        self, r: _Rule, t: float, got: Sequence[tuple[_QueryResult, Sequence[_QueryResult]]]
+    ) -> RuleResult:
+        """Each operand's point violation from its own query, combined per group by `logic`.
+
+        Three-valued as `replay_composite`: `all` is false when a known operand is false and true
+        when every operand is known and true; `any` is true when one operand is true and false
+        when every operand is known and false; otherwise the point is missing (NoData when no
+        operand has any data). The rule's own levels, `for` and recovery then apply (`step_flags`).
+        """
+        er = r.engine
+        assert er is not None
+        r.last_eval = t
+        transitions: list[tuple[dict[str, str], Transition]] = []
+
+        def apply(key: SeriesKey, new: SeriesState, trs: list[Transition]) -> None:
+            r.states[key] = new
+            transitions.extend((dict(key), tr) for tr in trs)
+
+        error = next(
+            (a for main, base in got for a in (main, *base) if isinstance(a, PrometheusError)), None
+        )
+        if error is not None:
+            for key in list(r.states) or [()]:
+                apply(key, *step_flags(er, r.states.get(key, SeriesState()), t, None, status="error"))
+            return RuleResult(self._status(r, t, error=str(error)), transitions, str(error))
+        operands = self._operands(r)
+        splits = [set(q.split_by) for _, q in operands]
+        common = sorted(set.intersection(*splits)) if splits else []
+        per_operand = [
+            self._operand_flags(child, q, t, main, base, common)
+            for (child, q), (main, base) in zip(operands, got, strict=True)
+        ]
+        groups = {g for flags in per_operand for g in flags}
+        if not any(known for flags in per_operand for known, _ in flags.values()):
+            for key in list(r.states) or [()]:
+                apply(key, *step_flags(er, r.states.get(key, SeriesState()), t, None, status="no_data"))
+            return RuleResult(self._status(r, t), transitions)
+        for key in list(r.states):
+            st = r.states[key]
+            if st.state in ("NoData", "Error") and key not in groups:
+                apply(key, *step_flags(er, st, t, dict.fromkeys(er.levels, False)))
+                del r.states[key]
+        for key in sorted(groups | set(r.states)):
+            cells = [flags.get(key, (False, False)) for flags in per_operand]
+            known = [k for k, _ in cells]
+            truth = [k and b for k, b in cells]
+            if er.logic == "all":
+                value = not any(k and not b for k, b in zip(known, truth, strict=True))
+                decided = not value or all(known)
+            else:
+                value = any(truth)
+                decided = value or all(known)
+            state = r.states.get(key, SeriesState())
+            if decided:
+                apply(key, *step_flags(er, state, t, dict.fromkeys(er.levels, value)))
+            else:
+                apply(key, *step_flags(er, state, t, None))
+            if r.states[key].state == "Inactive" and key not in groups:
                 del r.states[key]
         return RuleResult(self._status(r, t), transitions)
 
@@ -418,12 +537,11 @@ class Evaluator:
         error_text = "; ".join(found.errors) if found.errors else None
         return RuleResult(self._status(r, at, error=error_text), transitions, error_text)
 
+    @staticmethod
     def _baseline(
-        self, r: _Rule, answers: Sequence[_QueryResult]
+        q: Query, answers: Sequence[_QueryResult]
     ) -> dict[SeriesKey, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
         """Raw baseline samples pooled per splitBy group."""
-        q = r.ref.spec.query
-        assert q is not None
         group = list(q.split_by)
         parts: dict[SeriesKey, tuple[list[np.ndarray[Any, Any]], list[np.ndarray[Any, Any]]]] = {}
         for ans in answers:
