@@ -192,13 +192,13 @@ class Evaluator:
         else:
             self._rules[ref.uid] = _Rule(ref, engine, problem, restore_states(ref.status), native=is_native)
 
-    def remove(self, uid: str, t: float | None = None) -> None:
-        """Forget a rule (deleted, moved to another config or shard); a firing alarm is resolved.
-
-        The resolution (reason `RuleDeleted`) is handed to the notifier with the next cycle.
+    def remove(self, uid: str, t: float | None = None, *, resolve: bool = True) -> None:
+        """Forget a rule. A deleted rule's alarms resolve (reason `RuleDeleted`, handed to the
+        notifier with the next cycle); with `resolve=False` (moved to another config or shard,
+        which restores it from status) they are dropped silently.
         """
         r = self._rules.pop(uid, None)
-        if r is None:
+        if r is None or not resolve:
             return
         t = _time.time() if t is None else t
         muted = _muted(r.ref.spec, t)
@@ -207,14 +207,17 @@ class Evaluator:
                 tr = Transition(t, st.state, "Inactive", None, "RuleDeleted", st.level, True)
                 self._pending.append(Notification(r.ref, dict(key), tr, st.last_value, muted))
 
-    def set_rules(self, rules: Iterable[RuleRef], t: float | None = None) -> None:
+    def set_rules(self, rules: Iterable[RuleRef], t: float | None = None, *, resolve: bool = True) -> None:
         """Replace the rule set: upsert every rule, remove (and resolve) the ones not listed."""
         refs = list(rules)
         keep = {ref.uid for ref in refs}
         for uid in [u for u in self._rules if u not in keep]:
-            self.remove(uid, t)
+            self.remove(uid, t, resolve=resolve)
         for ref in refs:
             self.upsert(ref)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._rules
 
     @property
     def rules(self) -> list[RuleRef]:
