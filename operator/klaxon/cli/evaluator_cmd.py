@@ -29,7 +29,16 @@ from klaxon.api.alertrule import AlertRuleSpec
 from klaxon.api.common import parse_duration
 from klaxon.api.validation import parse_spec
 from klaxon.engine.types import STATES
-from klaxon.evaluator import CycleResult, Evaluator, RuleRef, StatusWriter, parse_shard, shard_of
+from klaxon.evaluator import (
+    CycleResult,
+    Evaluator,
+    LogNotifier,
+    Notifier,
+    RuleRef,
+    StatusWriter,
+    parse_shard,
+    shard_of,
+)
 from klaxon.prom.client import PrometheusClient
 
 log = logging.getLogger("klaxon.evaluator")
@@ -202,7 +211,7 @@ class RuleFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                log.warning("watch of AlertRules failed (%s); listing again", type(e).__name__)
+                log.warning("watch of AlertRules failed (%s: %s); listing again", type(e).__name__, e)
                 await asyncio.sleep(self.backoff)
                 try:
                     self.events.put_nowait(("SYNC", await self.relist()))
@@ -218,7 +227,9 @@ class RuleFeed:
         return out
 
 
-async def run_loop(args: argparse.Namespace, api_client: Any, stop: asyncio.Event) -> int:
+async def run_loop(
+    args: argparse.Namespace, api_client: Any, stop: asyncio.Event, notifier: Notifier | None = None
+) -> int:
     from klaxon.kube.status import get_config, namespace_allowed, patch_rule_status
 
     cfg_ns, _, cfg_name = args.config.partition("/")
@@ -246,7 +257,7 @@ async def run_loop(args: argparse.Namespace, api_client: Any, stop: asyncio.Even
     watcher: asyncio.Task[None] | None = None
     try:
         async with await prometheus_client(api_client, cfg_ns, config) as prom:
-            ev = Evaluator(prom, config)
+            ev = Evaluator(prom, config, notifier if notifier is not None else LogNotifier())
 
             def admit(ref: RuleRef, now: float) -> None:
                 if ref.uid not in ev and ref.status:

@@ -84,6 +84,18 @@ class Notifier(Protocol):
     async def handle(self, notification: Notification) -> None: ...
 
 
+class LogNotifier:
+    """A Notifier that logs each transition (the default until a notifier is wired in)."""
+
+    async def handle(self, notification: Notification) -> None:
+        tr = notification.transition
+        log.info(
+            "notify %s %s: %s -> %s (%s, level %s)%s",
+            notification.rule.key, notification.labels, tr.from_state, tr.to_state, tr.reason, tr.level,
+            " [muted]" if notification.muted else "",
+        )
+
+
 @dataclass
 class RuleResult:
     status: dict[str, Any]

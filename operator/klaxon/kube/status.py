@@ -92,9 +92,16 @@ async def watch_rules(
     AlertConfig: forget it, without resolving its alerts, the other evaluator takes it over).
     """
     api = client.CustomObjectsApi(api_client)
+
+    def list_or_watch(*args: Any, **kw: Any) -> Any:
+        # `watch=true` as client-go sends it (the generated client would send "True").
+        if kw.get("watch") is True:
+            kw["watch"] = "true"
+        return api.list_cluster_custom_object(*args, **kw)
+
     w = watch.Watch()
     kwargs: dict[str, Any] = {"resource_version": resource_version} if resource_version else {}
-    async with w.stream(api.list_cluster_custom_object, GROUP, VERSION, RULES, **kwargs) as stream:
+    async with w.stream(list_or_watch, GROUP, VERSION, RULES, **kwargs) as stream:
         async for event in stream:
             obj = event.get("object")
             if not isinstance(obj, dict):
