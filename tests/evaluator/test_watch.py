@@ -112,3 +112,38 @@ async def test_rules_are_followed_by_watch_not_relisted(kube, kube_api, promethe
         ("second", "Firing"),
         ("first", "Inactive"),
     }
+
+
+async def test_two_shard_processes_split_rules_without_overlap_or_gap(
+    kube, kube_api, prometheus_server, monkeypatch
+) -> None:
+    prom = prometheus_server(series=[({"__name__": "temp", "room": "lab"}, minutes(T0, T0 + 180 * MIN, 95.0))])
+    kube.create_object(
+        AC,
+        {
+            "apiVersion": "klaxon.dev/v1alpha1",
+            "kind": "AlertConfig",
+            "metadata": {"name": "main"},
+            "spec": {"prometheus": {"url": prom.url}},
+        },
+        namespace="mon",
+    )
+    names = [f"r{i}" for i in range(24)]  # random uids: both shards empty-handed has p = 2^-23
+    for n in names:
+        kube.create_object(AR, ar(n), namespace="mon")
+
+    import klaxon.cli.evaluator_cmd as cmd
+
+    monkeypatch.setattr(cmd, "clock", lambda: T0 + 60 * MIN)
+    written: dict[str, set[str]] = {}
+    for shard in ("0/2", "1/2"):
+        before = len(kube.requests("PATCH", AR, subresource="status"))
+        args = build_parser().parse_args(
+            ["evaluator", "--config", "mon/main", "--shard", shard, "--once", "--metrics-port", "0"]
+        )
+        assert await run_loop(args, kube_api, asyncio.Event(), Recorder()) == 0
+        written[shard] = {str(r.name) for r in kube.requests("PATCH", AR, subresource="status")[before:]}
+    assert written["0/2"] and written["1/2"]
+    assert written["0/2"].isdisjoint(written["1/2"])
+    assert written["0/2"] | written["1/2"] == set(names)
+    assert all(state(kube, n, "mon") == "Firing" for n in names)
