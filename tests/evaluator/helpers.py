@@ -23,6 +23,10 @@ def spec(body: dict[str, Any]) -> AlertRuleSpec:
 
 
 def rule(name: str, body: dict[str, Any], status: dict[str, Any] | None = None, ns: str = "default") -> RuleRef:
+    """A RuleRef; `engine: evaluator` unless the body says otherwise (these tests drive the evaluator's
+    own engine over backfilled data; `auto` rules that compile fully are Prometheus' to evaluate)."""
+    if "evaluation" not in body:
+        body = {**body, "evaluation": {"engine": "evaluator"}}
     return RuleRef(namespace=ns, name=name, uid=f"uid-{ns}-{name}", spec=spec(body), status=status)
 
 

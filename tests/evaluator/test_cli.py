@@ -22,6 +22,7 @@ def ar(name: str, ns: str, config: str | None = "main") -> dict:
     spec: dict = {
         "query": {"metric": "temp", "splitBy": ["room"], "window": "5m"},
         "condition": {"operator": "gt", "threshold": 80},
+        "evaluation": {"engine": "evaluator"},
     }
     if config is not None:
         spec["configRef"] = {"name": config}

@@ -206,3 +206,24 @@ async def test_dynamic_rule_inside_the_band_stays_inactive(prometheus_server) ->
         ev.set_rules([rule("lat", DYNAMIC)])
         status = (await ev.cycle(T_DYN)).rules["default/lat"].status
         assert status["state"] == "Inactive" and status["lastEvaluation"]["value"] == 105.0
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"metric": "cpu", "selector": {"site": 'we"ird\\\n'}, "splitBy": ["device"], "window": "5m"},
+        {"metric": "cpu", "scope": {"device": ["a.b", "c|d", "e"]}, "window": "90s", "aggregation": "p95"},
+        {"metric": "cpu", "splitBy": ["device", "site"], "window": "10m", "aggregation": "count"},
+        {"expr": 'sum by (device) (rate(x{a="b"}[5m]))', "splitBy": ["device"]},
+    ],
+)
+def test_evaluator_queries_the_value_the_compiler_compiles(query: dict) -> None:
+    """One implementation of escaping and aggregation: the evaluator's value is the compiled rule's X."""
+    from evaluator.helpers import spec
+    from klaxon.compile import compile_rule
+
+    s = spec({"query": query, "condition": {"operator": "gt", "threshold": 80}})
+    assert s.query is not None
+    res = compile_rule("r", "default", s)
+    (alert,) = [r for r in res.groups[0]["rules"] if "alert" in r]
+    assert alert["expr"] == f"{value_query(s.query)} > 80"

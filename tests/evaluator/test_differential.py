@@ -63,3 +63,63 @@ async def test_firing_series_match_the_promql_oracle(prometheus_server, case: st
             firing_seen += len(ours)
         assert compared == 94
         assert 0 < firing_seen < compared * len(DEVICES)  # the data exercises both outcomes
+
+
+def two_metric_series() -> list:
+    rng = np.random.default_rng(11)
+    out = []
+    for metric, lo, hi in (("load", 60, 100), ("mem", 40, 90)):
+        for dev in DEVICES:
+            pts = [(T0 + 15 + i * MIN, float(np.round(rng.uniform(lo, hi), 1))) for i in range(120)]
+            out.append(({"__name__": metric, "device": dev}, pts))
+    return out
+
+
+def composite(logic: str) -> dict:
+    return {
+        "condition": {
+            "type": "composite",
+            "logic": logic,
+            "conditions": [
+                {"name": "busy", "query": QUERY, "operator": "gt", "threshold": 80},
+                {
+                    "name": "full",
+                    "query": {"metric": "mem", "splitBy": ["device"], "window": "2m", "aggregation": "max"},
+                    "operator": "gte",
+                    "threshold": 75,
+                },
+            ],
+        },
+    }
+
+
+@pytest.mark.parametrize("logic", ["all", "any"])
+async def test_composite_rules_match_their_compiled_promql(prometheus_server, logic: str) -> None:
+    """Each operand is queried on its own; the combination equals the compiled `C1 and/or C2`."""
+    from evaluator.helpers import spec
+    from klaxon.compile import compile_rule
+
+    body = composite(logic)
+    ref = rule(f"comp-{logic}", body)  # engine: evaluator
+    compiled = compile_rule(ref.name, ref.namespace, spec(body))  # engine: auto -> prometheus
+    assert compiled.engine == "prometheus"
+    (alert,) = [r for r in compiled.groups[0]["rules"] if "alert" in r]
+    assert "for" not in alert and "keep_firing_for" not in alert
+    oracle = alert["expr"]
+    prom = prometheus_server(series=two_metric_series())
+    async with PrometheusClient(prom.url) as client:
+        ev = Evaluator(client)
+        ev.set_rules([ref])
+        compared = firing_seen = 0
+        for i in range(10, 110):
+            t = T0 + i * MIN
+            res = await ev.cycle(t)
+            assert res.queries == 2  # one query per operand
+            status = res.rules[ref.key].status
+            ours = {a["labels"]["device"] for a in status["activeSeries"] if a["state"] == "Firing"}
+            theirs = {s.labels["device"] for s in await client.query(oracle, t)}
+            assert ours == theirs, f"t=T0+{i}m: evaluator {sorted(ours)} vs Prometheus {sorted(theirs)}"
+            compared += 1
+            firing_seen += len(ours)
+        assert compared == 100
+        assert 0 < firing_seen < compared * len(DEVICES)

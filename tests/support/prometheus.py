@@ -13,10 +13,13 @@ head block, ~2h), so use timestamps 1-30 days ago. Import the fixture into a con
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -68,6 +71,43 @@ def openmetrics(series: Sequence[SeriesSpec]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_BCRYPT_ALPHABET = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def bcrypt_hash(password: str) -> str:
+    """A bcrypt hash for Prometheus' web config, via the C library's crypt(3) (no extra package).
+
+    `crypt` is deprecated from Python 3.11 and gone in 3.13; glibc/libxcrypt support `$2b$`.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+
+    salt = "".join(secrets.choice(_BCRYPT_ALPHABET) for _ in range(22))
+    hashed = crypt.crypt(password, f"$2b$05${salt}")
+    if not hashed or not hashed.startswith("$2b$"):
+        raise RuntimeError("crypt(3) on this system cannot make bcrypt hashes")
+    return hashed
+
+
+def self_signed_cert(workdir: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """(cert, key) PEM files of a self-signed certificate for `host` (its own CA), made by openssl."""
+    cert, key = workdir / "tls.crt", workdir / "tls.key"
+    subprocess.run(
+        [
+            shutil.which("openssl") or "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+            "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={host}",
+            "-addext", f"subjectAltName=IP:{host}",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -83,12 +123,16 @@ class PrometheusServer:
         series: Sequence[SeriesSpec] = (),
         rules: Mapping[str, Any] | str | None = None,
         evaluation_interval: str = "1s",
+        basic_auth: tuple[str, str] | None = None,
+        tls: bool = False,
     ) -> None:
         self.workdir = workdir
+        self.basic_auth = basic_auth
+        self.ca_file: Path | None = None
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / "prometheus.log"
         if series:
@@ -109,6 +153,26 @@ class PrometheusServer:
             config["rule_files"] = [str(rules_path)]
         self.config_path = workdir / "prometheus.yml"
         self.config_path.write_text(json.dumps(config))  # JSON is YAML
+        self.web_config_path: Path | None = None
+        if basic_auth is not None or tls:
+            web: dict[str, Any] = {}
+            if basic_auth is not None:
+                web["basic_auth_users"] = {basic_auth[0]: bcrypt_hash(basic_auth[1])}
+            if tls:
+                cert, key = self_signed_cert(workdir)
+                self.ca_file = cert
+                web["tls_server_config"] = {"cert_file": str(cert), "key_file": str(key)}
+            self.web_config_path = workdir / "web.yml"
+            self.web_config_path.write_text(json.dumps(web))
+
+    def _open(self, path: str, timeout: float) -> Any:
+        """urlopen of `path` on the server, with its credentials and CA."""
+        req = urllib.request.Request(f"{self.url}{path}")
+        if self.basic_auth is not None:
+            token = base64.b64encode(f"{self.basic_auth[0]}:{self.basic_auth[1]}".encode()).decode()
+            req.add_header("Authorization", f"Basic {token}")
+        ctx = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file is not None else None
+        return urllib.request.urlopen(req, timeout=timeout, context=ctx)
 
     def start(self, timeout: float = 30.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -121,6 +185,7 @@ class PrometheusServer:
                 f"--config.file={self.config_path}",
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--storage.tsdb.retention.time=100y",
+                *([f"--web.config.file={self.web_config_path}"] if self.web_config_path else []),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -132,7 +197,7 @@ class PrometheusServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"prometheus exited ({self.proc.returncode}):\n{self.log()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as resp:
+                with self._open("/-/ready", timeout=1) as resp:
                     if resp.status == 200:
                         return
             except (urllib.error.URLError, OSError):
@@ -162,7 +227,7 @@ class PrometheusServer:
 
     def self_metrics(self) -> str:
         """The server's own /metrics text."""
-        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as resp:
+        with self._open("/metrics", timeout=5) as resp:
             return str(resp.read().decode())
 
     def http_requests(self, handler: str) -> float:
@@ -189,10 +254,12 @@ def prometheus_server() -> Iterator[PrometheusFactory]:
         series: Sequence[SeriesSpec] = (),
         rules: Mapping[str, Any] | str | None = None,
         evaluation_interval: str = "1s",
+        basic_auth: tuple[str, str] | None = None,
+        tls: bool = False,
     ) -> PrometheusServer:
         d = tempfile.mkdtemp(prefix="klaxon-prom-")
         dirs.append(d)
-        server = PrometheusServer(Path(d), series, rules, evaluation_interval)
+        server = PrometheusServer(Path(d), series, rules, evaluation_interval, basic_auth, tls)
         servers.append(server)
         server.start()
         return server

@@ -1,7 +1,8 @@
 """`klaxon evaluator --config NS/NAME [--shard I/N]`: evaluate an AlertConfig's rules in a loop.
 
-Every tick: list the AlertRules of the AlertConfig, keep this shard's, evaluate the due ones,
-write changed statuses (plus a heartbeat), hand notifications over. `/metrics` and `/healthz`
+Lists the AlertRules of the AlertConfig once, then follows them by watch (allowed namespaces
+and this shard's uids only). Every tick: evaluate the due rules, write changed statuses (plus a
+heartbeat) within `maxStatusWritesPerMinute`, hand notifications over. `/metrics` and `/healthz`
 are served on `--metrics-port`.
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import logging
 import os
@@ -29,7 +29,16 @@ from klaxon.api.alertrule import AlertRuleSpec
 from klaxon.api.common import parse_duration
 from klaxon.api.validation import parse_spec
 from klaxon.engine.types import STATES
-from klaxon.evaluator import CycleResult, Evaluator, RuleRef, StatusWriter, assigned, parse_shard
+from klaxon.evaluator import (
+    CycleResult,
+    Evaluator,
+    LogNotifier,
+    Notifier,
+    RuleRef,
+    StatusWriter,
+    parse_shard,
+    shard_of,
+)
 from klaxon.evaluator.ingest import EventService, event_service_for, mount_event_routes
 from klaxon.prom.client import PrometheusClient
 
@@ -58,6 +67,11 @@ class Metrics:
             "klaxon_evaluator_query_errors_total", "Prometheus queries that failed.", registry=r
         )
         self.status_writes = Counter("klaxon_evaluator_status_writes_total", "AlertRule status writes.", registry=r)
+        self.status_writes_deferred = Counter(
+            "klaxon_evaluator_status_writes_deferred_total",
+            "Status writes put off to a later cycle by maxStatusWritesPerMinute.",
+            registry=r,
+        )
         self.status_write_errors = Counter(
             "klaxon_evaluator_status_write_errors_total", "AlertRule status writes that failed.", registry=r
         )
@@ -110,54 +124,118 @@ async def serve_http(
     return runner
 
 
+def rule_ref(obj: Mapping[str, Any]) -> RuleRef | None:
+    """The RuleRef of a valid AlertRule object (invalid ones are the operator's to report)."""
+    meta = obj.get("metadata") or {}
+    model, problems = parse_spec("AlertRule", obj.get("spec"))
+    if problems or not isinstance(model, AlertRuleSpec):
+        log.info("skipping invalid rule %s/%s", meta.get("namespace"), meta.get("name"))
+        return None
+    return RuleRef(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""), model, obj.get("status"))
+
+
 def rule_refs(items: list[dict[str, Any]]) -> list[RuleRef]:
-    """RuleRefs of valid AlertRule objects (invalid ones are the operator's to report)."""
-    out = []
-    for obj in items:
-        meta = obj.get("metadata") or {}
-        model, problems = parse_spec("AlertRule", obj.get("spec"))
-        if problems or not isinstance(model, AlertRuleSpec):
-            log.info("skipping invalid rule %s/%s", meta.get("namespace"), meta.get("name"))
-            continue
-        out.append(
-            RuleRef(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""), model, obj.get("status"))
-        )
-    return out
-
-
-async def _secret(api_client: Any, namespace: str, selector: Any) -> str:
-    from kubernetes_asyncio import client
-
-    secret = await client.CoreV1Api(api_client).read_namespaced_secret(selector.name, namespace)
-    return base64.b64decode((secret.data or {})[selector.key]).decode()
+    """RuleRefs of the valid AlertRule objects."""
+    return [ref for obj in items if (ref := rule_ref(obj)) is not None]
 
 
 async def prometheus_client(api_client: Any, namespace: str, config: AlertConfigSpec) -> PrometheusClient:
-    """A PrometheusClient from the AlertConfig's endpoint, auth and TLS (Secrets in its namespace)."""
+    """A PrometheusClient from the AlertConfig's endpoint, auth and TLS (Secrets in its namespace).
+
+    Credentials are read through `klaxon.kube` and handed to the client only; a CA bundle goes
+    to a private temporary file (mode 0600) that is removed once the SSL context is built.
+    """
+    from klaxon.kube.status import read_secret_key
+
     ep = config.prometheus
     if ep is None:
         raise SystemExit("the AlertConfig has no spec.prometheus endpoint")
+
+    async def secret(sel: Any) -> str:
+        return await read_secret_key(api_client, namespace, sel.name, sel.key)
+
     token = basic = None
     ca_file = None
     if ep.auth is not None and ep.auth.bearer_token is not None:
-        token = await _secret(api_client, namespace, ep.auth.bearer_token)
+        token = await secret(ep.auth.bearer_token)
     if ep.auth is not None and ep.auth.basic_auth is not None:
-        basic = (
-            await _secret(api_client, namespace, ep.auth.basic_auth.username),
-            await _secret(api_client, namespace, ep.auth.basic_auth.password),
-        )
+        basic = (await secret(ep.auth.basic_auth.username), await secret(ep.auth.basic_auth.password))
     if ep.tls is not None and ep.tls.ca is not None:
         fd, ca_file = tempfile.mkstemp(prefix="klaxon-ca-", suffix=".pem")
         with os.fdopen(fd, "w") as f:
-            f.write(await _secret(api_client, namespace, ep.tls.ca))
+            f.write(await secret(ep.tls.ca))
     insecure = bool(ep.tls and ep.tls.insecure_skip_verify)
-    return PrometheusClient(
-        ep.url, token=token, basic_auth=basic, ca_file=ca_file, insecure=insecure, timeout=parse_duration(ep.timeout)
-    )
+    try:
+        return PrometheusClient(
+            ep.url,
+            token=token,
+            basic_auth=basic,
+            ca_file=ca_file,
+            insecure=insecure,
+            timeout=parse_duration(ep.timeout),
+        )
+    finally:
+        if ca_file is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(ca_file)
 
 
-async def run_loop(args: argparse.Namespace, api_client: Any, stop: asyncio.Event) -> int:
-    from klaxon.kube.status import get_config, list_rules, patch_rule_status
+class RuleFeed:
+    """The AlertConfig's rules: one list at start, then a watch; events queue up for the main loop.
+
+    A watch that ends is resumed from the last resourceVersion; one that fails (410 Gone, a
+    connection error) is replaced by a fresh list, queued as one `SYNC` event.
+    """
+
+    def __init__(self, api_client: Any, namespace: str, name: str, backoff: float = 1.0) -> None:
+        self.api_client = api_client
+        self.namespace = namespace
+        self.name = name
+        self.backoff = backoff
+        self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.resource_version = ""
+        self.lists = 0
+
+    async def relist(self) -> list[dict[str, Any]]:
+        from klaxon.kube.status import list_rules
+
+        items, self.resource_version = await list_rules(self.api_client, self.namespace, self.name)
+        self.lists += 1
+        return items
+
+    async def run(self) -> None:
+        from klaxon.kube.status import watch_rules
+
+        while True:
+            try:
+                async for kind, obj in watch_rules(self.api_client, self.namespace, self.name, self.resource_version):
+                    rv = (obj.get("metadata") or {}).get("resourceVersion")
+                    if rv:
+                        self.resource_version = str(rv)
+                    self.events.put_nowait((kind, obj))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("watch of AlertRules failed (%s: %s); listing again", type(e).__name__, e)
+                await asyncio.sleep(self.backoff)
+                try:
+                    self.events.put_nowait(("SYNC", await self.relist()))
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e2:
+                    log.warning("listing AlertRules failed (%s)", type(e2).__name__)
+
+    def drain(self) -> list[tuple[str, Any]]:
+        out = []
+        while not self.events.empty():
+            out.append(self.events.get_nowait())
+        return out
+
+
+async def run_loop(
+    args: argparse.Namespace, api_client: Any, stop: asyncio.Event, notifier: Notifier | None = None
+) -> int:
+    from klaxon.kube.status import get_config, namespace_allowed, patch_rule_status
 
     cfg_ns, _, cfg_name = args.config.partition("/")
     index, shards = parse_shard(args.shard)
@@ -172,39 +250,86 @@ async def run_loop(args: argparse.Namespace, api_client: Any, stop: asyncio.Even
     async def write(ns: str, name: str, status: dict[str, Any]) -> None:
         await patch_rule_status(api_client, ns, name, status)
 
-    writer = StatusWriter(write, parse_duration(config.evaluator.status_interval))
-    seeded: set[str] = set()
+    writer = StatusWriter(
+        write, parse_duration(config.evaluator.status_interval), config.evaluator.max_status_writes_per_minute
+    )
+
+    def mine(ref: RuleRef) -> bool:
+        return namespace_allowed(ref.namespace, cfg_ns, config.allowed_namespaces) and (
+            shard_of(ref.uid, shards) == index
+        )
+
+    feed = RuleFeed(api_client, cfg_ns, cfg_name)
+    watcher: asyncio.Task[None] | None = None
     try:
         async with await prometheus_client(api_client, cfg_ns, config) as prom:
-            ev = Evaluator(prom, config)
+            ev = Evaluator(prom, config, notifier if notifier is not None else LogNotifier())
+
+            def admit(ref: RuleRef, now: float) -> None:
+                if ref.uid not in ev and ref.status:
+                    writer.seed(ref.namespace, ref.name, ref.status, now)
+                ev.upsert(ref)
+
+            def sync(items: list[dict[str, Any]], now: float) -> None:
+                refs = [r for r in rule_refs(items) if mine(r)]
+                keep = {r.uid for r in refs}
+                for old in ev.rules:
+                    if old.uid not in keep:
+                        # gone while the watch was down: deleted unless it still exists elsewhere
+                        exists = any((i.get("metadata") or {}).get("uid") == old.uid for i in items)
+                        ev.remove(old.uid, now, resolve=not exists)
+                        writer.forget(old.namespace, old.name)
+                for r in refs:
+                    admit(r, now)
+
+            def apply(kind: str, obj: dict[str, Any], now: float) -> None:
+                meta = obj.get("metadata") or {}
+                uid, ns, name = str(meta.get("uid", "")), str(meta.get("namespace", "")), str(meta.get("name", ""))
+                ref = rule_ref(obj) if kind in ("ADDED", "MODIFIED") else None
+                if ref is not None and mine(ref):
+                    admit(ref, now)
+                elif uid in ev:
+                    # deleted, or now invalid: nobody evaluates it any more. Moved to another config or
+                    # shard: that evaluator restores it from status, nothing resolves.
+                    gone = kind == "DELETED" or (kind == "MODIFIED" and ref is None)
+                    ev.remove(uid, now, resolve=gone)
+                    writer.forget(ns, name)
+
+            sync(await feed.relist(), clock())
+            watcher = asyncio.create_task(feed.run())
             while not stop.is_set():
-                items, _ = await list_rules(api_client, cfg_ns, cfg_name)
-                refs = assigned(rule_refs(items), index, shards)
                 now = clock()
-                for ref in refs:
-                    if ref.uid not in seeded and ref.status:
-                        writer.seed(ref.namespace, ref.name, ref.status, now)
-                    seeded.add(ref.uid)
-                ev.set_rules(refs)
+                for kind, obj in feed.drain():
+                    if kind == "SYNC":
+                        sync(obj, now)
+                    else:
+                        apply(kind, obj, now)
                 res = await ev.cycle(now)
-                states: dict[str, str] = {}
+                states = {key: str(rr.status.get("state")) for key, rr in res.rules.items()}
+                items: list[tuple[str, str, dict[str, Any]]] = []
                 for key, rr in res.rules.items():
                     ns, _, name = key.partition("/")
-                    states[key] = str(rr.status.get("state"))
-                    try:
-                        if await writer.maybe_write(ns, name, rr.status, now):
-                            metrics.status_writes.inc()
-                    except Exception as e:  # retried at the next cycle
-                        metrics.status_write_errors.inc()
-                        log.warning("status write for %s failed: %s", key, e)
+                    items.append((ns, name, rr.status))
+                report = await writer.write_all(items, now)
+                metrics.status_writes.inc(len(report.written))
+                metrics.status_write_errors.inc(len(report.failed))
+                metrics.status_writes_deferred.inc(report.deferred_changes + report.deferred_heartbeats)
                 metrics.observe(res, states)
                 health.last_cycle = time.monotonic()
-                log.info("cycle: %d rules, %d queries, %.3fs", len(res.rules), res.queries, res.duration_s)
+                log.info(
+                    "cycle: %d rules, %d queries, %d status writes (%d deferred), %.3fs",
+                    len(res.rules), res.queries, len(report.written),
+                    report.deferred_changes + report.deferred_heartbeats, res.duration_s,
+                )
                 if args.once:
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=tick)
     finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
         if runner is not None:
             await runner.cleanup()
     return 0

@@ -4,6 +4,7 @@ from klaxon.api.sharding import assigned, parse_shard, shard_of
 from klaxon.evaluator.core import (
     CycleResult,
     Evaluator,
+    LogNotifier,
     Notification,
     Notifier,
     RuleRef,
@@ -18,6 +19,7 @@ from klaxon.evaluator.status import StatusWriter, significant
 __all__ = [
     "CycleResult",
     "Evaluator",
+    "LogNotifier",
     "Notification",
     "Notifier",
     "RuleRef",

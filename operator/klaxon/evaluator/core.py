@@ -21,11 +21,22 @@ import numpy as np
 
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec, Query
-from klaxon.engine import SeriesState, Transition, compute_bounds, disable, rule_state, step, step_flags
+from klaxon.compile import alert_name_for, compile_rule
+from klaxon.engine import (
+    SeriesState,
+    Transition,
+    compute_bounds,
+    disable,
+    point_violations,
+    rule_state,
+    step,
+    step_flags,
+)
 from klaxon.engine._tz import shift_local_weeks
-from klaxon.engine.adapter import NotEvaluable, engine_rule
+from klaxon.engine.adapter import NotEvaluable, engine_rule, interval_of, single_level
 from klaxon.engine.state import default_bounds
 from klaxon.engine.types import ALARM_STATES, SEVERITY, EngineRule, iso
+from klaxon.evaluator import native
 from klaxon.evaluator.query import count_query, raw_range, value_query
 from klaxon.prom.client import PrometheusClient, PrometheusError, RangeSeries, Sample
 
@@ -73,6 +84,18 @@ class Notifier(Protocol):
     async def handle(self, notification: Notification) -> None: ...
 
 
+class LogNotifier:
+    """A Notifier that logs each transition (the default until a notifier is wired in)."""
+
+    async def handle(self, notification: Notification) -> None:
+        tr = notification.transition
+        log.info(
+            "notify %s %s: %s -> %s (%s, level %s)%s",
+            notification.rule.key, notification.labels, tr.from_state, tr.to_state, tr.reason, tr.level,
+            " [muted]" if notification.muted else "",
+        )
+
+
 @dataclass
 class RuleResult:
     status: dict[str, Any]
@@ -99,6 +122,12 @@ class _Rule:
     states: dict[SeriesKey, SeriesState] = field(default_factory=dict)
     last_eval: float | None = None
     last_status: dict[str, Any] | None = None
+    #: Evaluated by Prometheus (the compiled PrometheusRule): status comes from /api/v1/rules.
+    native: bool = False
+
+    @property
+    def engine_name(self) -> str:
+        return "prometheus" if self.native else "evaluator"
 
 
 QueryKey = tuple[str, str, float]  # (kind "vector"/"matrix", expr, time)
@@ -142,31 +171,65 @@ class Evaluator:
         self.concurrency = concurrency
         self.max_active_series = max_active_series
         self._rules: dict[str, _Rule] = {}  # by uid
+        #: Notifications produced outside a cycle (removed rules), delivered with the next one.
+        self._pending: list[Notification] = []
 
     # -- rule set -------------------------------------------------------------------------
-    def set_rules(self, rules: Iterable[RuleRef]) -> None:
-        """Replace the rule set; known uids keep their series states, new ones restore from status."""
-        new: dict[str, _Rule] = {}
-        for ref in rules:
-            engine: EngineRule | None = None
-            problem: str | None = None
-            try:
-                if ref.spec.evaluation.engine == "prometheus":
-                    raise NotEvaluable("evaluated by Prometheus (spec.evaluation.engine: prometheus)")
-                if ref.spec.query is None:
-                    raise NotEvaluable("no query")
-                engine = engine_rule(ref.spec, self.config, ref.key)
-                if engine.kind == "composite":
-                    raise NotEvaluable("composite rules are not evaluated by the evaluator yet")
-            except (NotEvaluable, ValueError) as e:
-                engine, problem = None, str(e)
-            old = self._rules.get(ref.uid)
-            if old is not None:
-                old.ref, old.engine, old.problem = ref, engine, problem
-                new[ref.uid] = old
-            else:
-                new[ref.uid] = _Rule(ref, engine, problem, restore_states(ref.status))
-        self._rules = new
+    def _classify(self, ref: RuleRef) -> tuple[EngineRule | None, str | None, bool]:
+        """(engine rule, problem, native): which engine evaluates `ref` (`compile_rule(...).engine`)."""
+        compiled = compile_rule(ref.name, ref.namespace, ref.spec, self.config, ref.uid)
+        if compiled.problems:
+            return None, "; ".join(compiled.problems)[:1024], False
+        if compiled.engine == "prometheus":
+            return None, None, True
+        try:
+            if ref.spec.query is None and (ref.spec.condition is None or ref.spec.condition.type != "composite"):
+                raise NotEvaluable("no query")
+            return engine_rule(ref.spec, self.config, ref.key), None, False
+        except (NotEvaluable, ValueError) as e:
+            return None, str(e), False
+
+    def upsert(self, ref: RuleRef) -> None:
+        """Add or update one rule; a known uid keeps its series states, a new one restores from status."""
+        old = self._rules.get(ref.uid)
+        if old is not None and old.ref.spec == ref.spec and old.ref.key == ref.key:
+            old.ref = ref
+            return
+        engine, problem, is_native = self._classify(ref)
+        if old is not None:
+            if old.native != is_native:  # the other engine owns the alarm now; start afresh
+                old.states = {}
+            old.ref, old.engine, old.problem, old.native = ref, engine, problem, is_native
+            old.last_eval = None
+        else:
+            self._rules[ref.uid] = _Rule(ref, engine, problem, restore_states(ref.status), native=is_native)
+
+    def remove(self, uid: str, t: float | None = None, *, resolve: bool = True) -> None:
+        """Forget a rule. A deleted rule's alarms resolve (reason `RuleDeleted`, handed to the
+        notifier with the next cycle); with `resolve=False` (moved to another config or shard,
+        which restores it from status) they are dropped silently.
+        """
+        r = self._rules.pop(uid, None)
+        if r is None or not resolve:
+            return
+        t = _time.time() if t is None else t
+        muted = _muted(r.ref.spec, t)
+        for key, st in r.states.items():
+            if st.state in ALARM_STATES:
+                tr = Transition(t, st.state, "Inactive", None, "RuleDeleted", st.level, True)
+                self._pending.append(Notification(r.ref, dict(key), tr, st.last_value, muted))
+
+    def set_rules(self, rules: Iterable[RuleRef], t: float | None = None, *, resolve: bool = True) -> None:
+        """Replace the rule set: upsert every rule, remove (and resolve) the ones not listed."""
+        refs = list(rules)
+        keep = {ref.uid for ref in refs}
+        for uid in [u for u in self._rules if u not in keep]:
+            self.remove(uid, t, resolve=resolve)
+        for ref in refs:
+            self.upsert(ref)
+
+    def __contains__(self, uid: object) -> bool:
+        return uid in self._rules
 
     @property
     def rules(self) -> list[RuleRef]:
@@ -177,16 +240,26 @@ class Evaluator:
 
     # -- one cycle ------------------------------------------------------------------------
     def _due(self, r: _Rule, t: float, force: bool) -> bool:
-        if r.engine is None:
+        if r.engine is None and not r.native:
             return False
         if force or r.last_eval is None:
             return True
-        return t - r.last_eval >= r.engine.interval_s - 1e-3
+        interval = r.engine.interval_s if r.engine is not None else interval_of(r.ref.spec, self.config)
+        return t - r.last_eval >= interval - 1e-3
 
-    def _queries(self, r: _Rule, t: float) -> tuple[QueryKey, list[QueryKey]]:
-        assert r.engine is not None and r.ref.spec.query is not None
-        q: Query = r.ref.spec.query
+    def _operands(self, r: _Rule) -> list[tuple[EngineRule, Query]]:
+        """(engine rule, query) of every operand: the rule itself, or each composite condition."""
         er = r.engine
+        assert er is not None
+        if er.kind == "composite":
+            cond = r.ref.spec.condition
+            assert cond is not None
+            return [(child, sub.query) for child, sub in zip(er.children, cond.conditions or [], strict=True)]
+        assert r.ref.spec.query is not None
+        return [(er, r.ref.spec.query)]
+
+    @staticmethod
+    def _operand_queries(er: EngineRule, q: Query, t: float) -> tuple[QueryKey, list[QueryKey]]:
         main_expr = count_query(q, er.interval_s) if er.kind == "absence" else value_query(q, er.interval_s)
         main: QueryKey = ("vector", main_expr, t)
         baseline: list[QueryKey] = []
@@ -198,6 +271,9 @@ class Evaluator:
                 te = float(shift_local_weeks(tz, np.array([t]), k)[0])
                 baseline.append(("matrix", expr, te))
         return main, baseline
+
+    def _queries(self, r: _Rule, t: float) -> list[tuple[QueryKey, list[QueryKey]]]:
+        return [self._operand_queries(er, q, t) for er, q in self._operands(r)]
 
     async def _run_queries(self, keys: Iterable[QueryKey]) -> dict[QueryKey, _QueryResult]:
         sem = asyncio.Semaphore(self.concurrency)
@@ -220,24 +296,44 @@ class Evaluator:
         started = _time.perf_counter()
         t = _time.time() if t is None else float(t)
         result = CycleResult(t=t)
-        due: list[tuple[_Rule, QueryKey, list[QueryKey]]] = []
+        due: list[tuple[_Rule, list[tuple[QueryKey, list[QueryKey]]]]] = []
+        due_native: list[_Rule] = []
         for r in self._rules.values():
             if not r.ref.spec.enabled:
                 result.rules[r.ref.key] = self._disable(r, t)
-            elif self._due(r, t, force):
-                main, baseline = self._queries(r, t)
-                due.append((r, main, baseline))
+            elif not self._due(r, t, force):
+                continue
+            elif r.native:
+                due_native.append(r)
+            else:
+                due.append((r, self._queries(r, t)))
         wanted: dict[QueryKey, None] = {}
-        for _, main, baseline in due:
-            wanted[main] = None
-            for b in baseline:
-                wanted[b] = None
+        for _, plan in due:
+            for main, baseline in plan:
+                wanted[main] = None
+                for b in baseline:
+                    wanted[b] = None
         answers = await self._run_queries(wanted)
         result.queries = len(answers)
         result.query_errors = sum(isinstance(a, PrometheusError) for a in answers.values())
-        for r, main, baseline in due:
-            rr = self._evaluate(r, t, answers[main], [answers[b] for b in baseline])
-            result.rules[r.ref.key] = rr
+        if due_native:  # one /api/v1/rules call for every rule Prometheus evaluates
+            groups: list[dict[str, Any]] | PrometheusError
+            try:
+                groups = await self.client.rules()
+            except PrometheusError as e:
+                groups = e
+            result.queries += 1
+            result.query_errors += isinstance(groups, PrometheusError)
+            index = native.index_rules(groups) if not isinstance(groups, PrometheusError) else {}
+            for r in due_native:
+                err = groups if isinstance(groups, PrometheusError) else None
+                result.rules[r.ref.key] = self._evaluate_native(r, t, index.get((r.ref.namespace, r.ref.name)), err)
+        for r, plan in due:
+            got = [(answers[main], [answers[b] for b in baseline]) for main, baseline in plan]
+            if r.engine is not None and r.engine.kind == "composite":
+                result.rules[r.ref.key] = self._evaluate_composite(r, t, got)
+            else:
+                result.rules[r.ref.key] = self._evaluate(r, t, *got[0])
         for r in self._rules.values():
             rr_opt = result.rules.get(r.ref.key)
             if rr_opt is None:
@@ -248,6 +344,8 @@ class Evaluator:
                     st = r.states.get(series_key(labels))
                     value = st.last_value if st is not None else None
                     result.notifications.append(Notification(r.ref, labels, tr, value, muted))
+        result.notifications[:0] = self._pending
+        self._pending = []
         if self.notifier is not None:
             for n in result.notifications:
                 try:
@@ -265,6 +363,7 @@ class Evaluator:
             transitions += [(dict(key), tr) for tr in trs]
         r.states = {}
         status: dict[str, Any] = {
+            "engine": r.engine_name,
             "state": "Disabled",
             "level": None,
             "reason": "Disabled",
@@ -310,7 +409,8 @@ class Evaluator:
                 apply(key, *step(er, r.states.get(key, SeriesState()), t, math.nan, status="no_data"))
             return RuleResult(self._status(r, t), transitions)
 
-        pooled = self._baseline(r, baseline) if er.kind == "dynamic" else {}
+        assert r.ref.spec.query is not None
+        pooled = self._baseline(r.ref.spec.query, baseline) if er.kind == "dynamic" else {}
         static_bounds = default_bounds(er, t) if er.kind != "dynamic" else None  # the same for every series
         for key, value in values.items():
             state = r.states.get(key, SeriesState())
@@ -331,12 +431,132 @@ class Evaluator:
                 del r.states[key]
         return RuleResult(self._status(r, t), transitions)
 
+    def _operand_flags(
+        self, er: EngineRule, q: Query, t: float, main: _QueryResult, baseline: Sequence[_QueryResult],
+        common: Sequence[str],
+    ) -> dict[SeriesKey, tuple[bool, bool]]:
+        """Per group of the common splitBy labels: (known, violating) of one composite operand.
+
+        A group is known when one of the operand's series has a value, violating when one of
+        them violates (as `C1 and on(G) C2` matches on the common labels).
+        """
+        assert not isinstance(main, PrometheusError)
+        values: dict[SeriesKey, float] = {series_key(s.labels): s.value for s in main if isinstance(s, Sample)}
+        if er.kind == "absence" and not values and not q.split_by:
+            values[()] = 0.0
+        pooled = self._baseline(q, baseline) if er.kind == "dynamic" else {}
+        static_bounds = default_bounds(er, t) if er.kind != "dynamic" else None
+        out: dict[SeriesKey, tuple[bool, bool]] = {}
+        for key, x in values.items():
+            labels = dict(key)
+            group = series_key({g: labels[g] for g in common if g in labels})
+            known, bad = out.get(group, (False, False))
+            if not math.isfinite(x):
+                out[group] = (known, bad)
+                continue
+            bounds = static_bounds
+            if er.kind == "dynamic":
+                times, vals = pooled.get(key, (np.empty(0), np.empty(0)))
+                bounds = compute_bounds(er, np.array([t]), times, vals).at(0)
+            assert bounds is not None
+            flags = point_violations(er, x, bounds)
+            out[group] = (True, bad or any(flags.values()))
+        return out
+
+    def _evaluate_composite(
+        self, r: _Rule, t: float, got: Sequence[tuple[_QueryResult, Sequence[_QueryResult]]]
+    ) -> RuleResult:
+        """Each operand's point violation from its own query, combined per group by `logic`.
+
+        Three-valued as `replay_composite`: `all` is false when a known operand is false and true
+        when every operand is known and true; `any` is true when one operand is true and false
+        when every operand is known and false; otherwise the point is missing (NoData when no
+        operand has any data). The rule's own levels, `for` and recovery then apply (`step_flags`).
+        """
+        er = r.engine
+        assert er is not None
+        r.last_eval = t
+        transitions: list[tuple[dict[str, str], Transition]] = []
+
+        def apply(key: SeriesKey, new: SeriesState, trs: list[Transition]) -> None:
+            r.states[key] = new
+            transitions.extend((dict(key), tr) for tr in trs)
+
+        error = next(
+            (a for main, base in got for a in (main, *base) if isinstance(a, PrometheusError)), None
+        )
+        if error is not None:
+            for key in list(r.states) or [()]:
+                apply(key, *step_flags(er, r.states.get(key, SeriesState()), t, None, status="error"))
+            return RuleResult(self._status(r, t, error=str(error)), transitions, str(error))
+        operands = self._operands(r)
+        splits = [set(q.split_by) for _, q in operands]
+        common = sorted(set.intersection(*splits)) if splits else []
+        per_operand = [
+            self._operand_flags(child, q, t, main, base, common)
+            for (child, q), (main, base) in zip(operands, got, strict=True)
+        ]
+        groups = {g for flags in per_operand for g in flags}
+        if not any(known for flags in per_operand for known, _ in flags.values()):
+            for key in list(r.states) or [()]:
+                apply(key, *step_flags(er, r.states.get(key, SeriesState()), t, None, status="no_data"))
+            return RuleResult(self._status(r, t), transitions)
+        for key in list(r.states):
+            st = r.states[key]
+            if st.state in ("NoData", "Error") and key not in groups:
+                apply(key, *step_flags(er, st, t, dict.fromkeys(er.levels, False)))
+                del r.states[key]
+        for key in sorted(groups | set(r.states)):
+            cells = [flags.get(key, (False, False)) for flags in per_operand]
+            known = [k for k, _ in cells]
+            truth = [k and b for k, b in cells]
+            if er.logic == "all":
+                value = not any(k and not b for k, b in zip(known, truth, strict=True))
+                decided = not value or all(known)
+            else:
+                value = any(truth)
+                decided = value or all(known)
+            state = r.states.get(key, SeriesState())
+            if decided:
+                apply(key, *step_flags(er, state, t, dict.fromkeys(er.levels, value)))
+            else:
+                apply(key, *step_flags(er, state, t, None))
+            if r.states[key].state == "Inactive" and key not in groups:
+                del r.states[key]
+        return RuleResult(self._status(r, t), transitions)
+
+    def _evaluate_native(
+        self, r: _Rule, t: float, found: native.NativeRule | None, error: PrometheusError | None
+    ) -> RuleResult:
+        """Status of a rule Prometheus evaluates, from its alerts in /api/v1/rules."""
+        r.last_eval = t
+        if error is not None:  # keep the known instances: no false resolution while Prometheus is away
+            return RuleResult(self._status(r, t, error=str(error)), [], str(error))
+        if found is None:
+            msg = (
+                f"alerting rule {alert_name_for(r.ref.name)} of {r.ref.key} is not loaded in Prometheus "
+                "(is the PrometheusRule selected by Prometheus' ruleSelector?)"
+            )
+            status = self._status(r, t, error=msg)
+            status["reason"] = "NotLoaded"
+            return RuleResult(status, [], msg)
+        if found.last_evaluation is None:  # loaded but not evaluated yet (e.g. Prometheus just restarted)
+            status = self._status(r, t)
+            status["reason"] = "NotEvaluatedYet"
+            return RuleResult(status, [])
+        levels = r.ref.spec.levels
+        multi = levels is not None and (levels.warning is not None or levels.critical is not None)
+        new = native.instances(found, r.ref.spec.labels, None if multi else single_level(r.ref.spec), t)
+        r.states, transitions = native.diff(r.states, new, t)
+        at = found.last_evaluation if found.last_evaluation is not None else t
+        error_text = "; ".join(found.errors) if found.errors else None
+        return RuleResult(self._status(r, at, error=error_text), transitions, error_text)
+
+    @staticmethod
     def _baseline(
-        self, r: _Rule, answers: Sequence[_QueryResult]
+        q: Query, answers: Sequence[_QueryResult]
     ) -> dict[SeriesKey, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
         """Raw baseline samples pooled per splitBy group."""
-        q = r.ref.spec.query
-        assert q is not None
         group = list(q.split_by)
         parts: dict[SeriesKey, tuple[list[np.ndarray[Any, Any]], list[np.ndarray[Any, Any]]]] = {}
         for ans in answers:
@@ -362,6 +582,9 @@ class Evaluator:
 
     def _status(self, r: _Rule, t: float, error: str | None = None) -> dict[str, Any]:
         status = build_status(r.states, t, error=error, limit=self.max_active_series)
+        status["engine"] = r.engine_name
+        if error is not None and r.native and status["state"] == "Inactive":
+            status["state"] = "Error"  # known alerts stand (no false resolution) while Prometheus cannot be read
         if error is None and _muted(r.ref.spec, t):
             status["reason"] = "Muted"  # evaluation goes on; notifications are flagged muted
         r.last_status = status

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 WriteFn = Callable[[str, str, dict[str, Any]], Awaitable[None]]
 
@@ -32,12 +36,53 @@ def significant(status: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class StatusWriter:
-    """Writes a status when its significant part changed or `heartbeat_s` passed since the last write."""
+class TokenBucket:
+    """`per_minute` tokens a minute, bursting up to one minute's worth; time is passed in (testable)."""
 
-    def __init__(self, write: WriteFn, heartbeat_s: float) -> None:
+    def __init__(self, per_minute: float) -> None:
+        if per_minute <= 0:
+            raise ValueError("per_minute must be > 0")
+        self.rate = per_minute / 60.0
+        self.capacity = float(per_minute)
+        self.tokens = self.capacity
+        self._at: float | None = None
+
+    def _refill(self, now: float) -> None:
+        if self._at is not None and now > self._at:
+            self.tokens = min(self.capacity, self.tokens + (now - self._at) * self.rate)
+        if self._at is None or now > self._at:
+            self._at = now
+
+    def take(self, now: float) -> bool:
+        self._refill(now)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+@dataclass
+class WriteReport:
+    """What one `write_all` did: written, failed, and deferred for lack of budget (changes / heartbeats)."""
+
+    written: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    deferred_changes: int = 0
+    deferred_heartbeats: int = 0
+
+
+class StatusWriter:
+    """Writes a status when its significant part changed or `heartbeat_s` passed since the last write.
+
+    With `max_per_minute` (the AlertConfig's `evaluator.maxStatusWritesPerMinute`) writes draw
+    from a token bucket: `write_all` spends it on changed statuses first (new rules included),
+    then on heartbeats, oldest first; what does not fit waits for the next cycle.
+    """
+
+    def __init__(self, write: WriteFn, heartbeat_s: float, max_per_minute: float | None = None) -> None:
         self._write = write
         self.heartbeat_s = heartbeat_s
+        self.bucket = TokenBucket(max_per_minute) if max_per_minute is not None else None
         self._last: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
         self.writes = 0
 
@@ -47,6 +92,42 @@ class StatusWriter:
 
     def forget(self, namespace: str, name: str) -> None:
         self._last.pop((namespace, name), None)
+
+    def changed(self, namespace: str, name: str, status: Mapping[str, Any]) -> bool:
+        last = self._last.get((namespace, name))
+        return last is None or last[0] != significant(status)
+
+    async def write_all(self, items: Sequence[tuple[str, str, dict[str, Any]]], now: float) -> WriteReport:
+        """Write what needs writing within the budget: changes first, then heartbeats (oldest first).
+
+        A failed write is reported (and logged without the status) and retried next cycle.
+        """
+        report = WriteReport()
+        changes, beats = [], []
+        for ns, name, status in items:
+            if self.changed(ns, name, status):
+                changes.append((ns, name, status))
+            elif self.needs_write(ns, name, status, now):
+                beats.append((self._last[(ns, name)][1], ns, name, status))
+        beats.sort(key=lambda b: b[0])
+        queue = [(True, *c) for c in changes] + [(False, ns, name, st) for _, ns, name, st in beats]
+        for i, (_is_change, ns, name, status) in enumerate(queue):
+            if self.bucket is not None and not self.bucket.take(now):
+                rest = queue[i:]
+                report.deferred_changes = sum(1 for c, *_ in rest if c)
+                report.deferred_heartbeats = len(rest) - report.deferred_changes
+                break
+            try:
+                await self._write(ns, name, status)
+            except Exception as e:  # any API failure: retried next cycle
+                code = getattr(e, "status", "")
+                log.warning("status write for %s/%s failed: %s %s", ns, name, type(e).__name__, code)
+                report.failed.append((ns, name))
+                continue
+            self._last[(ns, name)] = (significant(status), now)
+            self.writes += 1
+            report.written.append((ns, name))
+        return report
 
     def needs_write(self, namespace: str, name: str, status: Mapping[str, Any], now: float) -> bool:
         last = self._last.get((namespace, name))

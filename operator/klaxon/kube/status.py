@@ -1,8 +1,12 @@
-"""AlertRule reads and status writes for the evaluator (the `/status` subresource, merge-patch)."""
+"""AlertRule reads and status writes for the evaluator (the `/status` subresource, merge-patch).
+
+Also the evaluator's Secret reads (Prometheus credentials): values are returned, never logged.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import base64
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 from kubernetes_asyncio import client, watch
@@ -41,6 +45,28 @@ def belongs_to(rule: Mapping[str, Any], config_namespace: str, config_name: str)
     return config_of(rule) == (config_namespace, config_name)
 
 
+def namespace_allowed(rule_namespace: str, config_namespace: str, allowed: Iterable[str]) -> bool:
+    """A rule may use a config of its own namespace, or one listing its namespace (or '*')."""
+    allowed = list(allowed)
+    return rule_namespace == config_namespace or "*" in allowed or rule_namespace in allowed
+
+
+class SecretError(Exception):
+    """A referenced Secret or key is missing (the message names them, never a value)."""
+
+
+async def read_secret_key(api_client: ApiClient, namespace: str, name: str, key: str) -> str:
+    """The decoded value of `key` in Secret `namespace/name`."""
+    try:
+        secret = await client.CoreV1Api(api_client).read_namespaced_secret(name, namespace)
+    except client.ApiException as e:
+        raise SecretError(f"Secret {namespace}/{name}: HTTP {e.status}") from None
+    data = secret.data or {}
+    if key not in data:
+        raise SecretError(f"Secret {namespace}/{name} has no key {key!r}")
+    return base64.b64decode(data[key]).decode()
+
+
 async def get_config(api_client: ApiClient, namespace: str, name: str) -> dict[str, Any]:
     api = client.CustomObjectsApi(api_client)
     obj: dict[str, Any] = await api.get_namespaced_custom_object(GROUP, VERSION, namespace, CONFIGS, name)
@@ -60,16 +86,31 @@ async def list_rules(
 async def watch_rules(
     api_client: ApiClient, config_namespace: str, config_name: str, resource_version: str = ""
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """(event type, rule) for rules of the AlertConfig; a rule moved to another config comes as DELETED."""
+    """(event type, rule) for rules of the AlertConfig, from `resource_version` on.
+
+    Types: ADDED, MODIFIED, DELETED (the object is gone) and MOVED (it now refers to another
+    AlertConfig: forget it, without resolving its alerts, the other evaluator takes it over).
+    """
     api = client.CustomObjectsApi(api_client)
+
+    def list_or_watch(*args: Any, **kw: Any) -> Any:
+        # `watch=true` as client-go sends it (the generated client would send "True").
+        if kw.get("watch") is True:
+            kw["watch"] = "true"
+        return api.list_cluster_custom_object(*args, **kw)
+
     w = watch.Watch()
     kwargs: dict[str, Any] = {"resource_version": resource_version} if resource_version else {}
-    async with w.stream(api.list_cluster_custom_object, GROUP, VERSION, RULES, **kwargs) as stream:
+    async with w.stream(list_or_watch, GROUP, VERSION, RULES, **kwargs) as stream:
         async for event in stream:
             obj = event.get("object")
             if not isinstance(obj, dict):
                 continue
             kind = str(event.get("type", ""))
+            if kind == "ERROR":
+                raise client.ApiException(status=int(obj.get("code") or 500), reason=str(obj.get("reason", "")))
+            if kind not in ("ADDED", "MODIFIED", "DELETED"):
+                continue  # BOOKMARK
             if kind != "DELETED" and not belongs_to(obj, config_namespace, config_name):
-                kind = "DELETED"
+                kind = "MOVED"
             yield kind, obj

@@ -8,6 +8,7 @@ exponential backoff; 4xx answers (bad query, ...) are not.
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 import ssl
 from collections.abc import Mapping
@@ -104,7 +105,9 @@ class PrometheusClient:
         self._headers: dict[str, str] = {"Accept": "application/json"}
         if token is not None:
             self._headers["Authorization"] = f"Bearer {token}"
-        self._auth = aiohttp.BasicAuth(*basic_auth) if basic_auth is not None else None
+        if basic_auth is not None:
+            pair = f"{basic_auth[0]}:{basic_auth[1]}".encode()
+            self._headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         self._ssl: ssl.SSLContext | bool = True
         if insecure:
             self._ssl = False
@@ -127,7 +130,6 @@ class PrometheusClient:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
-                auth=self._auth,
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 connector=aiohttp.TCPConnector(ssl=self._ssl, limit=32),
                 trace_configs=self._trace_configs,

@@ -1,0 +1,109 @@
+"""Prometheus behind basic auth and TLS: credentials and CA come from Secrets via the Kubernetes API.
+
+Prometheus' own `--web.config.file` (bcrypt `basic_auth_users`, `tls_server_config` with a
+self-signed certificate); the AlertConfig references a Secret in its namespace; the evaluator
+reads it through `klaxon.kube` and never logs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from typing import Any
+
+import pytest
+
+from evaluator.helpers import MIN, T0, Recorder, minutes
+from klaxon.cli.evaluator_cmd import run_loop
+from klaxon.cli.main import build_parser
+
+AR = "klaxon.dev/v1alpha1/alertrules"
+AC = "klaxon.dev/v1alpha1/alertconfigs"
+SECRETS = "v1/secrets"
+PASSWORD = "s3cr3t-Pa55-for-klaxon"
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def setup(kube: Any, url: str, password: str, ca_pem: str) -> None:
+    kube.create_object(
+        SECRETS,
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "prom-creds"},
+            "data": {"user": b64("klaxon"), "pass": b64(password), "ca.crt": b64(ca_pem)},
+        },
+        namespace="mon",
+    )
+    kube.create_object(
+        AC,
+        {
+            "apiVersion": "klaxon.dev/v1alpha1",
+            "kind": "AlertConfig",
+            "metadata": {"name": "main"},
+            "spec": {
+                "prometheus": {
+                    "url": url,
+                    "timeout": "5s",
+                    "auth": {
+                        "basicAuth": {
+                            "username": {"name": "prom-creds", "key": "user"},
+                            "password": {"name": "prom-creds", "key": "pass"},
+                        }
+                    },
+                    "tls": {"ca": {"name": "prom-creds", "key": "ca.crt"}},
+                }
+            },
+        },
+        namespace="mon",
+    )
+    kube.create_object(
+        AR,
+        {
+            "apiVersion": "klaxon.dev/v1alpha1",
+            "kind": "AlertRule",
+            "metadata": {"name": "hot"},
+            "spec": {
+                "configRef": {"name": "main"},
+                "query": {"metric": "temp", "splitBy": ["room"], "window": "5m"},
+                "condition": {"operator": "gt", "threshold": 80},
+                "evaluation": {"engine": "evaluator"},
+            },
+        },
+        namespace="mon",
+    )
+
+
+@pytest.mark.parametrize("password", [PASSWORD, "wrong-password"])
+async def test_basic_auth_and_ca_from_secrets(
+    kube, kube_api, prometheus_server, monkeypatch, caplog, password: str
+) -> None:
+    prom = prometheus_server(
+        series=[({"__name__": "temp", "room": "lab"}, minutes(T0, T0 + 120 * MIN, 95.0))],
+        basic_auth=("klaxon", PASSWORD),
+        tls=True,
+    )
+    assert prom.url.startswith("https://") and prom.ca_file is not None
+    setup(kube, prom.url, password, prom.ca_file.read_text())
+
+    import klaxon.cli.evaluator_cmd as cmd
+
+    monkeypatch.setattr(cmd, "clock", lambda: T0 + 60 * MIN)
+    caplog.set_level(logging.DEBUG)
+    args = build_parser().parse_args(["evaluator", "--config", "mon/main", "--once", "--metrics-port", "0"])
+    rec = Recorder()
+    assert await asyncio.wait_for(run_loop(args, kube_api, asyncio.Event(), rec), 30) == 0
+    status = (kube.get_object(AR, "hot", "mon") or {})["status"]
+    if password == PASSWORD:
+        assert status["state"] == "Firing", status
+        assert [n.transition.to_state for n in rec.seen] == ["Firing"]
+    else:  # 401 is not retried and is an Error, not a resolution
+        assert status["state"] == "Error" and status["reason"] == "QueryError"
+        assert "401" in status["lastEvaluation"]["message"]
+    for secret in (password, b64(password)):
+        assert secret not in str(status)
+        assert not [r for r in caplog.records if r.name.startswith("klaxon") and secret in r.getMessage()]

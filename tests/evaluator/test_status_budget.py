@@ -1,0 +1,89 @@
+"""maxStatusWritesPerMinute: a token bucket per evaluator; changed statuses first, heartbeats deferred."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from klaxon.evaluator import StatusWriter
+from klaxon.evaluator.status import TokenBucket
+
+
+def status(state: str, t: float) -> dict[str, Any]:
+    return {
+        "state": state,
+        "lastEvaluation": {"time": str(t), "value": t, "message": ""},
+        "activeSeries": [],
+        "activeSeriesCount": 0,
+    }
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, float]] = []
+        self.fail: set[str] = set()
+
+    async def __call__(self, ns: str, name: str, st: dict[str, Any]) -> None:
+        if name in self.fail:
+            raise RuntimeError("409 Conflict")
+        self.calls.append((ns, name, st["lastEvaluation"]["value"]))
+
+
+def test_token_bucket_refills_at_the_rate_and_caps_at_one_minute() -> None:
+    b = TokenBucket(6)
+    assert sum(b.take(0.0) for _ in range(10)) == 6
+    assert not b.take(9.9) and b.take(10.0)  # one token per 10 s
+    assert sum(b.take(10_000.0) for _ in range(10)) == 6  # burst capped at a minute's worth
+    with pytest.raises(ValueError):
+        TokenBucket(0)
+
+
+async def test_changed_statuses_go_first_and_heartbeats_wait() -> None:
+    sink = Sink()
+    writer = StatusWriter(sink, heartbeat_s=300, max_per_minute=6)
+    names = [f"r{i:02d}" for i in range(20)]
+    for n in names:
+        writer.seed("ns", n, status("Inactive", 0), at=0.0)
+    # t=300: every rule is due for its heartbeat and r17, r18 changed; a budget of 6
+    items = [("ns", n, status("Firing" if n in ("r17", "r18") else "Inactive", 300.0)) for n in names]
+    report = await writer.write_all(items, 300.0)
+    written = [n for _, n in report.written]
+    assert written[:2] == ["r17", "r18"] and len(written) == 6
+    assert (report.deferred_changes, report.deferred_heartbeats) == (0, 14)
+    # 10 s later one token: a new change beats the 14 waiting heartbeats
+    items = [("ns", n, status("Firing" if n in ("r17", "r18", "r10") else "Inactive", 310.0)) for n in names]
+    report = await writer.write_all(items, 310.0)
+    assert [n for _, n in report.written] == ["r10"] and report.deferred_heartbeats == 13
+
+
+async def test_steady_state_writes_stay_within_budget_and_heartbeat() -> None:
+    """Nothing changes: N rules with heartbeat H cost at most N/H writes a minute on average."""
+    sink = Sink()
+    n, heartbeat, budget = 50, 120.0, 100
+    writer = StatusWriter(sink, heartbeat_s=heartbeat, max_per_minute=budget)
+    names = [f"r{i}" for i in range(n)]
+    per_minute: dict[int, int] = {}
+    for step in range(0, 60 * 20, 10):  # 20 minutes, a cycle every 10 s
+        t = float(step)
+        report = await writer.write_all([("ns", x, status("Inactive", t)) for x in names], t)
+        per_minute[step // 60] = per_minute.get(step // 60, 0) + len(report.written)
+    assert per_minute[0] == n  # the first write of each rule
+    assert all(v <= budget for v in per_minute.values())
+    steady = sum(per_minute[m] for m in range(2, 20)) / 18
+    assert steady <= n / (heartbeat / 60) + 1e-9  # 25 a minute
+    assert steady > 0  # heartbeats do happen
+
+
+async def test_budget_of_one_defers_without_losing_a_change_and_failures_retry() -> None:
+    sink = Sink()
+    writer = StatusWriter(sink, heartbeat_s=300, max_per_minute=1)
+    sink.fail.add("b")
+    items = [("ns", "a", status("Firing", 0.0)), ("ns", "b", status("Firing", 0.0))]
+    first = await writer.write_all(items, 0.0)
+    assert first.written == [("ns", "a")] and first.deferred_changes == 1
+    second = await writer.write_all(items, 60.0)
+    assert second.failed == [("ns", "b")] and second.written == []
+    sink.fail.clear()
+    third = await writer.write_all(items, 120.0)
+    assert third.written == [("ns", "b")]  # the change was never dropped
