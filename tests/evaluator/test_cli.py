@@ -71,7 +71,10 @@ async def test_one_cycle_writes_status_of_this_configs_rules_only(
 
 async def test_metrics_and_healthz_endpoints() -> None:
     metrics, health = Metrics(), Health(stale_s=60)
-    metrics.observe(CycleResult(t=0, queries=3, query_errors=1, duration_s=0.25), {"a": "Firing", "b": "Inactive"})
+    metrics.observe(CycleResult(t=0, queries=1, query_errors=0, duration_s=0.1), {"ns/a": "Pending", "ns/c": "Firing"})
+    metrics.observe(
+        CycleResult(t=0, queries=2, query_errors=1, duration_s=0.15), {"ns/a": "Firing", "ns/b": "Inactive"}
+    )
     port = free_port()
     runner = await serve_http(metrics, health, port, host="127.0.0.1")
     try:
@@ -81,7 +84,13 @@ async def test_metrics_and_healthz_endpoints() -> None:
             assert 'klaxon_evaluator_rules{state="Firing"} 1.0' in text
             assert "klaxon_evaluator_query_errors_total 1.0" in text
             assert "klaxon_evaluator_queries_total 3.0" in text
-            assert "klaxon_evaluator_cycle_duration_seconds_count 1.0" in text
+            assert "klaxon_evaluator_cycle_duration_seconds_count 2.0" in text
+            # one series per rule, on its current state; a rule that left is gone
+            states = sorted(line for line in text.splitlines() if line.startswith("klaxon_rule_state{"))
+            assert states == [
+                'klaxon_rule_state{namespace="ns",rule="a",state="Firing"} 1.0',
+                'klaxon_rule_state{namespace="ns",rule="b",state="Inactive"} 1.0',
+            ]
             async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
                 assert r.status == 200
             health.stale_s = 0

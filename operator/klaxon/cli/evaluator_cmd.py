@@ -78,6 +78,14 @@ class Metrics:
         self.last_cycle = Gauge(
             "klaxon_evaluator_last_cycle_timestamp_seconds", "When the last cycle finished.", registry=r
         )
+        # One series per rule (value 1, its current state): rules x 1, not rules x states.
+        self.rule_state = Gauge(
+            "klaxon_rule_state",
+            "The rule's state (1 on its current state).",
+            ["namespace", "rule", "state"],
+            registry=r,
+        )
+        self._rule_state: dict[str, str] = {}
 
     def observe(self, res: CycleResult, states: Mapping[str, str]) -> None:
         self.cycle_duration.observe(res.duration_s)
@@ -88,6 +96,17 @@ class Metrics:
             counts[s] = counts.get(s, 0) + 1
         for state, n in counts.items():
             self.rules.labels(state=state).set(n)
+        for key in set(self._rule_state) - set(states):
+            ns, _, name = key.partition("/")
+            self.rule_state.remove(ns, name, self._rule_state.pop(key))
+        for key, state in states.items():
+            old = self._rule_state.get(key)
+            if old != state:
+                ns, _, name = key.partition("/")
+                if old is not None:
+                    self.rule_state.remove(ns, name, old)
+                self.rule_state.labels(ns, name, state).set(1)
+                self._rule_state[key] = state
         self.last_cycle.set(time.time())
 
 
@@ -318,8 +337,11 @@ async def run_loop(
                 health.last_cycle = time.monotonic()
                 log.info(
                     "cycle: %d rules, %d queries, %d status writes (%d deferred), %.3fs",
-                    len(res.rules), res.queries, len(report.written),
-                    report.deferred_changes + report.deferred_heartbeats, res.duration_s,
+                    len(res.rules),
+                    res.queries,
+                    len(report.written),
+                    report.deferred_changes + report.deferred_heartbeats,
+                    res.duration_s,
                 )
                 if args.once:
                     break
