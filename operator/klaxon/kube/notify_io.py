@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -39,12 +40,38 @@ _PLURALS = {"AlertRule": RULES, "NotificationChannel": CHANNELS, "AlertConfig": 
 CHANNEL_STATUS_FIELDS = ("lastDelivery", "lastTestDelivery", "deliveredCount", "failedCount")
 
 
+_SECRET_BODY = re.compile(r'"kind":\s*"Secret(List)?"')
+#: kubernetes-asyncio logs every response body at DEBUG: a Secret's data must not go with it.
+CLIENT_LOGGER = "kubernetes_asyncio.client.rest"
+
+
+class SecretBodyFilter(logging.Filter):
+    """Replaces a logged API response that is a Secret (or SecretList) with a placeholder."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:
+            return True
+        if _SECRET_BODY.search(text):
+            record.msg, record.args = "response body: <a Secret; not logged>", ()
+        return True
+
+
+def guard_client_logs(logger: logging.Logger | None = None) -> None:
+    """Install ``SecretBodyFilter`` on the Kubernetes client's logger (idempotent)."""
+    target = logger or logging.getLogger(CLIENT_LOGGER)
+    if not any(isinstance(f, SecretBodyFilter) for f in target.filters):
+        target.addFilter(SecretBodyFilter())
+
+
 class KubeSecretResolver:
     """``SecretResolver`` over the API: ``get(ns, name, key)``, each Secret cached for ``ttl_s``.
 
     A missing Secret or key, or a Secret the evaluator may not read, raises ``SecretError``
-    naming the Secret and key (never a value). A key read from the cache is as old as ``ttl_s``
-    at most, so a rotated webhook URL is picked up within seconds.
+    naming the Secret and key (never a value). The Kubernetes client's DEBUG log of response
+    bodies is filtered so that a Secret read never shows up there either. A key read from the
+    cache is as old as ``ttl_s`` at most, so a rotated webhook URL is picked up within seconds.
     """
 
     def __init__(
@@ -55,6 +82,7 @@ class KubeSecretResolver:
         self.clock = clock
         self._cache: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
         self.reads = 0
+        guard_client_logs()
 
     async def _data(self, namespace: str, name: str) -> dict[str, str]:
         hit = self._cache.get((namespace, name))
