@@ -22,6 +22,7 @@ import pytest
 from evaluator.helpers import MIN, T0, minutes
 from klaxon.cli.evaluator_cmd import make_notifier, outbox_path, run_loop
 from klaxon.cli.main import build_parser
+from klaxon.kube import rbac
 from klaxon.notify import Notifier, RetryPolicy
 from support.receiver import Receiver
 
@@ -114,6 +115,23 @@ async def run_once(
     assert await asyncio.wait_for(run_loop(args, kube_api, asyncio.Event(), notifier), timeout=60) == 0
 
 
+_VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
+
+
+def api_calls(kube: Any, since: int) -> list[dict[str, list[str]]]:
+    """The evaluator's API requests after log entry ``since`` as RBAC rules (group, resource, verb)."""
+    out = []
+    for r in kube.log[since:]:
+        if r.resource is None:
+            continue
+        parts = r.resource.split("/")
+        group = "" if len(parts) == 2 else parts[0]
+        resource = parts[-1] + (f"/{r.subresource}" if r.subresource else "")
+        verb = _VERBS.get(r.method) or ("get" if r.name else "watch" if r.query.get("watch") else "list")
+        out.append({"apiGroups": [group], "resources": [resource], "verbs": [verb]})
+    return out
+
+
 def firing_hits(rec: Receiver) -> list[dict[str, Any]]:
     return [h.json for h in rec.accepted if h.json.get("kind") == "firing"]
 
@@ -137,9 +155,15 @@ async def test_evaluator_notifies_once_across_restarts_and_honours_test_delivery
     setup_cluster(kube, prom.url, hook_url)
     secrets = [hook_url, HMAC_KEY, b64(hook_url), b64(HMAC_KEY)]
     state_dir = tmp_path / "state"
+    calls: list[dict[str, list[str]]] = []
+
+    async def run(now: float) -> None:
+        mark = len(kube.log)
+        await run_once(kube_api, state_dir, monkeypatch, now)
+        calls.extend(api_calls(kube, mark))
 
     # 1. One cycle: the lab series fires → exactly one signed webhook.
-    await run_once(kube_api, state_dir, monkeypatch, NOW)
+    await run(NOW)
     (hit,) = receiver.accepted
     body = hit.json
     assert hit.path == "/hooks/klaxon-7c1e"
@@ -166,7 +190,7 @@ async def test_evaluator_notifies_once_across_restarts_and_honours_test_delivery
     assert last["outcome"] == "Delivered" and last["channel"] == "hook" and last["time"]
 
     # 2. Restart (fresh objects, same state dir, the AlertRule status as written): no second firing.
-    await run_once(kube_api, state_dir, monkeypatch, NOW + 2 * MIN)
+    await run(NOW + 2 * MIN)
     assert len(firing_hits(receiver)) == 1
     assert len(receiver.hits) == 1
     channel = kube.get_object(NC, "hook", NS)
@@ -174,7 +198,7 @@ async def test_evaluator_notifies_once_across_restarts_and_honours_test_delivery
 
     # 3. A test delivery on request, once per token.
     kube.patch_object(NC, "hook", {"metadata": {"annotations": {"klaxon.dev/test-delivery": "t1"}}}, NS)
-    await run_once(kube_api, state_dir, monkeypatch, NOW + 3 * MIN)
+    await run(NOW + 3 * MIN)
     tests = [h for h in receiver.accepted if h.json.get("kind") == "test"]
     assert len(tests) == 1 and tests[0].json["episodeId"] == "t1"
     assert tests[0].headers["X-Klaxon-Signature"].startswith("sha256=")
@@ -183,7 +207,7 @@ async def test_evaluator_notifies_once_across_restarts_and_honours_test_delivery
     st = channel["status"]
     assert st["lastTestDelivery"]["outcome"] == "Delivered" and "t1" in st["lastTestDelivery"]["message"]
     assert st["deliveredCount"] == 1 and st["lastDelivery"]["outcome"] == "Delivered"
-    await run_once(kube_api, state_dir, monkeypatch, NOW + 4 * MIN)
+    await run(NOW + 4 * MIN)
     assert len([h for h in receiver.accepted if h.json.get("kind") == "test"]) == 1
     assert len(firing_hits(receiver)) == 1
 
@@ -197,6 +221,12 @@ async def test_evaluator_notifies_once_across_restarts_and_honours_test_delivery
     assert_no_secret_in("rule status", json.dumps(kube.get_object(AR, "hot-room", NS)["status"]), secrets)
     assert_no_secret_in("logs", caplog.text, secrets)
     assert "delivered firing for hot-room" in caplog.text  # the logs were captured at all
+
+    # Every call the evaluator made is granted by the Role the operator gives it.
+    made = {(r["apiGroups"][0], r["resources"][0], r["verbs"][0]) for r in calls}
+    assert {("", "secrets", "get"), ("", "events", "create"), ("klaxon.dev", "notificationchannels/status", "patch"),
+            ("klaxon.dev", "alertrules/status", "patch")} <= made
+    assert rbac.missing(rbac.EVALUATOR_RULES, calls) == []
 
 
 async def test_a_missing_secret_key_fails_delivery_with_a_named_reason(
