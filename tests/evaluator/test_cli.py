@@ -39,7 +39,7 @@ async def test_patch_rule_status_uses_the_status_subresource(kube, kube_api) -> 
 
 
 async def test_one_cycle_writes_status_of_this_configs_rules_only(
-    kube, kube_api, prometheus_server, monkeypatch
+    kube, kube_api, prometheus_server, monkeypatch, tmp_path
 ) -> None:
     now = T0 + 60 * MIN
     prom = prometheus_server(series=[({"__name__": "temp", "room": "lab"}, minutes(T0, T0 + 120 * MIN, 95.0))])
@@ -60,7 +60,9 @@ async def test_one_cycle_writes_status_of_this_configs_rules_only(
     import klaxon.cli.evaluator_cmd as cmd
 
     monkeypatch.setattr(cmd, "clock", lambda: now)  # evaluate over the backfilled past
-    args = build_parser().parse_args(["evaluator", "--config", "mon/main", "--once", "--metrics-port", "0"])
+    args = build_parser().parse_args(
+        ["evaluator", "--config", "mon/main", "--once", "--metrics-port", "0", "--state-dir", str(tmp_path)]
+    )
     assert await run_loop(args, kube_api, asyncio.Event()) == 0
     mine = kube.get_object(AR, "mine", "mon")
     assert mine is not None and mine["status"]["state"] == "Firing"

@@ -51,7 +51,9 @@ def state(kube: Any, name: str, ns: str) -> str | None:
     return (obj.get("status") or {}).get("state")
 
 
-async def test_rules_are_followed_by_watch_not_relisted(kube, kube_api, prometheus_server, monkeypatch) -> None:
+async def test_rules_are_followed_by_watch_not_relisted(
+    kube, kube_api, prometheus_server, monkeypatch, tmp_path
+) -> None:
     prom = prometheus_server(series=[({"__name__": "temp", "room": "lab"}, minutes(T0, T0 + 180 * MIN, 95.0))])
     kube.create_object(
         AC,
@@ -69,10 +71,21 @@ async def test_rules_are_followed_by_watch_not_relisted(kube, kube_api, promethe
 
     clock = {"t": T0 + 60 * MIN}
     monkeypatch.setattr(cmd, "clock", lambda: clock["t"])
-    args = build_parser().parse_args(["evaluator", "--config", "mon/main", "--tick", "0.05", "--metrics-port", "0"])
+    args = build_parser().parse_args(
+        ["evaluator", "--config", "mon/main", "--tick", "0.05", "--metrics-port", "0", "--state-dir", str(tmp_path)]
+    )
     stop = asyncio.Event()
     rec = Recorder()
-    task = asyncio.create_task(run_loop(args, kube_api, stop, rec))
+
+    class RecordingAdapter(cmd.NotifyingAdapter):
+        """The real adapter (and Notifier), also keeping what the evaluator hands it."""
+
+        async def handle(self, notification: Any) -> None:
+            await rec.handle(notification)
+            await super().handle(notification)
+
+    monkeypatch.setattr(cmd, "NotifyingAdapter", RecordingAdapter)
+    task = asyncio.create_task(run_loop(args, kube_api, stop))
     try:
         await until(lambda: state(kube, "first", "mon") == "Firing")
 
@@ -115,7 +128,7 @@ async def test_rules_are_followed_by_watch_not_relisted(kube, kube_api, promethe
 
 
 async def test_two_shard_processes_split_rules_without_overlap_or_gap(
-    kube, kube_api, prometheus_server, monkeypatch
+    kube, kube_api, prometheus_server, monkeypatch, tmp_path
 ) -> None:
     prom = prometheus_server(series=[({"__name__": "temp", "room": "lab"}, minutes(T0, T0 + 180 * MIN, 95.0))])
     kube.create_object(
@@ -139,9 +152,12 @@ async def test_two_shard_processes_split_rules_without_overlap_or_gap(
     for shard in ("0/2", "1/2"):
         before = len(kube.requests("PATCH", AR, subresource="status"))
         args = build_parser().parse_args(
-            ["evaluator", "--config", "mon/main", "--shard", shard, "--once", "--metrics-port", "0"]
+            [
+                *("evaluator", "--config", "mon/main", "--shard", shard, "--once", "--metrics-port", "0"),
+                *("--state-dir", str(tmp_path / shard.replace("/", "-"))),
+            ]
         )
-        assert await run_loop(args, kube_api, asyncio.Event(), Recorder()) == 0
+        assert await run_loop(args, kube_api, asyncio.Event()) == 0
         written[shard] = {str(r.name) for r in kube.requests("PATCH", AR, subresource="status")[before:]}
     assert written["0/2"] and written["1/2"]
     assert written["0/2"].isdisjoint(written["1/2"])

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from klaxon.api.channel import NotificationChannelSpec
 from klaxon.notify import DictSecretResolver, MemoryStatusSink, Notification, Notifier, RetryPolicy
+from support.receiver import Hit, Receiver, receiver
+
+__all__ = ["Hit", "Receiver", "receiver"]
 
 NS = "team-a"
 SECRETS = {
@@ -29,60 +27,6 @@ SECRETS = {
         "smtp-pass": "smtp-password-secret-77cc",
     }
 }
-
-
-@dataclass
-class Hit:
-    method: str
-    path: str
-    query: str
-    headers: dict[str, str]
-    raw: bytes
-    at: float = field(default_factory=time.monotonic)
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.raw)
-
-
-@dataclass
-class Receiver:
-    """Records every request; ``plan`` holds (status, delay_s) answers, then 200s (or ``default``)."""
-
-    url: str = ""
-    hits: list[Hit] = field(default_factory=list)
-    plan: list[tuple[int, float]] = field(default_factory=list)
-    default: tuple[int, float] = (200, 0.0)
-    accepted: list[Hit] = field(default_factory=list)
-
-    async def handler(self, request: web.Request) -> web.Response:
-        raw = await request.read()
-        hit = Hit(request.method, request.path, request.query_string, dict(request.headers), raw)
-        self.hits.append(hit)
-        status, delay = self.plan.pop(0) if self.plan else self.default
-        if delay:
-            await asyncio.sleep(delay)
-        if 200 <= status < 300:
-            self.accepted.append(hit)
-        return web.json_response({"status": "ok"}, status=status)
-
-    def keys(self) -> list[str]:
-        return [h.headers.get("Idempotency-Key", "") for h in self.accepted]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    rec = Receiver()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", rec.handler)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    rec.url = f"http://127.0.0.1:{port}"
-    yield rec
-    await runner.cleanup()
 
 
 @pytest.fixture

@@ -147,7 +147,7 @@ async def test_hard_crash_mid_queue_loses_nothing_and_repeats_only_in_flight(
     count, concurrency = 80, 4
     receiver.default = (200, 0.02)
     path = tmp_path / "crash.sqlite"
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'operator'}{os.pathsep}{ROOT}"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (ROOT / "operator", ROOT, ROOT / "tests")))}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -62,6 +62,24 @@ def test_evaluator_deployment_runs_the_shard_securely() -> None:
     assert pod["serviceAccountName"] == build_service_account("default", "ns")["metadata"]["name"]
 
 
+def test_evaluator_deployment_keeps_the_outbox_on_a_state_volume() -> None:
+    dep = build_evaluator_deployment("default", "ns", config_spec(), 0, "img:1")
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    assert args[args.index("--state-dir") + 1] == "/var/lib/klaxon"
+    assert {"name": "state", "mountPath": "/var/lib/klaxon"} in container["volumeMounts"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]  # read-only root needs both
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["state"] == {"name": "state", "emptyDir": {}}
+    assert container["securityContext"]["readOnlyRootFilesystem"]
+    # the CLI accepts what the Deployment passes
+    from klaxon.cli.main import build_parser
+
+    parsed = build_parser().parse_args(args)
+    assert parsed.state_dir == "/var/lib/klaxon" and parsed.config == "ns/default"
+
+
 def test_evaluator_image_override_and_disabled_evaluator() -> None:
     assert (
         build_evaluator_deployment("c", "ns", config_spec(evaluator={"image": "own:2"}), 0, "img")["spec"]["template"][

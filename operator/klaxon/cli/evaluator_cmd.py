@@ -4,6 +4,12 @@ Lists the AlertRules of the AlertConfig once, then follows them by watch (allowe
 and this shard's uids only). Every tick: evaluate the due rules, write changed statuses (plus a
 heartbeat) within `maxStatusWritesPerMinute`, hand notifications over. `/metrics` and `/healthz`
 are served on `--metrics-port`.
+
+Notifications go through one ``klaxon.notify.Notifier`` per process: its durable outbox (SQLite)
+lives in ``--state-dir``; Secrets are read and channel/rule status and Events written through
+``klaxon.kube.notify_io``. Each cycle re-lists the AlertConfig, its AlertRules and the
+NotificationChannels of their namespaces and hands changed objects to the notifier (mute, ack,
+test deliveries), then evaluates; metric transitions and live events share the notifier.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -32,20 +40,45 @@ from klaxon.engine.types import STATES
 from klaxon.evaluator import (
     CycleResult,
     Evaluator,
-    LogNotifier,
-    Notifier,
     RuleRef,
     StatusWriter,
     parse_shard,
     shard_of,
 )
 from klaxon.evaluator.ingest import EventService, event_service_for, mount_event_routes
+from klaxon.evaluator.notifying import NotifyingAdapter
+from klaxon.notify import Notifier
 from klaxon.prom.client import PrometheusClient
 
 log = logging.getLogger("klaxon.evaluator")
 
 #: The evaluation clock (tests point it at backfilled data in the past).
 clock: Callable[[], float] = time.time
+
+DEFAULT_STATE_DIR = "/var/lib/klaxon"
+#: How long `--once` waits for queued notifications to be delivered before it exits.
+ONCE_DRAIN_S = 30.0
+
+
+def outbox_path(state_dir: str | Path, shard: str) -> Path:
+    """The outbox file of one shard in the state directory (created if missing)."""
+    index, shards = parse_shard(shard)
+    path = Path(state_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path / (f"outbox-{index}of{shards}.sqlite" if shards > 1 else "outbox.sqlite")
+
+
+def make_notifier(api_client: Any, path: Path, **kwargs: Any) -> Notifier:
+    """The process' Notifier: Secrets and status through the API, on the evaluation clock."""
+    from klaxon.kube.notify_io import KubeSecretResolver, KubeStatusSink
+
+    return Notifier(
+        path,
+        KubeSecretResolver(api_client),
+        KubeStatusSink(api_client),
+        clock=lambda: datetime.fromtimestamp(clock(), UTC),
+        **kwargs,
+    )
 
 
 @dataclass
@@ -251,6 +284,22 @@ class RuleFeed:
         return out
 
 
+async def sync_notifier(api_client: Any, adapter: NotifyingAdapter, items: list[dict[str, Any]]) -> None:
+    """Hand the AlertRules and the NotificationChannels of their namespaces to the notifier."""
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    from klaxon.kube.status import list_channels
+
+    await adapter.sync_rules(items)
+    for ns in adapter.namespaces:
+        try:
+            channels = await list_channels(api_client, ns)
+        except ApiException as e:
+            log.warning("listing NotificationChannels in %s failed: %s %s", ns, e.status, e.reason)
+            continue
+        await adapter.sync_channels(ns, channels)
+
+
 async def run_loop(
     args: argparse.Namespace, api_client: Any, stop: asyncio.Event, notifier: Notifier | None = None
 ) -> int:
@@ -263,8 +312,11 @@ async def run_loop(
     metrics = Metrics()
     tick = args.tick if args.tick else min(10.0, parse_duration(config.defaults.interval))
     health = Health(stale_s=max(60.0, 10 * tick))
-    events = await event_service_for(api_client, cfg_ns, cfg_name, config, metrics.registry)
-    runner = await serve_http(metrics, health, args.metrics_port, events=events) if args.metrics_port else None
+    if notifier is None:
+        notifier = make_notifier(api_client, outbox_path(args.state_dir, args.shard))
+    await notifier.start()
+    adapter = NotifyingAdapter(notifier, cfg_ns, cfg_name, config)
+    runner: web.AppRunner | None = None
 
     async def write(ns: str, name: str, status: dict[str, Any]) -> None:
         await patch_rule_status(api_client, ns, name, status)
@@ -281,8 +333,13 @@ async def run_loop(
     feed = RuleFeed(api_client, cfg_ns, cfg_name)
     watcher: asyncio.Task[None] | None = None
     try:
+        await adapter.sync_config(config)
+        events = await event_service_for(api_client, cfg_ns, cfg_name, config, metrics.registry, notifier=notifier)
+        runner = await serve_http(metrics, health, args.metrics_port, events=events) if args.metrics_port else None
         async with await prometheus_client(api_client, cfg_ns, config) as prom:
-            ev = Evaluator(prom, config, notifier if notifier is not None else LogNotifier())
+            ev = Evaluator(prom, config, adapter)
+
+            known: dict[str, dict[str, Any]] = {}  # every rule of the config, for the notifier
 
             def admit(ref: RuleRef, now: float) -> None:
                 if ref.uid not in ev and ref.status:
@@ -290,6 +347,8 @@ async def run_loop(
                 ev.upsert(ref)
 
             def sync(items: list[dict[str, Any]], now: float) -> None:
+                known.clear()
+                known.update({str((i.get("metadata") or {}).get("uid", "")): i for i in items})
                 refs = [r for r in rule_refs(items) if mine(r)]
                 keep = {r.uid for r in refs}
                 for old in ev.rules:
@@ -304,6 +363,10 @@ async def run_loop(
             def apply(kind: str, obj: dict[str, Any], now: float) -> None:
                 meta = obj.get("metadata") or {}
                 uid, ns, name = str(meta.get("uid", "")), str(meta.get("namespace", "")), str(meta.get("name", ""))
+                if kind == "DELETED":
+                    known.pop(uid, None)
+                else:
+                    known[uid] = obj
                 ref = rule_ref(obj) if kind in ("ADDED", "MODIFIED") else None
                 if ref is not None and mine(ref):
                     admit(ref, now)
@@ -323,7 +386,15 @@ async def run_loop(
                         sync(obj, now)
                     else:
                         apply(kind, obj, now)
+                try:
+                    await sync_notifier(api_client, adapter, list(known.values()))
+                except Exception:  # notifications wait for the next sync; evaluation goes on
+                    log.exception("syncing the notifier failed")
                 res = await ev.cycle(now)
+                try:
+                    await notifier.tick()  # repeatInterval, mute ends, schedules opening
+                except Exception:
+                    log.exception("notifier tick failed")
                 states = {key: str(rr.status.get("state")) for key, rr in res.rules.items()}
                 items: list[tuple[str, str, dict[str, Any]]] = []
                 for key, rr in res.rules.items():
@@ -336,14 +407,19 @@ async def run_loop(
                 metrics.observe(res, states)
                 health.last_cycle = time.monotonic()
                 log.info(
-                    "cycle: %d rules, %d queries, %d status writes (%d deferred), %.3fs",
+                    "cycle: %d rules, %d queries, %d notifications, %d status writes (%d deferred), %.3fs",
                     len(res.rules),
                     res.queries,
+                    len(res.notifications),
                     len(report.written),
                     report.deferred_changes + report.deferred_heartbeats,
                     res.duration_s,
                 )
                 if args.once:
+                    try:
+                        await notifier.wait_idle(ONCE_DRAIN_S)
+                    except TimeoutError as e:  # left in the outbox for the next run
+                        log.warning("notifications still queued at exit: %s", e)
                     break
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=tick)
@@ -354,6 +430,7 @@ async def run_loop(
                 await watcher
         if runner is not None:
             await runner.cleanup()
+        await notifier.stop()
     return 0
 
 
@@ -392,5 +469,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--metrics-port", type=int, default=8081, help="port of /metrics and /healthz (0: none)")
     p.add_argument("--kubeconfig", default=None, help="kubeconfig outside a cluster. Default: the usual lookup")
     p.add_argument("--tick", type=float, default=0.0, help="seconds between cycles. Default: min(10s, interval)")
-    p.add_argument("--once", action="store_true", help="run one cycle and exit")
+    p.add_argument("--once", action="store_true", help="run one cycle, deliver what it queued and exit")
+    p.add_argument(
+        "--state-dir",
+        default=DEFAULT_STATE_DIR,
+        metavar="PATH",
+        help=f"directory of the notification outbox (SQLite). Default {DEFAULT_STATE_DIR}",
+    )
     p.set_defaults(func=run)

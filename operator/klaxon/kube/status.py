@@ -114,3 +114,10 @@ async def watch_rules(
             if kind != "DELETED" and not belongs_to(obj, config_namespace, config_name):
                 kind = "MOVED"
             yield kind, obj
+
+
+async def list_channels(api_client: ApiClient, namespace: str) -> list[dict[str, Any]]:
+    """The NotificationChannels of one namespace (the notifier's view of where to deliver)."""
+    api = client.CustomObjectsApi(api_client)
+    body = await api.list_namespaced_custom_object(GROUP, VERSION, namespace, "notificationchannels")
+    return list(body.get("items", []))

@@ -191,6 +191,32 @@ class Notifier:
     async def remove_rule(self, namespace: str, name: str) -> None:
         self.rules.pop((namespace, name), None)
 
+    def episode(self, namespace: str, rule: str, dedup_key: str) -> str | None:
+        """The episode id of the instance if it is firing as far as the notifier knows, else None.
+
+        The evaluator uses it to continue an episode (escalation, Recovering → Firing) after a
+        restart, when its own memory of the episode is gone but the outbox still holds it.
+        """
+        raw = self.outbox.get_key(_key(namespace, rule, dedup_key))
+        if not raw:
+            return None
+        st = KeyState.from_json(raw)
+        return st.episode_id if st.firing else None
+
+    def forget_rule(self, namespace: str, name: str) -> int:
+        """Stop tracking a rule's firing instances without notifying (the rule is gone or moved to
+        another evaluator): no repeat or unmute notification goes out for them any more."""
+        n = 0
+        with self.outbox.transaction():
+            for k, ns, rule, raw in self.outbox.firing_keys():
+                if (ns, rule) == (namespace, name):
+                    st = KeyState.from_json(raw)
+                    st.firing = False
+                    self.outbox.put_key(k, ns, rule, False, st.to_json())
+                    n += 1
+        self.rules.pop((namespace, name), None)
+        return n
+
     async def set_channel(
         self,
         namespace: str,

@@ -19,6 +19,8 @@ Body = dict[str, Any]
 
 METRICS_PORT = 8080
 EVALUATOR_UID = 65532
+#: The evaluator's state volume (notification outbox), `klaxon evaluator --state-dir`.
+STATE_DIR = "/var/lib/klaxon"
 CONFIG_LABEL = "klaxon.dev/alertconfig"
 SHARD_LABEL = "klaxon.dev/shard"
 
@@ -158,6 +160,8 @@ def build_evaluator_deployment(
             f"{shard}/{shards}",
             "--metrics-port",
             str(METRICS_PORT),
+            "--state-dir",
+            STATE_DIR,
         ],
         "env": [
             {"name": "KLAXON_CONFIG", "value": ident},
@@ -176,7 +180,10 @@ def build_evaluator_deployment(
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "state", "mountPath": STATE_DIR},
+        ],
     }
     return {
         "apiVersion": "apps/v1",
@@ -198,7 +205,9 @@ def build_evaluator_deployment(
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
                     "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {}}],
+                    # `state` holds the notification outbox: it survives container restarts, not the
+                    # deletion of the pod (queued notifications are lost then; docs/evaluator.md).
+                    "volumes": [{"name": "tmp", "emptyDir": {}}, {"name": "state", "emptyDir": {}}],
                     **({"imagePullSecrets": [{"name": n} for n in pull_secrets]} if pull_secrets else {}),
                 },
             },

@@ -1,0 +1,200 @@
+"""The evaluator's ``Notifier`` on top of ``klaxon.notify.Notifier`` (the one package that sends).
+
+``NotifyingAdapter.handle`` turns an evaluator ``Notification`` (rule, series labels, engine
+``Transition``, value) into a ``klaxon.notify.Notification``:
+
+- labels: the series' splitBy labels, then the rule's ``spec.labels`` (which win, as in Prometheus);
+- annotations: the rule's ``spec.annotations`` (+ ``description`` from ``spec.description``);
+- level: the transition's level (its previous level for a resolution); severity: the level when
+  the rule has levels, else ``spec.severity``;
+- dedup key: ``spec.notify.dedupKey`` rendered over ``rule``, ``namespace``, ``severity``, the
+  rule's labels and the series labels; default: the rule and its series labels;
+- episode id: a new one (hash of rule uid, series labels and the time the series started firing)
+  whenever a series enters Firing from outside an episode (Inactive, Pending, NoData, Error);
+  escalations, de-escalations, Recovering → Firing and the resolution keep the episode — after
+  a restart the notifier's outbox remembers it (``Notifier.episode``);
+- channels: ``spec.notify.channels``, else the AlertConfig's ``defaults.channels``.
+
+The evaluator's ``muted`` flag is not needed: the notifier applies ``spec.mute`` itself (and
+notifies a still-firing instance when the mute ends).
+
+``sync_config`` / ``sync_rules`` / ``sync_channels`` keep the notifier's view of the AlertConfig,
+the AlertRules (spec + ``klaxon.dev/ack``) and the NotificationChannels (spec +
+``klaxon.dev/test-delivery``) current; each object is handed over again only when it changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from klaxon.api.alertconfig import AlertConfigSpec
+from klaxon.api.alertrule import AlertRuleSpec
+from klaxon.api.channel import NotificationChannelSpec
+from klaxon.api.validation import parse_spec
+from klaxon.evaluator.core import Notification, RuleRef, SeriesKey, series_key
+from klaxon.notify import ACK_ANNOTATION, TEST_ANNOTATION, render_dedup_key
+from klaxon.notify import Notification as Outgoing
+from klaxon.notify import Notifier as Sender
+from klaxon.notify.policy import default_dedup_key
+
+log = logging.getLogger(__name__)
+
+#: A series coming from one of these states into Firing continues its episode.
+_IN_EPISODE = ("Firing", "Recovering")
+
+
+def episode_id(uid: str, labels: Mapping[str, str], since: float) -> str:
+    """Stable id of one firing episode of one series: rule uid + series labels + start time."""
+    raw = json.dumps([uid, sorted(labels.items()), round(since, 3)], separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def dedup_key(ref: RuleRef, labels: Mapping[str, str]) -> str:
+    spec = ref.spec
+    template = spec.notify.dedup_key
+    if not template:
+        return default_dedup_key(ref.name, labels)
+    fields: dict[str, Any] = {"rule": ref.name, "namespace": ref.namespace, "severity": spec.severity}
+    fields.update(spec.labels)
+    fields.update(labels)
+    return render_dedup_key(template, fields)
+
+
+def _fingerprint(spec: Any, annotation: str | None) -> str:
+    return json.dumps([spec, annotation], sort_keys=True, default=str)
+
+
+class NotifyingAdapter:
+    """Implements ``klaxon.evaluator.Notifier`` by handing transitions to a ``klaxon.notify.Notifier``."""
+
+    def __init__(
+        self,
+        notifier: Sender,
+        config_namespace: str,
+        config_name: str,
+        config: AlertConfigSpec | None = None,
+    ) -> None:
+        self.notifier = notifier
+        self.config_namespace, self.config_name = config_namespace, config_name
+        self.config = config
+        self._episodes: dict[tuple[str, SeriesKey], str] = {}
+        self._rules: dict[tuple[str, str], str] = {}  # (ns, name) -> fingerprint
+        self._channels: dict[tuple[str, str], str] = {}
+        self.handled = 0
+
+    # -- the world ---------------------------------------------------------------------------
+    @property
+    def namespaces(self) -> list[str]:
+        """Where channels can live: the AlertConfig's namespace and every known rule's."""
+        return sorted({self.config_namespace, *(ns for ns, _ in self._rules)})
+
+    async def sync_config(self, config: AlertConfigSpec) -> None:
+        self.config = config
+        await self.notifier.set_config(self.config_namespace, self.config_name, config)
+
+    async def sync_rules(self, items: Iterable[Mapping[str, Any]]) -> None:
+        """Make the notifier's rules the valid AlertRules among ``items`` (all of the AlertConfig);
+        a rule that is gone is forgotten: its firing instances are neither repeated nor resolved."""
+        present: set[tuple[str, str]] = set()
+        for obj in items:
+            meta = obj.get("metadata") or {}
+            key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+            spec, problems = parse_spec("AlertRule", obj.get("spec"))
+            if problems or not isinstance(spec, AlertRuleSpec):
+                continue
+            present.add(key)
+            annotations: Mapping[str, str] = meta.get("annotations") or {}
+            fp = _fingerprint(obj.get("spec"), annotations.get(ACK_ANNOTATION))
+            if self._rules.get(key) == fp:
+                continue
+            self._rules[key] = fp
+            await self.notifier.set_rule(key[0], key[1], spec, annotations)
+        for key in set(self._rules) - present:
+            del self._rules[key]
+            forgotten = self.notifier.forget_rule(*key)
+            log.info("AlertRule %s/%s is gone: forgot %d firing instance(s)", key[0], key[1], forgotten)
+
+    async def sync_channels(self, namespace: str, items: Iterable[Mapping[str, Any]]) -> None:
+        """Make the notifier's channels in ``namespace`` the valid NotificationChannels in ``items``."""
+        present: set[tuple[str, str]] = set()
+        for obj in items:
+            meta = obj.get("metadata") or {}
+            key = (namespace, str(meta.get("name", "")))
+            spec, problems = parse_spec("NotificationChannel", obj.get("spec"))
+            if problems or not isinstance(spec, NotificationChannelSpec):
+                continue
+            present.add(key)
+            annotations: Mapping[str, str] = meta.get("annotations") or {}
+            fp = _fingerprint(obj.get("spec"), annotations.get(TEST_ANNOTATION))
+            if self._channels.get(key) == fp:
+                continue
+            self._channels[key] = fp
+            ready = await self.notifier.set_channel(key[0], key[1], spec, annotations)
+            if ready.status != "True":
+                log.warning("NotificationChannel %s/%s is not ready: %s", key[0], key[1], ready.message)
+        for key in [k for k in self._channels if k[0] == namespace and k not in present]:
+            del self._channels[key]
+            await self.notifier.remove_channel(*key)
+
+    # -- transitions -------------------------------------------------------------------------
+    def _episode(self, n: Notification, dedup: str) -> str:
+        ref, tr = n.rule, n.transition
+        mem = (ref.uid, series_key(n.labels))
+        if tr.to_state == "Firing" and tr.from_state not in _IN_EPISODE:
+            ep = episode_id(ref.uid, n.labels, tr.t)
+        else:
+            ep = (
+                self._episodes.get(mem)
+                or self.notifier.episode(ref.namespace, ref.name, dedup)
+                or episode_id(ref.uid, n.labels, tr.t)
+            )
+        if tr.to_state in _IN_EPISODE:
+            self._episodes[mem] = ep
+        else:
+            self._episodes.pop(mem, None)
+        return ep
+
+    def to_notification(self, n: Notification) -> Outgoing:
+        """The notify package's form of an evaluator transition (episode bookkeeping included)."""
+        ref, tr, spec = n.rule, n.transition, n.rule.spec
+        labels = {**n.labels, **spec.labels}
+        annotations = dict(spec.annotations)
+        if spec.description and "description" not in annotations:
+            annotations["description"] = spec.description
+        level = tr.level or tr.from_level
+        key = dedup_key(ref, n.labels)
+        channels = tuple(spec.notify.channels) or (tuple(self.config.defaults.channels) if self.config else ())
+        value = n.value if n.value is not None and math.isfinite(n.value) else None
+        return Outgoing(
+            rule_namespace=ref.namespace,
+            rule_name=ref.name,
+            dedup_key=key,
+            episode_id=self._episode(n, key),
+            state_from=tr.from_state,
+            state_to=tr.to_state,
+            time=datetime.fromtimestamp(tr.t, UTC),
+            labels=labels,
+            annotations=annotations,
+            level=level,
+            severity=level if spec.levels is not None and level else spec.severity,
+            value=value,
+            channels=channels,
+            source="metric",
+        )
+
+    async def handle(self, notification: Notification) -> None:
+        ref = notification.rule
+        if (ref.namespace, ref.name) not in self.notifier.rules:  # not synced yet: its spec is known here
+            await self.notifier.set_rule(ref.namespace, ref.name, ref.spec)
+        out = self.to_notification(notification)
+        decision = await self.notifier.handle(out)
+        self.handled += 1
+        log.debug(
+            "%s %s→%s key %s: %s", ref.key, out.state_from, out.state_to, out.dedup_key, decision.kind
+        )

@@ -1,0 +1,125 @@
+"""The evaluator → notifier adapter (episodes, dedup keys, channels) and the Kubernetes secret reader."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evaluator.helpers import rule
+from klaxon.api.alertconfig import AlertConfigSpec
+from klaxon.engine import Transition
+from klaxon.evaluator import Notification
+from klaxon.evaluator.notifying import NotifyingAdapter
+from klaxon.kube.notify_io import KubeSecretResolver, channel_status_patch
+from klaxon.notify import DictSecretResolver, MemoryStatusSink, Notifier, SecretError
+
+BODY = {
+    "query": {"metric": "temp", "splitBy": ["room"], "window": "5m"},
+    "condition": {"operator": "gt", "threshold": 80},
+    "labels": {"team": "facilities"},
+}
+LAB = {"room": "lab"}
+
+
+def tr(t: float, frm: str, to: str, level: str | None = "critical", from_level: str | None = None) -> Transition:
+    return Transition(t, frm, to, level, "x", from_level, notify=True)  # type: ignore[arg-type]
+
+
+def make(path: Path) -> Notifier:
+    return Notifier(path, DictSecretResolver(), MemoryStatusSink())
+
+
+async def test_an_episode_lasts_from_firing_to_inactive_and_survives_a_restart(tmp_path: Path) -> None:
+    config = AlertConfigSpec.model_validate({"defaults": {"channels": ["ops"]}})
+    ref = rule("hot", BODY)
+    n1 = make(tmp_path / "o.sqlite")
+    a = NotifyingAdapter(n1, "default", "main", config)
+
+    async def send(adapter: NotifyingAdapter, t: Transition) -> Any:
+        out = adapter.to_notification(Notification(ref, dict(LAB), t, 95.0))
+        await adapter.notifier.handle(out)
+        return out
+
+    first = await send(a, tr(100, "Inactive", "Firing"))
+    assert first.channels == ("ops",) and first.labels == {"room": "lab", "team": "facilities"}
+    assert first.dedup_key == "hot,room=lab" and first.severity == "warning"  # no levels: spec.severity
+    assert (await send(a, tr(160, "Firing", "Recovering", None, "critical"))).episode_id == first.episode_id
+    assert (await send(a, tr(220, "Recovering", "Firing"))).episode_id == first.episode_id
+    n1.outbox.close()
+
+    # A new process: the adapter's memory is gone, the outbox still knows the episode.
+    n2 = make(tmp_path / "o.sqlite")
+    b = NotifyingAdapter(n2, "default", "main", config)
+    assert n2.episode("default", "hot", "hot,room=lab") == first.episode_id
+    resolved = await send(b, tr(400, "Recovering", "Inactive", None, "critical"))
+    assert resolved.episode_id == first.episode_id and resolved.level == "critical"
+    assert n2.episode("default", "hot", "hot,room=lab") is None
+    again = await send(b, tr(900, "Pending", "Firing"))
+    assert again.episode_id != first.episode_id
+    n2.outbox.close()
+
+
+async def test_dedup_template_rule_channels_and_forgetting_a_rule(tmp_path: Path) -> None:
+    ref = rule("hot", {**BODY, "notify": {"dedupKey": "{rule}:{room}:{team}:{missing}", "channels": ["pager"]}})
+    n = make(tmp_path / "o.sqlite")
+    a = NotifyingAdapter(n, "default", "main", AlertConfigSpec.model_validate({"defaults": {"channels": ["ops"]}}))
+    out = a.to_notification(Notification(ref, dict(LAB), tr(100, "Inactive", "Firing"), float("nan")))
+    assert out.dedup_key == "hot:lab:facilities:null" and out.channels == ("pager",) and out.value is None
+    await n.handle(out)
+    assert n.episode("default", "hot", out.dedup_key) == out.episode_id
+    assert n.forget_rule("default", "hot") == 1  # a deleted rule is neither repeated nor resolved
+    assert n.episode("default", "hot", out.dedup_key) is None and await n.tick() == 0
+    n.outbox.close()
+
+
+async def test_sync_hands_over_changed_objects_only(tmp_path: Path) -> None:
+    n = make(tmp_path / "o.sqlite")
+    a = NotifyingAdapter(n, "default", "main")
+    obj = {"metadata": {"namespace": "team", "name": "hot", "annotations": {"klaxon.dev/ack": "e1"}}, "spec": BODY}
+    await a.sync_rules([obj, {"metadata": {"namespace": "team", "name": "bad"}, "spec": {"query": 1}}])
+    assert set(n.rules) == {("team", "hot")} and n.rules[("team", "hot")][1] == "e1"
+    assert a.namespaces == ["default", "team"]
+    n.rules.clear()
+    await a.sync_rules([obj])  # unchanged: not handed over again
+    assert n.rules == {}
+    await a.sync_rules([])
+    assert a.namespaces == ["default"]
+    n.outbox.close()
+
+
+def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+async def test_kube_secret_resolver_reads_caches_and_names_what_is_missing(kube, kube_api) -> None:
+    kube.create_object("v1/secrets", secret("creds", {"token": "tok-value-123"}), namespace="team")
+    clock = [0.0]
+    r = KubeSecretResolver(kube_api, ttl_s=10, clock=lambda: clock[0])
+    assert await r.get("team", "creds", "token") == "tok-value-123"
+    assert await r.get("team", "creds", "token") == "tok-value-123" and r.reads == 1
+    with pytest.raises(SecretError) as missing_key:
+        await r.get("team", "creds", "url")
+    assert "team/creds" in str(missing_key.value) and "'url'" in str(missing_key.value)
+    assert "tok-value-123" not in str(missing_key.value)
+    with pytest.raises(SecretError, match="Secret team/nope not found"):
+        await r.get("team", "nope", "token")
+    kube.patch_object("v1/secrets", "creds", {"data": {"token": base64.b64encode(b"rotated").decode()}}, "team")
+    assert await r.get("team", "creds", "token") == "tok-value-123"  # cached
+    clock[0] = 11
+    assert await r.get("team", "creds", "token") == "rotated" and r.reads == 3  # creds, nope, creds
+
+
+def test_channel_status_patch_leaves_conditions_to_the_operator(tmp_path: Path) -> None:
+    n = make(tmp_path / "o.sqlite")
+    status = n.channel_status("team", "hook")
+    patch = channel_status_patch(status)
+    assert patch == {"status": {"deliveredCount": 0, "failedCount": 0}}
+    n.outbox.close()
