@@ -157,11 +157,13 @@ async def test_evaluator_notifies_once_across_restarts_and_honours_test_delivery
     secrets = [hook_url, HMAC_KEY, b64(hook_url), b64(HMAC_KEY)]
     state_dir = tmp_path / "state"
     calls: list[dict[str, list[str]]] = []
+    cluster_wide: list[str] = []
 
     async def run(now: float) -> None:
         mark = len(kube.log)
         await run_once(kube_api, state_dir, monkeypatch, now)
         calls.extend(api_calls(kube, mark))
+        cluster_wide.extend(f"{r.method} {r.path}" for r in kube.log[mark:] if r.resource and r.namespace != NS)
 
     # 1. One cycle: the lab series fires → exactly one signed webhook.
     await run(NOW)
@@ -232,6 +234,8 @@ async def test_evaluator_notifies_once_across_restarts_and_honours_test_delivery
         ("klaxon.dev", "alertrules/status", "patch"),
     } <= made
     assert rbac.missing(rbac.EVALUATOR_RULES, calls) == []
+    # ... and inside its own namespace: the operator grants a namespaced Role, not a ClusterRole.
+    assert cluster_wide == [], f"cluster-wide requests a namespaced Role does not allow: {cluster_wide}"
 
 
 async def test_a_missing_secret_key_fails_delivery_with_a_named_reason(

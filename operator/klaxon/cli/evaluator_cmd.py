@@ -239,10 +239,13 @@ class RuleFeed:
     connection error) is replaced by a fresh list, queued as one `SYNC` event.
     """
 
-    def __init__(self, api_client: Any, namespace: str, name: str, backoff: float = 1.0) -> None:
+    def __init__(
+        self, api_client: Any, namespace: str, name: str, backoff: float = 1.0, scope: str | None = None
+    ) -> None:
         self.api_client = api_client
         self.namespace = namespace
         self.name = name
+        self.scope = scope
         self.backoff = backoff
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.resource_version = ""
@@ -251,7 +254,7 @@ class RuleFeed:
     async def relist(self) -> list[dict[str, Any]]:
         from klaxon.kube.status import list_rules
 
-        items, self.resource_version = await list_rules(self.api_client, self.namespace, self.name)
+        items, self.resource_version = await list_rules(self.api_client, self.namespace, self.name, self.scope)
         self.lists += 1
         return items
 
@@ -260,7 +263,9 @@ class RuleFeed:
 
         while True:
             try:
-                async for kind, obj in watch_rules(self.api_client, self.namespace, self.name, self.resource_version):
+                async for kind, obj in watch_rules(
+                    self.api_client, self.namespace, self.name, self.resource_version, self.scope
+                ):
                     rv = (obj.get("metadata") or {}).get("resourceVersion")
                     if rv:
                         self.resource_version = str(rv)
@@ -303,7 +308,7 @@ async def sync_notifier(api_client: Any, adapter: NotifyingAdapter, items: list[
 async def run_loop(
     args: argparse.Namespace, api_client: Any, stop: asyncio.Event, notifier: Notifier | None = None
 ) -> int:
-    from klaxon.kube.status import get_config, namespace_allowed, patch_rule_status
+    from klaxon.kube.status import get_config, namespace_allowed, patch_rule_status, rules_scope
 
     cfg_ns, _, cfg_name = args.config.partition("/")
     index, shards = parse_shard(args.shard)
@@ -330,7 +335,7 @@ async def run_loop(
             shard_of(ref.uid, shards) == index
         )
 
-    feed = RuleFeed(api_client, cfg_ns, cfg_name)
+    feed = RuleFeed(api_client, cfg_ns, cfg_name, scope=rules_scope(cfg_ns, config.allowed_namespaces))
     watcher: asyncio.Task[None] | None = None
     try:
         await adapter.sync_config(config)

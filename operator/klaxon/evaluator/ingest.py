@@ -697,12 +697,9 @@ async def event_service_for(
     rules and their ``klaxon.dev/entries`` annotations are re-listed every ``refresh_s``, when
     entries quiet for a full window (wall clock) are closed too; entries go to AlertRule status.
     """
-    import base64
     from datetime import UTC
 
-    from kubernetes_asyncio import client
-
-    from klaxon.kube.status import list_rules, patch_rule_status
+    from klaxon.kube.status import list_rules, patch_rule_status, read_secret_key, rules_scope
 
     selector = config.events.token
     if selector is None:
@@ -710,8 +707,7 @@ async def event_service_for(
         return None
 
     async def token() -> str:
-        secret = await client.CoreV1Api(api_client).read_namespaced_secret(selector.name, config_namespace)
-        return base64.b64decode((secret.data or {})[selector.key]).decode().strip()
+        return (await read_secret_key(api_client, config_namespace, selector.name, selector.key)).strip()
 
     async def write(namespace: str, name: str, status: dict[str, Any]) -> None:
         await patch_rule_status(api_client, namespace, name, status)
@@ -721,7 +717,8 @@ async def event_service_for(
     async def refresh() -> None:
         while True:
             try:
-                items, _ = await list_rules(api_client, config_namespace, config_name)
+                scope = rules_scope(config_namespace, config.allowed_namespaces)
+                items, _ = await list_rules(api_client, config_namespace, config_name, scope)
                 sync_rules(service, items)
                 service.sweep(datetime.now(UTC))
             except Exception as exc:

@@ -73,32 +73,48 @@ async def get_config(api_client: ApiClient, namespace: str, name: str) -> dict[s
     return obj
 
 
+def rules_scope(config_namespace: str, allowed_namespaces: list[str]) -> str | None:
+    """Where the evaluator lists rules: its own namespace (what its Role grants), or the whole
+    cluster (None) when the AlertConfig admits rules from other namespaces."""
+    return None if allowed_namespaces else config_namespace
+
+
+def _list_call(api: client.CustomObjectsApi, namespace: str | None) -> Any:
+    def call(*args: Any, **kw: Any) -> Any:
+        # `watch=true` as client-go sends it (the generated client would send "True").
+        if kw.get("watch") is True:
+            kw["watch"] = "true"
+        if namespace is None:
+            return api.list_cluster_custom_object(*args, **kw)
+        return api.list_namespaced_custom_object(args[0], args[1], namespace, *args[2:], **kw)
+
+    return call
+
+
 async def list_rules(
-    api_client: ApiClient, config_namespace: str, config_name: str
+    api_client: ApiClient, config_namespace: str, config_name: str, namespace: str | None = None
 ) -> tuple[list[dict[str, Any]], str]:
-    """All AlertRules (every namespace) that refer to the AlertConfig, and the list's resourceVersion."""
+    """The AlertRules of ``namespace`` (None: every namespace) that refer to the AlertConfig, and
+    the list's resourceVersion."""
     api = client.CustomObjectsApi(api_client)
-    body = await api.list_cluster_custom_object(GROUP, VERSION, RULES)
+    body = await _list_call(api, namespace)(GROUP, VERSION, RULES)
     items = [r for r in body.get("items", []) if belongs_to(r, config_namespace, config_name)]
     return items, str((body.get("metadata") or {}).get("resourceVersion", ""))
 
 
 async def watch_rules(
-    api_client: ApiClient, config_namespace: str, config_name: str, resource_version: str = ""
+    api_client: ApiClient,
+    config_namespace: str,
+    config_name: str,
+    resource_version: str = "",
+    namespace: str | None = None,
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """(event type, rule) for rules of the AlertConfig, from `resource_version` on.
 
     Types: ADDED, MODIFIED, DELETED (the object is gone) and MOVED (it now refers to another
     AlertConfig: forget it, without resolving its alerts, the other evaluator takes it over).
     """
-    api = client.CustomObjectsApi(api_client)
-
-    def list_or_watch(*args: Any, **kw: Any) -> Any:
-        # `watch=true` as client-go sends it (the generated client would send "True").
-        if kw.get("watch") is True:
-            kw["watch"] = "true"
-        return api.list_cluster_custom_object(*args, **kw)
-
+    list_or_watch = _list_call(client.CustomObjectsApi(api_client), namespace)
     w = watch.Watch()
     kwargs: dict[str, Any] = {"resource_version": resource_version} if resource_version else {}
     async with w.stream(list_or_watch, GROUP, VERSION, RULES, **kwargs) as stream:
