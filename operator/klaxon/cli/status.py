@@ -63,10 +63,10 @@ def render_table(table: list[dict[str, Any]]) -> str:
 
 
 async def run_with(args: argparse.Namespace, api: Any) -> int:
-    from ..kube.listing import list_alert_rules
+    from ..kube.entries import list_rules
 
     namespace = None if args.all_namespaces else args.namespace
-    table = rows(await list_alert_rules(api, namespace))
+    table = rows(await list_rules(api, namespace))
     if args.output == "json":
         print(json.dumps({"rules": table, "summary": summary(table)}, indent=2))
     else:
