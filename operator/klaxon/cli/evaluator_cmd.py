@@ -440,18 +440,14 @@ async def run_loop(
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from kubernetes_asyncio import client, config
+    from klaxon.kube.config import api_client
 
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        await config.load_kube_config(config_file=args.kubeconfig)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with client.ApiClient() as api_client:
-        return await run_loop(args, api_client, stop)
+    async with api_client(args.kubeconfig) as api:
+        return await run_loop(args, api, stop)
 
 
 def run(args: argparse.Namespace) -> int:
