@@ -114,10 +114,11 @@ async def test_rules_are_followed_by_watch_not_relisted(
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 10) == 0
+    # one list per namespace the config covers (its own and "team"), never cluster-wide; then watches
     lists = [r for r in kube.requests("GET", AR, name=None) if r.query.get("watch") not in ("true", "1")]
-    assert len(lists) == 1, [r.path for r in lists]
+    assert sorted(r.namespace for r in lists) == ["mon", "team"], [r.path for r in lists]
     watches = [r for r in kube.requests("GET", AR, name=None) if r.query.get("watch") in ("true", "1")]
-    assert watches
+    assert {r.namespace for r in watches} == {"mon", "team"}
     assert state(kube, "outsider", "elsewhere") is None
     assert state(kube, "foreign", "mon") is None
     assert {(n.rule.name, n.transition.to_state) for n in rec.seen} >= {

@@ -77,6 +77,8 @@ DEFAULT_RESOURCES: tuple[ResourceSpec, ...] = (
     _spec('apps/v1/deployments', 'Deployment', True, True, 'deploy'),
     _spec('rbac.authorization.k8s.io/v1/roles', 'Role'),
     _spec('rbac.authorization.k8s.io/v1/rolebindings', 'RoleBinding'),
+    _spec('rbac.authorization.k8s.io/v1/clusterroles', 'ClusterRole', False),
+    _spec('rbac.authorization.k8s.io/v1/clusterrolebindings', 'ClusterRoleBinding', False),
     _spec('coordination.k8s.io/v1/leases', 'Lease'),
     _spec('apiextensions.k8s.io/v1/customresourcedefinitions', 'CustomResourceDefinition',
           False, True, 'crd'),
@@ -214,6 +216,7 @@ class _Fault:
     subresource: str | None
     status: int
     remaining: int
+    namespace: str | None = None
 
 
 @attrs.define(kw_only=True)
@@ -269,10 +272,10 @@ class EmulatedCluster(kmock.KubernetesEmulator):
         return self.resources[resource]
 
     def inject_error(self, status: int, *, method: str | None = None, resource: str | None = None,
-                     subresource: str | None = None, times: int = 1) -> None:
+                     subresource: str | None = None, times: int = 1, namespace: str | None = None) -> None:
         """Fail the next ``times`` matching requests with ``status`` before touching state."""
         self._faults.append(_Fault(method.upper() if method else None, _res(resource) if resource else None,
-                                   subresource, status, times))
+                                   subresource, status, times, namespace))
 
     # --------------------------------------------------------------- HTTP entry
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
@@ -386,7 +389,8 @@ class EmulatedCluster(kmock.KubernetesEmulator):
             if (fault.remaining > 0
                     and (fault.method is None or fault.method == request.method.value)
                     and (fault.resource is None or fault.resource == request.resource)
-                    and (fault.subresource is None or fault.subresource == request.subresource)):
+                    and (fault.subresource is None or fault.subresource == request.subresource)
+                    and (fault.namespace is None or fault.namespace == request.namespace)):
                 fault.remaining -= 1
                 raise _status_error(fault.status, 'InjectedFault', 'injected by the test harness')
 

@@ -291,3 +291,10 @@ class AlertConfigStatus(Status):
     evaluator_ready: bool | None = Field(default=None, description="is whether every shard has a ready pod.")
     rules_assigned: int = Field(default=0, description="is the number of rules referencing this config.")
     shards: list[ShardStatus] = Field(default_factory=list, max_length=64, description="is the per-shard state.")
+    granted_namespaces: list[str] = Field(
+        default_factory=list,
+        description=(
+            "are the namespaces besides its own where the evaluator holds a Role (allowedNamespaces);"
+            " '*' when it may also list AlertRules cluster-wide."
+        ),
+    )

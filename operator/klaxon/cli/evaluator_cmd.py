@@ -240,40 +240,45 @@ class RuleFeed:
     """
 
     def __init__(
-        self, api_client: Any, namespace: str, name: str, backoff: float = 1.0, scope: str | None = None
+        self, api_client: Any, namespace: str, name: str, backoff: float = 1.0, scope: list[str] | None = None
     ) -> None:
         self.api_client = api_client
         self.namespace = namespace
         self.name = name
+        #: The namespaces to list and watch (one watch each), or None: cluster-wide.
         self.scope = scope
         self.backoff = backoff
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self.resource_version = ""
+        self.resource_versions: dict[str | None, str] = {}
         self.lists = 0
 
     async def relist(self) -> list[dict[str, Any]]:
-        from klaxon.kube.status import list_rules
+        from klaxon.kube.status import list_rules_in
 
-        items, self.resource_version = await list_rules(self.api_client, self.namespace, self.name, self.scope)
+        items, self.resource_versions = await list_rules_in(self.api_client, self.namespace, self.name, self.scope)
         self.lists += 1
         return items
 
     async def run(self) -> None:
+        await asyncio.gather(*(self._follow(ns) for ns in ([None] if self.scope is None else self.scope)))
+
+    async def _follow(self, namespace: str | None) -> None:
         from klaxon.kube.status import watch_rules
 
+        where = namespace or "all namespaces"
         while True:
             try:
                 async for kind, obj in watch_rules(
-                    self.api_client, self.namespace, self.name, self.resource_version, self.scope
+                    self.api_client, self.namespace, self.name, self.resource_versions.get(namespace, ""), namespace
                 ):
                     rv = (obj.get("metadata") or {}).get("resourceVersion")
                     if rv:
-                        self.resource_version = str(rv)
+                        self.resource_versions[namespace] = str(rv)
                     self.events.put_nowait((kind, obj))
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                log.warning("watch of AlertRules failed (%s: %s); listing again", type(e).__name__, e)
+                log.warning("watch of AlertRules in %s failed (%s: %s); listing again", where, type(e).__name__, e)
                 await asyncio.sleep(self.backoff)
                 try:
                     self.events.put_nowait(("SYNC", await self.relist()))

@@ -699,7 +699,7 @@ async def event_service_for(
     """
     from datetime import UTC
 
-    from klaxon.kube.status import list_rules, patch_rule_status, read_secret_key, rules_scope
+    from klaxon.kube.status import list_rules_in, patch_rule_status, read_secret_key, rules_scope
 
     selector = config.events.token
     if selector is None:
@@ -718,7 +718,7 @@ async def event_service_for(
         while True:
             try:
                 scope = rules_scope(config_namespace, config.allowed_namespaces)
-                items, _ = await list_rules(api_client, config_namespace, config_name, scope)
+                items, _ = await list_rules_in(api_client, config_namespace, config_name, scope)
                 sync_rules(service, items)
                 service.sweep(datetime.now(UTC))
             except Exception as exc:

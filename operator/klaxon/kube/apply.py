@@ -16,6 +16,9 @@ from typing import Any
 from .client import Body, KubeClient, KubeError, Ref
 
 HASH_ANNOTATION = "klaxon.dev/input-hash"
+#: Ownership of objects an owner reference cannot express (another namespace, cluster scope):
+#: the owner's uid as a label; such objects are deleted by label, not by the garbage collector.
+OWNER_UID_LABEL = "klaxon.dev/owner-uid"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "klaxon"}
 _MISSING: Any = object()
 
@@ -64,11 +67,18 @@ def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def prepare(desired: Mapping[str, Any], owner: Mapping[str, Any]) -> Body:
-    """The desired object with the controller reference, our labels and the hash annotation."""
+def prepare(desired: Mapping[str, Any], owner: Mapping[str, Any] | None) -> Body:
+    """The desired object with the controller reference, our labels and the hash annotation.
+
+    ``owner`` None: the object must carry :data:`OWNER_UID_LABEL` instead (cross-namespace or
+    cluster-scoped objects, which an owner reference cannot point from).
+    """
     body: Body = json.loads(json.dumps(desired))
     meta = body.setdefault("metadata", {})
-    meta["ownerReferences"] = [owner_reference(owner)]
+    if owner is not None:
+        meta["ownerReferences"] = [owner_reference(owner)]
+    elif not (meta.get("labels") or {}).get(OWNER_UID_LABEL):
+        raise ValueError(f"{body.get('kind')} {meta.get('name')}: no owner and no {OWNER_UID_LABEL} label")
     meta["labels"] = {**MANAGED_BY, **(meta.get("labels") or {})}
     annotations = meta.setdefault("annotations", {})
     if HASH_ANNOTATION not in annotations:  # the compiler stamps its own input hash; keep it
@@ -118,7 +128,18 @@ def _managed(body: Mapping[str, Any]) -> Body:
     return out
 
 
+def _where(live: Body) -> str:
+    meta = live["metadata"]
+    return f"{live.get('kind')} {meta['namespace'] + '/' if meta.get('namespace') else ''}{meta['name']}"
+
+
 def check_owned(live: Body, desired: Body) -> None:
+    if not desired["metadata"].get("ownerReferences"):
+        # Label-owned names are derived from the owner's namespace and name, so one labelled by
+        # another uid is an earlier incarnation of the same owner (deleted and re-created): ours.
+        if not (live["metadata"].get("labels") or {}).get(OWNER_UID_LABEL):
+            raise NotOwnedError(f"{_where(live)} exists and was not created by Klaxon; rename or delete it")
+        return
     owner = desired["metadata"]["ownerReferences"][0]
     uid = controller_uid(live)
     if uid is not None and uid != owner["uid"]:
@@ -134,7 +155,7 @@ def check_owned(live: Body, desired: Body) -> None:
 
 
 async def ensure_object(
-    kube: KubeClient, desired: Mapping[str, Any], owner: Mapping[str, Any], *, live: Body | None = _MISSING
+    kube: KubeClient, desired: Mapping[str, Any], owner: Mapping[str, Any] | None, *, live: Body | None = _MISSING
 ) -> Applied:
     """get → compare → create or merge-patch. ``live`` skips the GET when the caller has it."""
     body = prepare(desired, owner)
@@ -155,7 +176,8 @@ async def ensure_object(
     if state is None:
         return Applied(Outcome.UNCHANGED, live)
     patch = {k: v for k, v in body.items() if k not in ("apiVersion", "kind", "status")}
-    patch["metadata"] = {k: body["metadata"][k] for k in ("labels", "annotations", "ownerReferences")}
+    patch["metadata"] = {k: body["metadata"][k] for k in ("labels", "annotations", "ownerReferences")
+                         if k in body["metadata"]}
     patched = await kube.merge_patch(ref, patch)
     return Applied(Outcome.UPDATED, patched, drift="modified" if state == "modified" else None)
 
@@ -168,3 +190,7 @@ async def delete_owned(kube: KubeClient, ref: Ref, owner_uid: str, *, live: Body
         return False
     await kube.delete(ref, uid=live["metadata"].get("uid"))
     return True
+
+
+def labelled_owner(body: Mapping[str, Any]) -> str | None:
+    return ((body.get("metadata") or {}).get("labels") or {}).get(OWNER_UID_LABEL)

@@ -42,6 +42,8 @@ PLURALS: dict[tuple[str, str], str] = {
     ("v1", "Event"): "events",
     ("rbac.authorization.k8s.io/v1", "Role"): "roles",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
+    ("rbac.authorization.k8s.io/v1", "ClusterRole"): "clusterroles",
+    ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "clusterrolebindings",
     ("coordination.k8s.io/v1", "Lease"): "leases",
     ("klaxon.dev/v1alpha1", "AlertRule"): "alertrules",
     ("klaxon.dev/v1alpha1", "AlertConfig"): "alertconfigs",

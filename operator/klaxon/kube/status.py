@@ -73,10 +73,25 @@ async def get_config(api_client: ApiClient, namespace: str, name: str) -> dict[s
     return obj
 
 
-def rules_scope(config_namespace: str, allowed_namespaces: list[str]) -> str | None:
-    """Where the evaluator lists rules: its own namespace (what its Role grants), or the whole
-    cluster (None) when the AlertConfig admits rules from other namespaces."""
-    return None if allowed_namespaces else config_namespace
+def rules_scope(config_namespace: str, allowed_namespaces: list[str]) -> list[str] | None:
+    """Where the evaluator lists and watches rules: the namespaces its Roles cover (its own and
+    those the AlertConfig lists), or the whole cluster (None) when it admits every namespace ('*')."""
+    if "*" in allowed_namespaces:
+        return None
+    return sorted({config_namespace, *allowed_namespaces})
+
+
+async def list_rules_in(
+    api_client: ApiClient, config_namespace: str, config_name: str, scope: list[str] | None
+) -> tuple[list[dict[str, Any]], dict[str | None, str]]:
+    """:func:`list_rules` over a scope: every namespace of ``scope`` (None: cluster-wide), with
+    the resourceVersion of each list to watch from."""
+    items: list[dict[str, Any]] = []
+    versions: dict[str | None, str] = {}
+    for namespace in [None] if scope is None else scope:
+        found, versions[namespace] = await list_rules(api_client, config_namespace, config_name, namespace)
+        items.extend(found)
+    return items, versions
 
 
 def _list_call(api: client.CustomObjectsApi, namespace: str | None) -> Any:

@@ -23,6 +23,7 @@ from .build import (
     short_name,
 )
 from .conditions import Cond, ready_from
+from .grants import apply_grants, build_grants, cluster_wide, delete_grants, grant_namespaces
 from .refs import Key, namespace_allowed, raw_config_key
 from .rules import kept_drift, previous_status, write_status
 from .runtime import Runtime
@@ -39,6 +40,23 @@ def config_secret_names(rt: Runtime, namespace: str, spec: Mapping[str, Any] | N
         if ns == namespace:
             names.update(name for _, name, _ in secret_refs(body.get("spec")))
     return sorted(names)
+
+
+def channel_secrets_by_namespace(rt: Runtime, namespaces: list[str]) -> dict[str, list[str]]:
+    """Secret names the channels of each namespace reference (what its Role lets the evaluator read)."""
+    wanted = set(namespaces)
+    out: dict[str, set[str]] = {}
+    for (ns, _), body in rt.view("klaxon_channels").items():
+        if ns in wanted:
+            out.setdefault(ns, set()).update(name for _, name, _ in secret_refs(body.get("spec")))
+    return {ns: sorted(names) for ns, names in out.items()}
+
+
+def wanted_grants(rt: Runtime, key: Key, spec: AlertConfigSpec) -> list[str]:
+    """Namespaces besides the config's own where its evaluator needs a Role, plus '*' for the
+    cluster-wide read of AlertRules."""
+    rule_namespaces = {k[0] for k in assigned_rules(rt, key, spec)}
+    return [*grant_namespaces(key[0], spec, rule_namespaces), *(["*"] if cluster_wide(spec) else [])]
 
 
 def rule_uid(rt: Runtime, key: Key) -> str:
@@ -80,7 +98,9 @@ async def _reconcile(rt: Runtime, body: Mapping[str, Any], counts_only: bool = F
         return conds
     spec = model
     key = (ns, name, str(meta.get("uid")))
-    if counts_only and key in rt.config_children:
+    grants_wanted = wanted_grants(rt, (ns, name), spec)
+    known_grants = rt.config_grants.get(key)
+    if counts_only and key in rt.config_children and known_grants and known_grants[0] == grants_wanted:
         return await _status(rt, body, before, spec, *rt.config_children[key])
     children = build_config_children(
         name,
@@ -105,12 +125,21 @@ async def _reconcile(rt: Runtime, body: Mapping[str, Any], counts_only: bool = F
         await _delete_stale(
             rt, body, spec, {c["metadata"]["name"] for c in children if c["kind"] == "Deployment"}
         )
+        missing = await _sync_grants(rt, body, before, spec, grants_wanted, drift)
         if drift:
             synced = Cond("Synced", True, "DriftCorrected", ", ".join(drift) + " modified by hand; restored")
         elif (kept := kept_drift(before, generation)) is not None:
             synced = kept
         else:
             synced = Cond("Synced", True, "Applied", f"{len(children)} evaluator object(s) up to date")
+        if missing:
+            synced = Cond(
+                synced.type,
+                synced.ok,
+                synced.reason,
+                f"{synced.message}; namespace(s) {', '.join(missing)} do not exist: the evaluator gets "
+                "access there when they are created",
+            )
     except (KubeError, NotOwnedError) as exc:
         synced = Cond("Synced", False, "ApplyFailed", f"applying the evaluator failed: {exc}")
     rt.config_children[key] = (deployments, synced)
@@ -142,7 +171,10 @@ async def _status(
                 "rules": per_shard[i],
             }
         )
-    extra: dict[str, Any] = {"rulesAssigned": len(rules), "shards": shard_status}
+    uid = str(body["metadata"].get("uid"))
+    grants = rt.config_grants.get((ns, name, uid))
+    granted = grants[1] if grants else list(before.get("grantedNamespaces") or [])
+    extra: dict[str, Any] = {"rulesAssigned": len(rules), "shards": shard_status, "grantedNamespaces": granted}
     conds = [Cond("Valid", True, "Valid", "the spec is valid"), synced]
     if spec.evaluator.enabled:
         not_ready = [s for s in shard_status if s["readyReplicas"] < 1]
@@ -167,6 +199,47 @@ async def _status(
         extra,
     )
     return conds
+
+
+async def _sync_grants(
+    rt: Runtime,
+    body: Mapping[str, Any],
+    before: Mapping[str, Any],
+    spec: AlertConfigSpec,
+    wanted: list[str],
+    drift: list[str],
+) -> list[str]:
+    """Create the evaluator's Roles in other namespaces (and its cluster grant), delete the ones
+    no longer wanted; returns the wanted namespaces that do not exist."""
+    meta = body["metadata"]
+    ns, name, uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
+    namespaces = [n for n in wanted if n != "*"]
+    grants = build_grants(ns, name, uid, spec, namespaces, channel_secrets_by_namespace(rt, namespaces))
+    result = await apply_grants(rt.kube, grants)
+    drift.extend(result.drift)
+    known = rt.config_grants.get((ns, name, uid))
+    previous = set(before.get("grantedNamespaces") or []) | set(known[0] if known else [])
+    stale = sorted(previous - set(wanted) - {"*", ns})
+    await delete_grants(rt.kube, ns, name, uid, stale, cluster="*" in previous and "*" not in wanted)
+    granted = [n for n in wanted if n not in result.missing_namespaces]
+    rt.config_grants[(ns, name, uid)] = (wanted, granted)
+    return result.missing_namespaces
+
+
+async def forget_config(rt: Runtime, body: Mapping[str, Any]) -> list[str]:
+    """The AlertConfig is gone: delete the grants no owner reference collects."""
+    meta = body.get("metadata") or {}
+    ns, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid"))
+    async with rt.lock((KIND, ns, name)):  # after a reconcile in flight, which may still create some
+        return await _forget(rt, body, ns, name, uid)
+
+
+async def _forget(rt: Runtime, body: Mapping[str, Any], ns: str, name: str, uid: str) -> list[str]:
+    known = rt.config_grants.pop((ns, name, uid), None)
+    previous = set(((body.get("status") or {}).get("grantedNamespaces")) or []) | set(known[0] if known else [])
+    if not previous:
+        return []
+    return await delete_grants(rt.kube, ns, name, uid, sorted(previous - {"*", ns}), cluster="*" in previous)
 
 
 async def _delete_stale(rt: Runtime, owner: Mapping[str, Any], spec: AlertConfigSpec, keep: set[str]) -> None:

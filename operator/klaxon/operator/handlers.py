@@ -21,12 +21,13 @@ from typing import Any
 
 import kopf
 
-from ..kube.apply import diff_state
+from ..kube.apply import OWNER_UID_LABEL, diff_state
 from ..kube.client import KubeClient
 from ..kube.login import connection_info
 from . import metrics
 from .channels import reconcile_channel
-from .configs import reconcile_config
+from .configs import forget_config, reconcile_config
+from .grants import collect_orphans
 from .refs import Key, raw_config_key, raw_rule_channels
 from .rules import owner_rule_key, reconcile_rule
 from .runtime import Options, Runtime
@@ -135,6 +136,21 @@ async def resync_loop(rt: Runtime) -> None:
             kick_channel(rt, key, "resync")
         for key in rt.keys("klaxon_rules"):
             kick_rule(rt, key, "resync")
+        # Grants in other namespaces of AlertConfigs deleted while no operator was running.
+        live = {str((b.get("metadata") or {}).get("uid")) for b in rt.view("klaxon_configs").values()}
+        try:
+            await collect_orphans(rt.kube, live)
+        except Exception:
+            logger.exception("Collecting orphaned evaluator grants failed.")
+
+
+def configs_granting(rt: Runtime, namespace: str) -> list[Key]:
+    """AlertConfigs whose evaluator holds (or should hold) a Role in ``namespace``."""
+    return [
+        (k[0], k[1])
+        for k, (wanted, _) in list(rt.config_grants.items())
+        if namespace in wanted and (k[0], k[1]) in rt.view("klaxon_configs")
+    ]
 
 
 # ------------------------------------------------------------------------ registry
@@ -252,7 +268,9 @@ def make_registry(
                 kick_config_counts(rt, k)  # type: ignore[arg-type]
 
     @on.event(GROUP, VERSION, CONFIGS, registry=registry)
-    async def config_event(type: str | None, meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any) -> None:
+    async def config_event(
+        type: str | None, body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
         rt = rt_of(memo, kwargs)
         key = _key(meta)
         if not spec_changed(rt, "AlertConfig", key, type, meta):
@@ -260,6 +278,12 @@ def make_registry(
         if type == "DELETED":
             metrics.record_ready("AlertConfig", *key, None)
             rt.config_children = {k: v for k, v in rt.config_children.items() if k[:2] != key}
+            final = _plain(body)
+
+            async def forget() -> None:
+                await forget_config(rt, final)
+
+            rt.spawn(forget(), name=f"klaxon-forget-{key[0]}/{key[1]}")
         for rule in rt.many("klaxon_rules_by_config", key):
             kick_rule(rt, rule, "config")
 
@@ -276,6 +300,18 @@ def make_registry(
         for ckey in rt.keys("klaxon_configs"):  # the evaluator Role lists channel Secrets
             if ckey[0] == key[0]:
                 kick_config(rt, ckey, "channel")
+        for ckey in configs_granting(rt, key[0]):  # ... and so do its Roles in other namespaces
+            kick_config(rt, ckey, "channel")
+
+    @on.event("", "v1", "namespaces", registry=registry)
+    async def namespace_event(type: str | None, meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any) -> None:
+        """A namespace an AlertConfig lists appeared: give its evaluator access there now."""
+        rt = rt_of(memo, kwargs)
+        if type not in (None, "ADDED"):
+            return
+        for ckey, config in rt.view("klaxon_configs").items():
+            if meta.get("name") in (((config.get("spec") or {}).get("allowedNamespaces")) or []):
+                kick_config(rt, ckey, "namespace")
 
     @on.event("", "v1", "secrets", registry=registry)
     async def secret_event(meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any) -> None:
@@ -306,6 +342,11 @@ def make_registry(
             for ref in meta.get("ownerReferences") or []:
                 if ref.get("kind") == "AlertConfig" and ref.get("controller"):
                     kick_config(rt, (str(meta.namespace), str(ref.get("name"))), "drift")
+            owner = (meta.get("labels") or {}).get(OWNER_UID_LABEL)
+            if owner:  # an evaluator grant in another namespace (see grants.py)
+                for ckey, config in rt.view("klaxon_configs").items():
+                    if (config.get("metadata") or {}).get("uid") == owner:
+                        kick_config(rt, ckey, "drift")
 
     @on.event(
         "apiextensions.k8s.io",

@@ -61,6 +61,9 @@ class Runtime:
     desired_cache: dict[Key, Body] = field(default_factory=dict)
     #: Per AlertConfig (ns, name, uid): its shard Deployments and Synced, as last applied.
     config_children: dict[tuple[str, str, str], tuple[dict[int, Body], Cond]] = field(default_factory=dict)
+    #: Per AlertConfig (ns, name, uid): namespaces its evaluator should hold a Role in besides its own
+    #: ('*' for the cluster grant) as last reconciled, and what status reports as granted.
+    config_grants: dict[tuple[str, str, str], tuple[list[str], list[str]]] = field(default_factory=dict)
     #: (uid, generation) of referenced objects as last seen, to tell spec changes from status writes.
     generations: dict[ObjKey, tuple[Any, Any]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
