@@ -238,7 +238,7 @@ def synced(kube: Any) -> dict[str, Any]:
 async def test_a_namespace_that_does_not_exist_yet_is_granted_when_it_appears(kube, kopf_runner) -> None:
     kube.create_object("v1/namespaces", {"metadata": {"name": "mon"}})
     # What the API server answers for an object in a missing namespace (the emulator has no such check).
-    kube.inject_error(404, method="POST", resource=ROLES, namespace="later", times=1)
+    kube.inject_error(404, method="POST", resource=ROLES, namespace="later", times=10_000)
     kube.create_object(
         AC,
         {"apiVersion": "klaxon.dev/v1alpha1", "kind": "AlertConfig", "metadata": {"name": "main"},
@@ -251,6 +251,7 @@ async def test_a_namespace_that_does_not_exist_yet_is_granted_when_it_appears(ku
     assert "namespace(s) later do not exist" in synced(kube)["message"]
     assert granted(kube) == []
 
+    kube.clear_faults()
     kube.create_object("v1/namespaces", {"metadata": {"name": "later"}})
     await wait_for(lambda: granted(kube) == ["later"], timeout=10, message=lambda: f"{granted(kube)}")
     assert kube.get_object(BINDINGS, GRANT, "later") is not None

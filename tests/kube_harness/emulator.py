@@ -277,6 +277,10 @@ class EmulatedCluster(kmock.KubernetesEmulator):
         self._faults.append(_Fault(method.upper() if method else None, _res(resource) if resource else None,
                                    subresource, status, times, namespace))
 
+    def clear_faults(self) -> None:
+        """Forget every injected fault not yet used up."""
+        self._faults.clear()
+
     # --------------------------------------------------------------- HTTP entry
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         """Replaces kmock's entry point: own URL parsing, logging, and error mapping."""

@@ -119,7 +119,7 @@ def _labels(fields: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class EventResult:
     event_id: str
     time: datetime
@@ -172,57 +172,60 @@ class EventPipeline:
         self._grouper = Grouper(self.window_s, grouping.min_events)
         self._group_by = list(grouping.group_by)
         self.policy = RulePolicy.from_specs(self.rule, self.config, self.acked_episodes)
-        self._needs_labels = bool(self.policy.silences)  # only silences look at an event's labels
+        # Precomputed per rule (the per-event path below is hot: the evaluator's ingestion).
+        self._dedup_template = self.rule.notify.dedup_key or "{rule}"
+        self._group_template = "|".join(f"{{{g}}}" for g in self._group_by) if self._group_by else None
+        self._base_labels = {"alertname": self.name, "namespace": self.namespace, "severity": self.rule.severity}
+        # Only silences look at an event's labels, and only at the names their matchers use.
+        self._silence_names = tuple(sorted({m.label for s in self.policy.silences for m in s.matchers}))
+
+    def _gate_labels(self, fields: Mapping[str, Any]) -> dict[str, str]:
+        """The labels silences are matched on: the rule's, plus the event fields they name."""
+        labels = dict(self._base_labels)
+        for name in self._silence_names:
+            v = fields.get(name)
+            if isinstance(v, _SCALAR) and not isinstance(v, bool):
+                labels[name] = str(v)
+        return labels
 
     def process(self, event: Mapping[str, Any], index: int = 0) -> EventResult:
-        assert self.rule.events is not None
+        flt = self.rule.events
+        assert flt is not None
         at = event_time(event)
         eid = event_id(event, index)
-        matched, held = match_event(event, self.rule.events, self.rule.schedule, at)
+        matched, held = match_event(event, flt, self.rule.schedule, at)
         if not matched:
             return EventResult(eid, at, False, held)
-        fields = event_fields(event, self.rule.events)
+        fields = event_fields(event, flt)
         fields.setdefault("rule", self.name)
-        key = render_dedup_key(self.rule.notify.dedup_key or "{rule}", fields)
-        group = (
-            render_dedup_key("|".join(f"{{{g}}}" for g in self._group_by), fields) if self._group_by else key
-        )
+        key = render_dedup_key(self._dedup_template, fields)
+        group = render_dedup_key(self._group_template, fields) if self._group_template else key
         outcome = self._grouper.observe(group, at)
-        flat = _labels(fields) if self._needs_labels else {}
-        labels = {"alertname": self.name, "namespace": self.namespace, "severity": self.rule.severity, **flat}
-
-        def result(notify: bool, by: SuppressedBy | None, n: Notification | None = None) -> EventResult:
-            if by is not None:
-                self.suppressed[by] = self.suppressed.get(by, 0) + 1
-            return EventResult(
-                eid,
-                at,
-                True,
-                held,
-                key,
-                notify,
-                by,
-                group,
-                n,
-                outcome.episode,
-                outcome.status == "opened",
-                outcome.count,
-                outcome.first,
-            )
-
-        if outcome.status == "belowMinEvents":
-            return result(False, "minEvents")
-        if outcome.status == "absorbed" and self.policy.cooldown_s <= 0:
-            return result(False, "grouping")
-        held_back = gate(self.policy, labels, at)
-        if held_back is not None:
-            return result(False, held_back[0])
-        if outcome.episode in self.policy.acked_episodes or outcome.episode in self.acked:
-            return result(False, "ack")
-        if not cooldown_allows(self._cooldown.get(key), at, self.policy.cooldown_s):
-            return result(False, "cooldown")
+        status = outcome.status
+        res = EventResult(
+            eid, at, True, held, key, False, None, group, None,
+            outcome.episode, status == "opened", outcome.count, outcome.first,
+        )
+        by: SuppressedBy | None = None
+        if status == "belowMinEvents":
+            by = "minEvents"
+        elif status == "absorbed" and self.policy.cooldown_s <= 0:
+            by = "grouping"
+        else:
+            held_back = gate(self.policy, self._gate_labels(fields) if self._silence_names else self._base_labels, at)
+            if held_back is not None:
+                by = held_back[0]
+            elif outcome.episode in self.policy.acked_episodes or outcome.episode in self.acked:
+                by = "ack"
+            elif not cooldown_allows(self._cooldown.get(key), at, self.policy.cooldown_s):
+                by = "cooldown"
+        if by is not None:
+            self.suppressed[by] = self.suppressed.get(by, 0) + 1
+            res.suppressed_by = by
+            return res
         self._cooldown[key] = at
-        n = Notification(
+        res.would_notify = True
+        res.notification = Notification(
             rule_namespace=self.namespace,
             rule_name=self.name,
             dedup_key=key,
@@ -230,14 +233,14 @@ class EventPipeline:
             state_from="Inactive",
             state_to="Firing",
             time=at,
-            labels=flat if self._needs_labels else _labels(fields),
+            labels=_labels(fields),
             annotations=dict(self.rule.annotations),
             severity=self.rule.severity,
             value=_number(event, "risk_score", "risk"),
             channels=self.policy.channels,
             source="event",
         )
-        return result(True, None, n)
+        return res
 
 
 @dataclass(frozen=True)
