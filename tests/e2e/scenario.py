@@ -212,6 +212,22 @@ async def check_examples(kube: KubeClient, ns: str, other_ns: str, timeout: floa
     )
     await eventually(lambda: reason_is("Ready"), timeout, "foreign rule Ready once allowed")
 
+    # ... and the evaluator gets a Role there (no owner reference across namespaces: a uid label)
+    async def granted() -> Body | None:
+        config = await get(kube, "klaxon.dev/v1alpha1", "alertconfigs", ns, "default")
+        if ((config or {}).get("status") or {}).get("grantedNamespaces") != [other_ns]:
+            return None
+        role = await get(kube, "rbac.authorization.k8s.io/v1", "roles", other_ns, f"klaxon-eval.{ns}.default")
+        binding = await get(
+            kube, "rbac.authorization.k8s.io/v1", "rolebindings", other_ns, f"klaxon-eval.{ns}.default"
+        )
+        return role if role is not None and binding is not None else None
+
+    role = await eventually(granted, timeout, f"evaluator Role in {other_ns}")
+    config_uid = (await get(kube, "klaxon.dev/v1alpha1", "alertconfigs", ns, "default") or {})["metadata"]["uid"]
+    assert role["metadata"]["labels"]["klaxon.dev/owner-uid"] == config_uid
+    assert not role["metadata"].get("ownerReferences")
+
     # garbage collection through owner references (the real GC on a cluster)
     await kube.delete(rule_ref(ns, victim))
 

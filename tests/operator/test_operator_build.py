@@ -38,6 +38,24 @@ def config_spec(**kw: Any) -> AlertConfigSpec:
     return AlertConfigSpec.model_validate({"prometheus": {"url": "http://p:9090"}, **kw})
 
 
+def test_events_service_only_with_a_token_and_only_to_shard_zero() -> None:
+    from klaxon.operator.build import build_config_children
+
+    plain = build_config_children("default", "ns", config_spec(evaluator={"shards": 2}), "img", [])
+    assert [c["metadata"]["name"] for c in plain if c["kind"] == "Service"] == ["klaxon-eval-default"]
+    spec = config_spec(evaluator={"shards": 2}, events={"token": {"name": "t", "key": "token"}})
+    children = build_config_children("default", "ns", spec, "img", [])
+    [events] = [c for c in children if c["metadata"]["name"] == "klaxon-events-default"]
+    assert events["spec"]["selector"]["klaxon.dev/shard"] == "0"
+    pods = {
+        c["metadata"]["labels"]["klaxon.dev/shard"]: c["spec"]["template"]["metadata"]["labels"]
+        for c in children
+        if c["kind"] == "Deployment"
+    }
+    assert events["spec"]["selector"].items() <= pods["0"].items()
+    assert not events["spec"]["selector"].items() <= pods["1"].items()
+
+
 def test_evaluator_deployment_runs_the_shard_securely() -> None:
     spec = config_spec(evaluator={"shards": 3, "replicas": 2})
     dep = build_evaluator_deployment("default", "ns", spec, 1, "img:1")
@@ -51,7 +69,10 @@ def test_evaluator_deployment_runs_the_shard_securely() -> None:
     assert sc["capabilities"] == {"drop": ["ALL"]} and sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] != 0
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    # ready only while holding the shard's Lease (standby replicas take no Service traffic)
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    lease = container["args"][container["args"].index("--lease") + 1]
+    assert lease == "klaxon-eval-default-1"
     labels = dep["metadata"]["labels"]
     assert labels["klaxon.dev/alertconfig"] == "default" and labels["app.kubernetes.io/component"] == "evaluator"
     assert labels["app.kubernetes.io/managed-by"] == "klaxon" and labels["klaxon.dev/shard"] == "1"

@@ -127,7 +127,9 @@ class EvaluatorSpec(KModel):
         default=1, description="is the number of evaluator Deployments the rules are split across. Defaults to 1."
     )
     replicas: Annotated[int, Field(ge=1, le=5)] = Field(
-        default=1, description="is the pod count of each shard's Deployment (standby replicas). Defaults to 1."
+        default=1,
+        description="is the pod count of each shard's Deployment: one holds the shard's Lease and evaluates, "
+        "the others stand by. Defaults to 1.",
     )
     image: Annotated[str, StringConstraints(max_length=512)] | None = Field(
         default=None, description="is the evaluator image. Defaults to the operator's own image."

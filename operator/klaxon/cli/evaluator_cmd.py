@@ -20,8 +20,10 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +49,7 @@ from klaxon.evaluator import (
 )
 from klaxon.evaluator.ingest import EventService, event_service_for, mount_event_routes
 from klaxon.evaluator.notifying import NotifyingAdapter
+from klaxon.kube.lease import LeaderElector
 from klaxon.notify import Notifier
 from klaxon.prom.client import PrometheusClient
 
@@ -150,10 +153,15 @@ class Health:
         self.stale_s = stale_s
         self.started = time.monotonic()
         self.last_cycle: float | None = None
+        #: False while a standby replica waits for its shard's Lease: alive, not ready.
+        self.leading = True
 
     def ok(self) -> bool:
         ref = self.last_cycle if self.last_cycle is not None else self.started
         return time.monotonic() - ref < self.stale_s
+
+    def ready(self) -> bool:
+        return self.leading and self.ok()
 
 
 async def serve_http(
@@ -165,9 +173,15 @@ async def serve_http(
     async def health_handler(_: web.Request) -> web.Response:
         return web.Response(text="ok\n" if health.ok() else "stale\n", status=200 if health.ok() else 503)
 
+    async def ready_handler(_: web.Request) -> web.Response:
+        if not health.leading:
+            return web.Response(text="standby: waiting for the shard's Lease\n", status=503)
+        return web.Response(text="ok\n" if health.ok() else "stale\n", status=200 if health.ok() else 503)
+
     app = web.Application()
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
+    app.router.add_get("/readyz", ready_handler)
     if events is not None:  # live event rules: POST /v1/events (klaxon.evaluator.ingest)
         mount_event_routes(app, events)
     runner = web.AppRunner(app)
@@ -310,9 +324,34 @@ async def sync_notifier(api_client: Any, adapter: NotifyingAdapter, items: list[
         await adapter.sync_channels(ns, channels)
 
 
+async def wait_for_lease(
+    elector: LeaderElector, health: Health, metrics: Metrics, port: int, stop: asyncio.Event
+) -> bool:
+    """A standby: serve /healthz (alive) and /readyz (503) until the Lease is ours or we stop."""
+    health.leading = False
+    runner = await serve_http(metrics, health, port) if port else None
+    acquire = asyncio.create_task(elector.acquire())
+    stopped = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in (acquire, stopped):
+            t.cancel()
+        if runner is not None:
+            await runner.cleanup()
+    health.leading = elector.leading.is_set()
+    return health.leading
+
+
 async def run_loop(
-    args: argparse.Namespace, api_client: Any, stop: asyncio.Event, notifier: Notifier | None = None
+    args: argparse.Namespace,
+    api_client: Any,
+    stop: asyncio.Event,
+    notifier: Notifier | None = None,
+    elector: LeaderElector | None = None,
 ) -> int:
+    """The evaluator. With ``elector``: wait as a standby until this replica holds the shard's
+    Lease; losing it later stops the loop with exit code 1 (the pod restarts as a standby)."""
     from klaxon.kube.status import get_config, namespace_allowed, patch_rule_status, rules_scope
 
     cfg_ns, _, cfg_name = args.config.partition("/")
@@ -322,6 +361,12 @@ async def run_loop(
     metrics = Metrics()
     tick = args.tick if args.tick else min(10.0, parse_duration(config.defaults.interval))
     health = Health(stale_s=max(60.0, 10 * tick))
+    keeper: asyncio.Task[None] | None = None
+    if elector is not None:
+        if not await wait_for_lease(elector, health, metrics, args.metrics_port, stop):
+            return 0
+        keeper = asyncio.create_task(elector.keep())
+        keeper.add_done_callback(lambda _: stop.set())
     if notifier is None:
         notifier = make_notifier(api_client, outbox_path(args.state_dir, args.shard))
     await notifier.start()
@@ -344,7 +389,13 @@ async def run_loop(
     watcher: asyncio.Task[None] | None = None
     try:
         await adapter.sync_config(config)
-        events = await event_service_for(api_client, cfg_ns, cfg_name, config, metrics.registry, notifier=notifier)
+        events = None
+        if index == 0:  # one place holds grouping and cooldown state: shard 0 (its leader)
+            events = await event_service_for(
+                api_client, cfg_ns, cfg_name, config, metrics.registry, notifier=notifier
+            )
+        elif config.events.token is not None:
+            log.info("shard %d/%d: event ingestion runs on shard 0 only", index, shards)
         runner = await serve_http(metrics, health, args.metrics_port, events=events) if args.metrics_port else None
         async with await prometheus_client(api_client, cfg_ns, config) as prom:
             ev = Evaluator(prom, config, adapter)
@@ -441,7 +492,13 @@ async def run_loop(
         if runner is not None:
             await runner.cleanup()
         await notifier.stop()
-    return 0
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        if elector is not None:
+            await elector.release()
+    return 1 if elector is not None and elector.lost.is_set() else 0
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -452,7 +509,27 @@ async def _main(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with api_client(args.kubeconfig) as api:
-        return await run_loop(args, api, stop)
+        return await run_loop(args, api, stop, elector=make_elector(args, api))
+
+
+def make_elector(args: argparse.Namespace, api: Any) -> LeaderElector | None:
+    """``--lease NAME``: one active replica per shard, the others stand by (Lease in the config's namespace)."""
+    if not args.lease:
+        return None
+    from klaxon.kube.client import KubeClient
+
+    identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    d = args.lease_duration
+    return LeaderElector(
+        KubeClient(api, field_manager="klaxon-evaluator"),
+        args.config.partition("/")[0],
+        args.lease,
+        identity,
+        duration=d,
+        renew=max(0.2, d / 3),
+        retry=max(0.2, d / 3),
+        deadline=max(0.5, d * 2 / 3),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -481,5 +558,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=DEFAULT_STATE_DIR,
         metavar="PATH",
         help=f"directory of the notification outbox (SQLite). Default {DEFAULT_STATE_DIR}",
+    )
+    p.add_argument(
+        "--lease",
+        default="",
+        metavar="NAME",
+        help="hold this coordination.k8s.io Lease (in the AlertConfig's namespace) to run; replicas without it "
+        "stand by (/readyz 503). Default: no election (one replica)",
+    )
+    p.add_argument(
+        "--lease-duration", type=float, default=15.0, help="seconds a Lease stays valid without renewal. Default 15"
     )
     p.set_defaults(func=run)

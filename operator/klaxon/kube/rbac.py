@@ -60,6 +60,8 @@ EVALUATOR_RULES: list[Rule] = [
     # The operator may narrow this with resourceNames to the Secrets the AlertConfig references.
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    # One active replica per shard (`klaxon evaluator --lease`); only in the config's namespace.
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "patch"]},
 ]
 
 # What an evaluator whose AlertConfig admits every namespace ('*') gets cluster-wide: reading

@@ -132,6 +132,25 @@ def build_metrics_service(config_name: str, namespace: str) -> Body:
     }
 
 
+def events_service_name(config_name: str) -> str:
+    return short_name("klaxon-events", config_name)
+
+
+def build_events_service(config_name: str, namespace: str) -> Body:
+    """``POST /v1/events`` reaches shard 0's active replica only: the one place that holds the
+    grouping, cooldown and entry state (docs/events.md)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(events_service_name(config_name), namespace, evaluator_labels(config_name)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {**selector_labels(config_name), SHARD_LABEL: "0"},
+            "ports": [{"name": "events", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}],
+        },
+    }
+
+
 def build_evaluator_deployment(
     config_name: str,
     namespace: str,
@@ -146,6 +165,9 @@ def build_evaluator_deployment(
     selector = {**selector_labels(config_name), SHARD_LABEL: str(shard)}
     ident = f"{namespace}/{config_name}"
     probe = {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10, "timeoutSeconds": 5}
+    # Ready only while this replica holds its shard's Lease: Services (metrics, events) reach the
+    # one active replica; standbys stay alive (liveness) without taking traffic.
+    ready = {**probe, "httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5}
     resources = spec.evaluator.resources
     container = {
         "name": "evaluator",
@@ -162,6 +184,9 @@ def build_evaluator_deployment(
             str(METRICS_PORT),
             "--state-dir",
             STATE_DIR,
+            # One active replica per shard even with replicas > 1 or during a rolling update.
+            "--lease",
+            deployment_name(config_name, shard),
         ],
         "env": [
             {"name": "KLAXON_CONFIG", "value": ident},
@@ -171,7 +196,7 @@ def build_evaluator_deployment(
         ],
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
         "livenessProbe": {**probe, "initialDelaySeconds": 10, "failureThreshold": 6},
-        "readinessProbe": {**probe, "failureThreshold": 3},
+        "readinessProbe": {**ready, "failureThreshold": 2},
         "resources": {"requests": dict(resources.requests), "limits": dict(resources.limits)},
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -232,6 +257,7 @@ def build_config_children(
         build_role(config_name, namespace, secret_names),
         build_role_binding(config_name, namespace),
         build_metrics_service(config_name, namespace),
+        *([build_events_service(config_name, namespace)] if spec.events.token is not None else []),
         *(
             build_evaluator_deployment(
                 config_name, namespace, spec, i, image, pull_policy, tuple(pull_secrets)

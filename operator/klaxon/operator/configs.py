@@ -15,6 +15,7 @@ from . import metrics
 from .build import (
     CONFIG_LABEL,
     build_config_children,
+    build_events_service,
     build_metrics_service,
     build_role,
     build_role_binding,
@@ -252,6 +253,8 @@ async def _delete_stale(rt: Runtime, owner: Mapping[str, Any], spec: AlertConfig
             await delete_owned(
                 rt.kube, Ref.of({**dep, "apiVersion": "apps/v1", "kind": "Deployment"}), uid, live=dep
             )
+    if not spec.evaluator.enabled or spec.events.token is None:
+        await delete_owned(rt.kube, Ref.of(build_events_service(name, ns)), uid)
     if not spec.evaluator.enabled:
         for obj in (
             build_service_account(name, ns),

@@ -97,6 +97,8 @@ def build_grants(
         names = sorted(set(secrets.get(ns, ())))
         rules: list[Body] = []
         for rule in copy.deepcopy(EVALUATOR_RULES):
+            if rule["apiGroups"] == ["coordination.k8s.io"]:
+                continue  # its Lease lives in the config's namespace
             if rule["resources"] == ["secrets"]:
                 if not names:  # an empty resourceNames would grant every Secret
                     continue

@@ -1,0 +1,156 @@
+"""Replicas of one shard: one holds the shard's Lease and evaluates, the others stand by.
+
+Two `klaxon evaluator` loops for the same shard against the emulated API and a real Prometheus.
+The standby answers /healthz 200 and /readyz 503 and writes nothing; when the leader stops it
+releases the Lease, the standby takes over and carries on. Events go to shard 0 only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from evaluator.helpers import MIN, T0, minutes
+from klaxon.cli.evaluator_cmd import run_loop
+from klaxon.cli.main import build_parser
+from klaxon.kube.client import KubeClient
+from klaxon.kube.lease import LeaderElector
+from kube_harness import wait_for
+from support.prometheus import free_port
+
+AR = "klaxon.dev/v1alpha1/alertrules"
+AC = "klaxon.dev/v1alpha1/alertconfigs"
+LEASES = "coordination.k8s.io/v1/leases"
+LEASE = "klaxon-eval-main-0"
+
+
+def setup(kube: Any, prom_url: str, **spec: Any) -> None:
+    kube.create_object(
+        AC,
+        {"apiVersion": "klaxon.dev/v1alpha1", "kind": "AlertConfig", "metadata": {"name": "main"},
+         "spec": {"prometheus": {"url": prom_url}, **spec}},
+        namespace="mon",
+    )
+    kube.create_object(
+        AR,
+        {
+            "apiVersion": "klaxon.dev/v1alpha1",
+            "kind": "AlertRule",
+            "metadata": {"name": "hot"},
+            "spec": {
+                "configRef": {"name": "main"},
+                "query": {"metric": "temp", "splitBy": ["room"], "window": "5m"},
+                "condition": {"operator": "gt", "threshold": 80},
+                "evaluation": {"engine": "evaluator", "interval": "1m"},
+            },
+        },
+        namespace="mon",
+    )
+
+
+def elector(kube_api: Any, identity: str) -> LeaderElector:
+    return LeaderElector(
+        KubeClient(kube_api), "mon", LEASE, identity, duration=2.0, renew=0.1, retry=0.1, deadline=1.0
+    )
+
+
+async def status_of(url: str) -> int:
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        return r.status
+
+
+async def serving(url: str) -> bool:
+    try:
+        await status_of(url)
+    except aiohttp.ClientError:
+        return False
+    return True
+
+
+def holder(kube: Any) -> str | None:
+    return ((kube.get_object(LEASES, LEASE, "mon") or {}).get("spec") or {}).get("holderIdentity")
+
+
+async def test_one_replica_evaluates_the_other_stands_by_and_takes_over(
+    kube, kube_api, prometheus_server, monkeypatch, tmp_path
+) -> None:
+    prom = prometheus_server(series=[({"__name__": "temp", "room": "lab"}, minutes(T0, T0 + 180 * MIN, 95.0))])
+    setup(kube, prom.url)
+    import klaxon.cli.evaluator_cmd as cmd
+
+    clock = {"t": T0 + 60 * MIN}
+    monkeypatch.setattr(cmd, "clock", lambda: clock["t"])
+    ports = {"a": free_port(), "b": free_port()}
+    stops = {"a": asyncio.Event(), "b": asyncio.Event()}
+
+    def start(who: str) -> asyncio.Task[int]:
+        args = build_parser().parse_args(
+            ["evaluator", "--config", "mon/main", "--tick", "0.05", "--metrics-port", str(ports[who]),
+             "--state-dir", str(tmp_path / who)]
+        )
+        return asyncio.create_task(run_loop(args, kube_api, stops[who], elector=elector(kube_api, f"pod-{who}")))
+
+    a = start("a")
+    await wait_for(lambda: holder(kube) == "pod-a", timeout=10)
+    b = start("b")
+    try:
+        state = lambda: ((kube.get_object(AR, "hot", "mon") or {}).get("status") or {}).get("state")  # noqa: E731
+        await wait_for(
+            lambda: state() == "Firing" or a.done(), timeout=10, message=lambda: f"{state()} {a.done() and a.result()}"
+        )
+        base_b = f"http://127.0.0.1:{ports['b']}"
+        await wait_for(lambda: serving(f"{base_b}/healthz"), timeout=5)
+        assert await status_of(f"{base_b}/readyz") == 503  # standby: no Service traffic
+        assert await status_of(f"{base_b}/healthz") == 200  # ... but alive
+        assert await status_of(f"http://127.0.0.1:{ports['a']}/readyz") == 200
+        assert not b.done() and holder(kube) == "pod-a"
+
+        # the standby never wrote: only pod-a's status writes exist (one writer at a time)
+        writes_before = len(kube.requests("PATCH", AR, subresource="status"))
+        stops["a"].set()
+        assert await asyncio.wait_for(a, 10) == 0
+        await wait_for(lambda: holder(kube) == "pod-b", timeout=10)
+        await wait_for(lambda: serving(f"{base_b}/readyz"), timeout=5)
+        assert await status_of(f"{base_b}/readyz") == 200
+        kube.patch_object(AR, "hot", {"spec": {"condition": {"threshold": 99}}}, namespace="mon")
+        clock["t"] += MIN  # pod-b sees the change and resolves the rule
+        await wait_for(lambda: state() not in ("Firing", None), timeout=10, message=lambda: f"{state()}")
+        assert len(kube.requests("PATCH", AR, subresource="status")) > writes_before
+    finally:
+        for s in stops.values():
+            s.set()
+        await asyncio.wait_for(asyncio.gather(a, b, return_exceptions=True), 10)
+    lease = kube.get_object(LEASES, LEASE, "mon")["spec"]
+    assert lease["leaseTransitions"] >= 1
+
+
+async def test_event_ingestion_runs_on_shard_zero_only(kube, kube_api, prometheus_server, tmp_path) -> None:
+    prom = prometheus_server(series=[({"__name__": "temp", "room": "lab"}, minutes(T0, T0 + 10 * MIN, 1.0))])
+    kube.create_object(
+        "v1/secrets",
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ev"}, "data": {"token": "c2VjcmV0"}},
+        namespace="mon",
+    )
+    setup(kube, prom.url, events={"token": {"name": "ev", "key": "token"}}, evaluator={"shards": 2})
+    answers = {}
+    for shard in ("0/2", "1/2"):
+        port, stop = free_port(), asyncio.Event()
+        args = build_parser().parse_args(
+            ["evaluator", "--config", "mon/main", "--shard", shard, "--tick", "0.05", "--metrics-port", str(port),
+             "--state-dir", str(tmp_path / shard.replace("/", "-"))]
+        )
+        task = asyncio.create_task(run_loop(args, kube_api, stop))
+        try:
+            await wait_for(lambda: serving(f"http://127.0.0.1:{port}/healthz"), timeout=10)  # noqa: B023
+            async with aiohttp.ClientSession() as s, s.post(
+                f"http://127.0.0.1:{port}/v1/events",
+                json={"id": "e1", "timestamp": "2026-01-01T00:00:00Z"},
+                headers={"Authorization": "Bearer secret"},
+            ) as r:
+                answers[shard] = r.status
+        finally:
+            stop.set()
+            assert await asyncio.wait_for(task, 10) == 0
+    assert answers == {"0/2": 202, "1/2": 404}
