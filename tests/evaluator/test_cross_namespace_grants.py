@@ -21,10 +21,9 @@ from klaxon.cli.main import build_parser
 from klaxon.kube.apply import OWNER_UID_LABEL
 from klaxon.kube.client import KubeClient
 from klaxon.operator.grants import collect_orphans, grant_name
-from klaxon.operator.handlers import make_registry
-from klaxon.operator.runtime import Options
 from kube_harness import client_configuration, wait_for
 from kube_harness.fixtures import kopf_runner, kopf_settings
+from support.operator_helpers import start_operator
 from support.rbac_check import denied
 from support.receiver import Receiver
 
@@ -91,19 +90,6 @@ def setup(kube: Any, prom_url: str, hook_url: str, allowed: list[str]) -> None:
         },
         namespace="team",
     )
-
-
-async def start_operator(kube: Any, kopf_runner: Any) -> Any:
-    options = Options(
-        image="klaxon:test",
-        kube_configuration=client_configuration(kube),
-        resync_seconds=3600,
-        debounce_seconds=0.02,
-        retry_seconds=0.5,
-    )
-    runner = kopf_runner(make_registry(options))
-    await runner.start()
-    return runner
 
 
 def granted(kube: Any) -> list[str] | None:

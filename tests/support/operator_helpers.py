@@ -29,6 +29,11 @@ async def operator(
     """Klaxon's registry, started against ``kube`` with namespaces team-a and team-b."""
     for ns in (NS, "team-b"):
         kube.create_object("v1/namespaces", {"metadata": {"name": ns}})
+    yield await start_operator(kube, kopf_runner)
+
+
+async def start_operator(kube: EmulatedCluster, kopf_runner: Callable[..., OperatorRunner]) -> OperatorRunner:
+    """Klaxon's registry with test timings (no resync, fast debounce and retry), started."""
     options = Options(
         image="klaxon:test",
         kube_configuration=client_configuration(kube),
@@ -38,7 +43,7 @@ async def operator(
     )
     runner = kopf_runner(make_registry(options))
     await runner.start()
-    yield runner
+    return runner
 
 
 def rule(
@@ -161,5 +166,6 @@ __all__ = [
     "operator",
     "rule",
     "secret",
+    "start_operator",
     "wait_condition",
 ]

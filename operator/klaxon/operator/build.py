@@ -119,17 +119,21 @@ def build_role_binding(config_name: str, namespace: str) -> Body:
     }
 
 
-def build_metrics_service(config_name: str, namespace: str) -> Body:
+def _service(name: str, config_name: str, namespace: str, selector: Mapping[str, str], port: str) -> Body:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(evaluator_name(config_name), namespace, evaluator_labels(config_name)),
+        "metadata": _meta(name, namespace, evaluator_labels(config_name)),
         "spec": {
             "type": "ClusterIP",
-            "selector": selector_labels(config_name),
-            "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}],
+            "selector": dict(selector),
+            "ports": [{"name": port, "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}],
         },
     }
+
+
+def build_metrics_service(config_name: str, namespace: str) -> Body:
+    return _service(evaluator_name(config_name), config_name, namespace, selector_labels(config_name), "metrics")
 
 
 def events_service_name(config_name: str) -> str:
@@ -139,16 +143,8 @@ def events_service_name(config_name: str) -> str:
 def build_events_service(config_name: str, namespace: str) -> Body:
     """``POST /v1/events`` reaches shard 0's active replica only: the one place that holds the
     grouping, cooldown and entry state (docs/events.md)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(events_service_name(config_name), namespace, evaluator_labels(config_name)),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": {**selector_labels(config_name), SHARD_LABEL: "0"},
-            "ports": [{"name": "events", "port": METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}],
-        },
-    }
+    selector = {**selector_labels(config_name), SHARD_LABEL: "0"}
+    return _service(events_service_name(config_name), config_name, namespace, selector, "events")
 
 
 def build_evaluator_deployment(

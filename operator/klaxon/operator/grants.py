@@ -76,7 +76,7 @@ def cluster_wide(spec: AlertConfigSpec) -> bool:
     return spec.evaluator.enabled and "*" in spec.allowed_namespaces
 
 
-def _subject(config_ns: str, config_name: str) -> dict[str, str]:
+def _subject(config_ns: str, config_name: str) -> Body:
     return {"kind": "ServiceAccount", "name": evaluator_name(config_name), "namespace": config_ns}
 
 
@@ -92,6 +92,7 @@ def build_grants(
     there), and the ClusterRole + ClusterRoleBinding when the config admits every namespace."""
     name = grant_name(config_ns, config_name)
     labels = grant_labels(config_ns, config_name, uid)
+    subject: Body = _subject(config_ns, config_name)
     out: list[Body] = []
     for ns in namespaces:
         names = sorted(set(secrets.get(ns, ())))
@@ -104,31 +105,24 @@ def build_grants(
                     continue
                 rule = {**rule, "resourceNames": names}
             rules.append(rule)
-        meta = {"name": name, "namespace": ns, "labels": dict(labels)}
-        out.append({"apiVersion": RBAC, "kind": "Role", "metadata": meta, "rules": rules})
-        out.append(
-            {
-                "apiVersion": RBAC,
-                "kind": "RoleBinding",
-                "metadata": copy.deepcopy(meta),
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
-                "subjects": [_subject(config_ns, config_name)],
-            }
-        )
+        out += _role_and_binding("Role", {"name": name, "namespace": ns, "labels": labels}, rules, subject)
     if cluster_wide(spec):
-        meta = {"name": name, "labels": dict(labels)}
-        out.append({"apiVersion": RBAC, "kind": "ClusterRole", "metadata": meta,
-                    "rules": copy.deepcopy(EVALUATOR_CLUSTER_RULES)})
-        out.append(
-            {
-                "apiVersion": RBAC,
-                "kind": "ClusterRoleBinding",
-                "metadata": copy.deepcopy(meta),
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-                "subjects": [_subject(config_ns, config_name)],
-            }
-        )
+        meta = {"name": name, "labels": labels}
+        out += _role_and_binding("ClusterRole", meta, copy.deepcopy(EVALUATOR_CLUSTER_RULES), subject)
     return out
+
+
+def _role_and_binding(kind: str, meta: Mapping[str, Any], rules: list[Body], subject: Body) -> list[Body]:
+    return [
+        {"apiVersion": RBAC, "kind": kind, "metadata": copy.deepcopy(dict(meta)), "rules": rules},
+        {
+            "apiVersion": RBAC,
+            "kind": f"{kind}Binding",
+            "metadata": copy.deepcopy(dict(meta)),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": meta["name"]},
+            "subjects": [subject],
+        },
+    ]
 
 
 # --------------------------------------------------------------------------------- apply
