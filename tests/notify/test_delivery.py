@@ -240,3 +240,27 @@ async def test_outbox_rows_are_written_before_handle_returns(tmp_path: Path, sec
     assert other.counts() == {"pending": 1}
     other.close()
     await n.stop()
+
+
+async def test_finished_outbox_rows_are_pruned_after_the_retention(tmp_path: Path, secrets: Any) -> None:
+    """Delivered and failed rows older than the retention go; pending ones always stay."""
+    box = Outbox(tmp_path / "o.sqlite")
+    with box.transaction():
+        for idem in ("old-delivered", "old-failed", "old-pending", "new-delivered"):
+            note = {"rule_namespace": NS, "rule_name": "r", "dedup_key": idem, "kind": "firing"}
+            box.enqueue(idem, NS, "hook", "firing", note, False, 1.0)
+    ids = {r.idem: r.id for r in box.due(10.0, 10, set())}
+    box.finish(ids["old-delivered"], "delivered", 1, "ok", time.time() - 3600)
+    box.finish(ids["old-failed"], "failed", 5, "gave up", time.time() - 3600)
+    box.finish(ids["new-delivered"], "delivered", 1, "ok", time.time())
+    box.finish(ids["old-pending"], "pending", 1, "retry", time.time() - 3600, time.time() + 3600)
+    box.close()
+    n = Notifier(tmp_path / "o.sqlite", secrets, MemoryStatusSink(), retention_s=600, prune_interval_s=0.01)
+    await n.start()
+    try:
+        deadline = time.monotonic() + 5
+        while n.outbox.counts() != {"delivered": 1, "pending": 1} and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert n.outbox.counts() == {"delivered": 1, "pending": 1}
+    finally:
+        await n.stop()

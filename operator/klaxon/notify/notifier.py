@@ -102,6 +102,8 @@ class Notifier:
         rate_window_s: float = 60.0,
         durable: bool = False,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        retention_s: float = 7 * 86400.0,
+        prune_interval_s: float = 3600.0,
     ) -> None:
         self.outbox = Outbox(outbox_path, durable=durable)
         self.secrets, self.status = secrets, status
@@ -114,6 +116,8 @@ class Notifier:
             rate_window_s,
         )
         self.clock = clock
+        #: finished outbox rows (delivered, failed) are kept this long, then pruned hourly
+        self.retention_s, self.prune_interval_s = retention_s, prune_interval_s
         self.redactor = Redactor()
         install(self.redactor)
         self.rules: dict[tuple[str, str], tuple[AlertRuleSpec, str | None]] = {}
@@ -362,8 +366,13 @@ class Notifier:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self) -> None:
-        last_tick = time.monotonic()
+        last_tick, last_prune = time.monotonic(), float("-inf")  # prune at start, then every interval
         while True:
+            if time.monotonic() - last_prune >= self.prune_interval_s:
+                last_prune = time.monotonic()
+                pruned = self.outbox.prune(time.time() - self.retention_s)
+                if pruned:
+                    LOG.info("pruned %d finished outbox rows older than %.0f s", pruned, self.retention_s)
             self._wake.clear()
             free = self.concurrency * 2 - len(self._inflight)
             busy = set(self._inflight_keys.values())
