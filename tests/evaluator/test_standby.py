@@ -154,3 +154,6 @@ async def test_event_ingestion_runs_on_shard_zero_only(kube, kube_api, prometheu
             stop.set()
             assert await asyncio.wait_for(task, 10) == 0
     assert answers == {"0/2": 202, "1/2": 404}
+    # shard 0 keeps its event state in its state dir across restarts; shard 1 has none
+    assert (tmp_path / "0-2" / "events-state.json").exists()
+    assert not (tmp_path / "1-2" / "events-state.json").exists()

@@ -175,3 +175,36 @@ async def test_wrong_password_fails_without_retry_and_without_leaking(
     )
     everything = caplog.text + repr(sink.channels) + repr(sink.events) + repr(sink.rules)
     assert "wrong-password-secret-88dd" not in everything and "authentication failed" in caplog.text
+
+
+async def test_guarded_email_connects_to_the_vetted_address_not_a_second_lookup(monkeypatch: Any) -> None:
+    """DNS rebinding: the guard resolves and checks the name once; the SMTP connection goes to that
+    address. The name here resolves only through the guard's lookup (the event loop's
+    getaddrinfo), so a second lookup by smtplib would fail."""
+    from email.message import EmailMessage
+
+    from klaxon.notify.drivers import SmtpJob, send_email
+
+    inbox, port = Inbox(), _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+    looked_up: list[str] = []
+
+    async def only_we_know(host: Any, *args: Any, **kw: Any) -> Any:
+        looked_up.append(str(host))
+        return await real("127.0.0.1" if host == "mail.klaxon.test" else host, *args, **kw)
+
+    monkeypatch.setattr(loop, "getaddrinfo", only_we_know)
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "klaxon@example.com", "ops@example.com", "pinned"
+    msg.set_content("hello")
+    job = SmtpJob("mail.klaxon.test", port, "none", None, None, msg)
+    try:
+        assert await send_email(job, 5.0, ssl.create_default_context(), guard=True) == "accepted by SMTP server"
+        with pytest.raises(Exception, match="SMTP connection failed"):  # unguarded: smtplib resolves the name
+            await send_email(job, 5.0, ssl.create_default_context(), guard=False)
+    finally:
+        controller.stop()
+    assert looked_up == ["mail.klaxon.test"] and len(inbox.envelopes) == 1

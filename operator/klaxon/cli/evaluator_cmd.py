@@ -392,7 +392,7 @@ async def run_loop(
         events = None
         if index == 0:  # one place holds grouping and cooldown state: shard 0 (its leader)
             events = await event_service_for(
-                api_client, cfg_ns, cfg_name, config, metrics.registry, notifier=notifier
+                api_client, cfg_ns, cfg_name, config, metrics.registry, notifier=notifier, state_dir=args.state_dir
             )
         elif config.events.token is not None:
             log.info("shard %d/%d: event ingestion runs on shard 0 only", index, shards)

@@ -2,8 +2,9 @@
 
 An entry is one alert of an event rule: it opens when its group reaches ``minEvents`` in the
 AlertConfig's grouping window, absorbs later matches, and closes after a full window without
-events (event time). Entries live in memory in the evaluator and are written to
-``AlertRule.status.entries`` (open ones, capped at 50) and ``status.entriesCount`` (all open).
+events (event time). Entries live in the evaluator (saved in its state dir across restarts,
+``event_state``) and are written to ``AlertRule.status.entries`` (open ones, capped at 50) and
+``status.entriesCount`` (all open).
 
 People act on entries through one annotation on the AlertRule, ``klaxon.dev/entries``, a JSON
 object keyed by entry key (``klaxon entries ack|tag`` writes it)::

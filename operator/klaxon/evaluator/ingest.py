@@ -26,6 +26,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 from aiohttp import web
@@ -46,6 +47,7 @@ from klaxon.api.alertrule import AlertRuleSpec
 from klaxon.notify.events import EventPipeline, EventResult
 from klaxon.notify.model import Notification
 
+from . import event_state
 from .entries import RuleEntries, records_for
 
 log = logging.getLogger("klaxon.evaluator.events")
@@ -388,6 +390,8 @@ class EventService:
         seen: SeenIds | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         token_ttl_s: float = 60.0,
+        state_path: Path | None = None,
+        save_interval_s: float = 5.0,
     ) -> None:
         self.config = config
         self._token_source, self.token_ttl_s = token, token_ttl_s
@@ -408,6 +412,10 @@ class EventService:
         self._rate = 0.0  # events per second drained, for Retry-After
         #: extra loops run while the service runs (e.g. the evaluator's rule refresh)
         self.background: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        #: grouping, cooldown and entries survive restarts here (``event_state``); None: memory only
+        self.state_path, self.save_interval_s = state_path, save_interval_s
+        self._saved_state = event_state.load(state_path) if state_path is not None else {}
+        self._unsaved = False
 
     # -- rules ---------------------------------------------------------------------------
     def set_config(self, config: AlertConfigSpec) -> None:
@@ -433,6 +441,14 @@ class EventService:
             if old is not None:  # keep what people did and what is open; grouping restarts
                 entries.open, entries._seen = old.entries.open, old.entries._seen
                 pipe.acked = old.pipeline.acked
+            saved = self._saved_state.pop(f"{namespace}/{name}", None) if old is None else None
+            if saved is not None:
+                try:
+                    whole = event_state.restore_rule(pipe, entries, saved)
+                    log.info("AlertRule %s/%s: event state restored (%s)", namespace, name,
+                             "entries, grouping and cooldown" if whole else "entries; the rule changed")
+                except (KeyError, TypeError, ValueError) as exc:
+                    log.warning("AlertRule %s/%s: saved event state unusable (%s)", namespace, name, exc)
             rule = _Rule(namespace, name, spec, pipe, entries, annotations)
             self.rules[key] = rule
             self.index = RuleIndex(self.rules.values())
@@ -455,12 +471,15 @@ class EventService:
                 log.warning("AlertRule %s/%s: %s", rule.namespace, rule.name, p)
         if acked or records:
             self._dirty.add((rule.namespace, rule.name))
+            self._unsaved = True
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         self._tasks = [asyncio.create_task(self._worker(), name="klaxon-events-worker")]
         if self.write_status is not None and self.status_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._status_loop(), name="klaxon-events-status"))
+        if self.state_path is not None:
+            self._tasks.append(asyncio.create_task(self._save_loop(), name="klaxon-events-save"))
         self._tasks.extend(asyncio.create_task(loop(), name="klaxon-events-background") for loop in self.background)
 
     async def stop(self) -> None:
@@ -475,6 +494,7 @@ class EventService:
                 log.exception("event task failed")
         self._tasks = []
         await self.flush_status()
+        self.save_state()
 
     async def drain(self, timeout_s: float = 30.0) -> None:
         """Until every accepted event was matched (tests, benchmarks)."""
@@ -641,6 +661,8 @@ class EventService:
                     await self._notify(r.notification)
         for (ns, name, key, outcome), n in tally.items():
             self.metrics.count_outcome(ns, name, key, outcome, n)
+        if touched:
+            self._unsaved = True
         for rule in touched.values():
             rule.entries.sweep()
             self.metrics.entries_open.labels(rule.namespace, rule.name).set(len(rule.entries.open))
@@ -659,11 +681,51 @@ class EventService:
     def sweep(self, now: datetime) -> None:
         """Close entries quiet for a full window before ``now`` (the evaluator calls this on a clock)."""
         for rule in self.rules.values():
+            rule.pipeline.compact()  # memory stays bounded by the keys active within a window
             if rule.entries.sweep(now):
                 self._dirty.add((rule.namespace, rule.name))
+                self._unsaved = True
 
     def entries_status(self, namespace: str, name: str) -> dict[str, Any]:
         return self.rules[(namespace, name)].entries.status()
+
+    # -- state on disk ---------------------------------------------------------------------
+    def save_state(self) -> None:
+        """Write every rule's grouping, cooldown and entries (no-op without a state path)."""
+        if self.state_path is None:
+            return
+        for r in self.rules.values():
+            r.pipeline.compact()
+        rules = {f"{r.namespace}/{r.name}": event_state.dump_rule(r.pipeline, r.entries) for r in self.rules.values()}
+        try:
+            event_state.save(self.state_path, rules)
+            self._unsaved = False
+        except OSError as exc:
+            log.warning("event state not saved to %s: %s", self.state_path, exc)
+
+    async def save_state_async(self) -> None:
+        """:meth:`save_state` without holding the loop: one rule encoded per step, the file written
+        in a thread (a few hundred KiB take ~40 ms to encode in one go)."""
+        if self.state_path is None:
+            return
+        self._unsaved = False  # changes from here on are saved next time
+        encoded: list[str] = []
+        for r in list(self.rules.values()):
+            r.pipeline.compact()
+            state = event_state.dump_rule(r.pipeline, r.entries)
+            encoded.append(event_state.encode_rule(f"{r.namespace}/{r.name}", state))
+            await asyncio.sleep(0)
+        try:
+            await asyncio.to_thread(event_state.write, self.state_path, encoded)
+        except OSError as exc:
+            self._unsaved = True
+            log.warning("event state not saved to %s: %s", self.state_path, exc)
+
+    async def _save_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.save_interval_s)
+            if self._unsaved:
+                await self.save_state_async()
 
     # -- status ----------------------------------------------------------------------------
     async def flush_status(self) -> None:
@@ -731,12 +793,14 @@ async def event_service_for(
     *,
     notifier: EventNotifier | None = None,
     refresh_s: float = 10.0,
+    state_dir: str | Path | None = None,
 ) -> EventService | None:
     """The AlertConfig's event service for ``klaxon evaluator``, or None without ``spec.events.token``.
 
     The token is read from the Secret (in the AlertConfig's namespace) and re-read every minute;
     rules and their ``klaxon.dev/entries`` annotations are re-listed every ``refresh_s``, when
     entries quiet for a full window (wall clock) are closed too; entries go to AlertRule status.
+    With ``state_dir``, grouping, cooldown and entries are kept there across restarts.
     """
     from datetime import UTC
 
@@ -753,7 +817,13 @@ async def event_service_for(
     async def write(namespace: str, name: str, status: dict[str, Any]) -> None:
         await patch_rule_status(api_client, namespace, name, status)
 
-    service = EventService(config, token, notifier=notifier, write_status=write, registry=registry)
+    state_path = None
+    if state_dir is not None:
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        state_path = Path(state_dir) / event_state.STATE_FILE
+    service = EventService(
+        config, token, notifier=notifier, write_status=write, registry=registry, state_path=state_path
+    )
 
     async def refresh() -> None:
         while True:

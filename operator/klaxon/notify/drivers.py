@@ -16,6 +16,7 @@ import hmac
 import json
 import re
 import smtplib
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -356,12 +357,37 @@ async def send_http(session: aiohttp.ClientSession, req: HttpRequest, timeout: f
     raise DeliveryError(f"HTTP {status}", retryable=status in (408, 425, 429) or status >= 500)
 
 
-def _smtp_send(job: SmtpJob, timeout: float, tls: ssl.SSLContext) -> None:
+class _PinnedSMTP(smtplib.SMTP):
+    """SMTP to an address vetted beforehand (``pinned``); ``server`` still names the server for
+    EHLO, STARTTLS's SNI and the certificate check (smtplib's ``_host``)."""
+
+    def __init__(self, server: str, pinned: str | None, timeout: float) -> None:
+        super().__init__(timeout=timeout)
+        self._host = server
+        self.pinned = pinned
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return super()._get_socket(self.pinned or host, port, timeout)  # type: ignore[misc, no-any-return]
+
+
+class _PinnedSMTPSSL(smtplib.SMTP_SSL):
+    def __init__(self, server: str, pinned: str | None, timeout: float, context: ssl.SSLContext) -> None:
+        super().__init__(timeout=timeout, context=context)
+        self._host = server
+        self.pinned = pinned
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        return super()._get_socket(self.pinned or host, port, timeout)  # type: ignore[misc, no-any-return]
+
+
+def _smtp_send(job: SmtpJob, timeout: float, tls: ssl.SSLContext, address: str | None = None) -> None:
+    """Send ``job``; with ``address``, connect there (the vetted address of ``job.host``)."""
     client: smtplib.SMTP
     if job.security == "tls":
-        client = smtplib.SMTP_SSL(job.host, job.port, timeout=timeout, context=tls)
+        client = _PinnedSMTPSSL(job.host, address, timeout, tls)
     else:
-        client = smtplib.SMTP(job.host, job.port, timeout=timeout)
+        client = _PinnedSMTP(job.host, address, timeout)
+    client.connect(job.host, job.port)
     with client:
         client.ehlo()
         if job.security == "starttls":
@@ -378,13 +404,15 @@ def _smtp_send(job: SmtpJob, timeout: float, tls: ssl.SSLContext) -> None:
 
 
 async def send_email(job: SmtpJob, timeout: float, tls: ssl.SSLContext, guard: bool) -> str:
+    address = None
     if guard:
         try:
-            await check_host(job.host, job.port)
+            vetted = await check_host(job.host, job.port)
         except BlockedAddress as exc:
             raise DeliveryError(str(exc), retryable=False) from None
+        address = vetted[0] if vetted else None
     try:
-        await asyncio.to_thread(_smtp_send, job, timeout, tls)
+        await asyncio.to_thread(_smtp_send, job, timeout, tls, address)
     except smtplib.SMTPAuthenticationError as exc:
         raise DeliveryError(f"SMTP authentication failed ({exc.smtp_code})", retryable=False) from None
     except smtplib.SMTPRecipientsRefused:

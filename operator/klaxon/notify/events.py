@@ -178,6 +178,25 @@ class EventPipeline:
         self._base_labels = {"alertname": self.name, "namespace": self.namespace, "severity": self.rule.severity}
         # Only silences look at an event's labels, and only at the names their matchers use.
         self._silence_names = tuple(sorted({m.label for s in self.policy.silences for m in s.matchers}))
+        self._latest: datetime | None = None  # the latest matched event's time
+
+    def compact(self) -> int:
+        """Forget groups quiet for a full window and cooldowns that have run out, measured from the
+        latest event seen: for events in time order they act exactly as absent ones. Returns how many."""
+        latest = self._latest
+        if latest is None:
+            return 0
+        window, cooldown = self.window_s, self.policy.cooldown_s
+        stale = [
+            k for k, g in self._grouper.groups.items()
+            if g.last_event is None or (latest - g.last_event).total_seconds() >= window
+        ]
+        for k in stale:
+            del self._grouper.groups[k]
+        done = [k for k, t in self._cooldown.items() if (latest - t).total_seconds() >= cooldown]
+        for k in done:
+            del self._cooldown[k]
+        return len(stale) + len(done)
 
     def _gate_labels(self, fields: Mapping[str, Any]) -> dict[str, str]:
         """The labels silences are matched on: the rule's, plus the event fields they name."""
@@ -196,6 +215,8 @@ class EventPipeline:
         matched, held = match_event(event, flt, self.rule.schedule, at)
         if not matched:
             return EventResult(eid, at, False, held)
+        if self._latest is None or at > self._latest:
+            self._latest = at
         fields = event_fields(event, flt)
         fields.setdefault("rule", self.name)
         key = render_dedup_key(self._dedup_template, fields)

@@ -467,6 +467,12 @@ class Grouper:
             return GroupOutcome("opened", len(g.times), g.episode, g.times[0])
         return GroupOutcome("belowMinEvents", len(g.times), "", g.times[0])
 
+    def restore(
+        self, key: str, times: Iterable[datetime], is_open: bool, last_event: datetime | None, episode: str
+    ) -> None:
+        """Put back a group saved by an earlier process (``klaxon.evaluator.event_state``)."""
+        self.groups[key] = _Group(deque(times), is_open, last_event, episode)
+
     def is_open(self, key: str, at: datetime) -> bool:
         g = self.groups.get(key)
         return bool(g and g.open and g.last_event and (at - g.last_event).total_seconds() < self.window_s)

@@ -53,20 +53,28 @@ def host_problem(host: str) -> str | None:
         return None
 
 
-async def check_host(host: str, port: int = 0) -> None:
-    """Resolve ``host`` and raise ``BlockedAddress`` if it or any of its addresses is refused."""
+async def check_host(host: str, port: int = 0) -> list[str]:
+    """Resolve ``host`` and raise ``BlockedAddress`` if it or any of its addresses is refused.
+
+    Returns the vetted addresses (empty when the name does not resolve: the connection attempt
+    reports that). Connect to one of them, not to the name again: a second lookup could answer
+    differently (DNS rebinding).
+    """
     problem = host_problem(host)
+    addresses: list[str] = []
     if problem is None:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except OSError:
-            return  # the connection attempt reports the resolution failure
-        problem = next((p for info in infos if (p := address_problem(str(info[4][0])))), None)
+            return []
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        problem = next((p for a in addresses if (p := address_problem(a))), None)
     if problem is not None:
         raise BlockedAddress(
             f"destination refused: {problem} (set allowPrivateChannelAddresses on the "
             "AlertConfig to allow it)"
         )
+    return addresses
 
 
 class GuardedResolver(AbstractResolver):
