@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -108,3 +110,52 @@ async def test_basic_auth_and_ca_from_secrets(
     for secret in (password, b64(password)):
         assert secret not in str(status)
         assert not [r for r in caplog.records if r.name.startswith("klaxon") and secret in r.getMessage()]
+
+
+@pytest.mark.parametrize(
+    ("client_cert", "server_name", "ok"),
+    [(True, True, True), (False, True, False), (True, False, False)],
+    ids=["mtls-and-server-name", "no-client-cert", "no-server-name"],
+)
+async def test_client_certificate_and_server_name_from_secrets(
+    kube, kube_api, prometheus_server, monkeypatch, caplog, tmp_path, client_cert: bool, server_name: bool, ok: bool
+) -> None:
+    """Prometheus requires a client certificate (RequireAndVerifyClientCert) and its own certificate
+    names only prometheus.monitoring.svc, while the URL says 127.0.0.1: both settings are needed."""
+    prom = prometheus_server(
+        series=[({"__name__": "temp", "room": "lab"}, minutes(T0, T0 + 120 * MIN, 95.0))],
+        tls=True,
+        server_name="prometheus.monitoring.svc",
+        mtls=True,
+    )
+    assert prom.ca_file and prom.client_cert and prom.client_key
+    key_pem = prom.client_key.read_text()
+    setup(kube, prom.url, PASSWORD, prom.ca_file.read_text())
+    kube.patch_object(
+        SECRETS,
+        "prom-creds",
+        {"data": {"tls.crt": b64(prom.client_cert.read_text()), "tls.key": b64(key_pem)}},
+        namespace="mon",
+    )
+    tls: dict[str, Any] = {"ca": {"name": "prom-creds", "key": "ca.crt"}}
+    if client_cert:
+        tls |= {"cert": {"name": "prom-creds", "key": "tls.crt"}, "key": {"name": "prom-creds", "key": "tls.key"}}
+    if server_name:
+        tls["serverName"] = "prometheus.monitoring.svc"
+    kube.patch_object(AC, "main", {"spec": {"prometheus": {"auth": None, "tls": tls}}}, namespace="mon")
+
+    import klaxon.cli.evaluator_cmd as cmd
+
+    monkeypatch.setattr(cmd, "clock", lambda: T0 + 60 * MIN)
+    caplog.set_level(logging.DEBUG)
+    args = build_parser().parse_args(
+        ["evaluator", "--config", "mon/main", "--once", "--metrics-port", "0", "--state-dir", str(tmp_path)]
+    )
+    assert await asyncio.wait_for(run_loop(args, kube_api, asyncio.Event()), 30) == 0
+    status = (kube.get_object(AR, "hot", "mon") or {})["status"]
+    if ok:
+        assert status["state"] == "Firing", status
+    else:
+        assert status["state"] == "Error" and status["reason"] == "QueryError", status
+    assert "PRIVATE KEY" not in str(status) and not [r for r in caplog.records if "PRIVATE KEY" in r.getMessage()]
+    assert not list(Path(tempfile.gettempdir()).glob("klaxon-key-*"))  # the key file is gone again

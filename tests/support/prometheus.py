@@ -92,14 +92,16 @@ def bcrypt_hash(password: str) -> str:
     return hashed
 
 
-def self_signed_cert(workdir: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+def self_signed_cert(
+    workdir: Path, host: str = "127.0.0.1", san: str | None = None, name: str = "tls"
+) -> tuple[Path, Path]:
     """(cert, key) PEM files of a self-signed certificate for `host` (its own CA), made by openssl."""
-    cert, key = workdir / "tls.crt", workdir / "tls.key"
+    cert, key = workdir / f"{name}.crt", workdir / f"{name}.key"
     subprocess.run(
         [
             shutil.which("openssl") or "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
             "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={host}",
-            "-addext", f"subjectAltName=IP:{host}",
+            "-addext", f"subjectAltName={san or f'IP:{host}'}",
         ],
         check=True,
         capture_output=True,
@@ -125,10 +127,17 @@ class PrometheusServer:
         evaluation_interval: str = "1s",
         basic_auth: tuple[str, str] | None = None,
         tls: bool = False,
+        server_name: str | None = None,
+        mtls: bool = False,
     ) -> None:
+        """``server_name``: the certificate names only that DNS name (not 127.0.0.1); ``mtls``: clients
+        must present ``client_cert`` / ``client_key`` (a self-signed certificate that is its own CA)."""
         self.workdir = workdir
         self.basic_auth = basic_auth
         self.ca_file: Path | None = None
+        self.client_cert: Path | None = None
+        self.client_key: Path | None = None
+        self.server_name = server_name
         self.data_dir = workdir / "data"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -159,9 +168,19 @@ class PrometheusServer:
             if basic_auth is not None:
                 web["basic_auth_users"] = {basic_auth[0]: bcrypt_hash(basic_auth[1])}
             if tls:
-                cert, key = self_signed_cert(workdir)
+                if server_name:
+                    cert, key = self_signed_cert(workdir, server_name, f"DNS:{server_name}")
+                else:
+                    cert, key = self_signed_cert(workdir)
                 self.ca_file = cert
                 web["tls_server_config"] = {"cert_file": str(cert), "key_file": str(key)}
+                if mtls:
+                    self.client_cert, self.client_key = self_signed_cert(
+                        workdir, "klaxon-evaluator", "DNS:klaxon-evaluator", name="client"
+                    )
+                    web["tls_server_config"].update(
+                        client_auth_type="RequireAndVerifyClientCert", client_ca_file=str(self.client_cert)
+                    )
             self.web_config_path = workdir / "web.yml"
             self.web_config_path.write_text(json.dumps(web))
 
@@ -172,6 +191,10 @@ class PrometheusServer:
             token = base64.b64encode(f"{self.basic_auth[0]}:{self.basic_auth[1]}".encode()).decode()
             req.add_header("Authorization", f"Basic {token}")
         ctx = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file is not None else None
+        if ctx is not None and self.server_name:
+            ctx.check_hostname = False  # the harness' own readiness probe; the CA is still verified
+        if ctx is not None and self.client_cert is not None:
+            ctx.load_cert_chain(str(self.client_cert), str(self.client_key))
         return urllib.request.urlopen(req, timeout=timeout, context=ctx)
 
     def start(self, timeout: float = 30.0) -> None:
@@ -256,10 +279,12 @@ def prometheus_server() -> Iterator[PrometheusFactory]:
         evaluation_interval: str = "1s",
         basic_auth: tuple[str, str] | None = None,
         tls: bool = False,
+        server_name: str | None = None,
+        mtls: bool = False,
     ) -> PrometheusServer:
         d = tempfile.mkdtemp(prefix="klaxon-prom-")
         dirs.append(d)
-        server = PrometheusServer(Path(d), series, rules, evaluation_interval, basic_auth, tls)
+        server = PrometheusServer(Path(d), series, rules, evaluation_interval, basic_auth, tls, server_name, mtls)
         servers.append(server)
         server.start()
         return server

@@ -45,12 +45,25 @@ class PrometheusAuth(KModel):
 
 
 class TLSConfig(KModel):
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel("has(self.cert) == has(self.key)", "a client certificate needs both cert and key")
+        )
+    )
+
     ca: SecretKeySelector | None = Field(
         default=None, description="is the Secret key holding the CA bundle (PEM). Defaults to the system CAs."
     )
-    cert: SecretKeySelector | None = Field(default=None, description="is the client certificate (PEM). Optional.")
-    key: SecretKeySelector | None = Field(default=None, description="is the client key (PEM). Optional.")
-    server_name: ShortText | None = Field(default=None, description="is the name to verify. Defaults to the host.")
+    cert: SecretKeySelector | None = Field(
+        default=None, description="is the Secret key holding a client certificate for mTLS (PEM), with key. Optional."
+    )
+    key: SecretKeySelector | None = Field(
+        default=None, description="is the Secret key holding the client certificate's private key (PEM). Optional."
+    )
+    server_name: ShortText | None = Field(
+        default=None,
+        description="is the name the server's certificate must carry (also sent as SNI). Defaults to the URL's host.",
+    )
     insecure_skip_verify: bool = Field(
         default=False,
         description="is true to skip certificate verification (never in production). Defaults to false.",

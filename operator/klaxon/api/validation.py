@@ -384,6 +384,8 @@ def alert_config_problems(spec: AlertConfigSpec, prefix: str = "spec") -> list[P
     prom = spec.prometheus
     if prom and prom.auth and prom.auth.bearer_token and prom.auth.basic_auth:
         p.append(Problem(f"{prefix}.prometheus.auth", "set at most one of bearerToken and basicAuth"))
+    if prom and prom.tls and (prom.tls.cert is None) != (prom.tls.key is None):
+        p.append(Problem(f"{prefix}.prometheus.tls", "a client certificate needs both cert and key"))
     for i, s in enumerate(spec.silences):
         if s.starts_at is not None and not s.starts_at < s.until:
             p.append(Problem(f"{prefix}.silences[{i}].until", "startsAt must be before until"))

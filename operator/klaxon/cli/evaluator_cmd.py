@@ -208,8 +208,9 @@ def rule_refs(items: list[dict[str, Any]]) -> list[RuleRef]:
 async def prometheus_client(api_client: Any, namespace: str, config: AlertConfigSpec) -> PrometheusClient:
     """A PrometheusClient from the AlertConfig's endpoint, auth and TLS (Secrets in its namespace).
 
-    Credentials are read through `klaxon.kube` and handed to the client only; a CA bundle goes
-    to a private temporary file (mode 0600) that is removed once the SSL context is built.
+    Credentials are read through `klaxon.kube` and handed to the client only; the CA bundle and a
+    client certificate and key go to private temporary files (mode 0600) that are removed once
+    the SSL context is built.
     """
     from klaxon.kube.status import read_secret_key
 
@@ -221,29 +222,41 @@ async def prometheus_client(api_client: Any, namespace: str, config: AlertConfig
         return await read_secret_key(api_client, namespace, sel.name, sel.key)
 
     token = basic = None
-    ca_file = None
     if ep.auth is not None and ep.auth.bearer_token is not None:
         token = await secret(ep.auth.bearer_token)
     if ep.auth is not None and ep.auth.basic_auth is not None:
         basic = (await secret(ep.auth.basic_auth.username), await secret(ep.auth.basic_auth.password))
-    if ep.tls is not None and ep.tls.ca is not None:
-        fd, ca_file = tempfile.mkstemp(prefix="klaxon-ca-", suffix=".pem")
-        with os.fdopen(fd, "w") as f:
-            f.write(await secret(ep.tls.ca))
-    insecure = bool(ep.tls and ep.tls.insecure_skip_verify)
+    tls = ep.tls
+    files: dict[str, str] = {}  # ca / cert / key PEM, each in a private file while the context is built
+
+    async def to_file(what: str, sel: Any) -> None:
+        if sel is not None:
+            fd, files[what] = tempfile.mkstemp(prefix=f"klaxon-{what}-", suffix=".pem")  # mode 0600
+            with os.fdopen(fd, "w") as f:
+                f.write(await secret(sel))
+
     try:
+        if tls is not None:
+            await to_file("ca", tls.ca)
+            await to_file("cert", tls.cert)
+            await to_file("key", tls.key)
+            if ("cert" in files) != ("key" in files):
+                raise SystemExit("spec.prometheus.tls: cert and key go together (a client certificate needs both)")
         return PrometheusClient(
             ep.url,
             token=token,
             basic_auth=basic,
-            ca_file=ca_file,
-            insecure=insecure,
+            ca_file=files.get("ca"),
+            cert_file=files.get("cert"),
+            key_file=files.get("key"),
+            server_name=tls.server_name if tls is not None else None,
+            insecure=bool(tls and tls.insecure_skip_verify),
             timeout=parse_duration(ep.timeout),
         )
     finally:
-        if ca_file is not None:
+        for path in files.values():
             with contextlib.suppress(OSError):
-                os.unlink(ca_file)
+                os.unlink(path)
 
 
 class RuleFeed:

@@ -90,6 +90,9 @@ class PrometheusClient:
         token: str | None = None,
         basic_auth: tuple[str, str] | None = None,
         ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+        server_name: str | None = None,
         insecure: bool = False,
         timeout: float = 30.0,
         retries: int = 2,
@@ -109,10 +112,19 @@ class PrometheusClient:
             pair = f"{basic_auth[0]}:{basic_auth[1]}".encode()
             self._headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         self._ssl: ssl.SSLContext | bool = True
-        if insecure:
+        if (cert_file is None) != (key_file is None):
+            raise ValueError("a client certificate needs both cert_file and key_file")
+        if insecure and cert_file is None:
             self._ssl = False
-        elif ca_file is not None:
-            self._ssl = ssl.create_default_context(cafile=ca_file)
+        elif insecure or ca_file is not None or cert_file is not None:
+            ctx = ssl.create_default_context(cafile=ca_file)
+            if insecure:  # still present the client certificate, verify nothing
+                ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            if cert_file is not None:
+                ctx.load_cert_chain(cert_file, key_file)  # mTLS
+            self._ssl = ctx
+        #: the name the server's certificate must carry (and SNI) when it differs from the URL's host
+        self._server_name = server_name
         self._trace_configs = trace_configs
         self._session: aiohttp.ClientSession | None = None
         #: Number of HTTP requests sent (including retries); handy for batching metrics.
@@ -146,10 +158,11 @@ class PrometheusClient:
         url = f"{self.base_url}{path}"
         self.requests += 1
         try:
+            extra: dict[str, Any] = {"server_hostname": self._server_name} if self._server_name else {}
             if method == "POST":
-                ctx = session.post(url, data=dict(params or {}))
+                ctx = session.post(url, data=dict(params or {}), **extra)
             else:
-                ctx = session.get(url, params=dict(params or {}))
+                ctx = session.get(url, params=dict(params or {}), **extra)
             async with ctx as resp:
                 try:
                     body = await resp.json(content_type=None)
