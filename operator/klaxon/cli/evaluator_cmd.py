@@ -323,9 +323,7 @@ class RuleFeed:
 
 async def sync_notifier(api_client: Any, adapter: NotifyingAdapter, items: list[dict[str, Any]]) -> None:
     """Hand the AlertRules and the NotificationChannels of their namespaces to the notifier."""
-    from kubernetes_asyncio.client.exceptions import ApiException
-
-    from klaxon.kube.status import list_channels
+    from klaxon.kube.status import ApiException, list_channels
 
     await adapter.sync_rules(items)
     for ns in adapter.namespaces:

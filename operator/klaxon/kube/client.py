@@ -18,6 +18,8 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import Counter, Histogram
 
 Body = dict[str, Any]
+#: The connection settings type, for modules outside klaxon.kube (which never import the client library).
+Configuration = k8s.Configuration
 
 MERGE_PATCH = "application/merge-patch+json"
 

@@ -11,6 +11,9 @@ from typing import Any
 
 from kubernetes_asyncio import client, watch
 from kubernetes_asyncio.client import ApiClient
+from kubernetes_asyncio.client.exceptions import ApiException
+
+__all__ = ["ApiException"]  # re-exported: callers outside klaxon.kube catch it without the library
 
 GROUP = "klaxon.dev"
 VERSION = "v1alpha1"

@@ -8,9 +8,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes_asyncio import client as k8s
-
-from ..kube.client import Body, KubeClient
+from ..kube.client import Body, Configuration, KubeClient
 from .conditions import Cond
 from .refs import Key, SingleView
 
@@ -34,7 +32,7 @@ class Options:
     image: str = "ghcr.io/klaxon-dev/klaxon:0.1.0"
     image_pull_policy: str = "IfNotPresent"
     image_pull_secrets: tuple[str, ...] = ()
-    kube_configuration: k8s.Configuration | None = None
+    kube_configuration: Configuration | None = None
     kubeconfig: str | None = None
     context: str | None = None
     resync_seconds: float = 600.0
