@@ -62,6 +62,37 @@ async def test_an_episode_lasts_from_firing_to_inactive_and_survives_a_restart(t
     n2.outbox.close()
 
 
+async def test_a_firing_replayed_after_a_lost_status_write_keeps_its_episode(tmp_path: Path) -> None:
+    """Notified, then the process died before the status write: the restarted evaluator comes back
+    with the series Pending and fires it again; that is the same episode, not a second alert."""
+    config = AlertConfigSpec.model_validate({"defaults": {"channels": ["ops"]}})
+    ref = rule("hot", BODY)
+
+    async def send(adapter: NotifyingAdapter, t: Transition, labels: dict[str, str] = LAB) -> Any:
+        out = adapter.to_notification(Notification(ref, dict(labels), t, 95.0))
+        await adapter.notifier.handle(out)
+        return out
+
+    n1 = make(tmp_path / "o.sqlite")
+    first = await send(NotifyingAdapter(n1, "default", "main", config), tr(100, "Inactive", "Firing"))
+    assert n1.outbox.counts() == {"pending": 1}
+    n1.outbox.close()
+
+    n2 = make(tmp_path / "o.sqlite")
+    b = NotifyingAdapter(n2, "default", "main", config)
+    replay = await send(b, tr(160, "Pending", "Firing"))
+    assert replay.episode_id == first.episode_id
+    assert n2.outbox.counts() == {"pending": 1}  # nothing more queued: notified once
+    # a series the notifier never saw firing starts its own episode, and is notified
+    other = await send(b, tr(160, "Pending", "Firing"), {"room": "hall"})
+    assert other.episode_id != first.episode_id and n2.outbox.counts() == {"pending": 2}
+    # after the resolution, the next firing of the replayed series is a new episode again
+    await send(b, tr(300, "Firing", "Inactive", None, "critical"))
+    again = await send(b, tr(900, "Pending", "Firing"))
+    assert again.episode_id not in (first.episode_id, other.episode_id)
+    n2.outbox.close()
+
+
 async def test_dedup_template_rule_channels_and_forgetting_a_rule(tmp_path: Path) -> None:
     ref = rule("hot", {**BODY, "notify": {"dedupKey": "{rule}:{room}:{team}:{missing}", "channels": ["pager"]}})
     n = make(tmp_path / "o.sqlite")

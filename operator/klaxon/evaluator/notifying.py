@@ -12,7 +12,9 @@
 - episode id: a new one (hash of rule uid, series labels and the time the series started firing)
   whenever a series enters Firing from outside an episode (Inactive, Pending, NoData, Error);
   escalations, de-escalations, Recovering → Firing and the resolution keep the episode — after
-  a restart the notifier's outbox remembers it (``Notifier.episode``);
+  a restart the notifier's outbox remembers it (``Notifier.episode``); so does the first
+  Inactive/Pending → Firing of a series after a restart while the outbox still holds it firing
+  (the status write after the notification was lost: no second "new episode" notification);
 - channels: ``spec.notify.channels``, else the AlertConfig's ``defaults.channels``.
 
 The evaluator's ``muted`` flag is not needed: the notifier applies ``spec.mute`` itself (and
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: A series coming from one of these states into Firing continues its episode.
 _IN_EPISODE = ("Firing", "Recovering")
+#: States a series restarts in when its last status write was lost (its state before firing).
+_REPLAYABLE = ("Inactive", "Pending")
 
 
 def episode_id(uid: str, labels: Mapping[str, str], since: float) -> str:
@@ -84,6 +88,8 @@ class NotifyingAdapter:
         self.config_namespace, self.config_name = config_namespace, config_name
         self.config = config
         self._episodes: dict[tuple[str, SeriesKey], str] = {}
+        #: series with a transition in this process (the first one after a start may be a replay)
+        self._handled: set[tuple[str, SeriesKey]] = set()
         self._rules: dict[tuple[str, str], str] = {}  # (ns, name) -> fingerprint
         self._channels: dict[tuple[str, str], str] = {}
         self.handled = 0
@@ -146,8 +152,16 @@ class NotifyingAdapter:
     def _episode(self, n: Notification, dedup: str) -> str:
         ref, tr = n.rule, n.transition
         mem = (ref.uid, series_key(n.labels))
+        first_seen = mem not in self._handled
+        self._handled.add(mem)
         if tr.to_state == "Firing" and tr.from_state not in _IN_EPISODE:
-            ep = episode_id(ref.uid, n.labels, tr.t)
+            replayed = None
+            if first_seen and tr.from_state in _REPLAYABLE:
+                # The first transition of this series since the process started, into a Firing the
+                # notifier already holds and never resolved: the same episode once more. The status
+                # write that would have recorded it was lost (a crash between send and write).
+                replayed = self.notifier.episode(ref.namespace, ref.name, dedup)
+            ep = replayed or episode_id(ref.uid, n.labels, tr.t)
         else:
             ep = (
                 self._episodes.get(mem)
