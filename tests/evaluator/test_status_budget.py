@@ -87,3 +87,27 @@ async def test_budget_of_one_defers_without_losing_a_change_and_failures_retry()
     sink.fail.clear()
     third = await writer.write_all(items, 120.0)
     assert third.written == [("ns", "b")]  # the change was never dropped
+
+
+async def test_constant_changes_do_not_starve_heartbeats() -> None:
+    """40 rules flap every cycle, 10 are quiet: with a budget of 60 a minute (10 per 10 s cycle),
+    the quiet ones still get their heartbeats (one write in five is a heartbeat when both wait)."""
+    sink = Sink()
+    writer = StatusWriter(sink, heartbeat_s=60, max_per_minute=60)
+    flapping = [f"f{i:02d}" for i in range(40)]
+    quiet = [f"q{i}" for i in range(10)]
+    for n in flapping + quiet:
+        writer.seed("ns", n, status("Inactive", 0), at=0.0)
+    beats: dict[str, int] = {}
+    deferred = 0
+    for step, t in enumerate(float(x) for x in range(60, 60 * 11, 10)):  # ten minutes, a cycle every 10 s
+        items = [("ns", n, status("Firing" if (step + i) % 2 else "Inactive", t)) for i, n in enumerate(flapping)]
+        items += [("ns", n, status("Inactive", t)) for n in quiet]
+        report = await writer.write_all(items, t)
+        deferred += report.deferred_changes
+        for _, n in report.written:
+            if n.startswith("q"):
+                beats[n] = beats.get(n, 0) + 1
+    assert deferred > 300  # the changes alone exceed the budget (after the first minute's burst)
+    assert set(beats) == set(quiet)  # every quiet rule was heartbeated ...
+    assert min(beats.values()) >= 3  # ... every few minutes (4 here), not once and never again

@@ -71,12 +71,17 @@ class WriteReport:
     deferred_heartbeats: int = 0
 
 
+#: With both waiting, one write in this many goes to a heartbeat (the rest to changes).
+HEARTBEAT_SHARE = 5
+
+
 class StatusWriter:
     """Writes a status when its significant part changed or `heartbeat_s` passed since the last write.
 
     With `max_per_minute` (the AlertConfig's `evaluator.maxStatusWritesPerMinute`) writes draw
-    from a token bucket: `write_all` spends it on changed statuses first (new rules included),
-    then on heartbeats, oldest first; what does not fit waits for the next cycle.
+    from a token bucket: `write_all` spends it on changed statuses first (new rules included) —
+    except that every ``HEARTBEAT_SHARE``-th write goes to the oldest due heartbeat — then on the
+    remaining heartbeats, oldest first; what does not fit waits for the next cycle.
     """
 
     def __init__(self, write: WriteFn, heartbeat_s: float, max_per_minute: float | None = None) -> None:
@@ -110,7 +115,19 @@ class StatusWriter:
             elif self.needs_write(ns, name, status, now):
                 beats.append((self._last[(ns, name)][1], ns, name, status))
         beats.sort(key=lambda b: b[0])
-        queue = [(True, *c) for c in changes] + [(False, ns, name, st) for _, ns, name, st in beats]
+        # Changes first, but every HEARTBEAT_SHARE-th slot goes to the oldest due heartbeat: rules
+        # changing all the time cannot starve the others of their heartbeat.
+        queue: list[tuple[bool, str, str, dict[str, Any]]] = []
+        ci = bi = 0
+        while ci < len(changes) or bi < len(beats):
+            beat_turn = len(queue) % HEARTBEAT_SHARE == HEARTBEAT_SHARE - 1
+            if bi < len(beats) and (ci >= len(changes) or beat_turn):
+                _, ns, name, st = beats[bi]
+                queue.append((False, ns, name, st))
+                bi += 1
+            else:
+                queue.append((True, *changes[ci]))
+                ci += 1
         for i, (_is_change, ns, name, status) in enumerate(queue):
             if self.bucket is not None and not self.bucket.take(now):
                 rest = queue[i:]
