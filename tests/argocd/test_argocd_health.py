@@ -1,7 +1,8 @@
 """Argo CD health checks, run by a real Lua interpreter against sample objects.
 
 Argo CD runs these scripts with a global ``obj`` (the live object) and reads ``status`` and
-``message`` from the returned table. The harness here does the same with Debian's lua5.4:
+``message`` from the returned table (gopher-lua, Lua 5.1 semantics). The harness here does the
+same with Debian's lua5.1 and lua5.4 (every test runs under both):
 the object is turned into a Lua table literal, the script is loaded with dofile, and the result
 printed. A firing AlertRule is Healthy: health says whether the object is in effect, and
 firing is a rule doing its job.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,14 @@ REPO = Path(__file__).resolve().parents[2]
 ARGO = REPO / "deploy" / "argocd"
 KINDS = ["AlertRule", "AlertConfig", "NotificationChannel"]
 LUA = shutil.which("lua5.4") or "/usr/bin/lua5.4"
+INTERPRETERS = ["lua5.1", "lua5.4"]  # Argo CD's gopher-lua is Lua 5.1; 5.4 keeps us honest on newer Luas
+
+
+@pytest.fixture(autouse=True, params=INTERPRETERS)
+def interpreter(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    path = shutil.which(request.param) or f"/usr/bin/{request.param}"
+    monkeypatch.setattr(sys.modules[__name__], "LUA", path)
+    return path
 
 
 def lua_string(text: str) -> str:
@@ -79,7 +89,12 @@ def ready(status: str, reason: str = "", message: str = "", **extra: Any) -> dic
 
 
 def test_lua_is_there() -> None:
-    assert Path(LUA).exists(), "install Debian's lua5.4 (apt-get install lua5.4)"
+    assert Path(LUA).exists(), f"install Debian's {Path(LUA).name} (apt-get install lua5.1 lua5.4)"
+
+
+def test_each_interpreter_really_runs(interpreter: str) -> None:
+    proc = subprocess.run([LUA, "-"], input="io.write(_VERSION)", capture_output=True, text=True)
+    assert proc.stdout == "Lua " + Path(interpreter).name.removeprefix("lua")
 
 
 def test_literal_round_trips_awkward_strings() -> None:
