@@ -122,8 +122,13 @@ async def test_one_replica_evaluates_the_other_stands_by_and_takes_over(
         for s in stops.values():
             s.set()
         await asyncio.wait_for(asyncio.gather(a, b, return_exceptions=True), 10)
-    lease = kube.get_object(LEASES, LEASE, "mon")["spec"]
-    assert lease["leaseTransitions"] >= 1
+    lease = kube.get_object(LEASES, LEASE, "mon")
+    assert lease["spec"]["leaseTransitions"] >= 1
+    # owned by the AlertConfig: deleting it takes the Lease along (no leftovers)
+    config_uid = kube.get_object(AC, "main", "mon")["metadata"]["uid"]
+    assert [r["uid"] for r in lease["metadata"]["ownerReferences"]] == [config_uid]
+    kube.delete_object(AC, "main", "mon")
+    assert kube.get_object(LEASES, LEASE, "mon") is None
 
 
 async def test_event_ingestion_runs_on_shard_zero_only(kube, kube_api, prometheus_server, tmp_path) -> None:

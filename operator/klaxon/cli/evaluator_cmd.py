@@ -374,6 +374,11 @@ async def run_loop(
     health = Health(stale_s=max(60.0, 10 * tick))
     keeper: asyncio.Task[None] | None = None
     if elector is not None:
+        meta = cfg_obj.get("metadata") or {}
+        if not elector.owner_references and meta.get("uid"):  # the Lease goes when the AlertConfig goes
+            elector.owner_references = [
+                {"apiVersion": "klaxon.dev/v1alpha1", "kind": "AlertConfig", "name": cfg_name, "uid": meta["uid"]}
+            ]
         if not await wait_for_lease(elector, health, metrics, args.metrics_port, stop):
             return 0
         keeper = asyncio.create_task(elector.keep())

@@ -52,6 +52,8 @@ class LeaderElector:
     deadline: float = 10.0  # how long the leader keeps failing to renew before it gives up
     leading: asyncio.Event = field(default_factory=asyncio.Event)
     lost: asyncio.Event = field(default_factory=asyncio.Event)
+    #: put on the Lease when this elector creates it, so it is garbage-collected with its owner
+    owner_references: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def ref(self) -> Ref:
@@ -74,7 +76,11 @@ class LeaderElector:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
+                "metadata": {
+                    "name": self.name,
+                    "namespace": self.namespace,
+                    **({"ownerReferences": self.owner_references} if self.owner_references else {}),
+                },
                 "spec": self._spec(0),
             }
             try:
