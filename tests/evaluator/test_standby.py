@@ -162,3 +162,20 @@ async def test_event_ingestion_runs_on_shard_zero_only(kube, kube_api, prometheu
     # shard 0 keeps its event state in its state dir across restarts; shard 1 has none
     assert (tmp_path / "0-2" / "events-state.json").exists()
     assert not (tmp_path / "1-2" / "events-state.json").exists()
+
+
+def test_a_standby_stays_alive_and_a_new_leader_starts_fresh(monkeypatch) -> None:
+    """Liveness must not restart a standby that waited longer than the staleness limit, and the
+    replica that takes over gets the full limit for its first cycle."""
+    import klaxon.cli.evaluator_cmd as cmd
+
+    now = {"t": 1000.0}
+    monkeypatch.setattr(cmd.time, "monotonic", lambda: now["t"])
+    health = cmd.Health(stale_s=60)
+    health.leading = False
+    now["t"] += 3600  # an hour as a standby
+    assert health.ok() and not health.ready()
+    health.lead()
+    assert health.ok() and health.ready()
+    now["t"] += 61  # no cycle finished within the limit: stale now
+    assert not health.ok() and not health.ready()

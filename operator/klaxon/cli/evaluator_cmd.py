@@ -157,8 +157,14 @@ class Health:
         self.leading = True
 
     def ok(self) -> bool:
+        if not self.leading:
+            return True  # a standby runs no cycles: alive is all it can be
         ref = self.last_cycle if self.last_cycle is not None else self.started
         return time.monotonic() - ref < self.stale_s
+
+    def lead(self) -> None:
+        """This replica took over: cycles start now (standby time does not count as stale)."""
+        self.leading, self.started, self.last_cycle = True, time.monotonic(), None
 
     def ready(self) -> bool:
         return self.leading and self.ok()
@@ -350,7 +356,8 @@ async def wait_for_lease(
             t.cancel()
         if runner is not None:
             await runner.cleanup()
-    health.leading = elector.leading.is_set()
+    if elector.leading.is_set():
+        health.lead()
     return health.leading
 
 
