@@ -1,8 +1,9 @@
 """Replicas of one shard: one holds the shard's Lease and evaluates, the others stand by.
 
 Two `klaxon evaluator` loops for the same shard against the emulated API and a real Prometheus.
-The standby answers /healthz 200 and /readyz 503 and writes nothing; when the leader stops it
-releases the Lease, the standby takes over and carries on. Events go to shard 0 only.
+The standby is alive and ready (a rollout can replace pods one by one), writes nothing and
+forwards events to the leader; when the leader stops it releases the Lease, the standby takes
+over and carries on. Events go to shard 0 only.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from evaluator.helpers import MIN, T0, minutes
-from klaxon.cli.evaluator_cmd import run_loop
+from klaxon.cli.evaluator_cmd import LEADER_ADDRESS, run_loop
 from klaxon.cli.main import build_parser
 from klaxon.kube.client import KubeClient
 from klaxon.kube.lease import LeaderElector
@@ -50,9 +51,10 @@ def setup(kube: Any, prom_url: str, **spec: Any) -> None:
     )
 
 
-def elector(kube_api: Any, identity: str) -> LeaderElector:
+def elector(kube_api: Any, identity: str, address: str = "") -> LeaderElector:
     return LeaderElector(
-        KubeClient(kube_api), "mon", LEASE, identity, duration=2.0, renew=0.1, retry=0.1, deadline=1.0
+        KubeClient(kube_api), "mon", LEASE, identity, duration=2.0, renew=0.1, retry=0.1, deadline=1.0,
+        annotations={LEADER_ADDRESS: address} if address else {},
     )
 
 
@@ -102,8 +104,8 @@ async def test_one_replica_evaluates_the_other_stands_by_and_takes_over(
         )
         base_b = f"http://127.0.0.1:{ports['b']}"
         await wait_for(lambda: serving(f"{base_b}/healthz"), timeout=5)
-        assert await status_of(f"{base_b}/readyz") == 503  # standby: no Service traffic
-        assert await status_of(f"{base_b}/healthz") == 200  # ... but alive
+        assert await status_of(f"{base_b}/readyz") == 200  # a standby is ready (rollouts progress)
+        assert await status_of(f"{base_b}/healthz") == 200
         assert await status_of(f"http://127.0.0.1:{ports['a']}/readyz") == 200
         assert not b.done() and holder(kube) == "pod-a"
 
@@ -174,8 +176,52 @@ def test_a_standby_stays_alive_and_a_new_leader_starts_fresh(monkeypatch) -> Non
     health = cmd.Health(stale_s=60)
     health.leading = False
     now["t"] += 3600  # an hour as a standby
-    assert health.ok() and not health.ready()
+    assert health.ok() and health.ready()
     health.lead()
     assert health.ok() and health.ready()
     now["t"] += 61  # no cycle finished within the limit: stale now
     assert not health.ok() and not health.ready()
+
+
+async def test_a_standby_forwards_events_to_the_leader(kube, kube_api, prometheus_server, tmp_path) -> None:
+    prom = prometheus_server(series=[({"__name__": "temp", "room": "lab"}, minutes(T0, T0 + 10 * MIN, 1.0))])
+    kube.create_object(
+        "v1/secrets",
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ev"}, "data": {"token": "c2VjcmV0"}},
+        namespace="mon",
+    )
+    setup(kube, prom.url, events={"token": {"name": "ev", "key": "token"}})
+    ports = {"a": free_port(), "b": free_port()}
+    stop = asyncio.Event()
+    tasks = {}
+
+    def start(who: str) -> asyncio.Task[int]:
+        args = build_parser().parse_args(
+            ["evaluator", "--config", "mon/main", "--tick", "0.05", "--metrics-port", str(ports[who]),
+             "--state-dir", str(tmp_path / who)]
+        )
+        return asyncio.create_task(
+            run_loop(args, kube_api, stop, elector=elector(kube_api, f"pod-{who}", f"127.0.0.1:{ports[who]}"))
+        )
+
+    async def post(who: str) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as s, s.post(
+            f"http://127.0.0.1:{ports[who]}/v1/events",
+            json=[{"id": "e1", "timestamp": "2026-01-01T00:00:00Z"}],
+            headers={"Authorization": "Bearer secret"},
+        ) as r:
+            return r.status, await r.json()
+
+    tasks["a"] = start("a")
+    await wait_for(lambda: holder(kube) == "pod-a", timeout=10)
+    tasks["b"] = start("b")
+    try:
+        await wait_for(lambda: serving(f"http://127.0.0.1:{ports['a']}/healthz"), timeout=10)
+        await wait_for(lambda: serving(f"http://127.0.0.1:{ports['b']}/healthz"), timeout=10)
+        assert await post("b") == (202, {"accepted": 1, "duplicates": 0})  # through the standby ...
+        assert await post("a") == (202, {"accepted": 0, "duplicates": 1})  # ... into the leader's service
+        status, body = await post("b")
+        assert (status, body["duplicates"]) == (202, 1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks.values(), return_exceptions=True), 10)

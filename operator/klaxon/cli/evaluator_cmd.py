@@ -24,12 +24,13 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -47,7 +48,7 @@ from klaxon.evaluator import (
     parse_shard,
     shard_of,
 )
-from klaxon.evaluator.ingest import EventService, event_service_for, mount_event_routes
+from klaxon.evaluator.ingest import EVENTS_PATH, EventService, event_service_for, mount_event_routes
 from klaxon.evaluator.notifying import NotifyingAdapter
 from klaxon.kube.lease import LeaderElector
 from klaxon.notify import Notifier
@@ -158,7 +159,7 @@ class Health:
 
     def ok(self) -> bool:
         if not self.leading:
-            return True  # a standby runs no cycles: alive is all it can be
+            return True  # a standby runs no cycles: alive and ready to take over is all it can be
         ref = self.last_cycle if self.last_cycle is not None else self.started
         return time.monotonic() - ref < self.stale_s
 
@@ -167,11 +168,18 @@ class Health:
         self.leading, self.started, self.last_cycle = True, time.monotonic(), None
 
     def ready(self) -> bool:
-        return self.leading and self.ok()
+        """Standbys are ready too: rollouts replace pods one by one (a new standby becomes ready, the
+        old leader goes and hands the Lease over), and a standby forwards events to the leader."""
+        return self.ok()
 
 
 async def serve_http(
-    metrics: Metrics, health: Health, port: int, host: str = "0.0.0.0", events: EventService | None = None
+    metrics: Metrics,
+    health: Health,
+    port: int,
+    host: str = "0.0.0.0",
+    events: EventService | None = None,
+    forward: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
 ) -> web.AppRunner:
     async def metrics_handler(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -181,8 +189,8 @@ async def serve_http(
 
     async def ready_handler(_: web.Request) -> web.Response:
         if not health.leading:
-            return web.Response(text="standby: waiting for the shard's Lease\n", status=503)
-        return web.Response(text="ok\n" if health.ok() else "stale\n", status=200 if health.ok() else 503)
+            return web.Response(text="standby (the shard's Lease is held by another replica)\n")
+        return web.Response(text="ok\n" if health.ready() else "stale\n", status=200 if health.ready() else 503)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics_handler)
@@ -190,6 +198,8 @@ async def serve_http(
     app.router.add_get("/readyz", ready_handler)
     if events is not None:  # live event rules: POST /v1/events (klaxon.evaluator.ingest)
         mount_event_routes(app, events)
+    elif forward is not None:  # a standby: the leader takes events
+        app.router.add_post(EVENTS_PATH, forward)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -341,12 +351,46 @@ async def sync_notifier(api_client: Any, adapter: NotifyingAdapter, items: list[
         await adapter.sync_channels(ns, channels)
 
 
+LEADER_ADDRESS = "klaxon.dev/leader-address"
+_FORWARDED = ("Authorization", "Content-Type")
+
+
+async def forward_events(request: web.Request, leader: str | None) -> web.StreamResponse:
+    """Hand one ``POST /v1/events`` to the leader (``host:port`` from its Lease) and relay the answer;
+    503 with Retry-After while no leader is known or it cannot be reached."""
+
+    def unavailable(problem: str) -> web.Response:
+        body = {"errors": [{"index": None, "field": None, "problem": problem}]}
+        return web.json_response(body, status=503, headers={"Retry-After": "1"})
+
+    if not leader:
+        return unavailable("this evaluator is a standby and no leader is known yet")
+    body = await request.read()
+    headers = {k: request.headers[k] for k in _FORWARDED if k in request.headers}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session, session.post(
+            f"http://{leader}{EVENTS_PATH}", data=body, headers=headers
+        ) as resp:
+            answer = await resp.read()
+            kept = ("Content-Type", "Retry-After", "WWW-Authenticate")
+            relay = {k: resp.headers[k] for k in kept if k in resp.headers}
+            return web.Response(body=answer, status=resp.status, headers=relay)
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        log.warning("forwarding events to the leader at %s failed: %s", leader, type(exc).__name__)
+        return unavailable("the leader could not be reached")
+
+
 async def wait_for_lease(
     elector: LeaderElector, health: Health, metrics: Metrics, port: int, stop: asyncio.Event
 ) -> bool:
-    """A standby: serve /healthz (alive) and /readyz (503) until the Lease is ours or we stop."""
+    """A standby: serve /healthz and /readyz, forward ``POST /v1/events`` to the leader, until the
+    Lease is ours or we stop."""
     health.leading = False
-    runner = await serve_http(metrics, health, port) if port else None
+
+    async def forward(request: web.Request) -> web.StreamResponse:
+        return await forward_events(request, elector.holder_annotation(LEADER_ADDRESS))
+
+    runner = await serve_http(metrics, health, port, forward=forward) if port else None
     acquire = asyncio.create_task(elector.acquire())
     stopped = asyncio.create_task(stop.wait())
     try:
@@ -543,6 +587,9 @@ def make_elector(args: argparse.Namespace, api: Any) -> LeaderElector | None:
 
     identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     d = args.lease_duration
+    pod_ip = os.environ.get("POD_IP")
+    # where standbys forward events: this pod's address while it leads
+    annotations = {LEADER_ADDRESS: f"{pod_ip}:{args.metrics_port}"} if pod_ip and args.metrics_port else {}
     return LeaderElector(
         KubeClient(api, field_manager="klaxon-evaluator"),
         args.config.partition("/")[0],
@@ -552,6 +599,7 @@ def make_elector(args: argparse.Namespace, api: Any) -> LeaderElector | None:
         renew=max(0.2, d / 3),
         retry=max(0.2, d / 3),
         deadline=max(0.5, d * 2 / 3),
+        annotations=annotations,
     )
 
 

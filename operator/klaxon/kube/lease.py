@@ -54,6 +54,10 @@ class LeaderElector:
     lost: asyncio.Event = field(default_factory=asyncio.Event)
     #: put on the Lease when this elector creates it, so it is garbage-collected with its owner
     owner_references: list[dict[str, object]] = field(default_factory=list)
+    #: written on the Lease while this elector holds it (e.g. where the leader can be reached)
+    annotations: dict[str, str] = field(default_factory=dict)
+    #: the Lease as last read: lets candidates see the holder's annotations
+    observed: Body | None = None
 
     @property
     def ref(self) -> Ref:
@@ -71,7 +75,7 @@ class LeaderElector:
 
     async def try_acquire(self) -> bool:
         """One attempt: create, renew our own, or take over an expired Lease (optimistic locking)."""
-        lease = await self.kube.get(self.ref)
+        lease = self.observed = await self.kube.get(self.ref)
         if lease is None:
             body = {
                 "apiVersion": "coordination.k8s.io/v1",
@@ -80,6 +84,7 @@ class LeaderElector:
                     "name": self.name,
                     "namespace": self.namespace,
                     **({"ownerReferences": self.owner_references} if self.owner_references else {}),
+                    **({"annotations": dict(self.annotations)} if self.annotations else {}),
                 },
                 "spec": self._spec(0),
             }
@@ -95,10 +100,10 @@ class LeaderElector:
         if not ours and not lease_expired(lease, _now()):
             return False
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if ours else 1)
-        patch = {
-            "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
-            "spec": self._spec(transitions, spec.get("acquireTime") if ours else None),
-        }
+        meta: dict[str, object] = {"resourceVersion": lease["metadata"]["resourceVersion"]}
+        if self.annotations:
+            meta["annotations"] = dict(self.annotations)
+        patch = {"metadata": meta, "spec": self._spec(transitions, spec.get("acquireTime") if ours else None)}
         try:
             await self.kube.merge_patch(self.ref, patch)
         except KubeError as exc:
@@ -106,6 +111,14 @@ class LeaderElector:
                 return False
             raise
         return True
+
+    def holder_annotation(self, key: str) -> str | None:
+        """An annotation of the Lease as last read, while someone holds it."""
+        lease = self.observed or {}
+        if not (lease.get("spec") or {}).get("holderIdentity"):
+            return None
+        value = ((lease.get("metadata") or {}).get("annotations") or {}).get(key)
+        return str(value) if value else None
 
     async def acquire(self) -> None:
         while not await self._attempt():

@@ -161,8 +161,8 @@ def build_evaluator_deployment(
     selector = {**selector_labels(config_name), SHARD_LABEL: str(shard)}
     ident = f"{namespace}/{config_name}"
     probe = {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10, "timeoutSeconds": 5}
-    # Ready only while this replica holds its shard's Lease: Services (metrics, events) reach the
-    # one active replica; standbys stay alive (liveness) without taking traffic.
+    # /readyz: the leader while its cycles keep finishing, and any standby (it forwards events to
+    # the leader); so a rolling update can bring a new standby up before the old leader goes.
     ready = {**probe, "httpGet": {"path": "/readyz", "port": "metrics"}, "periodSeconds": 5}
     resources = spec.evaluator.resources
     container = {
@@ -189,6 +189,8 @@ def build_evaluator_deployment(
             {"name": "KLAXON_SHARD", "value": f"{shard}/{shards}"},
             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            # the leader publishes it on its Lease: standbys forward events there
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         ],
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
         "livenessProbe": {**probe, "initialDelaySeconds": 10, "failureThreshold": 6},
