@@ -86,10 +86,20 @@ async def test_a_firing_replayed_after_a_lost_status_write_keeps_its_episode(tmp
     # a series the notifier never saw firing starts its own episode, and is notified
     other = await send(b, tr(160, "Pending", "Firing"), {"room": "hall"})
     assert other.episode_id != first.episode_id and n2.outbox.counts() == {"pending": 2}
+    # long after the held episode started, a Firing after a restart is a new episode (the old one
+    # ended while nobody watched): it is notified
+    n2.outbox.close()
+    n3 = make(tmp_path / "o.sqlite")
+    c = NotifyingAdapter(n3, "default", "main", config)
+    late = await send(c, tr(100 + 3 * 3600, "Pending", "Firing"))
+    assert late.episode_id != first.episode_id and n3.outbox.counts() == {"pending": 3}
+    n3.outbox.close()
+    n2 = make(tmp_path / "o.sqlite")
+    b = NotifyingAdapter(n2, "default", "main", config)
     # after the resolution, the next firing of the replayed series is a new episode again
-    await send(b, tr(300, "Firing", "Inactive", None, "critical"))
-    again = await send(b, tr(900, "Pending", "Firing"))
-    assert again.episode_id not in (first.episode_id, other.episode_id)
+    await send(b, tr(100 + 3 * 3600 + 60, "Firing", "Inactive", None, "critical"))
+    again = await send(b, tr(100 + 4 * 3600, "Pending", "Firing"))
+    assert again.episode_id not in (first.episode_id, other.episode_id, late.episode_id)
     n2.outbox.close()
 
 

@@ -111,3 +111,21 @@ async def test_constant_changes_do_not_starve_heartbeats() -> None:
     assert deferred > 300  # the changes alone exceed the budget (after the first minute's burst)
     assert set(beats) == set(quiet)  # every quiet rule was heartbeated ...
     assert min(beats.values()) >= 3  # ... every few minutes (4 here), not once and never again
+
+
+async def test_heartbeats_get_their_turn_even_below_five_writes_a_cycle() -> None:
+    """One token per cycle and a change every cycle: every fifth write is still a heartbeat."""
+    sink = Sink()
+    writer = StatusWriter(sink, heartbeat_s=60, max_per_minute=6)  # 1 write per 10 s cycle
+    writer.seed("ns", "quiet", status("Inactive", 0), at=0.0)
+    writer.seed("ns", "flap", status("Inactive", 0), at=0.0)
+    written: list[str] = []
+    assert writer.bucket is not None
+    for step, t in enumerate(float(x) for x in range(60, 60 + 10 * 60, 10)):
+        writer.bucket.tokens = 0.0  # exactly one token per cycle (the refill of 10 s)
+        flap = status("Firing" if step % 2 else "Inactive", t)
+        items = [("ns", "flap", flap), ("ns", "quiet", status("Inactive", t))]
+        report = await writer.write_all(items, t)
+        written += [n for _, n in report.written]
+    assert written.count("quiet") >= 10  # ~ one write in five of 60
+    assert written.count("flap") >= 40

@@ -164,3 +164,39 @@ async def test_two_shard_processes_split_rules_without_overlap_or_gap(
     assert written["0/2"].isdisjoint(written["1/2"])
     assert written["0/2"] | written["1/2"] == set(names)
     assert all(state(kube, n, "mon") == "Firing" for n in names)
+
+
+async def test_a_namespace_that_cannot_be_listed_yet_neither_stops_the_evaluator_nor_drops_rules(
+    kube, kube_api, prometheus_server, monkeypatch, tmp_path
+) -> None:
+    """A listed namespace whose Role is not there yet (403): the evaluator runs on with the other
+    namespaces, retries that one with backoff and picks its rules up once it can read them."""
+    prom = prometheus_server(series=[({"__name__": "temp", "room": "lab"}, minutes(T0, T0 + 180 * MIN, 95.0))])
+    kube.create_object(
+        AC,
+        {"apiVersion": "klaxon.dev/v1alpha1", "kind": "AlertConfig", "metadata": {"name": "main"},
+         "spec": {"prometheus": {"url": prom.url}, "allowedNamespaces": ["team"]}},
+        namespace="mon",
+    )
+    kube.create_object(AR, ar("first"), namespace="mon")
+    kube.create_object(AR, ar("second"), namespace="team")
+    kube.inject_error(403, method="GET", resource=AR, namespace="team", times=3)
+
+    import klaxon.cli.evaluator_cmd as cmd
+
+    monkeypatch.setattr(cmd, "clock", lambda: T0 + 60 * MIN)
+    args = build_parser().parse_args(
+        ["evaluator", "--config", "mon/main", "--tick", "0.05", "--metrics-port", "0", "--state-dir", str(tmp_path)]
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_loop(args, kube_api, stop))
+    try:
+        await until(lambda: state(kube, "first", "mon") == "Firing")
+        assert not task.done()
+        await until(lambda: state(kube, "second", "team") == "Firing", timeout=15)
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 10) == 0
+    refused = [r for r in kube.requests("GET", AR) if r.namespace == "team" and r.status == 403]
+    assert len(refused) == 3
+    kube.log[:] = [r for r in kube.log if r.status != 403]

@@ -101,3 +101,30 @@ async def test_an_unreadable_state_file_is_reported_and_ignored(tmp_path: Path, 
     assert any("unreadable" in r.getMessage() for r in caplog.records)
     svc.save_state()  # and it is replaced by a good one
     assert service(path, Sent()).rules[("site", "doors")].entries.open["A"].count == 2
+
+
+async def test_stopping_before_the_rules_were_listed_keeps_the_saved_state(tmp_path: Path) -> None:
+    """A restart that stops again before its first listing (slow API, SIGTERM) must not wipe the file."""
+    from klaxon.evaluator.ingest import sync_rules
+
+    path = tmp_path / "events-state.json"
+    sent = Sent()
+    first = service(path, sent)
+    await first.process(evs(("A", 0), ("A", 10)))
+    await first.stop()
+
+    quick, _ = make_service(CONFIG, notifier=sent, state_path=path, status_interval_s=0)
+    await quick.stop()  # no rule was listed
+    assert service(path, sent).rules[("site", "doors")].entries.open["A"].count == 2
+
+    # a listing that failed for a namespace is not complete: nothing is dropped either
+    partial, _ = make_service(CONFIG, notifier=sent, state_path=path, status_interval_s=0)
+    sync_rules(partial, [], complete=False)
+    await partial.stop()
+    assert service(path, sent).rules[("site", "doors")].entries.open["A"].count == 2
+
+    # once the rules were listed completely, a rule that is gone leaves the file
+    done, _ = make_service(CONFIG, notifier=sent, state_path=path, status_interval_s=0)
+    sync_rules(done, [])
+    await done.stop()
+    assert service(path, sent).rules[("site", "doors")].entries.open == {}

@@ -208,3 +208,32 @@ async def test_guarded_email_connects_to_the_vetted_address_not_a_second_lookup(
     finally:
         controller.stop()
     assert looked_up == ["mail.klaxon.test"] and len(inbox.envelopes) == 1
+
+
+async def test_guarded_email_never_connects_when_the_check_could_not_resolve(monkeypatch: Any) -> None:
+    """A failed lookup during the check is not a pass: smtplib's own (unchecked) lookup could be
+    answered with a refused address the second time."""
+    from email.message import EmailMessage
+
+    from klaxon.notify.drivers import DeliveryError, SmtpJob, send_email
+
+    loop = asyncio.get_running_loop()
+
+    async def flaky(host: Any, *args: Any, **kw: Any) -> Any:
+        raise socket.gaierror(socket.EAI_AGAIN, "temporary failure")
+
+    connects: list[Any] = []
+
+    def connect(*args: Any, **kw: Any) -> Any:
+        connects.append(args)
+        raise OSError("must not connect")
+
+    monkeypatch.setattr(loop, "getaddrinfo", flaky)
+    monkeypatch.setattr(socket, "create_connection", connect)
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = "klaxon@example.com", "ops@example.com", "x"
+    msg.set_content("x")
+    job = SmtpJob("mail.klaxon.test", 25, "none", None, None, msg)
+    with pytest.raises(DeliveryError, match="did not resolve") as err:
+        await send_email(job, 5.0, ssl.create_default_context(), guard=True)
+    assert err.value.retryable and connects == []

@@ -276,10 +276,13 @@ async def prometheus_client(api_client: Any, namespace: str, config: AlertConfig
 
 
 class RuleFeed:
-    """The AlertConfig's rules: one list at start, then a watch; events queue up for the main loop.
+    """The AlertConfig's rules: one list at start, then a watch per namespace (or one cluster-wide);
+    events queue up for the main loop.
 
     A watch that ends is resumed from the last resourceVersion; one that fails (410 Gone, a
-    connection error) is replaced by a fresh list, queued as one `SYNC` event.
+    connection error, 403 while its Role is not there yet) lists that namespace again — with
+    backoff up to 30 s — and queues the whole picture as one `SYNC` event. A namespace that cannot
+    be listed keeps the rules last seen there: a transient error never looks like deleted rules.
     """
 
     def __init__(
@@ -293,23 +296,65 @@ class RuleFeed:
         self.backoff = backoff
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.resource_versions: dict[str | None, str] = {}
+        #: per namespace (None: cluster-wide) the rules last seen there, by uid
+        self.items: dict[str | None, dict[str, dict[str, Any]]] = {}
+        self.failing: set[str | None] = set()
         self.lists = 0
 
-    async def relist(self) -> list[dict[str, Any]]:
-        from klaxon.kube.status import list_rules_in
+    def namespaces(self) -> list[str | None]:
+        return [None] if self.scope is None else list(self.scope)
 
-        items, self.resource_versions = await list_rules_in(self.api_client, self.namespace, self.name, self.scope)
+    def snapshot(self) -> list[dict[str, Any]]:
+        return [obj for ns in self.namespaces() for obj in self.items.get(ns, {}).values()]
+
+    async def _list(self, namespace: str | None) -> bool:
+        from klaxon.kube.status import list_rules
+
+        try:
+            found, rv = await list_rules(self.api_client, self.namespace, self.name, namespace)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            code = getattr(e, "status", "")
+            where = namespace or "all namespaces"
+            log.warning("listing AlertRules in %s failed (%s %s)", where, type(e).__name__, code)
+            self.failing.add(namespace)
+            return False
+        self.items[namespace] = {_uid(o): o for o in found}
+        self.resource_versions[namespace] = rv
+        self.failing.discard(namespace)
+        return True
+
+    async def relist(self) -> list[dict[str, Any]]:
+        """List every namespace (one that fails keeps its last rules and is retried by its watch)."""
+        for ns in self.namespaces():
+            await self._list(ns)
         self.lists += 1
-        return items
+        return self.snapshot()
 
     async def run(self) -> None:
-        await asyncio.gather(*(self._follow(ns) for ns in ([None] if self.scope is None else self.scope)))
+        await asyncio.gather(*(self._follow(ns) for ns in self.namespaces()))
+
+    def _track(self, namespace: str | None, kind: str, obj: dict[str, Any]) -> None:
+        seen = self.items.setdefault(namespace, {})
+        if kind in ("ADDED", "MODIFIED"):
+            seen[_uid(obj)] = obj
+        else:  # DELETED, MOVED
+            seen.pop(_uid(obj), None)
 
     async def _follow(self, namespace: str | None) -> None:
         from klaxon.kube.status import watch_rules
 
         where = namespace or "all namespaces"
+        delay = self.backoff
         while True:
+            if namespace in self.failing or namespace not in self.resource_versions:
+                if not await self._list(namespace):
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    continue
+                self.events.put_nowait(("SYNC", self.snapshot()))
+            delay = self.backoff
             try:
                 async for kind, obj in watch_rules(
                     self.api_client, self.namespace, self.name, self.resource_versions.get(namespace, ""), namespace
@@ -317,24 +362,26 @@ class RuleFeed:
                     rv = (obj.get("metadata") or {}).get("resourceVersion")
                     if rv:
                         self.resource_versions[namespace] = str(rv)
+                    self._track(namespace, kind, obj)
                     self.events.put_nowait((kind, obj))
             except asyncio.CancelledError:
                 raise
             except Exception as e:
-                log.warning("watch of AlertRules in %s failed (%s: %s); listing again", where, type(e).__name__, e)
-                await asyncio.sleep(self.backoff)
-                try:
-                    self.events.put_nowait(("SYNC", await self.relist()))
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e2:
-                    log.warning("listing AlertRules failed (%s)", type(e2).__name__)
+                code = getattr(e, "status", "")
+                log.warning("watch of AlertRules in %s failed (%s %s); listing again", where, type(e).__name__, code)
+                self.failing.add(namespace)
+                await asyncio.sleep(delay)
 
     def drain(self) -> list[tuple[str, Any]]:
         out = []
         while not self.events.empty():
             out.append(self.events.get_nowait())
         return out
+
+
+def _uid(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
 
 
 async def sync_notifier(api_client: Any, adapter: NotifyingAdapter, items: list[dict[str, Any]]) -> None:

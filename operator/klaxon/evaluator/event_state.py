@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,17 @@ def save(path: Path, rules: dict[str, dict[str, Any]]) -> None:
     write(path, [encode_rule(k, v) for k, v in rules.items()])
 
 
+_WRITING = threading.Lock()  # one writer at a time: the periodic save (a thread) and the final one
+
+
 def write(path: Path, encoded: list[str]) -> None:
-    """Write atomically: readers (the next start) see the old file or the new one, never half."""
+    """Write atomically: readers (the next start) see the old file or the new one, never half.
+    Writes are serialised, so the last one started is the one that stays."""
+    with _WRITING:
+        _write(path, encoded)
+
+
+def _write(path: Path, encoded: list[str]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(f'{{"version":{VERSION},"rules":{{')

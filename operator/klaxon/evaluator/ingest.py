@@ -416,6 +416,9 @@ class EventService:
         self.state_path, self.save_interval_s = state_path, save_interval_s
         self._saved_state = event_state.load(state_path) if state_path is not None else {}
         self._unsaved = False
+        #: rules were listed completely at least once: saved state of rules not among them is
+        #: dropped at the next save (until then it is kept, e.g. when stopping before the first list)
+        self.synced = False
 
     # -- rules ---------------------------------------------------------------------------
     def set_config(self, config: AlertConfigSpec) -> None:
@@ -694,14 +697,19 @@ class EventService:
         """Write every rule's grouping, cooldown and entries (no-op without a state path)."""
         if self.state_path is None:
             return
+        rules = self._unrestored()
         for r in self.rules.values():
             r.pipeline.compact()
-        rules = {f"{r.namespace}/{r.name}": event_state.dump_rule(r.pipeline, r.entries) for r in self.rules.values()}
+            rules[f"{r.namespace}/{r.name}"] = event_state.dump_rule(r.pipeline, r.entries)
         try:
             event_state.save(self.state_path, rules)
             self._unsaved = False
         except OSError as exc:
             log.warning("event state not saved to %s: %s", self.state_path, exc)
+
+    def _unrestored(self) -> dict[str, dict[str, Any]]:
+        """Saved state of rules not loaded yet, carried over until the rules were listed once."""
+        return {} if self.synced else dict(self._saved_state)
 
     async def save_state_async(self) -> None:
         """:meth:`save_state` without holding the loop: one rule encoded per step, the file written
@@ -709,7 +717,7 @@ class EventService:
         if self.state_path is None:
             return
         self._unsaved = False  # changes from here on are saved next time
-        encoded: list[str] = []
+        encoded = [event_state.encode_rule(k, v) for k, v in self._unrestored().items()]
         for r in list(self.rules.values()):
             r.pipeline.compact()
             state = event_state.dump_rule(r.pipeline, r.entries)
@@ -767,8 +775,12 @@ def mount_event_routes(app: web.Application, service: EventService) -> None:
 # -- wiring into `klaxon evaluator` (Kubernetes) --------------------------------------------
 
 
-def sync_rules(service: EventService, items: Iterable[Mapping[str, Any]]) -> None:
-    """Make the service's rules the valid event rules among ``items`` (AlertRule objects)."""
+def sync_rules(service: EventService, items: Iterable[Mapping[str, Any]], complete: bool = True) -> None:
+    """Make the service's rules the valid event rules among ``items`` (AlertRule objects).
+
+    ``complete``: ``items`` are all the rules (a namespace that could not be listed makes it False:
+    nothing is removed then, and saved state of rules not seen yet is kept).
+    """
     from klaxon.api.validation import parse_spec
 
     present: set[tuple[str, str]] = set()
@@ -780,8 +792,11 @@ def sync_rules(service: EventService, items: Iterable[Mapping[str, Any]]) -> Non
         key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
         present.add(key)
         service.set_rule(key[0], key[1], spec, meta.get("annotations") or {})
+    if not complete:
+        return
     for key in set(service.rules) - present:
         service.remove_rule(*key)
+    service.synced = True  # from now on, saved state of rules not listed is gone for good
 
 
 async def event_service_for(
@@ -804,7 +819,7 @@ async def event_service_for(
     """
     from datetime import UTC
 
-    from klaxon.kube.status import list_rules_in, patch_rule_status, read_secret_key, rules_scope
+    from klaxon.kube.status import list_rules, patch_rule_status, read_secret_key, rules_scope
 
     selector = config.events.token
     if selector is None:
@@ -825,15 +840,21 @@ async def event_service_for(
         config, token, notifier=notifier, write_status=write, registry=registry, state_path=state_path
     )
 
+    scope = rules_scope(config_namespace, config.allowed_namespaces)
+    last: dict[str | None, list[dict[str, Any]]] = {}  # per namespace: the rules last listed there
+
     async def refresh() -> None:
         while True:
-            try:
-                scope = rules_scope(config_namespace, config.allowed_namespaces)
-                items, _ = await list_rules_in(api_client, config_namespace, config_name, scope)
-                sync_rules(service, items)
-                service.sweep(datetime.now(UTC))
-            except Exception as exc:
-                log.warning("listing event rules failed: %s", exc)
+            complete = True
+            for ns in [None] if scope is None else scope:
+                try:
+                    last[ns], _ = await list_rules(api_client, config_namespace, config_name, ns)
+                except Exception as exc:  # keep what was there: an error is not a deletion
+                    complete = False
+                    log.warning("listing event rules in %s failed: %s", ns or "all namespaces", exc)
+            if complete or last:
+                sync_rules(service, [r for items in last.values() for r in items], complete=complete)
+            service.sweep(datetime.now(UTC))
             await asyncio.sleep(refresh_s)
 
     service.background.append(refresh)

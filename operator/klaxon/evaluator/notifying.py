@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 _IN_EPISODE = ("Firing", "Recovering")
 #: States a series restarts in when its last status write was lost (its state before firing).
 _REPLAYABLE = ("Inactive", "Pending")
+#: How soon after the episode the notifier holds a replayed Firing must come to continue it.
+REPLAY_WINDOW_S = 1800.0
 
 
 def episode_id(uid: str, labels: Mapping[str, str], since: float) -> str:
@@ -158,9 +160,12 @@ class NotifyingAdapter:
             replayed = None
             if first_seen and tr.from_state in _REPLAYABLE:
                 # The first transition of this series since the process started, into a Firing the
-                # notifier already holds and never resolved: the same episode once more. The status
-                # write that would have recorded it was lost (a crash between send and write).
-                replayed = self.notifier.episode(ref.namespace, ref.name, dedup)
+                # notifier holds, never resolved and saw start shortly before: the same episode once
+                # more — the status write that would have recorded it was lost (a crash between send
+                # and write). Long after, it is a new episode (the old one ended unseen).
+                held = self.notifier.firing_since(ref.namespace, ref.name, dedup)
+                if held is not None and 0 <= tr.t - held[1].timestamp() <= REPLAY_WINDOW_S:
+                    replayed = held[0]
             ep = replayed or episode_id(ref.uid, n.labels, tr.t)
         else:
             ep = (

@@ -90,6 +90,7 @@ class StatusWriter:
         self.bucket = TokenBucket(max_per_minute) if max_per_minute is not None else None
         self._last: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
         self.writes = 0
+        self._changes_since_beat = 0  # changes written since the last heartbeat, across cycles
 
     def seed(self, namespace: str, name: str, status: Mapping[str, Any], at: float) -> None:
         """Remember a status already on the object (e.g. read at start) as written at `at`."""
@@ -117,10 +118,14 @@ class StatusWriter:
         beats.sort(key=lambda b: b[0])
         # Changes first, but every HEARTBEAT_SHARE-th slot goes to the oldest due heartbeat: rules
         # changing all the time cannot starve the others of their heartbeat.
+        # The count runs across cycles, so a budget of fewer than HEARTBEAT_SHARE writes per cycle
+        # still gets its heartbeat turn.
         queue: list[tuple[bool, str, str, dict[str, Any]]] = []
         ci = bi = 0
+        turn = self._changes_since_beat
         while ci < len(changes) or bi < len(beats):
-            beat_turn = len(queue) % HEARTBEAT_SHARE == HEARTBEAT_SHARE - 1
+            beat_turn = turn >= HEARTBEAT_SHARE - 1
+            turn = 0 if beat_turn or ci >= len(changes) else turn + 1
             if bi < len(beats) and (ci >= len(changes) or beat_turn):
                 _, ns, name, st = beats[bi]
                 queue.append((False, ns, name, st))
@@ -134,6 +139,7 @@ class StatusWriter:
                 report.deferred_changes = sum(1 for c, *_ in rest if c)
                 report.deferred_heartbeats = len(rest) - report.deferred_changes
                 break
+            self._changes_since_beat = self._changes_since_beat + 1 if _is_change else 0
             try:
                 await self._write(ns, name, status)
             except Exception as e:  # any API failure: retried next cycle

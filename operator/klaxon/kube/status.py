@@ -84,19 +84,6 @@ def rules_scope(config_namespace: str, allowed_namespaces: list[str]) -> list[st
     return sorted({config_namespace, *allowed_namespaces})
 
 
-async def list_rules_in(
-    api_client: ApiClient, config_namespace: str, config_name: str, scope: list[str] | None
-) -> tuple[list[dict[str, Any]], dict[str | None, str]]:
-    """:func:`list_rules` over a scope: every namespace of ``scope`` (None: cluster-wide), with
-    the resourceVersion of each list to watch from."""
-    items: list[dict[str, Any]] = []
-    versions: dict[str | None, str] = {}
-    for namespace in [None] if scope is None else scope:
-        found, versions[namespace] = await list_rules(api_client, config_namespace, config_name, namespace)
-        items.extend(found)
-    return items, versions
-
-
 def _list_call(api: client.CustomObjectsApi, namespace: str | None) -> Any:
     def call(*args: Any, **kw: Any) -> Any:
         # `watch=true` as client-go sends it (the generated client would send "True").

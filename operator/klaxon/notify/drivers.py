@@ -357,37 +357,57 @@ async def send_http(session: aiohttp.ClientSession, req: HttpRequest, timeout: f
     raise DeliveryError(f"HTTP {status}", retryable=status in (408, 425, 429) or status >= 500)
 
 
-class _PinnedSMTP(smtplib.SMTP):
-    """SMTP to an address vetted beforehand (``pinned``); ``server`` still names the server for
-    EHLO, STARTTLS's SNI and the certificate check (smtplib's ``_host``)."""
+def _connect_pinned(addresses: list[str], port: int, timeout: float) -> socket.socket:
+    """A TCP connection to the first of ``addresses`` that answers (all vetted beforehand)."""
+    last: OSError | None = None
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout)
+        except OSError as exc:
+            last = exc
+    raise last or OSError("no address to connect to")
 
-    def __init__(self, server: str, pinned: str | None, timeout: float) -> None:
+
+class _PinnedSMTP(smtplib.SMTP):
+    """SMTP to addresses vetted beforehand (``pinned``; empty: by name, unguarded); ``server``
+    still names the server for EHLO, STARTTLS's SNI and the certificate check (``_host``)."""
+
+    def __init__(self, server: str, pinned: list[str], timeout: float) -> None:
         super().__init__(timeout=timeout)
         self._host = server
         self.pinned = pinned
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        return super()._get_socket(self.pinned or host, port, timeout)  # type: ignore[misc, no-any-return]
+        if self.pinned:
+            return _connect_pinned(self.pinned, port, timeout)
+        return super()._get_socket(host, port, timeout)  # type: ignore[misc, no-any-return]
 
 
 class _PinnedSMTPSSL(smtplib.SMTP_SSL):
-    def __init__(self, server: str, pinned: str | None, timeout: float, context: ssl.SSLContext) -> None:
+    def __init__(self, server: str, pinned: list[str], timeout: float, context: ssl.SSLContext) -> None:
         super().__init__(timeout=timeout, context=context)
         self._host = server
         self.pinned = pinned
 
     def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        return super()._get_socket(self.pinned or host, port, timeout)  # type: ignore[misc, no-any-return]
+        if self.pinned:
+            raw = _connect_pinned(self.pinned, port, timeout)
+            return self.context.wrap_socket(raw, server_hostname=self._host)
+        return super()._get_socket(host, port, timeout)  # type: ignore[misc, no-any-return]
 
 
-def _smtp_send(job: SmtpJob, timeout: float, tls: ssl.SSLContext, address: str | None = None) -> None:
-    """Send ``job``; with ``address``, connect there (the vetted address of ``job.host``)."""
+def _smtp_send(job: SmtpJob, timeout: float, tls: ssl.SSLContext, addresses: list[str] | None = None) -> None:
+    """Send ``job``; with ``addresses``, connect to one of them (the vetted addresses of ``job.host``)."""
     client: smtplib.SMTP
+    pinned = list(addresses or [])
     if job.security == "tls":
-        client = _PinnedSMTPSSL(job.host, address, timeout, tls)
+        client = _PinnedSMTPSSL(job.host, pinned, timeout, tls)
     else:
-        client = _PinnedSMTP(job.host, address, timeout)
-    client.connect(job.host, job.port)
+        client = _PinnedSMTP(job.host, pinned, timeout)
+    code, _ = client.connect(job.host, job.port)
+    if code != 220:
+        client.close()
+        raise smtplib.SMTPConnectError(code, b"unexpected greeting")
     with client:
         client.ehlo()
         if job.security == "starttls":
@@ -404,15 +424,16 @@ def _smtp_send(job: SmtpJob, timeout: float, tls: ssl.SSLContext, address: str |
 
 
 async def send_email(job: SmtpJob, timeout: float, tls: ssl.SSLContext, guard: bool) -> str:
-    address = None
+    addresses = None
     if guard:
         try:
-            vetted = await check_host(job.host, job.port)
+            addresses = await check_host(job.host, job.port)
         except BlockedAddress as exc:
             raise DeliveryError(str(exc), retryable=False) from None
-        address = vetted[0] if vetted else None
+        if not addresses:  # never fall back to a lookup of our own: that one would go unchecked
+            raise DeliveryError("SMTP host did not resolve", retryable=True)
     try:
-        await asyncio.to_thread(_smtp_send, job, timeout, tls, address)
+        await asyncio.to_thread(_smtp_send, job, timeout, tls, addresses)
     except smtplib.SMTPAuthenticationError as exc:
         raise DeliveryError(f"SMTP authentication failed ({exc.smtp_code})", retryable=False) from None
     except smtplib.SMTPRecipientsRefused:

@@ -36,6 +36,9 @@ _SEQ = (list, tuple)
 _NUM = (int, float)
 _SCALAR = (str, int, float)
 _TIME_FIELDS = ("time", "timestamp", "started_at", "startedAt", "created_at")
+#: How late (behind the latest event of a rule) an event may be and still meet the group and
+#: cooldown state it would have met in time order (``EventPipeline.compact`` keeps that much).
+LATENESS_S = 3600.0
 
 
 def _list(event: Mapping[str, Any], *names: str) -> list[str]:
@@ -181,12 +184,13 @@ class EventPipeline:
         self._latest: datetime | None = None  # the latest matched event's time
 
     def compact(self) -> int:
-        """Forget groups quiet for a full window and cooldowns that have run out, measured from the
-        latest event seen: for events in time order they act exactly as absent ones. Returns how many."""
+        """Forget groups quiet for a full window and cooldowns that have run out, ``LATENESS_S``
+        before the latest event seen: an event up to that late still finds them, later ones
+        act as if absent (as every event in time order would). Returns how many went."""
         latest = self._latest
         if latest is None:
             return 0
-        window, cooldown = self.window_s, self.policy.cooldown_s
+        window, cooldown = self.window_s + LATENESS_S, self.policy.cooldown_s + LATENESS_S
         stale = [
             k for k, g in self._grouper.groups.items()
             if g.last_event is None or (latest - g.last_event).total_seconds() >= window

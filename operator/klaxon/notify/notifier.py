@@ -207,6 +207,16 @@ class Notifier:
         st = KeyState.from_json(raw)
         return st.episode_id if st.firing else None
 
+    def firing_since(self, namespace: str, rule: str, dedup_key: str) -> tuple[str, datetime] | None:
+        """(episode id, when it started firing) of an instance the notifier holds as firing, else None."""
+        raw = self.outbox.get_key(_key(namespace, rule, dedup_key))
+        if not raw:
+            return None
+        st = KeyState.from_json(raw)
+        if not st.firing or st.episode_id is None or st.since is None:
+            return None
+        return st.episode_id, st.since
+
     def forget_rule(self, namespace: str, name: str) -> int:
         """Stop tracking a rule's firing instances without notifying (the rule is gone or moved to
         another evaluator): no repeat or unmute notification goes out for them any more."""
