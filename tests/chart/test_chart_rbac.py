@@ -30,10 +30,8 @@ def test_code_rules_are_least_privilege() -> None:
             assert verb not in {"bind", "escalate", "impersonate", "deletecollection"}
     # The operator creates the evaluator's Role; without escalate it must hold all of it.
     assert rbac.covers(rbac.OPERATOR_RULES, rbac.EVALUATOR_RULES)
-    assert rbac.covers(rbac.OPERATOR_RULES, rbac.EVALUATOR_CLUSTER_RULES)  # the '*' ClusterRole
-    # ... which a namespaced install cannot grant: it gets no cluster RBAC rights at all
-    cluster_scoped, namespaced = rbac.split_scope(rbac.OPERATOR_RULES)
-    assert not {(g, r) for g, r, _ in rbac.permissions(cluster_scoped + namespaced)} & rbac.CLUSTER_INSTALL_ONLY
+    # Evaluators never get cluster-scoped access, so the operator holds no ClusterRole rights at all.
+    assert not {r for _, r, _ in rbac.permissions(rbac.OPERATOR_RULES)} & {"clusterroles", "clusterrolebindings"}
     assert not rbac.covers(rbac.EVALUATOR_RULES, rbac.OPERATOR_RULES)
     assert rbac.missing([], [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]) == [
         ("", "secrets", "get")]

@@ -160,36 +160,54 @@ async def test_grants_follow_the_spec_and_go_with_the_config(
     assert kube.get_object(ROLES, GRANT, "other") is None and kube.get_object(BINDINGS, GRANT, "other") is None
     assert kube.get_object(ROLES, GRANT, "team") is not None
 
-    # every namespace: a ClusterRole that only reads AlertRules, Roles where its rules are
+    # every namespace: Roles where its rules are, nothing cluster-scoped; the evaluator follows the
+    # granted namespaces (status.grantedNamespaces) while it runs
     kube.patch_object(AC, "main", {"spec": {"allowedNamespaces": ["*"]}}, "mon")
-    await wait_for(lambda: granted(kube) == ["team", "*"], timeout=10, message=lambda: f"{granted(kube)}")
-    crole = kube.get_object(CROLES, GRANT)
-    assert crole["rules"] == [
-        {"apiGroups": ["klaxon.dev"], "resources": ["alertrules"], "verbs": ["get", "list", "watch"]}
-    ]
-    assert kube.get_object(CBINDINGS, GRANT)["subjects"][0]["name"] == SA[1]
+    await wait_for(lambda: granted(kube) == ["team"], timeout=10, message=lambda: f"{granted(kube)}")
     assert kube.get_object(ROLES, GRANT, "other") is None  # no rules there: no access there
 
-    since = await run_evaluator(kube, kube_api, monkeypatch, tmp_path)
-    made = kube.log[since:]
-    assert any(r.resource == AR and r.namespace is None for r in made)  # lists cluster-wide now
-    assert kube.get_object(AR, "hot-room", "team")["status"]["state"] == "Firing"
-    assert denied(kube, SA, made) == []
-    kube.delete_object(CBINDINGS, GRANT)
-    assert any("/alertrules" in r and "/namespaces/" not in r.split("?")[0] for r in denied(kube, SA, made))
+    import klaxon.cli.evaluator_cmd as cmd
+
+    monkeypatch.setattr(cmd, "clock", lambda: NOW)
+    monkeypatch.setattr(cmd, "RESCOPE_S", 0.1)
+    kube_api.user_agent = "klaxon-evaluator-under-test"  # tells its requests from the operator's
+    since = len(kube.log)
+    stop = asyncio.Event()
+    args = build_parser().parse_args(
+        ["evaluator", "--config", "mon/main", "--tick", "0.05", "--metrics-port", "0", "--state-dir", str(tmp_path)]
+    )
+    task = asyncio.create_task(run_loop(args, kube_api, stop))
+    try:
+        await wait_for(lambda: rule_state(kube, "hot-room", "team") == "Firing", timeout=10)
+        newcomer = kube.get_object(AR, "hot-room", "team")
+        newcomer = {k: newcomer[k] for k in ("apiVersion", "kind", "spec")} | {"metadata": {"name": "new"}}
+        kube.create_object(AR, newcomer, namespace="other")  # a rule in a namespace without access yet
+        await wait_for(lambda: granted(kube) == ["other", "team"], timeout=10, message=lambda: f"{granted(kube)}")
+        await wait_for(lambda: rule_state(kube, "new", "other") == "Firing", timeout=10)
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 10) == 0
+    made = [r for r in kube.log[since:] if r.user_agent == "klaxon-evaluator-under-test"]
+    assert not [r.path for r in made if r.resource == AR and r.namespace is None]  # never cluster-wide
+    assert {r.namespace for r in made if r.resource == AR} == {"mon", "team", "other"}
+    assert kube.list_objects(CROLES) == [] and kube.list_objects(CBINDINGS) == []
+    assert denied(kube, SA, made) == []  # every request of the evaluator within its Roles
 
     # a hand-deleted grant is restored at once (drift watch), then the config's deletion takes
     # every grant along (no owner reference could)
     kube.delete_object(ROLES, GRANT, "team")
     await wait_for(lambda: kube.get_object(ROLES, GRANT, "team") is not None, timeout=10)
-    await wait_for(lambda: kube.get_object(CBINDINGS, GRANT) is not None, timeout=10)
     kube.delete_object(AC, "main", "mon")
     await wait_for(
-        lambda: not kube.list_objects(ROLES, "team") and not kube.list_objects(CROLES)
-        and not kube.list_objects(CBINDINGS) and not kube.list_objects(BINDINGS, "team"),
+        lambda: not kube.list_objects(ROLES, "team") and not kube.list_objects(ROLES, "other")
+        and not kube.list_objects(BINDINGS, "team"),
         timeout=10,
         message=lambda: f"left: {[r['metadata']['name'] for r in kube.list_objects(ROLES, 'team')]}",
     )
+
+
+def rule_state(kube: Any, name: str, ns: str) -> str | None:
+    return ((kube.get_object(AR, name, ns) or {}).get("status") or {}).get("state")
 
 
 async def test_orphaned_grants_are_collected_and_others_kept(kube) -> None:
@@ -200,7 +218,8 @@ async def test_orphaned_grants_are_collected_and_others_kept(kube) -> None:
         OWNER_UID_LABEL: "gone-uid",
     }
     kube.create_object(ROLES, {"metadata": {"name": "klaxon-eval.mon.old", "labels": labels}}, namespace="team")
-    kube.create_object(CROLES, {"metadata": {"name": "klaxon-eval.mon.old", "labels": labels}})
+    kube.create_object(BINDINGS, {"metadata": {"name": "klaxon-eval.mon.old", "labels": labels},
+                                  "roleRef": {"kind": "Role", "name": "klaxon-eval.mon.old"}}, namespace="other")
     live = {**labels, OWNER_UID_LABEL: "live-uid"}
     kube.create_object(ROLES, {"metadata": {"name": "klaxon-eval.mon.new", "labels": live}}, namespace="team")
     kube.create_object(ROLES, {"metadata": {"name": "someone-elses", "labels": {"x": "y"}}}, namespace="team")
@@ -209,7 +228,7 @@ async def test_orphaned_grants_are_collected_and_others_kept(kube) -> None:
         deleted = await collect_orphans(client, {"live-uid"})
     finally:
         await client.close()
-    assert sorted(deleted) == ["ClusterRole klaxon-eval.mon.old", "Role team/klaxon-eval.mon.old"]
+    assert sorted(deleted) == ["Role team/klaxon-eval.mon.old", "RoleBinding other/klaxon-eval.mon.old"]
     assert sorted(r["metadata"]["name"] for r in kube.list_objects(ROLES, "team")) == [
         "klaxon-eval.mon.new",
         "someone-elses",
@@ -242,20 +261,3 @@ async def test_a_namespace_that_does_not_exist_yet_is_granted_when_it_appears(ku
     await wait_for(lambda: granted(kube) == ["later"], timeout=10, message=lambda: f"{granted(kube)}")
     assert kube.get_object(BINDINGS, GRANT, "later") is not None
     kube.log[:] = [r for r in kube.log if r.status != 404 or r.method != "POST"]
-
-
-async def test_every_namespace_without_cluster_rights_says_what_is_missing(kube, kopf_runner) -> None:
-    kube.create_object("v1/namespaces", {"metadata": {"name": "mon"}})
-    # An operator installed for a list of namespaces holds no ClusterRole rights: the API refuses.
-    kube.inject_error(403, method="POST", resource=CROLES, times=1000)
-    kube.create_object(
-        AC,
-        {"apiVersion": "klaxon.dev/v1alpha1", "kind": "AlertConfig", "metadata": {"name": "main"},
-         "spec": {"prometheus": {"url": "http://prometheus:9090"}, "allowedNamespaces": ["*"]}},
-        namespace="mon",
-    )
-    await start_operator(kube, kopf_runner)
-    await wait_for(lambda: synced(kube).get("status") == "False", timeout=10, message=lambda: f"{synced(kube)}")
-    assert synced(kube)["reason"] == "ApplyFailed"
-    assert "allowedNamespaces '*' needs the operator's cluster-wide install" in synced(kube)["message"]
-    kube.log[:] = [r for r in kube.log if r.status != 403]

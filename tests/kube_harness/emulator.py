@@ -166,6 +166,8 @@ class LoggedRequest:
     injected: bool = False  # failed on purpose via EmulatedCluster.inject_error()
     #: Top-level fields whose value was really changed by this write (server-side diff).
     changed: frozenset[str] = frozenset()
+    #: Who asked (tests tell clients apart by it, e.g. an evaluator beside a running operator).
+    user_agent: str = ''
 
     @property
     def is_write(self) -> bool:
@@ -349,7 +351,8 @@ class EmulatedCluster(kmock.KubernetesEmulator):
         return LoggedRequest(
             method=raw.method.upper(), path=raw.path, query=dict(raw.query),
             body=self._request_body(request), content_type=raw.content_type,
-            resource=gvr, namespace=request.namespace, name=request.name, subresource=request.subresource)
+            resource=gvr, namespace=request.namespace, name=request.name, subresource=request.subresource,
+            user_agent=raw.headers.get('User-Agent', ''))
 
     @staticmethod
     def _request_body(request: rendering.Request) -> Any:

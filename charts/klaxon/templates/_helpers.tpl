@@ -123,16 +123,6 @@ cannot grant cluster-scoped resources.
   verbs: ["get", "list", "watch", "create", "update", "patch"]
 {{- end }}
 
-{{/*
-Only in the cluster-wide install: the evaluator of an AlertConfig with allowedNamespaces ['*']
-gets a ClusterRole to list AlertRules everywhere (EVALUATOR_CLUSTER_RULES).
-*/}}
-{{- define "klaxon.rules.clusterGrants" -}}
-- apiGroups: ["rbac.authorization.k8s.io"]
-  resources: ["clusterroles", "clusterrolebindings"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
-{{- end }}
-
 {{- define "klaxon.rules.cluster" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]

@@ -309,7 +309,7 @@ class AlertConfigStatus(Status):
     granted_namespaces: list[str] = Field(
         default_factory=list,
         description=(
-            "are the namespaces besides its own where the evaluator holds a Role (allowedNamespaces);"
-            " '*' when it may also list AlertRules cluster-wide."
+            "are the namespaces besides its own where the evaluator holds a Role and reads rules "
+            "(allowedNamespaces; with '*', those holding rules that reference this config)."
         ),
     )

@@ -300,6 +300,8 @@ class RuleFeed:
         self.items: dict[str | None, dict[str, dict[str, Any]]] = {}
         self.failing: set[str | None] = set()
         self.lists = 0
+        self._followers: dict[str | None, asyncio.Task[None]] = {}
+        self._running = False
 
     def namespaces(self) -> list[str | None]:
         return [None] if self.scope is None else list(self.scope)
@@ -333,7 +335,44 @@ class RuleFeed:
         return self.snapshot()
 
     async def run(self) -> None:
-        await asyncio.gather(*(self._follow(ns) for ns in self.namespaces()))
+        """Follow every namespace of the scope (``rescope`` changes it while running) until cancelled."""
+        self._running = True
+        try:
+            for ns in self.namespaces():
+                self._start(ns)
+            await asyncio.Event().wait()
+        finally:
+            self._running = False
+            tasks = list(self._followers.values())
+            self._followers.clear()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _start(self, namespace: str | None) -> None:
+        self._followers[namespace] = asyncio.create_task(self._follow(namespace), name=f"klaxon-rules-{namespace}")
+
+    def rescope(self, scope: list[str]) -> None:
+        """Follow ``scope`` from now on: new namespaces are listed and watched; rules of the ones
+        left are dropped (one ``SYNC``)."""
+        if self.scope is None or set(scope) == set(self.scope):
+            return
+        old, self.scope = set(self.scope), sorted(set(scope))
+        for ns in set(scope) - old:
+            log.info("following AlertRules in namespace %s", ns)
+            if self._running:
+                self._start(ns)
+        left = old - set(scope)
+        for ns in left:
+            log.info("no longer following AlertRules in namespace %s", ns)
+            task = self._followers.pop(ns, None)
+            if task is not None:
+                task.cancel()
+            self.items.pop(ns, None)
+            self.resource_versions.pop(ns, None)
+            self.failing.discard(ns)
+        if left:
+            self.events.put_nowait(("SYNC", self.snapshot()))
 
     def _track(self, namespace: str | None, kind: str, obj: dict[str, Any]) -> None:
         seen = self.items.setdefault(namespace, {})
@@ -399,6 +438,8 @@ async def sync_notifier(api_client: Any, adapter: NotifyingAdapter, items: list[
 
 
 LEADER_ADDRESS = "klaxon.dev/leader-address"
+#: With allowedNamespaces '*', how often the AlertConfig's status.grantedNamespaces is read again.
+RESCOPE_S = 10.0
 _FORWARDED = ("Authorization", "Content-Type")
 
 
@@ -461,7 +502,7 @@ async def run_loop(
 ) -> int:
     """The evaluator. With ``elector``: wait as a standby until this replica holds the shard's
     Lease; losing it later stops the loop with exit code 1 (the pod restarts as a standby)."""
-    from klaxon.kube.status import get_config, namespace_allowed, patch_rule_status, rules_scope
+    from klaxon.kube.status import get_config, granted_namespaces, namespace_allowed, patch_rule_status, rules_scope
 
     cfg_ns, _, cfg_name = args.config.partition("/")
     index, shards = parse_shard(args.shard)
@@ -499,7 +540,11 @@ async def run_loop(
             shard_of(ref.uid, shards) == index
         )
 
-    feed = RuleFeed(api_client, cfg_ns, cfg_name, scope=rules_scope(cfg_ns, config.allowed_namespaces))
+    everywhere = "*" in config.allowed_namespaces  # follow the namespaces the operator grants
+    feed = RuleFeed(
+        api_client, cfg_ns, cfg_name, scope=rules_scope(cfg_ns, config.allowed_namespaces, granted_namespaces(cfg_obj))
+    )
+    next_rescope = time.monotonic() + RESCOPE_S
     watcher: asyncio.Task[None] | None = None
     try:
         await adapter.sync_config(config)
@@ -555,6 +600,13 @@ async def run_loop(
             sync(await feed.relist(), clock())
             watcher = asyncio.create_task(feed.run())
             while not stop.is_set():
+                if everywhere and time.monotonic() >= next_rescope:
+                    next_rescope = time.monotonic() + RESCOPE_S
+                    try:
+                        granted = granted_namespaces(await get_config(api_client, cfg_ns, cfg_name))
+                        feed.rescope(rules_scope(cfg_ns, config.allowed_namespaces, granted))
+                    except Exception as e:
+                        log.warning("reading AlertConfig %s failed (%s): namespaces unchanged", args.config, e)
                 now = clock()
                 for kind, obj in feed.drain():
                     if kind == "SYNC":

@@ -819,7 +819,14 @@ async def event_service_for(
     """
     from datetime import UTC
 
-    from klaxon.kube.status import list_rules, patch_rule_status, read_secret_key, rules_scope
+    from klaxon.kube.status import (
+        get_config,
+        granted_namespaces,
+        list_rules,
+        patch_rule_status,
+        read_secret_key,
+        rules_scope,
+    )
 
     selector = config.events.token
     if selector is None:
@@ -840,18 +847,28 @@ async def event_service_for(
         config, token, notifier=notifier, write_status=write, registry=registry, state_path=state_path
     )
 
-    scope = rules_scope(config_namespace, config.allowed_namespaces)
-    last: dict[str | None, list[dict[str, Any]]] = {}  # per namespace: the rules last listed there
+    everywhere = "*" in config.allowed_namespaces
+    last: dict[str, list[dict[str, Any]]] = {}  # per namespace: the rules last listed there
 
     async def refresh() -> None:
         while True:
+            granted: list[str] = []
+            if everywhere:  # '*': the namespaces the operator granted (those holding our rules)
+                try:
+                    granted = granted_namespaces(await get_config(api_client, config_namespace, config_name))
+                except Exception as exc:
+                    log.warning("reading AlertConfig %s/%s failed: %s", config_namespace, config_name, exc)
+                    granted = [ns for ns in last if ns != config_namespace]
+            scope = rules_scope(config_namespace, config.allowed_namespaces, granted)
+            for gone in set(last) - set(scope):
+                del last[gone]
             complete = True
-            for ns in [None] if scope is None else scope:
+            for ns in scope:
                 try:
                     last[ns], _ = await list_rules(api_client, config_namespace, config_name, ns)
                 except Exception as exc:  # keep what was there: an error is not a deletion
                     complete = False
-                    log.warning("listing event rules in %s failed: %s", ns or "all namespaces", exc)
+                    log.warning("listing event rules in %s failed: %s", ns, exc)
             if complete or last:
                 sync_rules(service, [r for items in last.values() for r in items], complete=complete)
             service.sweep(datetime.now(UTC))

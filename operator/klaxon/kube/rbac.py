@@ -36,10 +36,6 @@ OPERATOR_RULES: list[Rule] = [
     # No bind/escalate: the operator may only grant what it holds (see EVALUATOR_RULES).
     {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],
      "verbs": list(MANAGE)},
-    # An AlertConfig admitting rules of every namespace ('*'): its evaluator lists AlertRules
-    # cluster-wide, which only a ClusterRole grants (EVALUATOR_CLUSTER_RULES, nothing more).
-    {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["clusterroles", "clusterrolebindings"],
-     "verbs": list(MANAGE)},
     # To tell a NotificationChannel whether the keys its secretKeyRefs name exist.
     {"apiGroups": [""], "resources": ["secrets"], "verbs": list(READ)},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
@@ -63,21 +59,6 @@ EVALUATOR_RULES: list[Rule] = [
     # One active replica per shard (`klaxon evaluator --lease`); only in the config's namespace.
     {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "patch"]},
 ]
-
-# What an evaluator whose AlertConfig admits every namespace ('*') gets cluster-wide: reading
-# AlertRules to find those that refer to it. Status writes, channels, Secrets and Events stay in
-# per-namespace Roles (EVALUATOR_RULES) in the namespaces that hold its rules.
-EVALUATOR_CLUSTER_RULES: list[Rule] = [
-    {"apiGroups": [GROUP], "resources": ["alertrules"], "verbs": list(READ)},
-]
-
-# Granting cluster-wide needs cluster-wide permissions: an operator installed for a fixed list of
-# namespaces holds none to grant, so its namespaced install leaves these out (an AlertConfig with
-# '*' then reports ApplyFailed saying so).
-CLUSTER_INSTALL_ONLY: frozenset[tuple[str, str]] = frozenset({
-    ("rbac.authorization.k8s.io", "clusterroles"),
-    ("rbac.authorization.k8s.io", "clusterrolebindings"),
-})
 
 # Resources that are not namespaced: a namespaced Role cannot grant them, so when the
 # operator watches a fixed list of namespaces they stay in a (much smaller) ClusterRole.
@@ -120,18 +101,14 @@ def missing(held: Iterable[Mapping[str, Any]], wanted: Iterable[Mapping[str, Any
 
 
 def split_scope(rules: Sequence[Mapping[str, Any]]) -> tuple[list[Rule], list[Rule]]:
-    """Split rules into (cluster-scoped, namespaced) ones, keeping each rule's verbs together.
-
-    This is the operator's install for a fixed list of namespaces: CLUSTER_INSTALL_ONLY is left out.
-    """
+    """Split rules into (cluster-scoped, namespaced) ones, keeping each rule's verbs together."""
     cluster: list[Rule] = []
     namespaced: list[Rule] = []
     for rule in rules:
         for group in rule["apiGroups"]:
             for scope, target in ((True, cluster), (False, namespaced)):
                 resources = [r for r in rule["resources"]
-                             if ((group, r.split("/")[0]) in CLUSTER_SCOPED) is scope
-                             and (group, r) not in CLUSTER_INSTALL_ONLY]
+                             if ((group, r.split("/")[0]) in CLUSTER_SCOPED) is scope]
                 if resources:
                     verbs = list(rule["verbs"])
                     target.append({"apiGroups": [group], "resources": resources, "verbs": verbs})

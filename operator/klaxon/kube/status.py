@@ -76,12 +76,18 @@ async def get_config(api_client: ApiClient, namespace: str, name: str) -> dict[s
     return obj
 
 
-def rules_scope(config_namespace: str, allowed_namespaces: list[str]) -> list[str] | None:
-    """Where the evaluator lists and watches rules: the namespaces its Roles cover (its own and
-    those the AlertConfig lists), or the whole cluster (None) when it admits every namespace ('*')."""
+def rules_scope(config_namespace: str, allowed_namespaces: list[str], granted: list[str] | None = None) -> list[str]:
+    """The namespaces the evaluator lists and watches rules in: its own, those the AlertConfig lists,
+    and with '*' those the operator granted it (``status.grantedNamespaces``, the namespaces that
+    hold rules of the config). Never cluster-wide: its Roles are per namespace."""
     if "*" in allowed_namespaces:
-        return None
+        return sorted({config_namespace, *(granted or [])})
     return sorted({config_namespace, *allowed_namespaces})
+
+
+def granted_namespaces(config: Mapping[str, Any]) -> list[str]:
+    """``status.grantedNamespaces`` of an AlertConfig object."""
+    return [str(n) for n in ((config.get("status") or {}).get("grantedNamespaces") or []) if n != "*"]
 
 
 def _list_call(api: client.CustomObjectsApi, namespace: str | None) -> Any:

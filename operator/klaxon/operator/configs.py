@@ -24,7 +24,7 @@ from .build import (
     short_name,
 )
 from .conditions import Cond, ready_from
-from .grants import apply_grants, build_grants, cluster_wide, delete_grants, grant_namespaces
+from .grants import apply_grants, build_grants, delete_grants, grant_namespaces
 from .refs import Key, namespace_allowed, raw_config_key
 from .rules import kept_drift, previous_status, write_status
 from .runtime import Runtime
@@ -54,10 +54,8 @@ def channel_secrets_by_namespace(rt: Runtime, namespaces: list[str]) -> dict[str
 
 
 def wanted_grants(rt: Runtime, key: Key, spec: AlertConfigSpec) -> list[str]:
-    """Namespaces besides the config's own where its evaluator needs a Role, plus '*' for the
-    cluster-wide read of AlertRules."""
-    rule_namespaces = {k[0] for k in assigned_rules(rt, key, spec)}
-    return [*grant_namespaces(key[0], spec, rule_namespaces), *(["*"] if cluster_wide(spec) else [])]
+    """Namespaces besides the config's own where its evaluator needs a Role."""
+    return grant_namespaces(key[0], spec, {k[0] for k in assigned_rules(rt, key, spec)})
 
 
 def rule_uid(rt: Runtime, key: Key) -> str:
@@ -210,18 +208,16 @@ async def _sync_grants(
     wanted: list[str],
     drift: list[str],
 ) -> list[str]:
-    """Create the evaluator's Roles in other namespaces (and its cluster grant), delete the ones
-    no longer wanted; returns the wanted namespaces that do not exist."""
+    """Create the evaluator's Roles in other namespaces, delete the ones no longer wanted; returns
+    the wanted namespaces that do not exist."""
     meta = body["metadata"]
     ns, name, uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
-    namespaces = [n for n in wanted if n != "*"]
-    grants = build_grants(ns, name, uid, spec, namespaces, channel_secrets_by_namespace(rt, namespaces))
+    grants = build_grants(ns, name, uid, spec, wanted, channel_secrets_by_namespace(rt, wanted))
     result = await apply_grants(rt.kube, grants)
     drift.extend(result.drift)
     known = rt.config_grants.get((ns, name, uid))
     previous = set(before.get("grantedNamespaces") or []) | set(known[0] if known else [])
-    stale = sorted(previous - set(wanted) - {"*", ns})
-    await delete_grants(rt.kube, ns, name, uid, stale, cluster="*" in previous and "*" not in wanted)
+    await delete_grants(rt.kube, ns, name, uid, sorted(previous - set(wanted) - {ns}))
     granted = [n for n in wanted if n not in result.missing_namespaces]
     rt.config_grants[(ns, name, uid)] = (wanted, granted)
     return result.missing_namespaces
@@ -240,7 +236,7 @@ async def _forget(rt: Runtime, body: Mapping[str, Any], ns: str, name: str, uid:
     previous = set(((body.get("status") or {}).get("grantedNamespaces")) or []) | set(known[0] if known else [])
     if not previous:
         return []
-    return await delete_grants(rt.kube, ns, name, uid, sorted(previous - {"*", ns}), cluster="*" in previous)
+    return await delete_grants(rt.kube, ns, name, uid, sorted(previous - {ns}))
 
 
 async def _delete_stale(rt: Runtime, owner: Mapping[str, Any], spec: AlertConfigSpec, keep: set[str]) -> None:

@@ -3,15 +3,15 @@
 An AlertConfig that admits rules of other namespaces needs its evaluator to read those rules,
 write their status, read the channels and channel Secrets there and post Events there. For each
 such namespace the operator creates a Role (``EVALUATOR_RULES``, Secrets narrowed by
-``resourceNames``) and a RoleBinding to the evaluator's ServiceAccount; with ``'*'`` it adds one
-ClusterRole + ClusterRoleBinding that only lets the evaluator list and watch AlertRules
-cluster-wide, and the per-namespace Roles follow the namespaces its rules are in.
+``resourceNames``) and a RoleBinding to the evaluator's ServiceAccount. With ``'*'`` the Roles
+follow the namespaces that hold rules referring to the config, and the evaluator follows the
+AlertConfig's ``status.grantedNamespaces``: no evaluator ever gets cluster-scoped access, so the
+operator needs no ClusterRole rights.
 
-Owner references cannot point across namespaces or from cluster-scoped objects to a namespaced
-owner, so these objects carry the config's uid as the ``klaxon.dev/owner-uid`` label and are
-garbage-collected by label: on every reconcile that changes the set, when the AlertConfig is
-deleted, and by the operator's resync (for deletions it missed while down). No finalizer: an
-uninstalled operator never blocks deleting an AlertConfig.
+Owner references cannot point across namespaces, so these objects carry the config's uid as the
+``klaxon.dev/owner-uid`` label and are garbage-collected by label: on every reconcile that
+changes the set, when the AlertConfig is deleted, and by the operator's resync (for deletions it
+missed while down). No finalizer: an uninstalled operator never blocks deleting an AlertConfig.
 
 Pure builders first; the apply part at the end.
 """
@@ -28,19 +28,14 @@ from typing import Any
 from ..api.alertconfig import AlertConfigSpec
 from ..kube.apply import OWNER_UID_LABEL, NotOwnedError, ensure_object, labelled_owner
 from ..kube.client import Body, KubeClient, KubeError, Ref
-from ..kube.rbac import EVALUATOR_CLUSTER_RULES, EVALUATOR_RULES
+from ..kube.rbac import EVALUATOR_RULES
 from .build import CONFIG_LABEL, evaluator_labels, evaluator_name, short_name
 
 logger = logging.getLogger("klaxon.operator.grants")
 
 RBAC = "rbac.authorization.k8s.io/v1"
 NAMESPACE_LABEL = "klaxon.dev/alertconfig-namespace"
-GRANT_KINDS = (
-    ("Role", "roles", True),
-    ("RoleBinding", "rolebindings", True),
-    ("ClusterRole", "clusterroles", False),
-    ("ClusterRoleBinding", "clusterrolebindings", False),
-)
+GRANT_KINDS = (("Role", "roles"), ("RoleBinding", "rolebindings"))
 
 
 def grant_name(config_ns: str, config_name: str) -> str:
@@ -72,10 +67,6 @@ def grant_namespaces(config_ns: str, spec: AlertConfigSpec, rule_namespaces: Ite
     return sorted(wanted - {config_ns, "*"})
 
 
-def cluster_wide(spec: AlertConfigSpec) -> bool:
-    return spec.evaluator.enabled and "*" in spec.allowed_namespaces
-
-
 def _subject(config_ns: str, config_name: str) -> Body:
     return {"kind": "ServiceAccount", "name": evaluator_name(config_name), "namespace": config_ns}
 
@@ -88,8 +79,7 @@ def build_grants(
     namespaces: Iterable[str],
     secrets: Mapping[str, Iterable[str]],
 ) -> list[Body]:
-    """Roles + RoleBindings in ``namespaces`` (``secrets``: Secret names the evaluator may read
-    there), and the ClusterRole + ClusterRoleBinding when the config admits every namespace."""
+    """Roles + RoleBindings in ``namespaces`` (``secrets``: Secret names the evaluator may read there)."""
     name = grant_name(config_ns, config_name)
     labels = grant_labels(config_ns, config_name, uid)
     subject: Body = _subject(config_ns, config_name)
@@ -105,24 +95,18 @@ def build_grants(
                     continue
                 rule = {**rule, "resourceNames": names}
             rules.append(rule)
-        out += _role_and_binding("Role", {"name": name, "namespace": ns, "labels": labels}, rules, subject)
-    if cluster_wide(spec):
-        meta = {"name": name, "labels": labels}
-        out += _role_and_binding("ClusterRole", meta, copy.deepcopy(EVALUATOR_CLUSTER_RULES), subject)
+        meta = {"name": name, "namespace": ns, "labels": labels}
+        out.append({"apiVersion": RBAC, "kind": "Role", "metadata": copy.deepcopy(meta), "rules": rules})
+        out.append(
+            {
+                "apiVersion": RBAC,
+                "kind": "RoleBinding",
+                "metadata": copy.deepcopy(meta),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [subject],
+            }
+        )
     return out
-
-
-def _role_and_binding(kind: str, meta: Mapping[str, Any], rules: list[Body], subject: Body) -> list[Body]:
-    return [
-        {"apiVersion": RBAC, "kind": kind, "metadata": copy.deepcopy(dict(meta)), "rules": rules},
-        {
-            "apiVersion": RBAC,
-            "kind": f"{kind}Binding",
-            "metadata": copy.deepcopy(dict(meta)),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": meta["name"]},
-            "subjects": [subject],
-        },
-    ]
 
 
 # --------------------------------------------------------------------------------- apply
@@ -141,7 +125,7 @@ def _where(obj: Mapping[str, Any]) -> str:
 async def apply_grants(kube: KubeClient, grants: list[Body]) -> GrantResult:
     """Create or correct every grant. A namespace that does not exist is noted, not an error.
 
-    Raises KubeError / NotOwnedError for anything else (with a hint for a 403 on cluster RBAC).
+    Raises KubeError / NotOwnedError for anything else.
     """
     result = GrantResult()
     for obj in grants:
@@ -154,13 +138,6 @@ async def apply_grants(kube: KubeClient, grants: list[Body]) -> GrantResult:
             if exc.status == 404 and ns and not exc.resource_missing:
                 result.missing_namespaces.append(ns)
                 continue
-            if exc.status == 403 and obj["kind"].startswith("Cluster"):
-                raise KubeError(
-                    exc.status,
-                    exc.reason,
-                    f"{exc.message} (allowedNamespaces '*' needs the operator's cluster-wide install: "
-                    "it must hold ClusterRole/ClusterRoleBinding permissions)",
-                ) from None
             raise
         if applied.drift:
             result.drift.append(_where(obj))
@@ -168,24 +145,20 @@ async def apply_grants(kube: KubeClient, grants: list[Body]) -> GrantResult:
 
 
 async def delete_grants(
-    kube: KubeClient, config_ns: str, config_name: str, uid: str, namespaces: Iterable[str], cluster: bool
+    kube: KubeClient, config_ns: str, config_name: str, uid: str, namespaces: Iterable[str]
 ) -> list[str]:
-    """Delete the config's Role + RoleBinding in ``namespaces`` (and its cluster grant when
-    ``cluster``): by name, and only objects labelled with ``uid``. Returns what it deleted."""
+    """Delete the config's Role + RoleBinding in ``namespaces``: by name, and only objects labelled
+    with ``uid``. Returns what it deleted."""
     name = grant_name(config_ns, config_name)
-    targets: list[tuple[str, str, str | None]] = [
-        (kind, plural, ns) for ns in namespaces for kind, plural, namespaced in GRANT_KINDS if namespaced
-    ]
-    if cluster:
-        targets += [(kind, plural, None) for kind, plural, namespaced in GRANT_KINDS if not namespaced]
     deleted: list[str] = []
-    for kind, plural, ns in targets:
-        ref = Ref(RBAC, plural, ns, name)
-        live = await kube.get(ref)
-        if live is None or labelled_owner(live) != uid:
-            continue
-        await kube.delete(ref, uid=(live.get("metadata") or {}).get("uid"))
-        deleted.append(_where({"kind": kind, "metadata": {"namespace": ns, "name": name}}))
+    for ns in namespaces:
+        for kind, plural in GRANT_KINDS:
+            ref = Ref(RBAC, plural, ns, name)
+            live = await kube.get(ref)
+            if live is None or labelled_owner(live) != uid:
+                continue
+            await kube.delete(ref, uid=(live.get("metadata") or {}).get("uid"))
+            deleted.append(f"{kind} {ns}/{name}")
     if deleted:
         logger.info("AlertConfig %s/%s: deleted evaluator grants %s", config_ns, config_name, ", ".join(deleted))
     return deleted
@@ -194,7 +167,7 @@ async def delete_grants(
 async def collect_orphans(kube: KubeClient, live_uids: set[str]) -> list[str]:
     """Grants whose AlertConfig is gone (deleted while the operator was not running)."""
     deleted: list[str] = []
-    for kind, plural, _ in GRANT_KINDS:
+    for kind, plural in GRANT_KINDS:
         selector = f"{OWNER_UID_LABEL},{NAMESPACE_LABEL}"
         try:
             found = await kube.list(Ref(RBAC, plural, None), label_selector=selector)
@@ -220,7 +193,6 @@ __all__ = [
     "NotOwnedError",
     "apply_grants",
     "build_grants",
-    "cluster_wide",
     "collect_orphans",
     "delete_grants",
     "grant_namespaces",
