@@ -116,11 +116,18 @@ def test_evaluator_image_override_and_disabled_evaluator() -> None:
 
 
 def test_role_grants_the_evaluator_rules_with_secrets_narrowed() -> None:
-    role = build_role("c", "ns", ["b", "a", "a"])
+    role = build_role("c", "ns", ["b", "a", "a"], ["klaxon-eval-c-1", "klaxon-eval-c-0"])
     secrets = [r for r in role["rules"] if r["resources"] == ["secrets"]]
     assert secrets == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["a", "b"]}]
+    # its shards' Leases only (create cannot be narrowed by name; nothing else in the namespace)
+    leases = [r for r in role["rules"] if r["resources"] == ["leases"]]
+    assert leases == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "update", "patch"],
+         "resourceNames": ["klaxon-eval-c-0", "klaxon-eval-c-1"]},
+    ]
     assert covers(OPERATOR_RULES, role["rules"])  # the operator may only grant what it holds
-    assert covers(role["rules"], [r for r in EVALUATOR_RULES if r["resources"] != ["secrets"]])
+    assert covers(role["rules"], EVALUATOR_RULES)  # every permission, narrowed by name where it can be
     # no Secret referenced: no Secret rule at all (an empty resourceNames would mean "every Secret")
     assert not [r for r in build_role("c", "ns", [])["rules"] if "secrets" in r["resources"]]
     binding = build_role_binding("c", "ns")

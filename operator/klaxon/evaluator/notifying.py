@@ -177,6 +177,8 @@ class NotifyingAdapter:
             self._episodes[mem] = ep
         else:
             self._episodes.pop(mem, None)
+        if tr.to_state == "Inactive":
+            self._handled.discard(mem)  # over: what comes next is checked against the outbox again
         return ep
 
     def to_notification(self, n: Notification) -> Outgoing:

@@ -90,15 +90,24 @@ def secret_refs(value: Any) -> list[tuple[str, str, str]]:
     return found
 
 
-def build_role(config_name: str, namespace: str, secret_names: Iterable[str]) -> Body:
-    """The evaluator's namespaced Role: read rules and channels, patch their status, read its Secrets."""
+def build_role(
+    config_name: str, namespace: str, secret_names: Iterable[str], lease_names: Iterable[str] = ()
+) -> Body:
+    """The evaluator's namespaced Role: read rules and channels, patch their status, read its
+    Secrets, hold its shards' Leases (``lease_names``; create cannot be narrowed by name)."""
     rules: list[Body] = []
     names = sorted(set(secret_names))
+    leases = sorted(set(lease_names))
     for rule in copy.deepcopy(EVALUATOR_RULES):
         if rule["resources"] == ["secrets"]:
             if not names:  # an empty resourceNames would grant every Secret: leave the rule out
                 continue
             rule = {**rule, "resourceNames": names}
+        if rule["resources"] == ["leases"]:
+            if not leases:
+                continue
+            rules.append({**rule, "verbs": ["create"]})
+            rule = {**rule, "verbs": [v for v in rule["verbs"] if v != "create"], "resourceNames": leases}
         rules.append(rule)
     return {
         "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -250,9 +259,10 @@ def build_config_children(
     """Everything an AlertConfig needs, in apply order (identity and RBAC before the pods)."""
     if not spec.evaluator.enabled:
         return []
+    leases = [deployment_name(config_name, i) for i in range(spec.evaluator.shards)]  # one per shard
     return [
         build_service_account(config_name, namespace),
-        build_role(config_name, namespace, secret_names),
+        build_role(config_name, namespace, secret_names, leases),
         build_role_binding(config_name, namespace),
         build_metrics_service(config_name, namespace),
         *([build_events_service(config_name, namespace)] if spec.events.token is not None else []),
