@@ -80,6 +80,19 @@ def setup(kube: Any, url: str, password: str, ca_pem: str) -> None:
     )
 
 
+async def evaluate_once(kube: Any, kube_api: Any, monkeypatch: Any, caplog: Any, tmp_path: Any) -> dict[str, Any]:
+    """`klaxon evaluator --once` at T0+60m; the rule's status afterwards."""
+    import klaxon.cli.evaluator_cmd as cmd
+
+    monkeypatch.setattr(cmd, "clock", lambda: T0 + 60 * MIN)
+    caplog.set_level(logging.DEBUG)
+    args = build_parser().parse_args(
+        ["evaluator", "--config", "mon/main", "--once", "--metrics-port", "0", "--state-dir", str(tmp_path)]
+    )
+    assert await asyncio.wait_for(run_loop(args, kube_api, asyncio.Event()), 30) == 0
+    return dict((kube.get_object(AR, "hot", "mon") or {})["status"])
+
+
 @pytest.mark.parametrize("password", [PASSWORD, "wrong-password"])
 async def test_basic_auth_and_ca_from_secrets(
     kube, kube_api, prometheus_server, monkeypatch, caplog, tmp_path, password: str
@@ -92,15 +105,7 @@ async def test_basic_auth_and_ca_from_secrets(
     assert prom.url.startswith("https://") and prom.ca_file is not None
     setup(kube, prom.url, password, prom.ca_file.read_text())
 
-    import klaxon.cli.evaluator_cmd as cmd
-
-    monkeypatch.setattr(cmd, "clock", lambda: T0 + 60 * MIN)
-    caplog.set_level(logging.DEBUG)
-    args = build_parser().parse_args(
-        ["evaluator", "--config", "mon/main", "--once", "--metrics-port", "0", "--state-dir", str(tmp_path)]
-    )
-    assert await asyncio.wait_for(run_loop(args, kube_api, asyncio.Event()), 30) == 0
-    status = (kube.get_object(AR, "hot", "mon") or {})["status"]
+    status = await evaluate_once(kube, kube_api, monkeypatch, caplog, tmp_path)
     if password == PASSWORD:
         assert status["state"] == "Firing", status
         assert status["firingSince"]
@@ -144,15 +149,7 @@ async def test_client_certificate_and_server_name_from_secrets(
         tls["serverName"] = "prometheus.monitoring.svc"
     kube.patch_object(AC, "main", {"spec": {"prometheus": {"auth": None, "tls": tls}}}, namespace="mon")
 
-    import klaxon.cli.evaluator_cmd as cmd
-
-    monkeypatch.setattr(cmd, "clock", lambda: T0 + 60 * MIN)
-    caplog.set_level(logging.DEBUG)
-    args = build_parser().parse_args(
-        ["evaluator", "--config", "mon/main", "--once", "--metrics-port", "0", "--state-dir", str(tmp_path)]
-    )
-    assert await asyncio.wait_for(run_loop(args, kube_api, asyncio.Event()), 30) == 0
-    status = (kube.get_object(AR, "hot", "mon") or {})["status"]
+    status = await evaluate_once(kube, kube_api, monkeypatch, caplog, tmp_path)
     if ok:
         assert status["state"] == "Firing", status
     else:

@@ -51,6 +51,16 @@ def setup(kube: Any, prom_url: str, **spec: Any) -> None:
     )
 
 
+def with_event_token(kube: Any, prometheus_server: Any) -> Any:
+    """A Prometheus with a little data, and the Secret holding the event token ("secret")."""
+    kube.create_object(
+        "v1/secrets",
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ev"}, "data": {"token": "c2VjcmV0"}},
+        namespace="mon",
+    )
+    return prometheus_server(series=[({"__name__": "temp", "room": "lab"}, minutes(T0, T0 + 10 * MIN, 1.0))])
+
+
 def elector(kube_api: Any, identity: str, address: str = "") -> LeaderElector:
     return LeaderElector(
         KubeClient(kube_api), "mon", LEASE, identity, duration=2.0, renew=0.1, retry=0.1, deadline=1.0,
@@ -134,12 +144,7 @@ async def test_one_replica_evaluates_the_other_stands_by_and_takes_over(
 
 
 async def test_event_ingestion_runs_on_shard_zero_only(kube, kube_api, prometheus_server, tmp_path) -> None:
-    prom = prometheus_server(series=[({"__name__": "temp", "room": "lab"}, minutes(T0, T0 + 10 * MIN, 1.0))])
-    kube.create_object(
-        "v1/secrets",
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ev"}, "data": {"token": "c2VjcmV0"}},
-        namespace="mon",
-    )
+    prom = with_event_token(kube, prometheus_server)
     setup(kube, prom.url, events={"token": {"name": "ev", "key": "token"}}, evaluator={"shards": 2})
     answers = {}
     for shard in ("0/2", "1/2"):
@@ -184,12 +189,7 @@ def test_a_standby_stays_alive_and_a_new_leader_starts_fresh(monkeypatch) -> Non
 
 
 async def test_a_standby_forwards_events_to_the_leader(kube, kube_api, prometheus_server, tmp_path) -> None:
-    prom = prometheus_server(series=[({"__name__": "temp", "room": "lab"}, minutes(T0, T0 + 10 * MIN, 1.0))])
-    kube.create_object(
-        "v1/secrets",
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ev"}, "data": {"token": "c2VjcmV0"}},
-        namespace="mon",
-    )
+    prom = with_event_token(kube, prometheus_server)
     setup(kube, prom.url, events={"token": {"name": "ev", "key": "token"}})
     ports = {"a": free_port(), "b": free_port()}
     stop = asyncio.Event()
