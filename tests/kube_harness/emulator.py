@@ -219,6 +219,7 @@ class _Fault:
     status: int
     remaining: int
     namespace: str | None = None
+    message: str = 'injected by the test harness'
 
 
 @attrs.define(kw_only=True)
@@ -274,10 +275,11 @@ class EmulatedCluster(kmock.KubernetesEmulator):
         return self.resources[resource]
 
     def inject_error(self, status: int, *, method: str | None = None, resource: str | None = None,
-                     subresource: str | None = None, times: int = 1, namespace: str | None = None) -> None:
-        """Fail the next ``times`` matching requests with ``status`` before touching state."""
+                     subresource: str | None = None, times: int = 1, namespace: str | None = None,
+                     message: str = 'injected by the test harness') -> None:
+        """Fail the next ``times`` matching requests with ``status`` (and ``message``) before touching state."""
         self._faults.append(_Fault(method.upper() if method else None, _res(resource) if resource else None,
-                                   subresource, status, times, namespace))
+                                   subresource, status, times, namespace, message))
 
     def clear_faults(self) -> None:
         """Forget every injected fault not yet used up."""
@@ -399,7 +401,7 @@ class EmulatedCluster(kmock.KubernetesEmulator):
                     and (fault.subresource is None or fault.subresource == request.subresource)
                     and (fault.namespace is None or fault.namespace == request.namespace)):
                 fault.remaining -= 1
-                raise _status_error(fault.status, 'InjectedFault', 'injected by the test harness')
+                raise _status_error(fault.status, 'InjectedFault', fault.message)
 
     async def _stream(self, request: rendering.Request,
                       events: AsyncIterator[Any]) -> aiohttp.web.StreamResponse:

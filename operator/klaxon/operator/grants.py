@@ -90,6 +90,8 @@ def build_grants(
         for rule in copy.deepcopy(EVALUATOR_RULES):
             if rule["apiGroups"] == ["coordination.k8s.io"]:
                 continue  # its Lease lives in the config's namespace
+            # ... and so does its AlertConfig: here only rules, channels and their status
+            rule["resources"] = [r for r in rule["resources"] if r != "alertconfigs"]
             if rule["resources"] == ["secrets"]:
                 if not names:  # an empty resourceNames would grant every Secret
                     continue
@@ -135,7 +137,9 @@ async def apply_grants(kube: KubeClient, grants: list[Body]) -> GrantResult:
         try:
             applied = await ensure_object(kube, obj, None)
         except KubeError as exc:
-            if exc.status == 404 and ns and not exc.resource_missing:
+            gone = exc.status == 404 and not exc.resource_missing
+            terminating = exc.status == 403 and "being terminated" in exc.message
+            if ns and (gone or terminating):  # no namespace (yet, or any more) to grant in
                 result.missing_namespaces.append(ns)
                 continue
             raise
