@@ -124,7 +124,7 @@ async def _reconcile(rt: Runtime, body: Mapping[str, Any], counts_only: bool = F
         await _delete_stale(
             rt, body, spec, {c["metadata"]["name"] for c in children if c["kind"] == "Deployment"}
         )
-        missing = await _sync_grants(rt, body, before, spec, grants_wanted, drift)
+        missing = await _sync_grants(rt, body, before, grants_wanted, drift)
         if drift:
             synced = Cond("Synced", True, "DriftCorrected", ", ".join(drift) + " modified by hand; restored")
         elif (kept := kept_drift(before, generation)) is not None:
@@ -204,7 +204,6 @@ async def _sync_grants(
     rt: Runtime,
     body: Mapping[str, Any],
     before: Mapping[str, Any],
-    spec: AlertConfigSpec,
     wanted: list[str],
     drift: list[str],
 ) -> list[str]:
@@ -212,7 +211,7 @@ async def _sync_grants(
     the wanted namespaces that do not exist."""
     meta = body["metadata"]
     ns, name, uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
-    grants = build_grants(ns, name, uid, spec, wanted, channel_secrets_by_namespace(rt, wanted))
+    grants = build_grants(ns, name, uid, wanted, channel_secrets_by_namespace(rt, wanted))
     result = await apply_grants(rt.kube, grants)
     drift.extend(result.drift)
     known = rt.config_grants.get((ns, name, uid))

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.alertconfig import AlertConfigSpec
-from ..kube.apply import OWNER_UID_LABEL, NotOwnedError, ensure_object, labelled_owner
+from ..kube.apply import OWNER_UID_LABEL, ensure_object, labelled_owner
 from ..kube.client import Body, KubeClient, KubeError, Ref
 from ..kube.rbac import EVALUATOR_RULES
-from .build import CONFIG_LABEL, evaluator_labels, evaluator_name, short_name
+from .build import evaluator_labels, evaluator_name
 
 logger = logging.getLogger("klaxon.operator.grants")
 
@@ -49,7 +49,6 @@ def grant_name(config_ns: str, config_name: str) -> str:
 def grant_labels(config_ns: str, config_name: str, uid: str) -> dict[str, str]:
     labels = evaluator_labels(config_name)
     labels[NAMESPACE_LABEL] = config_ns
-    labels[CONFIG_LABEL] = short_name(config_name)
     labels[OWNER_UID_LABEL] = uid
     return labels
 
@@ -75,7 +74,6 @@ def build_grants(
     config_ns: str,
     config_name: str,
     uid: str,
-    spec: AlertConfigSpec,
     namespaces: Iterable[str],
     secrets: Mapping[str, Iterable[str]],
 ) -> list[Body]:
@@ -194,7 +192,6 @@ async def collect_orphans(kube: KubeClient, live_uids: set[str]) -> list[str]:
 
 __all__ = [
     "GrantResult",
-    "NotOwnedError",
     "apply_grants",
     "build_grants",
     "collect_orphans",
