@@ -154,7 +154,7 @@ class Health:
         self.stale_s = stale_s
         self.started = time.monotonic()
         self.last_cycle: float | None = None
-        #: False while a standby replica waits for its shard's Lease: alive, not ready.
+        #: False while a standby replica waits for its shard's Lease (alive and ready all the same).
         self.leading = True
 
     def ok(self) -> bool:
@@ -166,11 +166,6 @@ class Health:
     def lead(self) -> None:
         """This replica took over: cycles start now (standby time does not count as stale)."""
         self.leading, self.started, self.last_cycle = True, time.monotonic(), None
-
-    def ready(self) -> bool:
-        """Standbys are ready too: rollouts replace pods one by one (a new standby becomes ready, the
-        old leader goes and hands the Lease over), and a standby forwards events to the leader."""
-        return self.ok()
 
 
 async def serve_http(
@@ -188,9 +183,11 @@ async def serve_http(
         return web.Response(text="ok\n" if health.ok() else "stale\n", status=200 if health.ok() else 503)
 
     async def ready_handler(_: web.Request) -> web.Response:
+        # Standbys are ready too: a rollout replaces pods one by one (a new standby comes up, the
+        # old leader goes and hands the Lease over), and a standby forwards events to the leader.
         if not health.leading:
             return web.Response(text="standby (the shard's Lease is held by another replica)\n")
-        return web.Response(text="ok\n" if health.ready() else "stale\n", status=200 if health.ready() else 503)
+        return await health_handler(_)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics_handler)
@@ -276,8 +273,8 @@ async def prometheus_client(api_client: Any, namespace: str, config: AlertConfig
 
 
 class RuleFeed:
-    """The AlertConfig's rules: one list at start, then a watch per namespace (or one cluster-wide);
-    events queue up for the main loop.
+    """The AlertConfig's rules: one list at start, then a watch per namespace of ``scope``; events
+    queue up for the main loop.
 
     A watch that ends is resumed from the last resourceVersion; one that fails (410 Gone, a
     connection error, 403 while its Role is not there yet) lists that namespace again — with
@@ -286,30 +283,27 @@ class RuleFeed:
     """
 
     def __init__(
-        self, api_client: Any, namespace: str, name: str, backoff: float = 1.0, scope: list[str] | None = None
+        self, api_client: Any, namespace: str, name: str, scope: list[str], backoff: float = 1.0
     ) -> None:
         self.api_client = api_client
         self.namespace = namespace
         self.name = name
-        #: The namespaces to list and watch (one watch each), or None: cluster-wide.
-        self.scope = scope
+        #: The namespaces to list and watch (one watch each).
+        self.scope = sorted(set(scope))
         self.backoff = backoff
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self.resource_versions: dict[str | None, str] = {}
-        #: per namespace (None: cluster-wide) the rules last seen there, by uid
-        self.items: dict[str | None, dict[str, dict[str, Any]]] = {}
-        self.failing: set[str | None] = set()
+        self.resource_versions: dict[str, str] = {}
+        #: per namespace the rules last seen there, by uid
+        self.items: dict[str, dict[str, dict[str, Any]]] = {}
+        self.failing: set[str] = set()
         self.lists = 0
-        self._followers: dict[str | None, asyncio.Task[None]] = {}
+        self._followers: dict[str, asyncio.Task[None]] = {}
         self._running = False
 
-    def namespaces(self) -> list[str | None]:
-        return [None] if self.scope is None else list(self.scope)
-
     def snapshot(self) -> list[dict[str, Any]]:
-        return [obj for ns in self.namespaces() for obj in self.items.get(ns, {}).values()]
+        return [obj for ns in self.scope for obj in self.items.get(ns, {}).values()]
 
-    async def _list(self, namespace: str | None) -> bool:
+    async def _list(self, namespace: str) -> bool:
         from klaxon.kube.status import list_rules
 
         try:
@@ -318,8 +312,7 @@ class RuleFeed:
             raise
         except Exception as e:
             code = getattr(e, "status", "")
-            where = namespace or "all namespaces"
-            log.warning("listing AlertRules in %s failed (%s %s)", where, type(e).__name__, code)
+            log.warning("listing AlertRules in %s failed (%s %s)", namespace, type(e).__name__, code)
             self.failing.add(namespace)
             return False
         self.items[namespace] = {_uid(o): o for o in found}
@@ -329,7 +322,7 @@ class RuleFeed:
 
     async def relist(self) -> list[dict[str, Any]]:
         """List every namespace (one that fails keeps its last rules and is retried by its watch)."""
-        for ns in self.namespaces():
+        for ns in self.scope:
             await self._list(ns)
         self.lists += 1
         return self.snapshot()
@@ -338,7 +331,7 @@ class RuleFeed:
         """Follow every namespace of the scope (``rescope`` changes it while running) until cancelled."""
         self._running = True
         try:
-            for ns in self.namespaces():
+            for ns in self.scope:
                 self._start(ns)
             await asyncio.Event().wait()
         finally:
@@ -349,13 +342,13 @@ class RuleFeed:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _start(self, namespace: str | None) -> None:
+    def _start(self, namespace: str) -> None:
         self._followers[namespace] = asyncio.create_task(self._follow(namespace), name=f"klaxon-rules-{namespace}")
 
     def rescope(self, scope: list[str]) -> None:
         """Follow ``scope`` from now on: new namespaces are listed and watched; rules of the ones
         left are dropped (one ``SYNC``)."""
-        if self.scope is None or set(scope) == set(self.scope):
+        if set(scope) == set(self.scope):
             return
         old, self.scope = set(self.scope), sorted(set(scope))
         for ns in set(scope) - old:
@@ -374,17 +367,16 @@ class RuleFeed:
         if left:
             self.events.put_nowait(("SYNC", self.snapshot()))
 
-    def _track(self, namespace: str | None, kind: str, obj: dict[str, Any]) -> None:
+    def _track(self, namespace: str, kind: str, obj: dict[str, Any]) -> None:
         seen = self.items.setdefault(namespace, {})
         if kind in ("ADDED", "MODIFIED"):
             seen[_uid(obj)] = obj
         else:  # DELETED, MOVED
             seen.pop(_uid(obj), None)
 
-    async def _follow(self, namespace: str | None) -> None:
+    async def _follow(self, namespace: str) -> None:
         from klaxon.kube.status import watch_rules
 
-        where = namespace or "all namespaces"
         delay = self.backoff
         while True:
             if namespace in self.failing or namespace not in self.resource_versions:
@@ -396,7 +388,7 @@ class RuleFeed:
             delay = self.backoff
             try:
                 async for kind, obj in watch_rules(
-                    self.api_client, self.namespace, self.name, self.resource_versions.get(namespace, ""), namespace
+                    self.api_client, self.namespace, self.name, namespace, self.resource_versions.get(namespace, "")
                 ):
                     rv = (obj.get("metadata") or {}).get("resourceVersion")
                     if rv:
@@ -407,7 +399,8 @@ class RuleFeed:
                 raise
             except Exception as e:
                 code = getattr(e, "status", "")
-                log.warning("watch of AlertRules in %s failed (%s %s); listing again", where, type(e).__name__, code)
+                what = (namespace, type(e).__name__, code)
+                log.warning("watch of AlertRules in %s failed (%s %s); listing again", *what)
                 self.failing.add(namespace)
                 await asyncio.sleep(delay)
 
@@ -541,9 +534,8 @@ async def run_loop(
         )
 
     everywhere = "*" in config.allowed_namespaces  # follow the namespaces the operator grants
-    feed = RuleFeed(
-        api_client, cfg_ns, cfg_name, scope=rules_scope(cfg_ns, config.allowed_namespaces, granted_namespaces(cfg_obj))
-    )
+    scope = rules_scope(cfg_ns, config.allowed_namespaces, granted_namespaces(cfg_obj))
+    feed = RuleFeed(api_client, cfg_ns, cfg_name, scope)
     next_rescope = time.monotonic() + RESCOPE_S
     watcher: asyncio.Task[None] | None = None
     try:
@@ -734,7 +726,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="",
         metavar="NAME",
         help="hold this coordination.k8s.io Lease (in the AlertConfig's namespace) to run; replicas without it "
-        "stand by (/readyz 503). Default: no election (one replica)",
+        "stand by and forward POST /v1/events to the holder. Default: no election (one replica)",
     )
     p.add_argument(
         "--lease-duration", type=float, default=15.0, help="seconds a Lease stays valid without renewal. Default 15"

@@ -87,26 +87,24 @@ def rules_scope(config_namespace: str, allowed_namespaces: list[str], granted: l
 
 def granted_namespaces(config: Mapping[str, Any]) -> list[str]:
     """``status.grantedNamespaces`` of an AlertConfig object."""
-    return [str(n) for n in ((config.get("status") or {}).get("grantedNamespaces") or []) if n != "*"]
+    return [str(n) for n in ((config.get("status") or {}).get("grantedNamespaces") or [])]
 
 
-def _list_call(api: client.CustomObjectsApi, namespace: str | None) -> Any:
+def _list_call(api: client.CustomObjectsApi, namespace: str) -> Any:
     def call(*args: Any, **kw: Any) -> Any:
         # `watch=true` as client-go sends it (the generated client would send "True").
         if kw.get("watch") is True:
             kw["watch"] = "true"
-        if namespace is None:
-            return api.list_cluster_custom_object(*args, **kw)
         return api.list_namespaced_custom_object(args[0], args[1], namespace, *args[2:], **kw)
 
     return call
 
 
 async def list_rules(
-    api_client: ApiClient, config_namespace: str, config_name: str, namespace: str | None = None
+    api_client: ApiClient, config_namespace: str, config_name: str, namespace: str
 ) -> tuple[list[dict[str, Any]], str]:
-    """The AlertRules of ``namespace`` (None: every namespace) that refer to the AlertConfig, and
-    the list's resourceVersion."""
+    """The AlertRules of ``namespace`` that refer to the AlertConfig, and the list's resourceVersion
+    (evaluators read namespace by namespace: their Roles are per namespace, see ``rules_scope``)."""
     api = client.CustomObjectsApi(api_client)
     body = await _list_call(api, namespace)(GROUP, VERSION, RULES)
     items = [r for r in body.get("items", []) if belongs_to(r, config_namespace, config_name)]
@@ -117,10 +115,10 @@ async def watch_rules(
     api_client: ApiClient,
     config_namespace: str,
     config_name: str,
+    namespace: str,
     resource_version: str = "",
-    namespace: str | None = None,
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """(event type, rule) for rules of the AlertConfig, from `resource_version` on.
+    """(event type, rule) for rules of the AlertConfig in ``namespace``, from `resource_version` on.
 
     Types: ADDED, MODIFIED, DELETED (the object is gone) and MOVED (it now refers to another
     AlertConfig: forget it, without resolving its alerts, the other evaluator takes it over).
