@@ -130,10 +130,6 @@ def encode_rule(name: str, state: dict[str, Any]) -> str:
     return json.dumps(name) + ":" + json.dumps(state, separators=(",", ":"))
 
 
-def save(path: Path, rules: dict[str, dict[str, Any]]) -> None:
-    write(path, [encode_rule(k, v) for k, v in rules.items()])
-
-
 _WRITING = threading.Lock()  # one writer at a time: the periodic save (a thread) and the final one
 
 

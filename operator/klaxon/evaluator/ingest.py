@@ -341,9 +341,6 @@ class EventMetrics:
         keys.add(key)
         return key
 
-    def count(self, ns: str, rule: str, r: EventResult, n: int = 1) -> None:
-        self.count_outcome(ns, rule, r.dedup_key or "", r.suppressed_by or ("notified" if r.would_notify else ""), n)
-
     def count_outcome(self, ns: str, rule: str, dedup_key: str, outcome: str, n: int = 1) -> None:
         """``n`` matches of one rule and key with one outcome: a SuppressedBy reason, "notified" or ""."""
         key = self._key(ns, rule, dedup_key)
@@ -693,23 +690,24 @@ class EventService:
         return self.rules[(namespace, name)].entries.status()
 
     # -- state on disk ---------------------------------------------------------------------
+    def _encoded(self, rule: _Rule) -> str:
+        rule.pipeline.compact()
+        state = event_state.dump_rule(rule.pipeline, rule.entries)
+        return event_state.encode_rule(f"{rule.namespace}/{rule.name}", state)
+
+    def _unrestored(self) -> list[str]:
+        """Saved state of rules not loaded yet, carried over until the rules were listed once."""
+        return [] if self.synced else [event_state.encode_rule(k, v) for k, v in self._saved_state.items()]
+
     def save_state(self) -> None:
         """Write every rule's grouping, cooldown and entries (no-op without a state path)."""
         if self.state_path is None:
             return
-        rules = self._unrestored()
-        for r in self.rules.values():
-            r.pipeline.compact()
-            rules[f"{r.namespace}/{r.name}"] = event_state.dump_rule(r.pipeline, r.entries)
         try:
-            event_state.save(self.state_path, rules)
+            event_state.write(self.state_path, self._unrestored() + [self._encoded(r) for r in self.rules.values()])
             self._unsaved = False
         except OSError as exc:
             log.warning("event state not saved to %s: %s", self.state_path, exc)
-
-    def _unrestored(self) -> dict[str, dict[str, Any]]:
-        """Saved state of rules not loaded yet, carried over until the rules were listed once."""
-        return {} if self.synced else dict(self._saved_state)
 
     async def save_state_async(self) -> None:
         """:meth:`save_state` without holding the loop: one rule encoded per step, the file written
@@ -717,11 +715,9 @@ class EventService:
         if self.state_path is None:
             return
         self._unsaved = False  # changes from here on are saved next time
-        encoded = [event_state.encode_rule(k, v) for k, v in self._unrestored().items()]
+        encoded = self._unrestored()
         for r in list(self.rules.values()):
-            r.pipeline.compact()
-            state = event_state.dump_rule(r.pipeline, r.entries)
-            encoded.append(event_state.encode_rule(f"{r.namespace}/{r.name}", state))
+            encoded.append(self._encoded(r))
             await asyncio.sleep(0)
         try:
             await asyncio.to_thread(event_state.write, self.state_path, encoded)
