@@ -214,28 +214,27 @@ async def _sync_grants(
     grants = build_grants(ns, name, uid, wanted, channel_secrets_by_namespace(rt, wanted))
     result = await apply_grants(rt.kube, grants)
     drift.extend(result.drift)
-    known = rt.config_grants.get((ns, name, uid))
-    previous = set(before.get("grantedNamespaces") or []) | set(known[0] if known else [])
+    previous = _previous_grants(rt, (ns, name, uid), before)
     await delete_grants(rt.kube, ns, name, uid, sorted(previous - set(wanted) - {ns}))
     granted = [n for n in wanted if n not in result.missing_namespaces]
     rt.config_grants[(ns, name, uid)] = (wanted, granted)
     return result.missing_namespaces
 
 
+def _previous_grants(rt: Runtime, key: tuple[str, str, str], status: Mapping[str, Any]) -> set[str]:
+    """Where grants may exist: what status says and what this process last wanted."""
+    known = rt.config_grants.get(key)
+    return set(status.get("grantedNamespaces") or []) | set(known[0] if known else [])
+
+
 async def forget_config(rt: Runtime, body: Mapping[str, Any]) -> list[str]:
     """The AlertConfig is gone: delete the grants no owner reference collects."""
     meta = body.get("metadata") or {}
-    ns, name, uid = str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid"))
-    async with rt.lock((KIND, ns, name)):  # after a reconcile in flight, which may still create some
-        return await _forget(rt, body, ns, name, uid)
-
-
-async def _forget(rt: Runtime, body: Mapping[str, Any], ns: str, name: str, uid: str) -> list[str]:
-    known = rt.config_grants.pop((ns, name, uid), None)
-    previous = set(((body.get("status") or {}).get("grantedNamespaces")) or []) | set(known[0] if known else [])
-    if not previous:
-        return []
-    return await delete_grants(rt.kube, ns, name, uid, sorted(previous - {ns}))
+    key = (str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid")))
+    async with rt.lock((KIND, key[0], key[1])):  # after a reconcile in flight, which may still create some
+        previous = _previous_grants(rt, key, body.get("status") or {})
+        rt.config_grants.pop(key, None)
+        return await delete_grants(rt.kube, *key, sorted(previous - {key[0]}))
 
 
 async def _delete_stale(rt: Runtime, owner: Mapping[str, Any], spec: AlertConfigSpec, keep: set[str]) -> None:

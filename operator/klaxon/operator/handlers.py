@@ -307,7 +307,7 @@ def make_registry(
     async def namespace_event(type: str | None, meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any) -> None:
         """A namespace an AlertConfig lists appeared: give its evaluator access there now."""
         rt = rt_of(memo, kwargs)
-        if type not in (None, "ADDED"):
+        if type != "ADDED":  # the initial listing (None) is covered by the configs' own resume
             return
         for ckey, config in rt.view("klaxon_configs").items():
             if meta.get("name") in (((config.get("spec") or {}).get("allowedNamespaces")) or []):
