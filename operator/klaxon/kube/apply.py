@@ -128,9 +128,10 @@ def _managed(body: Mapping[str, Any]) -> Body:
     return out
 
 
-def _where(live: Body) -> str:
-    meta = live["metadata"]
-    return f"{live.get('kind')} {meta['namespace'] + '/' if meta.get('namespace') else ''}{meta['name']}"
+def describe(obj: Mapping[str, Any]) -> str:
+    """``Kind namespace/name`` (or ``Kind name``) for messages."""
+    meta = obj["metadata"]
+    return f"{obj.get('kind')} {meta['namespace'] + '/' if meta.get('namespace') else ''}{meta['name']}"
 
 
 def check_owned(live: Body, desired: Body) -> None:
@@ -138,7 +139,7 @@ def check_owned(live: Body, desired: Body) -> None:
         # Label-owned names are derived from the owner's namespace and name, so one labelled by
         # another uid is an earlier incarnation of the same owner (deleted and re-created): ours.
         if not (live["metadata"].get("labels") or {}).get(OWNER_UID_LABEL):
-            raise NotOwnedError(f"{_where(live)} exists and was not created by Klaxon; rename or delete it")
+            raise NotOwnedError(f"{describe(live)} exists and was not created by Klaxon; rename or delete it")
         return
     owner = desired["metadata"]["ownerReferences"][0]
     uid = controller_uid(live)

@@ -23,10 +23,9 @@ import hashlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..api.alertconfig import AlertConfigSpec
-from ..kube.apply import OWNER_UID_LABEL, ensure_object, labelled_owner
+from ..kube.apply import OWNER_UID_LABEL, describe, ensure_object, labelled_owner
 from ..kube.client import Body, KubeClient, KubeError, Ref
 from ..kube.rbac import EVALUATOR_RULES
 from .build import evaluator_labels, evaluator_name
@@ -117,11 +116,6 @@ class GrantResult:
     missing_namespaces: list[str] = field(default_factory=list)
 
 
-def _where(obj: Mapping[str, Any]) -> str:
-    meta = obj["metadata"]
-    return f"{obj['kind']} {meta['namespace'] + '/' if meta.get('namespace') else ''}{meta['name']}"
-
-
 async def apply_grants(kube: KubeClient, grants: list[Body]) -> GrantResult:
     """Create or correct every grant. A namespace that does not exist is noted, not an error.
 
@@ -142,7 +136,7 @@ async def apply_grants(kube: KubeClient, grants: list[Body]) -> GrantResult:
                 continue
             raise
         if applied.drift:
-            result.drift.append(_where(obj))
+            result.drift.append(describe(obj))
     return result
 
 
@@ -184,7 +178,7 @@ async def collect_orphans(kube: KubeClient, live_uids: set[str]) -> list[str]:
             if not uid or uid in live_uids:
                 continue
             await kube.delete(Ref(RBAC, plural, meta.get("namespace"), meta["name"]), uid=meta.get("uid"))
-            deleted.append(_where({"kind": kind, "metadata": meta}))
+            deleted.append(describe({"kind": kind, "metadata": meta}))
     if deleted:
         logger.info("deleted grants of AlertConfigs that no longer exist: %s", ", ".join(deleted))
     return deleted
