@@ -133,3 +133,67 @@ def test_cel_key_rules_reject_bad_label_names() -> None:
     doc = yaml.safe_load((ROOT / "tests/data/invalid/label-name-with-dash.yaml").read_text())
     found = cel.violations(schema_of("AlertRule"), doc)
     assert [v.path for v in found] == ["spec.labels"]
+
+
+def _unbounded(node: dict[str, Any], path: str) -> list[str]:
+    """The string, list and map nodes directly at ``node`` that give the CEL cost estimator no size."""
+    kind = node.get("type")
+    # date-time strings are CEL timestamps, which the estimator sizes by their format.
+    if kind == "string" and "maxLength" not in node and "enum" not in node and node.get("format") != "date-time":
+        return [f"{path}: string without maxLength"]
+    if kind == "array" and "maxItems" not in node:
+        return [f"{path}: list without maxItems"]
+    if kind == "object" and isinstance(node.get("additionalProperties"), dict) and "maxProperties" not in node:
+        return [f"{path}: map without maxProperties"]
+    return []
+
+
+def _cel_inputs_unbounded(node: dict[str, Any], path: str, enclosing: list[str]) -> list[str]:
+    """Every unbounded input of every CEL rule: the rule's own subtree and the lists/maps around it.
+
+    The API server multiplies a rule's estimated cost by the largest number of times it can run
+    (the maxItems/maxProperties of every enclosing list and map), and estimates the cost of what
+    it reads from maxLength/maxItems/maxProperties; a missing bound counts as "as large as the
+    request" and the CRD is refused (kube-apiserver: "estimated rule cost exceeds budget").
+    """
+    problems: list[str] = []
+    here = _unbounded(node, path)
+    if node.get("x-kubernetes-validations"):
+        problems += enclosing
+        problems += [p for sub_path, sub in walk(node, path) for p in _unbounded(sub, sub_path)]
+    around = enclosing + [p for p in here if "string" not in p]
+    for name, sub in node.get("properties", {}).items():
+        problems += _cel_inputs_unbounded(sub, f"{path}.{name}", around)
+    if isinstance(node.get("items"), dict):
+        problems += _cel_inputs_unbounded(node["items"], f"{path}[]", around)
+    if isinstance(node.get("additionalProperties"), dict):
+        problems += _cel_inputs_unbounded(node["additionalProperties"], f"{path}{{}}", around)
+    return problems
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_every_cel_input_is_bounded(kind: str) -> None:
+    problems = sorted(set(_cel_inputs_unbounded(schema_of(kind), "", [])))
+    assert problems == [], "CEL rules read unbounded values (a real API server refuses the CRD):\n" + "\n".join(
+        problems
+    )
+
+
+def test_bounds_check_sees_a_missing_bound() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "windows": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "x-kubernetes-validations": [{"rule": "self.start != self.end"}],
+                    "properties": {"start": {"type": "string"}, "end": {"type": "string", "maxLength": 5}},
+                },
+            }
+        },
+    }
+    assert sorted(_cel_inputs_unbounded(schema, "", [])) == [
+        ".windows: list without maxItems",
+        ".windows[].start: string without maxLength",
+    ]

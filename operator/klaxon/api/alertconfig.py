@@ -124,10 +124,12 @@ def _default_ack() -> list[AckMechanism]:
 class Resources(KModel):
     requests: dict[Literal["cpu", "memory"], Quantity] = Field(
         default_factory=_default_requests,
+        max_length=2,
         description="is the evaluator container's requests. Defaults to cpu 50m, memory 128Mi.",
     )
     limits: dict[Literal["cpu", "memory"], Quantity] = Field(
         default_factory=_default_limits,
+        max_length=2,
         description="is the evaluator container's limits. Defaults to memory 512Mi.",
     )
 

@@ -64,7 +64,7 @@ LabelValue = Annotated[str, StringConstraints(max_length=1024)]
 ObjectName = Annotated[str, StringConstraints(pattern=K8S_NAME_PATTERN, max_length=MAX_NAME)]
 ShortText = Annotated[str, StringConstraints(max_length=MAX_SHORT)]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
-HHMM = Annotated[str, StringConstraints(pattern=HHMM_PATTERN)]
+HHMM = Annotated[str, StringConstraints(pattern=HHMM_PATTERN, max_length=5)]
 Weekday = Literal["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
