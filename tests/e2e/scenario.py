@@ -93,9 +93,10 @@ def rule_ref(namespace: str, name: str) -> Ref:
 
 
 @asynccontextmanager
-async def namespaces(kube: KubeClient, *names: str) -> AsyncIterator[None]:
+async def namespaces(kube: KubeClient, *names: str, labels: dict[str, str] | None = None) -> AsyncIterator[None]:
     for name in names:
-        await kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        meta = {"name": name, "labels": dict(labels or {})}
+        await kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
     try:
         yield
     finally:
@@ -122,15 +123,24 @@ async def check_examples(kube: KubeClient, ns: str, other_ns: str, timeout: floa
     engines: dict[str, str] = {}
     for name in rules:
 
-        async def rule_ready(name: str = name) -> Body | None:
+        async def rule_settled(name: str = name) -> Body | None:
+            # Prometheus-run rules are in effect once applied; evaluator-run rules only once an
+            # evaluator runs their shard, and none runs yet: Ready=False says which shard is missing.
             body = await kube.get(rule_ref(ns, name))
-            return body if cond(body).get("status") == "True" else None
+            status = (body or {}).get("status") or {}
+            ready = cond(body)
+            if status.get("engine") == "evaluator":
+                return body if ready.get("reason") == "EvaluatorNotReady" else None
+            return body if ready.get("status") == "True" else None
 
-        body = await eventually(rule_ready, timeout, f"AlertRule {name} Ready")
+        body = await eventually(rule_settled, timeout, f"AlertRule {name} settled")
         status = body["status"]
         assert status["observedGeneration"] == body["metadata"]["generation"]
         assert cond(body, "Valid")["status"] == "True" and cond(body, "Synced")["status"] == "True"
         engines[name] = status["engine"]
+        if engines[name] == "evaluator":
+            ready = cond(body)
+            assert ready["status"] == "False" and "Lease" in ready["message"] and "shard" in ready["message"], ready
         pr_ref = status.get("prometheusRuleRef")
         if pr_ref:
             pr = await get(kube, "monitoring.coreos.com/v1", "prometheusrules", ns, pr_ref["name"])
@@ -218,9 +228,7 @@ async def check_examples(kube: KubeClient, ns: str, other_ns: str, timeout: floa
         if ((config or {}).get("status") or {}).get("grantedNamespaces") != [other_ns]:
             return None
         role = await get(kube, "rbac.authorization.k8s.io/v1", "roles", other_ns, f"klaxon-eval.{ns}.default")
-        binding = await get(
-            kube, "rbac.authorization.k8s.io/v1", "rolebindings", other_ns, f"klaxon-eval.{ns}.default"
-        )
+        binding = await get(kube, "rbac.authorization.k8s.io/v1", "rolebindings", other_ns, f"klaxon-eval.{ns}.default")
         return role if role is not None and binding is not None else None
 
     role = await eventually(granted, timeout, f"evaluator Role in {other_ns}")
@@ -235,7 +243,38 @@ async def check_examples(kube: KubeClient, ns: str, other_ns: str, timeout: floa
         return await get(kube, "monitoring.coreos.com/v1", "prometheusrules", ns, pr_name) is None
 
     await eventually(collected, timeout, f"PrometheusRule {pr_name} garbage-collected")
-    return {"rules": engines, "configs": [c["metadata"]["name"] for c in configs], "channels": channels}
+    return {
+        "rules": engines,
+        "configs": {c["metadata"]["name"]: (c["spec"].get("evaluator") or {}).get("shards") or 1 for c in configs},
+        "channels": channels,
+    }
+
+
+async def check_evaluated(kube: KubeClient, ns: str, names: list[str], timeout: float) -> dict[str, str]:
+    """Evaluator-run rules turn Ready once an evaluator runs their shard; returns each Ready message."""
+    messages = {}
+    for name in names:
+
+        async def ready(name: str = name) -> Body | None:
+            body = await kube.get(rule_ref(ns, name))
+            return body if cond(body).get("status") == "True" else None
+
+        messages[name] = cond(await eventually(ready, timeout, f"AlertRule {name} Ready once evaluated"))["message"]
+    return messages
+
+
+async def hold_leases(kube: KubeClient, ns: str, config: str, shards: int, holder: str = "e2e-standin") -> None:
+    """Take each shard's Lease as its evaluator would (for the emulator, where no evaluator runs)."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+    for i in range(shards):
+        await kube.create(
+            {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": f"klaxon-eval-{config}-{i}", "namespace": ns},
+                "spec": {"holderIdentity": holder, "leaseDurationSeconds": 3600, "renewTime": now, "acquireTime": now},
+            }
+        )
 
 
 async def check_cel_rejects(kube: KubeClient, ns: str) -> str:
@@ -256,7 +295,10 @@ async def check_cel_rejects(kube: KubeClient, ns: str) -> str:
 
 @asynccontextmanager
 async def running_klaxon(kube: KubeClient, watched: tuple[str, ...], image: str = "klaxon:e2e") -> AsyncIterator[Any]:
-    """Klaxon's real registry and settings, in-process (kube_harness' runner), limited to ``watched``."""
+    """Klaxon's real registry and settings, in-process (kube_harness' runner), limited to ``watched``.
+
+    The emulator's fast variant; against a real API server the suite runs ``klaxon operator`` itself.
+    """
     from unittest import mock
 
     from klaxon.kube.login import connection_info
@@ -266,7 +308,13 @@ async def running_klaxon(kube: KubeClient, watched: tuple[str, ...], image: str 
     from kube_harness import OperatorRunner, harness_settings
 
     configuration = kube.api.configuration
-    options = Options(image=image, kube_configuration=configuration, resync_seconds=3600)
+    options = Options(
+        image=image,
+        kube_configuration=configuration,
+        resync_seconds=3600,
+        evaluation_check_seconds=0.5,
+        lease_ttl_seconds=0.2,
+    )
     settings = configure(harness_settings())
     runner = OperatorRunner(None, make_registry(options), settings=settings, namespaces=watched)  # type: ignore
     with mock.patch("kube_harness.runner.connection_info", lambda _: connection_info(configuration)):

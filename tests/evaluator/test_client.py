@@ -100,3 +100,15 @@ async def test_auth_header_is_sent(prometheus_server) -> None:
         assert (await client.query("2", T0))[0].value == 2.0
     with pytest.raises(ValueError):
         PrometheusClient(prom.url, token="a", basic_auth=("u", "p"))
+
+
+async def test_a_config_without_prometheus_fails_every_query_with_the_reason() -> None:
+    """An events-only AlertConfig runs an evaluator too: its metric rules (if any) get this error."""
+    from klaxon.prom.client import PrometheusClient, PrometheusError
+
+    async with PrometheusClient.unconfigured_because("no spec.prometheus endpoint") as prom:
+        with pytest.raises(PrometheusError, match=r"no spec\.prometheus endpoint"):
+            await prom.query("up", 0.0)
+        with pytest.raises(PrometheusError, match=r"no spec\.prometheus endpoint"):
+            await prom.rules()
+        assert prom.requests == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime
 
 from klaxon.api.sharding import shard_of
 from klaxon.kube.rbac import OPERATOR_RULES, missing
@@ -374,8 +375,16 @@ async def test_evaluator_rules_and_disabled_rules(kube: EmulatedCluster, operato
     assert condition(kube, AR, "intrusion", "Synced")["reason"] == "NothingToApply"
     assert kube.list_objects(DEPLOY, NS) == []  # evaluator disabled: no Deployment at all
     kube.patch_object(AC, "default", {"spec": {"evaluator": {"enabled": True}}}, NS)
-    await wait_condition(kube, AR, "intrusion", "True", "Ready")
     await wait_for(lambda: kube.get_object(DEPLOY, "klaxon-eval-default-0", NS))
+    # enabled is not in effect: nobody takes its events until an evaluator holds shard 0's Lease
+    waiting = await wait_condition(kube, AR, "intrusion", "False", "EvaluatorNotReady")
+    assert "Lease team-a/klaxon-eval-default-0 is not held" in waiting["message"], waiting
+    now = datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    lease = {"holderIdentity": "eval-pod", "leaseDurationSeconds": 15, "renewTime": now}
+    kube.create_object(
+        "coordination.k8s.io/v1/leases", {"metadata": {"name": "klaxon-eval-default-0"}, "spec": lease}, NS
+    )
+    await wait_condition(kube, AR, "intrusion", "True", "Ready")
 
     # a prometheus-engine rule switched off loses its PrometheusRule, and gets it back
     kube.create_object(AR, rule("toggle"), NS)

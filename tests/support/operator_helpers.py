@@ -40,6 +40,8 @@ async def start_operator(kube: EmulatedCluster, kopf_runner: Callable[..., Opera
         resync_seconds=3600,
         debounce_seconds=0.02,
         retry_seconds=0.5,
+        evaluation_check_seconds=0.2,
+        lease_ttl_seconds=0.1,
     )
     runner = kopf_runner(make_registry(options))
     await runner.start()

@@ -228,8 +228,10 @@ async def prometheus_client(api_client: Any, namespace: str, config: AlertConfig
     from klaxon.kube.status import read_secret_key
 
     ep = config.prometheus
-    if ep is None:
-        raise SystemExit("the AlertConfig has no spec.prometheus endpoint")
+    if ep is None:  # an events-only config: its metric rules (if any) report this as their error
+        return PrometheusClient.unconfigured_because(
+            "the AlertConfig sets no spec.prometheus endpoint: only event rules can be evaluated"
+        )
 
     async def secret(sel: Any) -> str:
         return await read_secret_key(api_client, namespace, sel.name, sel.key)

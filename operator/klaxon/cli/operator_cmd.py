@@ -158,10 +158,22 @@ class _JsonFormatter(logging.Formatter):
 class Health:
     """/healthz and /readyz for the kubelet; liveness is kopf's own probe once kopf runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, webhook_port: int | None = None) -> None:
         self.kopf_liveness: str | None = None  # kopf's internal endpoint, once it runs
         self.kopf_task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()
+        #: kopf reports ready before its webhook server listens: until it does, admission would fail
+        self.webhook_port = webhook_port
+
+    async def webhook_listening(self) -> bool:
+        if self.webhook_port is None:
+            return True
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", self.webhook_port), 1.0)
+        except (TimeoutError, OSError):
+            return False
+        writer.close()
+        return True
 
     async def start(self, port: int) -> Any:
         from aiohttp import ClientError, ClientSession, web
@@ -183,6 +195,7 @@ class Health:
 
         async def readyz(_: web.Request) -> web.Response:
             ok = self.ready.is_set() and self.kopf_task is not None and not self.kopf_task.done()
+            ok = ok and await self.webhook_listening()
             return web.json_response({"ready": ok}, status=200 if ok else 503)
 
         app = web.Application()
@@ -222,7 +235,7 @@ async def serve(args: argparse.Namespace) -> int:
     )
     registry = make_registry(options, login=True, webhook=args.webhook_cert_dir is not None)
     namespaces = _namespaces(args)
-    health = Health()
+    health = Health(args.webhook_port if args.webhook_cert_dir is not None else None)
     health_runner = await health.start(args.health_port) if args.health_port else None
     elector: LeaderElector | None = None
     kube: KubeClient | None = None

@@ -27,6 +27,7 @@ from ..kube.login import connection_info
 from . import metrics
 from .channels import reconcile_channel
 from .configs import forget_config, reconcile_config
+from .evaluation import last_evaluation, rule_evaluation
 from .grants import collect_orphans
 from .refs import Key, raw_config_key, raw_rule_channels
 from .rules import owner_rule_key, reconcile_rule
@@ -144,6 +145,38 @@ async def resync_loop(rt: Runtime) -> None:
             logger.exception("Collecting orphaned evaluator grants failed.")
 
 
+def awaits_evaluation(rt: Runtime, key: Key, status: Mapping[str, Any] | None) -> bool:
+    """A rule held back from Ready for want of an evaluation that now shows one."""
+    verdict = rt.evaluations.get(key)
+    return verdict is not None and verdict[0] is False and last_evaluation(status) is not None and (
+        verdict[1] in ("AwaitingEvaluation", "EvaluatorNotReady", "EvaluationStale")
+    )
+
+
+async def evaluation_loop(rt: Runtime) -> None:
+    """Re-check evaluator-run rules: a lastEvaluation going stale or a shard losing its leader
+    changes no object, so time has to be watched; only rules whose verdict changed are reconciled."""
+    while True:
+        await asyncio.sleep(rt.options.evaluation_check_seconds)
+        try:
+            for key in await changed_evaluations(rt):
+                kick_rule(rt, key, "evaluation")
+        except Exception:
+            logger.exception("Checking the evaluation of evaluator-run rules failed.")
+
+
+async def changed_evaluations(rt: Runtime) -> list[Key]:
+    rules = rt.view("klaxon_rules")
+    changed = []
+    for key, (ok, reason, expect) in list(rt.evaluations.items()):
+        body = rules.get(key)
+        if body is not None:
+            cond = await rule_evaluation(rt, body, expect)
+            if (cond.ok, cond.reason) != (ok, reason):
+                changed.append(key)
+    return changed
+
+
 def configs_granting(rt: Runtime, namespace: str) -> list[Key]:
     """AlertConfigs whose evaluator holds (or should hold) a Role in ``namespace``."""
     return [
@@ -181,6 +214,7 @@ def make_registry(
         rt = Runtime(opts, kube)
         memo.klaxon = rt
         rt.spawn(resync_loop(rt), "klaxon-resync")
+        rt.spawn(evaluation_loop(rt), "klaxon-evaluation-check")
 
     @on.cleanup(registry=registry)
     async def klaxon_cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -251,14 +285,17 @@ def make_registry(
     # --- references, both ways: dependents follow their referents' events at once
     @on.event(GROUP, VERSION, RULES, registry=registry)
     async def rule_event(
-        type: str | None, meta: kopf.Meta, spec: kopf.Spec, memo: kopf.Memo, **kwargs: Any
+        type: str | None, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, memo: kopf.Memo, **kwargs: Any
     ) -> None:
         rt = rt_of(memo, kwargs)
         key = _key(meta)
         ckey = raw_config_key(key[0], dict(spec))
         old = rt.rule_config.get(key)
+        if type not in ("DELETED", None) and awaits_evaluation(rt, key, status):
+            kick_rule(rt, key, "evaluation")  # the evaluator reported: the rule may be in effect now
         if type == "DELETED":
             rt.rule_config.pop(key, None)
+            rt.evaluations.pop(key, None)
             metrics.record_ready("AlertRule", *key, None)
             rt.written = {k: v for k, v in rt.written.items() if k[:3] != ("AlertRule", *key)}
         else:

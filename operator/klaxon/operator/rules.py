@@ -15,6 +15,7 @@ from ..kube.client import Body, KubeError, Ref
 from ..kube.events import patch_status, post_event
 from . import metrics
 from .conditions import Cond, build_conditions, ready_from, status_changed, transitions
+from .evaluation import Expectation, rule_evaluation
 from .refs import Key, check_channels, resolve_config, rule_channels
 from .runtime import Runtime
 
@@ -133,15 +134,24 @@ async def _reconcile(rt: Runtime, body: Mapping[str, Any]) -> RuleOutcome:
     )
     if channels is not None:
         conds.append(channels)
-    if result.engine == "evaluator" and config is not None and not config.evaluator.enabled:
-        conds.append(
-            Cond(
-                "Evaluator",
-                False,
-                "EvaluatorDisabled",
-                f"the rule needs the evaluator but AlertConfig {ckey[0]}/{ckey[1]} disables it",
+    expect: Expectation | None = None
+    if result.engine == "evaluator" and config is not None:
+        if not config.evaluator.enabled:
+            conds.append(
+                Cond(
+                    "Evaluator",
+                    False,
+                    "EvaluatorDisabled",
+                    f"the rule needs the evaluator but AlertConfig {ckey[0]}/{ckey[1]} disables it",
+                )
             )
-        )
+        elif spec.enabled:
+            expect = Expectation.of(ckey, config, spec)
+            evaluated = await rule_evaluation(rt, body, expect)
+            conds.append(evaluated)
+            rt.evaluations[(ns, name)] = (evaluated.ok, evaluated.reason, expect)
+    if expect is None:
+        rt.evaluations.pop((ns, name), None)
     return await _finish(rt, body, before, conds, status_patch, retry)
 
 

@@ -38,6 +38,10 @@ class Options:
     resync_seconds: float = 600.0
     debounce_seconds: float = 0.2
     retry_seconds: float = 30.0
+    #: How often evaluator-run rules are checked for a stale lastEvaluation or a shard without a leader.
+    evaluation_check_seconds: float = 15.0
+    #: How long a shard Lease lookup is reused: one GET per shard per this long, whatever the rule count.
+    lease_ttl_seconds: float = 10.0
 
 
 ObjKey = tuple[str, str, str]  # (kind, namespace, name)
@@ -64,6 +68,11 @@ class Runtime:
     config_grants: dict[tuple[str, str, str], tuple[list[str], list[str]]] = field(default_factory=dict)
     #: (uid, generation) of referenced objects as last seen, to tell spec changes from status writes.
     generations: dict[ObjKey, tuple[Any, Any]] = field(default_factory=dict)
+    #: Per evaluator-run rule (ns, name): the Evaluator condition's (ok, reason) as last reconciled,
+    #: so the periodic check kicks only rules whose verdict changed.
+    evaluations: dict[Key, tuple[bool | None, str, Any]] = field(default_factory=dict)
+    #: (namespace, lease name) -> (monotonic time read, holder or None): see evaluation.lease_holder.
+    lease_cache: dict[Key, tuple[float, str | None]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def capture(self, kwargs: Mapping[str, Any]) -> None:

@@ -129,6 +129,15 @@ class PrometheusClient:
         self._session: aiohttp.ClientSession | None = None
         #: Number of HTTP requests sent (including retries); handy for batching metrics.
         self.requests = 0
+        #: Why there is no endpoint at all (see ``unconfigured``): every request fails with it.
+        self.unconfigured: str | None = None
+
+    @classmethod
+    def unconfigured_because(cls, reason: str) -> PrometheusClient:
+        """A client with no endpoint: every query fails with ``reason`` (event rules need no Prometheus)."""
+        client = cls("http://unconfigured.invalid", retries=0)
+        client.unconfigured = reason
+        return client
 
     async def __aenter__(self) -> PrometheusClient:
         return self
@@ -186,6 +195,8 @@ class PrometheusClient:
             raise PrometheusError(f"{path}: {type(e).__name__}: {e}") from e
 
     async def _request(self, method: str, path: str, params: Mapping[str, str] | None = None) -> Any:
+        if self.unconfigured is not None:
+            raise PrometheusError(self.unconfigured)
         attempt = 0
         while True:
             try:
