@@ -7,10 +7,11 @@ import pytest
 
 from evaluator.helpers import MIN, T0, Recorder, minutes, rule
 from klaxon.api.alertrule import ActiveSeries, AlertRuleStatus
+from klaxon.compile.query import value_query
 from klaxon.engine import compute_bounds, step
 from klaxon.engine.adapter import engine_rule
 from klaxon.engine.types import SeriesState
-from klaxon.evaluator import Evaluator, value_query
+from klaxon.evaluator import Evaluator
 from klaxon.prom.client import PrometheusClient
 
 START, END = T0, T0 + 120 * MIN
@@ -149,7 +150,7 @@ def test_value_query_shape() -> None:
 
     q = spec(STATIC).query
     assert q is not None
-    assert value_query(q) == 'avg by (device) (avg_over_time(cpu{site="s1"}[4m59s999ms]))'
+    assert value_query(q, 60.0) == 'avg by (device) (avg_over_time(cpu{site="s1"}[4m59s999ms]))'
 
 
 # -- dynamic -------------------------------------------------------------------------------
@@ -226,4 +227,4 @@ def test_evaluator_queries_the_value_the_compiler_compiles(query: dict) -> None:
     assert s.query is not None
     res = compile_rule("r", "default", s)
     (alert,) = [r for r in res.groups[0]["rules"] if "alert" in r]
-    assert alert["expr"] == f"{value_query(s.query)} > 80"
+    assert alert["expr"] == f"{value_query(s.query, 60.0)} > 80"

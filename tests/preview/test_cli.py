@@ -173,5 +173,5 @@ def test_composite_per_operand_files(capsys: pytest.CaptureFixture[str], tmp_pat
     code, out, err = run_cli(capsys, str(EX / "13-generic-rules.yaml"), "--rule", "slow-and-failing", *files)
     assert code == 0, err
     rule_part = out.split("rule slow-and-failing (logic of the operands)")[1]
-    assert "2026-06-24T04:11:51Z  Inactive -> Firing  level=warning  Triggered" in rule_part
-    assert "2026-06-24T04:23:51Z  Firing -> Inactive  level=-  Recovered" in rule_part
+    assert "2026-06-24T04:10:51Z  Inactive -> Firing  level=warning  Triggered" in rule_part
+    assert "2026-06-24T04:20:51Z  Firing -> Inactive  level=-  Recovered" in rule_part

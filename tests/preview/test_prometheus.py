@@ -11,8 +11,8 @@ import pytest
 
 from klaxon.api.alertrule import Query
 from klaxon.cli.main import main
+from klaxon.compile.query import series_selector
 from klaxon.preview.data import load_file
-from klaxon.preview.run import promql_selector
 
 ROOT = Path(__file__).resolve().parents[2]
 EX = ROOT / "examples"
@@ -20,12 +20,12 @@ DATA = EX / "data"
 T0 = (int(time.time()) // 3600 - 72) * 3600  # three days ago, on the hour: promtool backfills the past only
 
 
-def test_promql_selector_escapes_values_and_scope() -> None:
+def test_preview_selects_with_the_one_promql_quoting() -> None:
     q = Query.model_validate(
         {"metric": "m", "selector": {"a": 'x"y\\z'}, "scope": {"dev": ["cam.1", "cam|2"]}, "window": "5m"}
     )
-    assert promql_selector(q) == 'm{a="x\\"y\\\\z",dev=~"cam\\\\.1|cam\\\\|2"}'
-    assert promql_selector(Query.model_validate({"expr": "sum(rate(x[5m]))"})) == "sum(rate(x[5m]))"
+    assert series_selector(q) == 'm{a="x\\"y\\\\z",dev=~"cam\\\\.1|cam\\\\|2"}'
+    assert series_selector(Query.model_validate({"expr": "sum(rate(x[5m]))"})) == "(sum(rate(x[5m])))"
 
 
 def transitions(capsys: pytest.CaptureFixture[str], *argv: str) -> list[tuple[str, str, str, str, str | None, str]]:
@@ -93,4 +93,4 @@ def test_prometheus_errors_are_reported(capsys: pytest.CaptureFixture[str]) -> N
     )
     err = capsys.readouterr().err
     assert code == 1
-    assert "http://127.0.0.1:9: query 'model_accuracy{" in err
+    assert "http://127.0.0.1:9: query 'avg by (device_id) (avg_over_time(model_accuracy{" in err

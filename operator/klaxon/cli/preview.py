@@ -8,10 +8,14 @@ import json
 import os
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+import numpy as np
 
 from klaxon.api.alertrule import Query
 from klaxon.api.common import parse_duration
+from klaxon.compile.query import raw_range, series_selector
+from klaxon.engine.adapter import interval_of
 from klaxon.preview.data import DataError, RawSeries, load_file, parse_timestamp
 from klaxon.preview.run import (
     SERIES_LIMIT_DEFAULT,
@@ -22,10 +26,12 @@ from klaxon.preview.run import (
     RuleRef,
     build_engine_rule,
     load_rule,
-    promql_selector,
     run_preview,
     write_text,
 )
+
+if TYPE_CHECKING:
+    from klaxon.prom.client import PrometheusClient
 
 DESCRIPTION = """\
 Replay an AlertRule over history without a cluster: the evaluator's evaluation on its grid,
@@ -46,8 +52,9 @@ Data (--data FILE; the format follows the suffix):
   Composite rules: --data NAME=FILE per operand, or one file whose series carry
   operand="NAME" (or __name__ = the operand's metric).
 
-Prometheus (--prometheus URL): range queries of the rule's selector (or expr) over
-[from - warmup, to] at --step. Auth: --token / $KLAXON_PROMETHEUS_TOKEN or
+Prometheus (--prometheus URL): the rule's value query (the PromQL the evaluator and the
+compiled PrometheusRule use) evaluated at every evaluation time of [from - warmup, to];
+raw samples are read for a dynamic rule's baseline. Auth: --token / $KLAXON_PROMETHEUS_TOKEN or
 --basic-auth USER:PASS / $KLAXON_PROMETHEUS_BASIC_AUTH; --ca-file, --insecure.
 
 Defaults: --to = the last sample (now with --prometheus), --from = the first sample + warmup
@@ -102,7 +109,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--basic-auth", metavar="USER:PASS", help="basic auth (default $KLAXON_PROMETHEUS_BASIC_AUTH)")
     p.add_argument("--ca-file", help="CA bundle for TLS")
     p.add_argument("--insecure", action="store_true", help="skip TLS verification")
-    p.add_argument("--step", type=_duration, help="range query step (default: the rule's evaluation interval)")
     p.add_argument("--timeout", type=float, default=30.0, help="Prometheus request timeout in seconds")
     p.add_argument("--from", dest="start", type=_time, metavar="TIME", help="RFC 3339 or unix seconds")
     p.add_argument("--to", dest="end", type=_time, metavar="TIME", help="RFC 3339 or unix seconds")
@@ -151,7 +157,7 @@ def file_source(specs: list[str]) -> FileSource:
     return src
 
 
-def prometheus_fetch(args: argparse.Namespace, ref: RuleRef, step: float) -> PrometheusFetch:
+def prometheus_fetch(args: argparse.Namespace, ref: RuleRef) -> PrometheusFetch:
     token = args.token or os.environ.get("KLAXON_PROMETHEUS_TOKEN") or None
     basic = args.basic_auth or os.environ.get("KLAXON_PROMETHEUS_BASIC_AUTH") or None
     auth: tuple[str, str] | None = None
@@ -160,54 +166,92 @@ def prometheus_fetch(args: argparse.Namespace, ref: RuleRef, step: float) -> Pro
         if not sep:
             raise PreviewError("--basic-auth must be USER:PASS")
         auth = (user, password)
-    return PrometheusFetch(args.prometheus, step, token, auth, args.ca_file, args.insecure, args.timeout)
+    return PrometheusFetch(args.prometheus, interval_of(ref.spec), token, auth, args.ca_file, args.insecure,
+                           args.timeout)
+
+
+#: Evaluations per range query (Prometheus refuses more than 11,000 points per series).
+RANGE_POINTS = 10_000
+#: Raw samples are read in slices of this many seconds (one range-vector query each).
+RAW_SLICE_S = 86_400.0
 
 
 class PrometheusFetch:
-    """Range queries through `klaxon.prom.client.PrometheusClient` (imported lazily)."""
+    """A rule's data from Prometheus through `klaxon.prom.client.PrometheusClient` (imported lazily).
+
+    `evaluate` runs a query at every evaluation time (range queries on the rule's grid); calling
+    the object reads raw samples (range-vector queries), which only a dynamic rule's baseline needs.
+    """
 
     def __init__(
         self,
         url: str,
-        step: float,
+        interval_s: float,
         token: str | None = None,
         basic_auth: tuple[str, str] | None = None,
         ca_file: str | None = None,
         insecure: bool = False,
         timeout: float = 30.0,
     ) -> None:
-        self.url, self.step, self.token, self.basic_auth = url, step, token, basic_auth
+        self.url, self.interval_s, self.token, self.basic_auth = url, interval_s, token, basic_auth
         self.ca_file, self.insecure, self.timeout = ca_file, insecure, timeout
 
-    async def _query(self, expr: str, start: float, end: float) -> list[RawSeries]:
-        from klaxon.prom.client import PrometheusClient, PrometheusError
+    def _client(self) -> PrometheusClient:
+        from klaxon.prom.client import PrometheusClient
 
+        return PrometheusClient(
+            self.url,
+            token=self.token,
+            basic_auth=self.basic_auth,
+            ca_file=self.ca_file,
+            insecure=self.insecure,
+            timeout=self.timeout,
+        )
+
+    async def _evaluate(self, expr: str, grid: np.ndarray) -> list[tuple[dict[str, str], np.ndarray]]:
+        from klaxon.prom.client import PrometheusError
+
+        out: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], np.ndarray]] = {}
         try:
-            async with PrometheusClient(
-                self.url,
-                token=self.token,
-                basic_auth=self.basic_auth,
-                ca_file=self.ca_file,
-                insecure=self.insecure,
-                timeout=self.timeout,
-            ) as client:
-                result = await client.query_range(expr, start, end, self.step)
+            async with self._client() as client:
+                for a in range(0, grid.size, RANGE_POINTS):
+                    chunk = grid[a : a + RANGE_POINTS]
+                    for r in await client.query_range(expr, float(chunk[0]), float(chunk[-1]), self.interval_s):
+                        key = tuple(sorted(r.labels.items()))
+                        x = out.setdefault(key, (dict(r.labels), np.full(grid.shape, np.nan)))[1]
+                        idx = a + np.rint((r.times - chunk[0]) / self.interval_s).astype(np.int64)
+                        x[idx] = r.values
         except PrometheusError as e:
             raise PreviewError(f"{self.url}: query {expr!r} failed: {e}") from None
+        return [out[k] for k in sorted(out)]
+
+    def evaluate(self, expr: str, grid: np.ndarray) -> list[tuple[dict[str, str], np.ndarray]]:
+        return asyncio.run(self._evaluate(expr, grid)) if grid.size else []
+
+    async def _raw(self, q: Query, start: float, end: float) -> list[RawSeries]:
+        from klaxon.prom.client import PrometheusError
+
+        parts: dict[tuple[tuple[str, str], ...], list[tuple[np.ndarray, np.ndarray]]] = {}
+        t = end
+        try:
+            async with self._client() as client:
+                while t > start:
+                    span = min(RAW_SLICE_S, t - start)
+                    for r in await client.query_matrix(raw_range(q, span, self.interval_s), t):
+                        parts.setdefault(tuple(sorted(r.labels.items())), []).append((r.times, r.values))
+                    t -= span
+        except PrometheusError as e:
+            raise PreviewError(f"{self.url}: reading the samples of {series_selector(q)} failed: {e}") from None
         out = []
-        for r in result:
-            ok = [i for i, v in enumerate(r.values) if v == v]  # drop NaN (stale markers)
-            out.append(RawSeries(dict(r.labels), r.times[ok], r.values[ok], self.url))
+        for key, chunks in sorted(parts.items()):
+            times = np.concatenate([c[0] for c in reversed(chunks)])
+            values = np.concatenate([c[1] for c in reversed(chunks)])
+            ok = np.isfinite(values)  # drop NaN (stale markers)
+            out.append(RawSeries(dict(key), times[ok], values[ok], self.url))
         return out
 
     def __call__(self, q: Query, operand: str | None, start: float, end: float) -> list[RawSeries]:
-        import math
-
-        if not math.isfinite(end):
-            end = time.time()
-        if not math.isfinite(start):
-            start = end - 86400.0
-        return asyncio.run(self._query(promql_selector(q), start, end))
+        return asyncio.run(self._raw(q, start, end))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -215,16 +259,15 @@ def run(args: argparse.Namespace) -> int:
         ref = load_rule(args.rule_file, args.rule)
         build_engine_rule(ref)  # event rules fail here, before any data is read
         if args.prometheus:
-            from klaxon.engine.adapter import interval_of
-
-            step = args.step or interval_of(ref.spec)
             end = args.end if args.end is not None else time.time()
             start = args.start if args.start is not None else end - 86400.0
+            fetch = prometheus_fetch(args, ref)
             res = run_preview(
                 ref,
-                prometheus_fetch(args, ref, step),
+                fetch,
                 start,
                 end,
+                evaluate=fetch.evaluate,
                 series_limit=args.series_limit,
                 warmup=args.warmup,
                 progress=ProgressBar(),

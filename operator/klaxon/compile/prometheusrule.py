@@ -2,12 +2,8 @@
 
 What compiles and how (SEMANTICS.md §2), with the choices the table leaves open:
 
-- Value ``X`` of a metric query: ``OUTER by (splitBy) (AGG_over_time(M{sel}[W]))``; OUTER is
-  the aggregation itself for min/max/sum, ``sum`` for count and ``avg`` otherwise (avg,
-  last, pNN). A raw ``expr`` is used as written, in parentheses; with splitBy it is
-  aggregated the same way.
-- Windows are written ``W-1ms`` so they select (t-W, t] on Prometheus 2.x (closed ranges)
-  as on 3.x (see ``promql.window``).
+- Value ``X`` of a query, its raw samples and absence: ``klaxon.compile.query``, the one
+  builder the evaluator and preview use too.
 - Baselines pool the raw samples of the K past weeks exactly as SEMANTICS §3 defines them
   (mean and population stddev of all samples, not of per-week averages): recording rules
   keep per-series, per-week count/avg/stddev/min/max under a ``klaxon_week`` label (not
@@ -24,8 +20,6 @@ What compiles and how (SEMANTICS.md §2), with the choices the table leaves open
   multiples of f; they coincide with the rule's own evaluations when those are aligned (as
   in ``promtool test rules``), else they trail them by the group's fixed offset (< f).
   ``$value`` of such an alert is the violation count.
-- Absence per group: a group seen within max(1h, 2·window) but not within the window. A
-  group gone for longer is forgotten and its alert resolves (PromQL keeps no memory).
 - Levels compile to one alerting rule each (``severity`` = level). This equals the
   evaluator's single escalating instance when recovery is immediate; with delayed recovery
   a de-escalation would differ (the critical alert keeps firing), so that combination
@@ -48,6 +42,7 @@ from ..api.common import parse_duration
 from ..api.validation import Problem, alert_rule_problems
 from . import promql
 from .promql import aggregate, number, paren, string_literal, template_text, window
+from .query import absence_query, group_labels, raw_range, value_query
 
 Engine = Literal["prometheus", "evaluator"]
 
@@ -62,11 +57,6 @@ CONDITION_LABEL = "klaxon_condition"
 KLAXON_SERIES_LABELS = (CONDITION_LABEL, RULE_NAMESPACE_LABEL, RULE_NAME_LABEL)
 RESERVED_ALERT_LABELS = frozenset({"severity", RULE_NAME_LABEL, RULE_NAMESPACE_LABEL, "alertname"})
 MAX_NAME = 63
-# A group that vanished is remembered this long (at least) by the per-group absence query.
-ABSENCE_MEMORY_SECONDS = 3600.0
-
-_OVER_TIME = {"avg": "avg", "min": "min", "max": "max", "sum": "sum", "count": "count", "last": "last"}
-_OUTER = {"min": "min", "max": "max", "sum": "sum", "count": "sum"}
 _CMP = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "==", "ne": "!="}
 
 # Baseline series, one name per statistic; the rule's labels tell the rules apart.
@@ -211,40 +201,6 @@ def _levels(spec: AlertRuleSpec, cond: ConditionSpec) -> list[_Level]:
     return out
 
 
-def _over_time(q: Query, rng: str) -> str:
-    agg = q.aggregation
-    if agg.startswith("p"):
-        return f"quantile_over_time({number(int(agg[1:]) / 100)}, {rng})"
-    return f"{_OVER_TIME[agg]}_over_time({rng})"
-
-
-def _outer(q: Query) -> str:
-    return _OUTER.get(q.aggregation, "avg")
-
-
-def _group_labels(q: Query) -> list[str] | None:
-    """The labels of the query's value: splitBy, or None when unknown (raw expr without splitBy)."""
-    if q.metric is None and not q.split_by:
-        return None
-    return list(q.split_by)
-
-
-def _raw_range(q: Query, ctx: _Ctx, seconds: float, offset: str = "") -> str:
-    """The query's raw samples in (t-seconds, t] (optionally shifted back by ``offset``)."""
-    off = f" offset {offset}" if offset else ""
-    if q.metric is not None:
-        sel = promql.selector(q.metric, promql.matchers(q.selector, q.scope))
-        return f"{sel}[{window(seconds)}]{off}"
-    return f"{paren(q.expr or '')}[{window(seconds)}:{ctx.step}]{off}"
-
-
-def _value(q: Query, ctx: _Ctx) -> str:
-    if q.metric is not None:
-        return aggregate(_outer(q), q.split_by, _over_time(q, _raw_range(q, ctx, parse_duration(q.window))))
-    expr = paren(q.expr or "")
-    return aggregate(_outer(q), q.split_by, expr) if q.split_by else expr
-
-
 def _match(groups: list[str] | None) -> str:
     if groups is None:
         return f"ignoring({promql.label_list(KLAXON_SERIES_LABELS)})"
@@ -265,14 +221,14 @@ def _threshold(x: str, op: str, threshold: float | None, upper: float | None, lo
 def _baseline_rules(q: Query, ctx: _Ctx, dyn: DynamicSpec, condition: str | None) -> list[dict[str, Any]]:
     """Recording rules for the K-week baseline of ``q`` (SEMANTICS §3)."""
     w = parse_duration(q.window)
-    g = _group_labels(q)
+    g = group_labels(q)
     labels = ctx.series_labels(condition)
     rules: list[dict[str, Any]] = []
     fn = {"count": "count_over_time", "avg": "avg_over_time", "stddev": "stddev_over_time",
           "min": "min_over_time", "max": "max_over_time"}
     for stat in WEEKLY:
         terms = [
-            f'label_replace({fn[stat]}({_raw_range(q, ctx, w, f"{k}w")}), "{WEEK_LABEL}", "{k}", "", "")'
+            f'label_replace({fn[stat]}({raw_range(q, w, ctx.interval, f"{k}w")}), "{WEEK_LABEL}", "{k}", "", "")'
             for k in range(1, dyn.lookback_weeks + 1)
         ]
         rules.append(_record(weekly_metric(stat), " or ".join(terms), labels))
@@ -304,7 +260,7 @@ def _baseline_rules(q: Query, ctx: _Ctx, dyn: DynamicSpec, condition: str | None
 
 def _dynamic(x: str, q: Query, ctx: _Ctx, dyn: DynamicSpec, param: float | None,
              upper: float | None, lower: float | None, condition: str | None) -> str:
-    g = _group_labels(q)
+    g = group_labels(q)
     m = _match(g)
 
     def b(stat: str) -> str:
@@ -340,29 +296,19 @@ def _dynamic(x: str, q: Query, ctx: _Ctx, dyn: DynamicSpec, param: float | None,
     return paren(expr) + "".join(f" and {m} ({c})" for c in confident)
 
 
-def _absence(q: Query, ctx: _Ctx) -> str:
-    w = parse_duration(q.window)
-    if not q.split_by:
-        return f"absent_over_time({_raw_range(q, ctx, w)})"
-    memory = max(ABSENCE_MEMORY_SECONDS, 2 * w)
-    seen = aggregate("group", q.split_by, f"present_over_time({_raw_range(q, ctx, memory)})")
-    recent = aggregate("group", q.split_by, f"present_over_time({_raw_range(q, ctx, w)})")
-    return f"{seen} unless {recent}"
-
-
 def _operand(c: ConditionSpec | SubCondition, q: Query, ctx: _Ctx, threshold: float | None, op: str,
              level_param: float | None, condition: str | None) -> str:
     """The point-violation expression b(t) of one (non-composite) condition; its value is X."""
     if c.type == "absence":
-        return _absence(q, ctx)
-    x = _value(q, ctx)
+        return absence_query(q, ctx.interval)
+    x = value_query(q, ctx.interval)
     if c.type == "dynamic" and c.dynamic is not None:
         return _dynamic(x, q, ctx, c.dynamic, level_param, c.upper, c.lower, condition)
     return _threshold(x, op, threshold, c.upper, c.lower)
 
 
 def _composite_join(subs: Sequence[SubCondition]) -> str:
-    known = [set(s.query.split_by) for s in subs if _group_labels(s.query) is not None]
+    known = [set(s.query.split_by) for s in subs if group_labels(s.query) is not None]
     if not known:
         return ""
     common = set.intersection(*known)

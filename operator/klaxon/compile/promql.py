@@ -111,20 +111,3 @@ def paren(expr: str) -> str:
 def template_text(text: str) -> str:
     """Plain text made safe inside a Go text/template (annotations are templates)."""
     return text.replace("{{", '{{ "{{" }}')
-
-
-# Aggregation of a metric query's value (SEMANTICS §2): AGG_over_time inside, OUTER by splitBy.
-_OVER_TIME = {"avg": "avg", "min": "min", "max": "max", "sum": "sum", "count": "count", "last": "last"}
-_OUTER = {"min": "min", "max": "max", "sum": "sum", "count": "sum"}
-
-
-def over_time(aggregation: str, rng: str) -> str:
-    """``AGG_over_time(rng)``; ``pNN`` is ``quantile_over_time(0.NN, rng)``."""
-    if aggregation.startswith("p"):
-        return f"quantile_over_time({number(int(aggregation[1:]) / 100)}, {rng})"
-    return f"{_OVER_TIME[aggregation]}_over_time({rng})"
-
-
-def outer(aggregation: str) -> str:
-    """The aggregation across series of a group: min/max/sum as such, ``sum`` for count, ``avg`` otherwise."""
-    return _OUTER.get(aggregation, "avg")

@@ -10,6 +10,7 @@ from klaxon.engine.replay import (
     grid_offset,
     replay,
     replay_composite,
+    replay_grid,
     replay_many,
 )
 from klaxon.engine.schedule import in_schedule, in_schedule_array
@@ -67,6 +68,7 @@ __all__ = [
     "point_violations",
     "replay",
     "replay_composite",
+    "replay_grid",
     "replay_many",
     "rule_state",
     "step",

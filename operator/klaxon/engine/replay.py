@@ -239,7 +239,16 @@ def _finish(rule: EngineRule, inp: _Inputs, start: float, fast: bool) -> ReplayR
     return ReplayResult(points, shown, _summarise(points, shown, rule.interval_s), final)
 
 
-def _values(rule: EngineRule, grid: FloatArray, times: npt.ArrayLike, values: npt.ArrayLike) -> FloatArray:
+def _values(
+    rule: EngineRule, grid: FloatArray, times: npt.ArrayLike, values: npt.ArrayLike, x: npt.ArrayLike | None = None
+) -> FloatArray:
+    """The value on the grid: ``x`` when the caller computed it (NaN where absent), else from the samples."""
+    if x is not None:
+        out = np.asarray(x, dtype=np.float64)
+        if out.shape != grid.shape:
+            raise ValueError(f"replay: {out.shape[0]} values for {grid.shape[0]} evaluations")
+        # an absence rule's value is a sample count: no result is a count of 0
+        return np.where(np.isfinite(out), out, 0.0) if rule.kind == "absence" else out
     if rule.kind == "absence":
         return window_counts(grid, times, rule.window_s).astype(np.float64)
     return aggregate_windows(grid, times, values, rule.window_s, rule.aggregation)
@@ -252,13 +261,18 @@ def _inputs(
     return _Inputs(grid, x, violation_arrays(rule, x, bounds), status, bounds.low_conf, bounds)
 
 
-def _grid(rule: EngineRule, start: float, end: float, warmup: float | None) -> FloatArray:
+def replay_grid(rule: EngineRule, start: float, end: float, warmup: float | None = None) -> FloatArray:
+    """The evaluation times a replay of ``[start, end]`` steps through (warmup included)."""
     if end < start:
         raise ValueError("replay: end is before start")
-    if rule.kind == "composite":
-        raise ValueError("replay: composite rules need one series per condition; use replay_composite")
     w = default_warmup(rule) if warmup is None else warmup
     return eval_grid(start - w, end, rule.interval_s, rule.offset_s)
+
+
+def _grid(rule: EngineRule, start: float, end: float, warmup: float | None) -> FloatArray:
+    if rule.kind == "composite":
+        raise ValueError("replay: composite rules need one series per condition; use replay_composite")
+    return replay_grid(rule, start, end, warmup)
 
 
 def replay(
@@ -270,11 +284,16 @@ def replay(
     warmup: float | None = None,
     *,
     fast: bool = True,
+    x: npt.ArrayLike | None = None,
 ) -> ReplayResult:
-    """Replay one series (the rule's only series: an empty window is "no series at all" → NoData policy)."""
+    """Replay one series (the rule's only series: an empty window is "no series at all" → NoData policy).
+
+    ``x``: the value at every time of ``replay_grid`` when the caller has it (a query's result);
+    the samples then serve the baseline only.
+    """
     grid = _grid(rule, start, end, warmup)
     data = (sample_times, sample_values)
-    x = _values(rule, grid, *data)
+    x = _values(rule, grid, *data, x)
     status = np.where(np.isfinite(x), _OK, _NO_DATA).astype(np.int8)
     return _finish(rule, _inputs(rule, grid, data, x, status), start, fast)
 
@@ -287,14 +306,16 @@ def replay_many(
     warmup: float | None = None,
     *,
     fast: bool = True,
+    values: Mapping[str, npt.ArrayLike] | None = None,
 ) -> dict[str, ReplayResult]:
     """Replay every series of a split rule as the evaluator sees them.
 
     A series is evaluated from its first appearance. While others return, its empty window is
     a missing sample (MissingSeries after two); when none returns, each gets the NoData policy.
+    ``values``: per series, the value at every time of ``replay_grid`` (as ``replay``'s ``x``).
     """
     grid = _grid(rule, start, end, warmup)
-    xs = {key: _values(rule, grid, *data) for key, data in series.items()}
+    xs = {key: _values(rule, grid, *data, (values or {}).get(key)) for key, data in series.items()}
     present = {key: (x > 0) if rule.kind == "absence" else np.isfinite(x) for key, x in xs.items()}
     any_present = np.zeros(grid.shape, bool)
     for p in present.values():
@@ -322,22 +343,26 @@ def replay_composite(
     warmup: float | None = None,
     *,
     fast: bool = True,
+    values: Sequence[npt.ArrayLike | None] | None = None,
 ) -> CompositeReplayResult:
     """Replay a composite rule: each child's point violation, combined per timestamp by `logic`.
 
     Three-valued: a missing child is unknown, so `all` is false if any child is false and
     `any` true if any child is true; otherwise unknown makes the point missing (NoData when
-    every child is missing). The rule's own levels and recovery then apply.
+    every child is missing). The rule's own levels and recovery then apply. ``values``: per
+    child, its value at every time of ``replay_grid`` (as ``replay``'s ``x``), or None.
     """
     if rule.kind != "composite" or len(inputs) != len(rule.children):
         raise ValueError("replay_composite: needs a composite rule and one series per child")
-    w = default_warmup(rule) if warmup is None else warmup
-    grid = eval_grid(start - w, end, rule.interval_s, rule.offset_s)
+    grid = replay_grid(rule, start, end, warmup)
     children = []
     truth: list[BoolArray] = []
     known: list[BoolArray] = []
-    for child, data in zip(rule.children, inputs, strict=True):
-        x = _values(child, grid, *data)
+    given = list(values) if values is not None else [None] * len(inputs)
+    if len(given) != len(inputs):
+        raise ValueError("replay_composite: needs one value array (or None) per child")
+    for child, data, xc in zip(rule.children, inputs, given, strict=True):
+        x = _values(child, grid, *data, xc)
         ok = np.isfinite(x)
         inp = _inputs(child, grid, data, x, np.where(ok, _OK, _NO_DATA).astype(np.int8))
         b = np.zeros(grid.shape, bool)

@@ -13,7 +13,6 @@ from klaxon.evaluator.core import (
     restore_states,
     series_key,
 )
-from klaxon.evaluator.query import count_query, raw_range, value_query
 from klaxon.evaluator.status import StatusWriter, significant
 
 __all__ = [
@@ -27,12 +26,9 @@ __all__ = [
     "StatusWriter",
     "assigned",
     "build_status",
-    "count_query",
     "parse_shard",
-    "raw_range",
     "restore_states",
     "series_key",
     "shard_of",
     "significant",
-    "value_query",
 ]

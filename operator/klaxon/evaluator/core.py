@@ -22,6 +22,7 @@ import numpy as np
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec, Query
 from klaxon.compile import alert_name_for, compile_rule
+from klaxon.compile.query import count_query, raw_range, value_query
 from klaxon.engine import (
     SeriesState,
     Transition,
@@ -37,7 +38,6 @@ from klaxon.engine.adapter import NotEvaluable, engine_rule, interval_of, single
 from klaxon.engine.state import default_bounds
 from klaxon.engine.types import ALARM_STATES, SEVERITY, EngineRule, iso
 from klaxon.evaluator import native
-from klaxon.evaluator.query import count_query, raw_range, value_query
 from klaxon.prom.client import PrometheusClient, PrometheusError, RangeSeries, Sample
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,6 @@ samples give the same transitions.
 from __future__ import annotations
 
 import math
-import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,14 +19,19 @@ import numpy as np
 from klaxon.api.alertrule import AlertRuleSpec, Query
 from klaxon.api.manifests import load_paths
 from klaxon.api.validation import parse_object
+from klaxon.compile.query import count_query, group_labels, outer, series_selector, value_query
 from klaxon.engine import (
     EngineRule,
     ReplayResult,
+    aggregate_windows,
     default_warmup,
+    replay,
     replay_composite,
+    replay_grid,
     replay_many,
 )
 from klaxon.engine.adapter import NotEvaluable, engine_rule
+from klaxon.engine.thresholds import window_counts
 from klaxon.engine.types import iso
 from klaxon.preview.data import DataError, RawSeries
 
@@ -90,26 +94,6 @@ def build_engine_rule(ref: RuleRef) -> EngineRule:
         raise PreviewError(f"{ref.source}: AlertRule {ref.name!r}: {e}") from None
 
 
-# --- PromQL for a metric query -------------------------------------------------------------
-
-
-def promql_string(value: str) -> str:
-    """A PromQL double-quoted string literal."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def promql_selector(q: Query) -> str:
-    """`metric{label="value",..., label=~"a|b"}` for a metric query; the raw expr otherwise."""
-    if q.metric is None:
-        assert q.expr is not None
-        return q.expr
-    matchers = [f"{k}={promql_string(v)}" for k, v in sorted((q.selector or {}).items())]
-    matchers += [
-        f"{k}=~{promql_string('|'.join(re.escape(v) for v in vs))}" for k, vs in sorted((q.scope or {}).items())
-    ]
-    return q.metric + ("{" + ",".join(matchers) + "}" if matchers else "")
-
-
 # --- selecting and grouping ----------------------------------------------------------------
 
 
@@ -129,21 +113,28 @@ def matches(q: Query, labels: Mapping[str, str]) -> bool:
 
 @dataclass(frozen=True, eq=False)
 class Member:
+    """One instance of a rule: its samples (all series merged by time) and each series' own."""
+
     key: str
     labels: dict[str, str]
     times: np.ndarray = field(repr=False)
     values: np.ndarray = field(repr=False)
+    parts: tuple[tuple[np.ndarray, np.ndarray], ...] = field(default=(), repr=False)
 
 
-def member_key(split_by: Sequence[str], labels: Mapping[str, str]) -> str:
+def member_key(split_by: Sequence[str] | None, labels: Mapping[str, str]) -> str:
+    """``k=v,...`` of the splitBy labels; of every label but ``META_LABELS`` when ``split_by`` is None."""
+    if split_by is None:
+        return ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in META_LABELS)
     return ",".join(f"{k}={labels.get(k, '')}" for k in split_by)
 
 
-def group(series: Sequence[RawSeries], split_by: Sequence[str]) -> list[Member]:
-    """One member per splitBy value combination (all series merged when splitBy is empty), sorted by key.
+def group(series: Sequence[RawSeries], split_by: Sequence[str] | None) -> list[Member]:
+    """One member per splitBy value combination (all series in one when splitBy is empty; one per
+    series when ``split_by`` is None, as a raw expr without splitBy), sorted by key.
 
-    Samples of series in the same member are merged by time; the member's labels are those of
-    the series with the latest sample (seed 002: latest representative labels).
+    The member keeps each series' samples (``parts``) and all of them merged by time; its labels
+    are those of the series with the latest sample (seed 002: latest representative labels).
     """
     buckets: dict[str, list[RawSeries]] = {}
     for s in series:
@@ -156,14 +147,56 @@ def group(series: Sequence[RawSeries], split_by: Sequence[str]) -> list[Member]:
         v = np.concatenate([s.values for s in group_])
         order = np.argsort(t, kind="stable")
         labels = {k: val for k, val in sorted(latest.labels.items()) if k not in META_LABELS}
-        out.append(Member(key, labels, t[order], v[order]))
+        parts = tuple((s.times, s.values) for s in group_)
+        out.append(Member(key, labels, t[order], v[order], parts))
     return out
+
+
+# --- the value X of a query on the grid ----------------------------------------------------
+
+#: Prometheus' default lookback: an instant selector at t sees a series' latest sample in (t-5m, t].
+LOOKBACK_S = 300.0
+
+
+def _combine(op: str, per_series: Sequence[np.ndarray]) -> np.ndarray:
+    """``op by (G)`` across the series of one group, per evaluation (NaN where none has a value)."""
+    stack = np.vstack(per_series)
+    ok = np.isfinite(stack)
+    n = ok.sum(axis=0)
+    if op == "min":
+        out = np.where(ok, stack, np.inf).min(axis=0)
+    elif op == "max":
+        out = np.where(ok, stack, -np.inf).max(axis=0)
+    else:
+        out = np.where(ok, stack, 0.0).sum(axis=0)
+        if op == "avg":
+            out = out / np.maximum(n, 1)
+    return np.where(n > 0, out, np.nan)
+
+
+def sample_values(q: Query, rule: EngineRule, grid: np.ndarray, member: Member) -> np.ndarray:
+    """X of one member at every evaluation, from samples, as ``value_query`` defines it in PromQL.
+
+    Metric: each series' AGG over (t-W, t], then OUTER across the member's series (absence: the
+    member's sample count). Raw expr: the data are the expr's values, each series' latest within
+    the lookback, combined by OUTER when splitBy groups several.
+    """
+    parts = member.parts or ((member.times, member.values),)
+    if rule.kind == "absence":
+        return np.asarray(sum(window_counts(grid, t, rule.window_s) for t, _ in parts), dtype=np.float64)
+    if q.metric is None:
+        per = [aggregate_windows(grid, t, v, LOOKBACK_S, "last") for t, v in parts]
+    else:
+        per = [aggregate_windows(grid, t, v, rule.window_s, rule.aggregation) for t, v in parts]
+    return _combine(outer(q.aggregation), per)
 
 
 # --- sources -------------------------------------------------------------------------------
 
 #: (query, operand name or None for the rule's own query, [from - warmup, to]) -> raw series
 Fetch = Callable[[Query, str | None, float, float], list[RawSeries]]
+#: (PromQL, evaluation times) -> per result series: its labels and its value at each time (NaN: none)
+Evaluate = Callable[[str, np.ndarray], list[tuple[dict[str, str], np.ndarray]]]
 
 
 @dataclass
@@ -261,19 +294,70 @@ def default_range(members: Sequence[Member], warmup: float) -> tuple[float, floa
     return (start if start < last else first), last
 
 
+def _from_data(q: Query, operand: str | None, fetch: Fetch, lo: float, hi: float) -> list[Member]:
+    members = group(fetch(q, operand, lo, hi), group_labels(q))
+    if not members:
+        what = f"operand {operand!r}" if operand is not None else "the rule's query"
+        raise PreviewError(f"no series for {what} ({series_selector(q)}) in the data")
+    return members
+
+
+def _from_prometheus(
+    q: Query, operand: str | None, rule: EngineRule, fetch: Fetch, evaluate: Evaluate, grid: np.ndarray, lo: float
+) -> tuple[list[Member], dict[str, np.ndarray]]:
+    """Members and X from Prometheus: ``value_query`` (``count_query`` for absence) evaluated at
+    every grid time; samples are read only for a dynamic rule's baseline."""
+    labels_of = group_labels(q)
+    expr = count_query(q, rule.interval_s) if rule.kind == "absence" else value_query(q, rule.interval_s)
+    hi = float(grid[-1]) if grid.size else lo
+    raw = {m.key: m for m in group(fetch(q, operand, lo, hi), labels_of)} if rule.kind == "dynamic" else {}
+    empty = np.empty(0)
+    members: list[Member] = []
+    values: dict[str, np.ndarray] = {}
+    for labels, x in evaluate(expr, grid):
+        key = member_key(labels_of, labels)
+        got = raw.get(key)
+        shown = {k: v for k, v in sorted(labels.items()) if k not in META_LABELS}
+        members.append(Member(key, shown, *((got.times, got.values) if got else (empty, empty))))
+        values[key] = x
+    if not members and rule.kind == "absence" and not q.split_by:  # never seen: absent all along
+        members, values = [Member("", {}, empty, empty)], {"": np.full(grid.shape, np.nan)}
+    if not members:
+        raise PreviewError(f"no series: {expr} returned nothing from {iso(grid[0])} to {iso(grid[-1])}")
+    members.sort(key=lambda m: m.key)
+    return members, values
+
+
+def _range(members: Sequence[Member], start: float | None, end: float | None, w: float) -> tuple[float, float]:
+    s0, e0 = default_range(members, w) if start is None or end is None else (start, end)
+    s, e = (start if start is not None else s0), (end if end is not None else e0)
+    if e < s:
+        raise PreviewError(f"--to {iso(e)} is before --from {iso(s)}")
+    return s, e
+
+
 def run_preview(
     ref: RuleRef,
     fetch: Fetch,
     start: float | None = None,
     end: float | None = None,
     *,
+    evaluate: Evaluate | None = None,
     series_limit: int = SERIES_LIMIT_DEFAULT,
     warmup: float | None = None,
     progress: Progress = _no_progress,
 ) -> PreviewResult:
-    """Replay the rule over `[start, end]` (defaults from the data) on the series `fetch` returns."""
+    """Replay the rule over `[start, end]` (defaults from the data) on what `fetch` / `evaluate` return.
+
+    With ``evaluate`` (a Prometheus; `start` and `end` required) the value of each query is its
+    PromQL (`klaxon.compile.query`) evaluated at every evaluation time: exactly what the
+    evaluator and the compiled PrometheusRule compare. From data files the value is computed
+    from the samples as that PromQL defines it (`sample_values`).
+    """
     if not 1 <= series_limit <= SERIES_LIMIT_MAX:
         raise PreviewError(f"--series-limit {series_limit} is out of range (allowed: 1..{SERIES_LIMIT_MAX})")
+    if evaluate is not None and (start is None or end is None):
+        raise PreviewError("a preview from Prometheus needs --from and --to")
     rule = build_engine_rule(ref)
     w = default_warmup(rule) if warmup is None else warmup
     lo = (start - w) if start is not None else -math.inf
@@ -281,43 +365,67 @@ def run_preview(
     spec = ref.spec
     cond = spec.condition
     assert cond is not None
+    queries: list[tuple[Query, str | None, EngineRule]]
+    if rule.kind == "composite":
+        subs = cond.conditions or ()
+        queries = [(sub.query, sub.name, child) for sub, child in zip(subs, rule.children, strict=True)]
+    else:
+        assert spec.query is not None
+        queries = [(spec.query, None, rule)]
+
+    loaded: list[tuple[list[Member], dict[str, np.ndarray]]] = []
+    if evaluate is None:
+        per_query = []
+        for i, (q, operand, _) in enumerate(queries):
+            progress(i, len(queries) + 1, f"loading {operand or ''}".strip())
+            per_query.append(_from_data(q, operand, fetch, lo, hi))
+        s, e = _range([m for ms in per_query for m in ms], start, end, w)
+        grid = replay_grid(rule, s, e, w)
+        loaded = [
+            (ms, {m.key: sample_values(q, child, grid, m) for m in ms})
+            for ms, (q, _, child) in zip(per_query, queries, strict=True)
+        ]
+    else:
+        s, e = _range([], start, end, w)
+        grid = replay_grid(rule, s, e, w)
+        for i, (q, operand, child) in enumerate(queries):
+            progress(i, len(queries) + 1, f"querying {operand or ''}".strip())
+            loaded.append(_from_prometheus(q, operand, child, fetch, evaluate, grid, lo))
+    progress(len(queries), len(queries) + 1, "replaying")
 
     if rule.kind == "composite":
-        operands = list(cond.conditions or ())
         inputs: list[Member] = []
-        for i, sub in enumerate(operands):
-            progress(i, len(operands) + 1, f"loading {sub.name}")
-            raw = fetch(sub.query, sub.name, lo, hi)
-            merged = group(raw, [])
-            if not merged:
-                raise PreviewError(f"no series for operand {sub.name!r} ({promql_selector(sub.query)})")
-            inputs.append(Member(sub.name, merged[0].labels, merged[0].times, merged[0].values))
-        s0, e0 = default_range(inputs, w)
-        s, e = (start if start is not None else s0), (end if end is not None else e0)
-        progress(len(operands), len(operands) + 1, "replaying")
-        res = replay_composite(rule, [(m.times, m.values) for m in inputs], s, e, w)
-        progress(len(operands) + 1, len(operands) + 1, "done")
+        xs: list[np.ndarray] = []
+        for (_, operand, _), (members, values) in zip(queries, loaded, strict=True):
+            if len(members) > 1:
+                raise PreviewError(
+                    f"operand {operand!r} has {len(members)} series ({', '.join(m.key for m in members[:3])}, ...); "
+                    "preview replays a composite rule as one instance (allowed: operands with one series each)"
+                )
+            m = members[0]
+            inputs.append(Member(operand or "", m.labels, m.times, m.values))
+            xs.append(values[m.key])
+        res = replay_composite(rule, [(m.times, m.values) for m in inputs], s, e, w, values=xs)
+        progress(len(queries) + 1, len(queries) + 1, "done")
         series = [
             SeriesResult(m.key, m.labels, r, m.times, m.values) for m, r in zip(inputs, res.children, strict=True)
         ]
         return PreviewResult(ref.name, ref.namespace, rule.kind, s, e, w, series, res.rule, len(inputs))
 
     assert spec.query is not None
-    progress(0, 1, "loading")
-    raw = fetch(spec.query, None, lo, hi)
-    if not raw:
-        raise PreviewError(f"no series match {promql_selector(spec.query)} in the data")
-    members = group(raw, spec.query.split_by)
-    s0, e0 = default_range(members, w)
-    s, e = (start if start is not None else s0), (end if end is not None else e0)
-    if e < s:
-        raise PreviewError(f"--to {iso(e)} is before --from {iso(s)}")
+    members, values = loaded[0]
     shown = members[:series_limit]
-    progress(0, 1, f"replaying {len(shown)} series")
-    # All members in one replay: a member missing while others report counts as missing (§7).
-    many = replay_many(rule, {m.key: (m.times, m.values) for m in shown}, s, e, w)
-    results = [SeriesResult(m.key, m.labels, many[m.key], m.times, m.values) for m in shown]
-    progress(1, 1, "done")
+    if group_labels(spec.query) == []:  # the rule's only series: an empty window is "no series at all"
+        m = shown[0]
+        one = replay(rule, m.times, m.values, s, e, w, x=values[m.key])
+        results = [SeriesResult(m.key, m.labels, one, m.times, m.values)]
+    else:
+        # All members in one replay: a member missing while others report counts as missing (§7).
+        many = replay_many(
+            rule, {m.key: (m.times, m.values) for m in shown}, s, e, w, values={m.key: values[m.key] for m in shown}
+        )
+        results = [SeriesResult(m.key, m.labels, many[m.key], m.times, m.values) for m in shown]
+    progress(len(queries) + 1, len(queries) + 1, "done")
     return PreviewResult(ref.name, ref.namespace, rule.kind, s, e, w, results, None, len(members))
 
 
@@ -377,7 +485,7 @@ __all__ = [
     "group",
     "load_rule",
     "matches",
-    "promql_selector",
     "run_preview",
+    "sample_values",
     "write_text",
 ]
