@@ -79,9 +79,23 @@ def value_query(q: Query, step_s: float) -> str:
     return aggregate(outer(q.aggregation), q.split_by, over_time(q.aggregation, rng))
 
 
+def absence_labels(q: Query) -> dict[str, str]:
+    """The labels of a whole-selector absence: those ``absent_over_time`` gives its sample, i.e. the
+    equality matchers of a metric query (selector, one-value scopes; none for a raw expr)."""
+    if q.metric is None:
+        return {}
+    pairs = [*(q.selector or {}).items(), *((k, vs[0]) for k, vs in (q.scope or {}).items() if len(set(vs)) == 1)]
+    names = [k for k, _ in pairs]
+    return {k: v for k, v in sorted(pairs) if names.count(k) == 1}  # a name matched twice is dropped, as there
+
+
 def count_query(q: Query, step_s: float) -> str:
-    """Samples per group in (t-W, t]: the value an absence rule watches (a missing group counts 0)."""
-    return aggregate("sum", q.split_by, f"count_over_time({raw_range(q, parse_duration(q.window), step_s)})")
+    """Samples per group in (t-W, t]: the value an absence rule watches (a missing group counts 0).
+
+    Without splitBy the one count carries ``absence_labels``, as the compiled absence alert does.
+    """
+    by = q.split_by or list(absence_labels(q))
+    return aggregate("sum", by, f"count_over_time({raw_range(q, parse_duration(q.window), step_s)})")
 
 
 def absence_query(q: Query, step_s: float) -> str:

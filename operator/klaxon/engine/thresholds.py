@@ -296,6 +296,11 @@ def level_violations(
             b = np.asarray(x == 0)
         elif rule.kind == "threshold" and spec.threshold is not None:
             b = np.asarray(OPERATORS[rule.operator](x, spec.threshold), dtype=bool)
+            # a band set next to the threshold violates too (`X > T or X > U or X < L`, as compiled)
+            if spec.upper is not None:
+                b = b | np.asarray(x > spec.upper)
+            if spec.lower is not None:
+                b = b | np.asarray(x < spec.lower)
         else:
             above = np.asarray(x > upper) if rule.direction in ("above", "both") else np.zeros(x.shape, bool)
             below = np.asarray(x < lower) if rule.direction in ("below", "both") else np.zeros(x.shape, bool)

@@ -22,7 +22,7 @@ import numpy as np
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec, Query
 from klaxon.compile import alert_name_for, compile_rule
-from klaxon.compile.query import count_query, raw_range, value_query
+from klaxon.compile.query import absence_labels, count_query, raw_range, value_query
 from klaxon.engine import (
     SeriesState,
     Transition,
@@ -399,10 +399,13 @@ class Evaluator:
                 values[series_key(s.labels)] = s.value
         if er.kind == "absence":
             # A group that vanished has no samples in the window: count 0, the absence it watches.
-            for key in r.states:
-                values.setdefault(key, 0.0)
-            if not values and not (r.ref.spec.query and r.ref.spec.query.split_by):
-                values[()] = 0.0
+            # The unlabelled placeholder "no data" / an error is reported under is no group.
+            for key, st in r.states.items():
+                if key or st.state not in ("NoData", "Error"):
+                    values.setdefault(key, 0.0)
+            q = r.ref.spec.query
+            if not values and q is not None and not q.split_by:
+                values[series_key(absence_labels(q))] = 0.0
 
         if not values:
             for key in list(r.states) or [()]:
@@ -443,7 +446,7 @@ class Evaluator:
         assert not isinstance(main, PrometheusError)
         values: dict[SeriesKey, float] = {series_key(s.labels): s.value for s in main if isinstance(s, Sample)}
         if er.kind == "absence" and not values and not q.split_by:
-            values[()] = 0.0
+            values[series_key(absence_labels(q))] = 0.0
         pooled = self._baseline(q, baseline) if er.kind == "dynamic" else {}
         static_bounds = default_bounds(er, t) if er.kind != "dynamic" else None
         out: dict[SeriesKey, tuple[bool, bool]] = {}

@@ -19,7 +19,7 @@ import numpy as np
 from klaxon.api.alertrule import AlertRuleSpec, Query
 from klaxon.api.manifests import load_paths
 from klaxon.api.validation import parse_object
-from klaxon.compile.query import count_query, group_labels, outer, series_selector, value_query
+from klaxon.compile.query import absence_labels, count_query, group_labels, outer, series_selector, value_query
 from klaxon.engine import (
     EngineRule,
     ReplayResult,
@@ -294,8 +294,16 @@ def default_range(members: Sequence[Member], warmup: float) -> tuple[float, floa
     return (start if start < last else first), last
 
 
-def _from_data(q: Query, operand: str | None, fetch: Fetch, lo: float, hi: float) -> list[Member]:
-    members = group(fetch(q, operand, lo, hi), group_labels(q))
+def instance_labels(q: Query, rule: EngineRule) -> list[str] | None:
+    """The labels that tell a rule's instances apart: splitBy; an absence counts per splitBy group
+    (``count_query``), a raw expr without splitBy keeps its own labels (None)."""
+    return list(q.split_by) if rule.kind == "absence" else group_labels(q)
+
+
+def _from_data(
+    q: Query, operand: str | None, rule: EngineRule, fetch: Fetch, lo: float, hi: float
+) -> list[Member]:
+    members = group(fetch(q, operand, lo, hi), instance_labels(q, rule))
     if not members:
         what = f"operand {operand!r}" if operand is not None else "the rule's query"
         raise PreviewError(f"no series for {what} ({series_selector(q)}) in the data")
@@ -307,7 +315,7 @@ def _from_prometheus(
 ) -> tuple[list[Member], dict[str, np.ndarray]]:
     """Members and X from Prometheus: ``value_query`` (``count_query`` for absence) evaluated at
     every grid time; samples are read only for a dynamic rule's baseline."""
-    labels_of = group_labels(q)
+    labels_of = instance_labels(q, rule)
     expr = count_query(q, rule.interval_s) if rule.kind == "absence" else value_query(q, rule.interval_s)
     hi = float(grid[-1]) if grid.size else lo
     raw = {m.key: m for m in group(fetch(q, operand, lo, hi), labels_of)} if rule.kind == "dynamic" else {}
@@ -321,7 +329,7 @@ def _from_prometheus(
         members.append(Member(key, shown, *((got.times, got.values) if got else (empty, empty))))
         values[key] = x
     if not members and rule.kind == "absence" and not q.split_by:  # never seen: absent all along
-        members, values = [Member("", {}, empty, empty)], {"": np.full(grid.shape, np.nan)}
+        members, values = [Member("", absence_labels(q), empty, empty)], {"": np.full(grid.shape, np.nan)}
     if not members:
         raise PreviewError(f"no series: {expr} returned nothing from {iso(grid[0])} to {iso(grid[-1])}")
     members.sort(key=lambda m: m.key)
@@ -376,9 +384,9 @@ def run_preview(
     loaded: list[tuple[list[Member], dict[str, np.ndarray]]] = []
     if evaluate is None:
         per_query = []
-        for i, (q, operand, _) in enumerate(queries):
+        for i, (q, operand, child) in enumerate(queries):
             progress(i, len(queries) + 1, f"loading {operand or ''}".strip())
-            per_query.append(_from_data(q, operand, fetch, lo, hi))
+            per_query.append(_from_data(q, operand, child, fetch, lo, hi))
         s, e = _range([m for ms in per_query for m in ms], start, end, w)
         grid = replay_grid(rule, s, e, w)
         loaded = [
@@ -415,7 +423,7 @@ def run_preview(
     assert spec.query is not None
     members, values = loaded[0]
     shown = members[:series_limit]
-    if group_labels(spec.query) == []:  # the rule's only series: an empty window is "no series at all"
+    if instance_labels(spec.query, rule) == []:  # the rule's only series: an empty window is "no series at all"
         m = shown[0]
         one = replay(rule, m.times, m.values, s, e, w, x=values[m.key])
         results = [SeriesResult(m.key, m.labels, one, m.times, m.values)]
