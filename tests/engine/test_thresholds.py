@@ -185,6 +185,13 @@ def test_static_band_both_directions():
     ]
 
 
+def test_band_next_to_a_threshold_violates_too():
+    """`X < T or X > U or X < L` as compiled: a level's threshold does not switch the band off."""
+    rule = EngineRule(kind="threshold", operator="lt", levels={"warning": LevelSpec(threshold=5, upper=20, lower=-9)})
+    pb = bounds_at(rule, np.empty(0), np.empty(0))
+    assert [point_violations(rule, x, pb)["warning"] for x in (-10, 4, 5, 20, 20.5)] == [True, True, False, False, True]
+
+
 # --- aggregation -------------------------------------------------------------------------------
 
 

@@ -38,6 +38,31 @@ async def test_absence_of_the_whole_selector_fires_without_split(prometheus_serv
         assert status["state"] == "Firing" and status["lastEvaluation"]["value"] == 0.0
 
 
+async def test_whole_selector_absence_carries_the_selector_labels(prometheus_server) -> None:
+    """As the compiled `absent_over_time(heartbeat{job="a"}[5m])` alert: labelled job="a", present or not."""
+    prom = prometheus_server(series=SERIES)
+    body = {"query": {"metric": "heartbeat", "selector": {"job": "a"}, "window": "5m"},
+            "condition": {"type": "absence"}}
+    async with PrometheusClient(prom.url) as client:
+        ev = Evaluator(client)
+        ev.set_rules([rule("hb", body)])
+        for t, state in ((STOP - MIN, "Inactive"), (STOP + 6 * MIN, "Firing")):
+            await ev.cycle(t)
+            assert [(dict(k), s.state) for k, s in ev.states("uid-default-hb").items()] == [({"job": "a"}, state)]
+
+
+async def test_per_group_absence_does_not_fire_the_no_data_placeholder(prometheus_server) -> None:
+    """Before any group is seen the rule reports NoData (unlabelled); that is no group that went silent."""
+    prom = prometheus_server(series=SERIES)
+    async with PrometheusClient(prom.url) as client:
+        ev = Evaluator(client)
+        ev.set_rules([rule("absent", ABSENT)])
+        assert (await ev.cycle(T0 - 10 * MIN)).rules["default/absent"].status["state"] == "NoData"
+        for i in range(1, 4):
+            status = (await ev.cycle(T0 + i * MIN)).rules["default/absent"].status
+            assert status["state"] == "Inactive", status
+
+
 async def test_muted_rule_evaluates_and_flags_notifications(prometheus_server) -> None:
     prom = prometheus_server(series=SERIES)
     rec = Recorder()

@@ -76,6 +76,49 @@ def test_prometheus_gives_the_same_transitions_as_the_file(
     ]
 
 
+def test_dynamic_rule_from_prometheus_reads_weeks_of_baseline_in_slices(
+    prometheus_server, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """28 days of warmup: the value query runs in several range queries (11,000 points each at most),
+    the baseline's raw samples in day-long range-vector queries; the same transitions as the file."""
+    raw = load_file(DATA / "12-api-latency.csv")
+    day = 1782280800.0  # 2026-06-24T06:00:00Z, the incident day's first sample
+    shift = T0 - day  # a whole number of hours: the rule's grid stays where it is on the data
+    series = [
+        ({"__name__": "api_response_duration_p95_ms", **s.labels},
+         [(float(t) + shift, float(v)) for t, v in zip(s.times, s.values, strict=True)])
+        for s in raw
+    ]
+    shifted = tmp_path / "shifted.csv"
+    with shifted.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["timestamp", "service", "host", "version", "value"])
+        for lab, pts in series:
+            for t, v in pts:
+                w.writerow([int(t), lab["service"], lab["host"], lab["version"], v])
+    prom = prometheus_server(series=series)
+    window = ["--from", str(T0 + 2 * 3600), "--to", str(T0 + 14 * 3600 - 60)]
+
+    def run(*argv: str) -> list[tuple[str, str, str, str, str | None, str]]:
+        code = main(["preview", str(EX / "12-api-latency-dynamic.yaml"), "-o", "json", *argv, *window])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        doc = json.loads(out)
+        return [(s["member"], tr["time"], tr["from"], tr["to"], tr["level"], tr["reason"])
+                for s in doc["series"] for tr in s["transitions"]]
+
+    from_file = run("--data", str(shifted))
+    from_prom = run("--prometheus", prom.url)
+    assert from_prom == from_file
+    assert [(m, f, to, lv) for m, _, f, to, lv, _ in from_prom] == [  # examples/data/README.md
+        ("host=api-2", "Inactive", "Firing", "warning"),
+        ("host=api-2", "Firing", "Firing", "critical"),
+        ("host=api-2", "Firing", "Firing", "warning"),
+        ("host=api-2", "Firing", "Recovering", "warning"),
+        ("host=api-2", "Recovering", "Inactive", None),
+    ]
+
+
 def test_prometheus_errors_are_reported(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
         [

@@ -48,7 +48,9 @@ Data (--data FILE; the format follows the suffix):
   Timestamps: RFC 3339 with a zone or unix seconds (milliseconds are rejected). Timestamps
   must strictly increase per series; values must be finite. Errors name file:line.
   The rule's selector and scope filter the series (a label the data does not carry at
-  all is taken as already selected); splitBy groups them into members.
+  all is taken as already selected); splitBy groups them into members. The value is the
+  rule's query over the data: each series aggregated over its window, then the series of a
+  member combined as the PromQL does; for a raw expr the data are the expr's values.
   Composite rules: --data NAME=FILE per operand, or one file whose series carry
   operand="NAME" (or __name__ = the operand's metric).
 
