@@ -27,8 +27,8 @@ BATCHES = 4
 BATCH_SIZE = 56  # 224 generated rules
 
 
-def _continuous(values: list[float], step_every: int = 1) -> dict[int, float]:
-    return {i: values[i % len(values)] for i in range(0, SAMPLES, step_every)}
+def _continuous(values: list[float]) -> dict[int, float]:
+    return {i: values[i % len(values)] for i in range(SAMPLES)}
 
 
 def _sum_avg_regression() -> list[Case]:
@@ -48,9 +48,11 @@ def _sum_avg_regression() -> list[Case]:
               "condition": {"operator": "gte", "threshold": 7}}, series, why="expr, max by job"),
         Case({"query": {"metric": "{m}", "aggregation": "sum", "splitBy": ["job"], "window": "1m"},
               "condition": {"operator": "gt", "threshold": 40}}, series, why="metric, sum by job"),
+        # only dev "a.b" is in scope; the decoys (50) would lift the average if the scope were a raw regex
         Case({"query": {"metric": "{m}", "scope": {"dev": ["a.b", "c|d"]}, "window": "1m"},
               "condition": {"operator": "gt", "threshold": 5}},
-             {"m": [({"job": "j0", "dev": d, "env": "prod"}, _continuous(rising)) for d in ("a.b", "axb", "c", "d")]},
+             {"m": [({"job": "j0", "dev": "a.b", "env": "prod"}, _continuous(rising)),
+                    *(({"job": "j0", "dev": d, "env": "prod"}, _continuous([50.0])) for d in ("axb", "c", "d"))]},
              why="scope values are literal"),
     ]
 
