@@ -314,11 +314,11 @@ def cases(draw: st.DrawFn, i: int) -> Case:
             fc = pick(DURATIONS[DURATIONS.index(fw):])  # critical.for >= warning.for
             mw = pick((1, 2, 3))
             levels: dict[str, Any] = {}
-            if which in ("both", "warning"):
-                levels["warning"] = {"threshold": warn, "operator": op, "for": fw,
+            if which in ("both", "warning"):  # an unset level `for` is 0s (it does not inherit trigger.for)
+                levels["warning"] = {"threshold": warn, "operator": op, **({"for": fw} if fw != "0s" else {}),
                                      **({"violations": mw} if counted else {})}
             if which in ("both", "critical"):
-                levels["critical"] = {"threshold": crit, "operator": op, "for": fc,
+                levels["critical"] = {"threshold": crit, "operator": op, **({"for": fc} if fc != "0s" else {}),
                                       **({"violations": pick(range(mw, 4))} if counted else {})}
             spec["levels"] = levels
             spec["condition"] = {"type": "threshold", "operator": op}

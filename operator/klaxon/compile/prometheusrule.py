@@ -195,8 +195,8 @@ def _levels(spec: AlertRuleSpec, cond: ConditionSpec) -> list[_Level]:
     for name, lv in (("warning", spec.levels.warning), ("critical", spec.levels.critical)):
         if lv is None:
             continue
-        for_ = lv.for_ if "for_" in lv.model_fields_set else trig.for_
-        out.append(_Level(name, lv.threshold, lv.operator or cond.operator, parse_duration(for_),
+        # an unset level `for` is 0s (the field's documented default, as the CEL rule and the engine read it)
+        out.append(_Level(name, lv.threshold, lv.operator or cond.operator, parse_duration(lv.for_),
                           lv.violations or trig.required_violations))
     return out
 
