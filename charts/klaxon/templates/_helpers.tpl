@@ -154,9 +154,6 @@ cannot grant cluster-scoped resources.
 {{- if and $v.webhook.certManager.enabled $v.webhook.existingSecret }}
 {{- fail "webhook.certManager.enabled=true and webhook.existingSecret are exclusive: choose where the webhook certificate comes from." }}
 {{- end }}
-{{- if not (or $v.webhook.certManager.enabled $v.webhook.existingSecret) }}
-{{- fail "webhook.enabled=true needs a certificate: set webhook.certManager.enabled=true (cert-manager issues it) or webhook.existingSecret (a kubernetes.io/tls Secret) with webhook.caBundle; or set webhook.enabled=false." }}
-{{- end }}
 {{- if and $v.webhook.existingSecret (not $v.webhook.caBundle) }}
 {{- fail "webhook.existingSecret needs webhook.caBundle: the base64-encoded PEM CA that signed the Secret's certificate, so the API server can trust the webhook." }}
 {{- end }}
