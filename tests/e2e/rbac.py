@@ -164,13 +164,3 @@ def grants(rules: Iterable[Mapping[str, Any]], permission: tuple[str, str, str, 
         and (not r.get("resourceNames") or name in r["resourceNames"])
         for r in rules
     )
-
-
-def forbidden_on_server(metrics: str) -> int:
-    """403 answers the API server counted for clients it does not know by name (not the
-    controller-manager, whose writes into terminating namespaces are refused by design)."""
-    total = 0
-    for line in metrics.splitlines():
-        if line.startswith("apiserver_request_total{") and 'code="403"' in line and 'system_client=""' in line:
-            total += int(float(line.rsplit(" ", 1)[1]))
-    return total
