@@ -8,7 +8,8 @@ operator's ``conditions``), an AlertRule's ``lastNotification`` (both merge-patc
 ``/status`` subresource) and core/v1 Events about either.
 
 RBAC: ``EVALUATOR_RULES`` (``klaxon.kube.rbac``) grants secrets get, alertrules/status and
-notificationchannels/status patch, klaxon kinds get, events create.
+notificationchannels/status patch, alertrules and notificationchannels get (an Event's object uid),
+events create.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ such namespace the operator creates a Role (``EVALUATOR_RULES``, Secrets narrowe
 ``resourceNames``) and a RoleBinding to the evaluator's ServiceAccount. With ``'*'`` the Roles
 follow the namespaces that hold rules referring to the config, and the evaluator follows the
 AlertConfig's ``status.grantedNamespaces``: no evaluator ever gets cluster-scoped access, so the
-operator needs no ClusterRole rights.
+operator never creates ClusterRoles or ClusterRoleBindings.
 
 Owner references cannot point across namespaces, so these objects carry the config's uid as the
 ``klaxon.dev/owner-uid`` label and are garbage-collected by label: on every reconcile that
