@@ -3,10 +3,12 @@
 ``OPERATOR_RULES`` is what the chart grants the operator: one ClusterRole when it watches the
 whole cluster, else a Role per watched namespace plus a ClusterRole with only the cluster-scoped
 reads (``tests/chart/test_chart_rbac.py`` compares; ``tests/e2e/test_least_privilege.py`` runs
-the operator and an evaluator with exactly these rights on a real API server and counts 403s). ``EVALUATOR_RULES`` is what the operator puts into the
-namespaced Role of each AlertConfig's evaluator. The operator holds neither ``bind`` nor
-``escalate``, so the API server lets it create that Role only while it holds every permission in
-it itself: ``covers(OPERATOR_RULES, EVALUATOR_RULES)`` must stay true (a test checks it).
+the operator and an evaluator with exactly these rights on a real API server and counts 403s).
+
+``EVALUATOR_RULES`` is what the operator puts into the namespaced Role of each AlertConfig's
+evaluator. The operator holds neither ``bind`` nor ``escalate``, so the API server lets it create
+that Role only while it holds every permission in it itself: ``covers(OPERATOR_RULES,
+EVALUATOR_RULES)`` must stay true (a test checks it).
 
 A rule is a dict ``{"apiGroups": [...], "resources": [...], "verbs": [...]}`` shaped like a
 ``rbac.authorization.k8s.io/v1`` PolicyRule, so it can be dropped into a Role as it is.
