@@ -8,8 +8,7 @@ operator's ``conditions``), an AlertRule's ``lastNotification`` (both merge-patc
 ``/status`` subresource) and core/v1 Events about either.
 
 RBAC: ``EVALUATOR_RULES`` (``klaxon.kube.rbac``) grants secrets get, alertrules/status and
-notificationchannels/status patch, alertrules and notificationchannels get (an Event's object uid),
-events create.
+notificationchannels/status patch, klaxon kinds get, events create.
 """
 
 from __future__ import annotations
