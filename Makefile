@@ -12,6 +12,10 @@ help: ## List the targets
 install: ## Install Klaxon with its test dependencies (the README's install command)
 	$(PYTHON) -m pip install -e '.[test]'
 
+.PHONY: helm
+helm: ## Fetch the pinned helm binary the chart and real-cluster tests run into .tools/
+	$(PYTHON) tests/support/helm_bin.py
+
 .PHONY: generate
 generate: ## Regenerate the CRDs (crds/ and the chart's copy) from the pydantic models
 	$(PYTHON) -m klaxon.api.crdgen $(CRD_DIRS)

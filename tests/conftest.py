@@ -29,6 +29,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    from support import helm_bin
+
+    path, why = helm_bin.find()
+    return f"helm: {path}" if path else f"helm: MISSING, the chart and helm tests will be skipped ({why})"
+
+
 def pytest_configure(config: pytest.Config) -> None:
     e2e = config.getoption("--e2e", default=False)
     kubeconfig = config.getoption("--kubeconfig", default=None)

@@ -30,8 +30,11 @@ def test_code_rules_are_least_privilege() -> None:
             assert verb not in {"bind", "escalate", "impersonate", "deletecollection"}
     # The operator creates the evaluator's Role; without escalate it must hold all of it.
     assert rbac.covers(rbac.OPERATOR_RULES, rbac.EVALUATOR_RULES)
-    # Evaluators never get cluster-scoped access, so the operator holds no ClusterRole rights at all.
+    # Evaluators never get cluster-scoped access, so the operator never creates ClusterRoles or
+    # ClusterRoleBindings (it is itself bound to one when it watches the whole cluster).
     assert not {r for _, r, _ in rbac.permissions(rbac.OPERATOR_RULES)} & {"clusterroles", "clusterrolebindings"}
+    # Nothing is ever replaced: writes are creates, merge patches and deletes.
+    assert not {v for _, _, v in rbac.permissions(rbac.OPERATOR_RULES + rbac.EVALUATOR_RULES)} & {"update"}
     assert not rbac.covers(rbac.EVALUATOR_RULES, rbac.OPERATOR_RULES)
     assert rbac.missing([], [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]) == [
         ("", "secrets", "get")]
@@ -59,7 +62,7 @@ def test_namespaced_rbac_equals_operator_rules(render) -> None:
     # The operator's own namespace is not watched: it still needs its Lease and Events there.
     [own] = [r for r in _roles(docs, "Role") if r["metadata"]["namespace"] == "klaxon-system"]
     assert rbac.covers(own["rules"], [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                                       "verbs": ["get", "create", "update"]}])
+                                       "verbs": ["get", "create", "patch"]}])
     assert rbac.covers(rbac.OPERATOR_RULES, own["rules"])
     assert _bound(docs, own, "klaxon")
 

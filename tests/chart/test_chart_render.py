@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -41,7 +42,7 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             "prometheusRule": {"labels": {"release": "kube-prometheus-stack"}},
             "defaults": {"interval": "1m"}}},
         "webhook": {"failurePolicy": "Ignore",
-                    "certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}},
+                    "certManager": {"enabled": True, "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}},
     },
     # Watching two namespaces, certificate from an existing Secret, own ServiceAccount.
     "namespaced-secret": {
@@ -235,19 +236,64 @@ def test_webhook_wiring(render) -> None:
         kinds.update(rule["resources"])
         assert ref["path"] == "/validate-" + rule["resources"][0][:-1]
     assert kinds == {"alertrules", "alertconfigs", "notificationchannels"}
-    # cert-manager: the CA injector's reference and the mounted Secret point at the same Certificate.
+    # Defaults: Helm generates the certificate; no cert-manager kind is needed.
+    assert not [d for d in docs if d["apiVersion"].startswith("cert-manager.io/")]
+    assert "annotations" not in vwc["metadata"]
+    secret = find(docs, "Secret")
+    assert secret["type"] == "kubernetes.io/tls"
+    volumes = {v["name"]: v for v in find(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["webhook-tls"]["secret"]["secretName"] == secret["metadata"]["name"]
+    assert {h["clientConfig"]["caBundle"] for h in vwc["webhooks"]} == {secret["data"]["ca.crt"]}
+
+
+def _pem(tmp: Path, name: str, b64: str) -> Path:
+    path = tmp / name
+    path.write_bytes(base64.b64decode(b64))
+    return path
+
+
+def test_generated_certificate_is_valid_for_the_service(render, tmp_path: Path) -> None:
+    docs = render(namespace="mon", release="alerts")
+    secret = find(docs, "Secret")
+    ca = _pem(tmp_path, "ca.crt", secret["data"]["ca.crt"])
+    crt = _pem(tmp_path, "tls.crt", secret["data"]["tls.crt"])
+    key = _pem(tmp_path, "tls.key", secret["data"]["tls.key"])
+    host = f"{find(docs, 'Service')['metadata']['name']}.mon.svc"
+    assert host == "alerts-klaxon.mon.svc"
+
+    def verify(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["openssl", "verify", "-CAfile", str(ca), "-purpose", "sslserver",
+                               "-verify_hostname", name, str(crt)], capture_output=True, text=True)
+
+    for name in (host, f"{host}.cluster.local"):
+        assert verify(name).returncode == 0, verify(name).stderr
+    assert verify("alerts-klaxon.other.svc").returncode != 0, "the check accepts any name"
+    modulus = [subprocess.run(["openssl", kind, "-noout", "-modulus", "-in", str(path)], capture_output=True,
+                              text=True, check=True).stdout for kind, path in (("x509", crt), ("rsa", key))]
+    assert modulus[0] == modulus[1], "tls.key does not belong to tls.crt"
+    # `helm template` sees no cluster: each render generates afresh (upgrades reuse via lookup,
+    # which tests/e2e/test_helm.py proves on a real cluster).
+    assert find(render(namespace="mon", release="alerts"), "Secret")["data"]["ca.crt"] != secret["data"]["ca.crt"]
+
+
+def test_cert_manager_issues_the_certificate(render) -> None:
+    docs = render({"webhook": {"certManager": {"enabled": True}}})
+    vwc = find(docs, "ValidatingWebhookConfiguration")
     cert = find(docs, "Certificate")
     ns, name = vwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].split("/")
     assert (ns, name) == (cert["metadata"]["namespace"], cert["metadata"]["name"])
+    assert not any("caBundle" in h["clientConfig"] for h in vwc["webhooks"]), "the CA injector fills it in"
+    assert not [d for d in docs if d["kind"] == "Secret"], "cert-manager writes the Secret"
     volumes = {v["name"]: v for v in find(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
     assert volumes["webhook-tls"]["secret"]["secretName"] == cert["spec"]["secretName"]
+    service = find(docs, "Service")
     assert f"{service['metadata']['name']}.klaxon-system.svc" in cert["spec"]["dnsNames"]
     assert cert["spec"]["issuerRef"]["name"] == find(docs, "Issuer")["metadata"]["name"]
 
 
 def test_webhook_existing_secret_and_namespaces(render) -> None:
     docs = render(SCENARIOS["namespaced-secret"])
-    assert not [d for d in docs if d["kind"] in {"Certificate", "Issuer"}]
+    assert not [d for d in docs if d["kind"] in {"Certificate", "Issuer", "Secret"}]
     vwc = find(docs, "ValidatingWebhookConfiguration")
     assert "annotations" not in vwc["metadata"]
     for hook in vwc["webhooks"]:

@@ -236,6 +236,23 @@ async def test_orphaned_grants_are_collected_and_others_kept(kube) -> None:
     ]
 
 
+async def test_orphaned_grants_are_looked_for_only_in_watched_namespaces(kube: Any) -> None:
+    """An operator limited to namespaces (watchNamespaces) may not list cluster-wide: it never asks."""
+    labels = {"klaxon.dev/alertconfig-namespace": "mon", OWNER_UID_LABEL: "gone-uid"}
+    for ns in ("team", "other"):
+        kube.create_object(ROLES, {"metadata": {"name": "klaxon-eval.mon.old", "labels": labels}}, namespace=ns)
+    mark = len(kube.log)
+    client = await KubeClient.connect(client_configuration(kube))
+    try:
+        deleted = await collect_orphans(client, set(), ["team"])
+    finally:
+        await client.close()
+    assert deleted == ["Role team/klaxon-eval.mon.old"]
+    assert [r["metadata"]["name"] for r in kube.list_objects(ROLES, "other")] == ["klaxon-eval.mon.old"]
+    lists = [r for r in kube.log[mark:] if r.method == "GET"]
+    assert lists and all(r.namespace == "team" for r in lists), [r.path for r in lists]
+
+
 def synced(kube: Any) -> dict[str, Any]:
     conds = ((kube.get_object(AC, "main", "mon") or {}).get("status") or {}).get("conditions") or []
     return next((c for c in conds if c["type"] == "Synced"), {})

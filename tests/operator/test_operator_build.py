@@ -123,9 +123,13 @@ def test_role_grants_the_evaluator_rules_with_secrets_narrowed() -> None:
     leases = [r for r in role["rules"] if r["resources"] == ["leases"]]
     assert leases == [
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "update", "patch"],
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "patch"],
          "resourceNames": ["klaxon-eval-c-0", "klaxon-eval-c-1"]},
     ]
+    # its own AlertConfig only
+    configs = [r for r in role["rules"] if r["resources"] == ["alertconfigs"]]
+    assert configs == [{"apiGroups": ["klaxon.dev"], "resources": ["alertconfigs"], "verbs": ["get"],
+                        "resourceNames": ["c"]}]
     assert covers(OPERATOR_RULES, role["rules"])  # the operator may only grant what it holds
     assert covers(role["rules"], EVALUATOR_RULES)  # every permission, narrowed by name where it can be
     # no Secret referenced: no Secret rule at all (an empty resourceNames would mean "every Secret")

@@ -82,8 +82,9 @@ app.kubernetes.io/part-of: klaxon
 
 {{/*
 RBAC rules. These must equal OPERATOR_RULES in operator/klaxon/kube/rbac.py:
-tests/chart/test_rbac.py renders the chart and compares. Split by scope because a Role
-cannot grant cluster-scoped resources.
+tests/chart/test_chart_rbac.py renders the chart and compares, and tests/e2e/test_least_privilege.py
+runs the operator with exactly these rights on a real API server. Split by scope because a Role
+cannot grant cluster-scoped resources. No update verb: nothing is ever replaced (PUT).
 */}}
 {{- define "klaxon.rules.namespaced" -}}
 - apiGroups: ["klaxon.dev"]
@@ -91,19 +92,19 @@ cannot grant cluster-scoped resources.
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["klaxon.dev"]
   resources: ["alertrules/status", "alertconfigs/status", "notificationchannels/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["prometheusrules"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["serviceaccounts", "services"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: ["get", "list", "watch", "create", "update", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch"]
@@ -114,19 +115,16 @@ cannot grant cluster-scoped resources.
 {{- define "klaxon.rules.leaderElection" -}}
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 - apiGroups: ["coordination.k8s.io"]
   resources: ["leases"]
-  verbs: ["get", "list", "watch", "create", "update", "patch"]
+  verbs: ["get", "create", "patch"]
 {{- end }}
 
 {{- define "klaxon.rules.cluster" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["list", "watch"]
@@ -153,9 +151,6 @@ cannot grant cluster-scoped resources.
 {{- if $v.webhook.enabled }}
 {{- if and $v.webhook.certManager.enabled $v.webhook.existingSecret }}
 {{- fail "webhook.certManager.enabled=true and webhook.existingSecret are exclusive: choose where the webhook certificate comes from." }}
-{{- end }}
-{{- if not (or $v.webhook.certManager.enabled $v.webhook.existingSecret) }}
-{{- fail "webhook.enabled=true needs a certificate: set webhook.certManager.enabled=true (cert-manager issues it) or webhook.existingSecret (a kubernetes.io/tls Secret) with webhook.caBundle; or set webhook.enabled=false." }}
 {{- end }}
 {{- if and $v.webhook.existingSecret (not $v.webhook.caBundle) }}
 {{- fail "webhook.existingSecret needs webhook.caBundle: the base64-encoded PEM CA that signed the Secret's certificate, so the API server can trust the webhook." }}

@@ -229,6 +229,7 @@ async def serve(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig,
         context=args.context,
         resync_seconds=args.resync,
+        namespaces=tuple(_namespaces(args)),
     )
     settings = configure(
         kopf.OperatorSettings(), webhook_cert_dir=args.webhook_cert_dir, webhook_port=args.webhook_port

@@ -1,10 +1,14 @@
 """The RBAC rules Klaxon needs: the one list the code, the chart and the tests agree on.
 
-``OPERATOR_RULES`` is what the operator's ClusterRole grants (the chart renders exactly these;
-``tests/chart/test_rbac.py`` compares). ``EVALUATOR_RULES`` is what the operator puts into the
-namespaced Role of each AlertConfig's evaluator. The operator holds neither ``bind`` nor
-``escalate``, so the API server lets it create that Role only while it holds every permission in
-it itself: ``covers(OPERATOR_RULES, EVALUATOR_RULES)`` must stay true (a test checks it).
+``OPERATOR_RULES`` is what the chart grants the operator: one ClusterRole when it watches the
+whole cluster, else a Role per watched namespace plus a ClusterRole with only the cluster-scoped
+reads (``tests/chart/test_chart_rbac.py`` compares; ``tests/e2e/test_least_privilege.py`` runs
+the operator and an evaluator with exactly these rights on a real API server and counts 403s).
+
+``EVALUATOR_RULES`` is what the operator puts into the namespaced Role of each AlertConfig's
+evaluator. The operator holds neither ``bind`` nor ``escalate``, so the API server lets it create
+that Role only while it holds every permission in it itself: ``covers(OPERATOR_RULES,
+EVALUATOR_RULES)`` must stay true (a test checks it).
 
 A rule is a dict ``{"apiGroups": [...], "resources": [...], "verbs": [...]}`` shaped like a
 ``rbac.authorization.k8s.io/v1`` PolicyRule, so it can be dropped into a Role as it is.
@@ -20,44 +24,50 @@ from .. import GROUP
 Rule = dict[str, list[str]]
 
 READ = ["get", "list", "watch"]
-MANAGE = ["get", "list", "watch", "create", "update", "patch", "delete"]
+#: Neither process ever replaces an object (PUT): writes are creates, merge patches and deletes.
+MANAGE = ["get", "list", "watch", "create", "patch", "delete"]
 
 KLAXON_KINDS = ["alertrules", "alertconfigs", "notificationchannels"]
 
 OPERATOR_RULES: list[Rule] = [
-    # Our kinds: the operator reads them and patches metadata (finalizers, kopf's progress
-    # annotations). It never writes spec; status goes through the subresource.
+    # Our kinds: kopf lists, watches and patches metadata (finalizers, progress annotations); it
+    # never writes spec, and status goes through the subresource. `get` only because the
+    # evaluator's Role grants it (a Role may hold only what its creator holds).
     {"apiGroups": [GROUP], "resources": list(KLAXON_KINDS), "verbs": [*READ, "patch"]},
-    {"apiGroups": [GROUP], "resources": [f"{k}/status" for k in KLAXON_KINDS], "verbs": ["get", "patch"]},
-    # What it generates: PrometheusRules, and per AlertConfig an evaluator with its identity.
+    {"apiGroups": [GROUP], "resources": [f"{k}/status" for k in KLAXON_KINDS], "verbs": ["patch"]},
+    # What it generates: PrometheusRules, and per AlertConfig an evaluator with its identity;
+    # watched for drift, deleted when no longer wanted (engine, shards, allowedNamespaces change).
     {"apiGroups": ["monitoring.coreos.com"], "resources": ["prometheusrules"], "verbs": list(MANAGE)},
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": list(MANAGE)},
     {"apiGroups": [""], "resources": ["serviceaccounts", "services"], "verbs": list(MANAGE)},
     # No bind/escalate: the operator may only grant what it holds (see EVALUATOR_RULES).
     {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],
      "verbs": list(MANAGE)},
-    # To tell a NotificationChannel whether the keys its secretKeyRefs name exist.
+    # list/watch: which keys the Secrets that channels name hold (a kopf index keeps key names
+    # only); get: the evaluator's Role grants it, narrowed to the Secrets its channels name.
     {"apiGroups": [""], "resources": ["secrets"], "verbs": list(READ)},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    # Events (kopf's and ours) are always new objects.
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     # Leader election between replicas (ha.enabled); kopf's own peering is not used.
-    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch"]},
-    # Whether the PrometheusRule CRD is installed at all.
-    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": list(READ)},
-    # kopf's cluster-wide namespace scanning.
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]},
+    # kopf's resource discovery, and whether the PrometheusRule CRD appears.
+    {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+    # kopf's namespace scanning, and grants for namespaces an AlertConfig lists once they appear.
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
 ]
 
 EVALUATOR_RULES: list[Rule] = [
-    {"apiGroups": [GROUP], "resources": list(KLAXON_KINDS), "verbs": list(READ)},
-    {"apiGroups": [GROUP], "resources": ["alertrules/status", "notificationchannels/status"],
-     "verbs": ["get", "patch"]},
+    # Rules are listed and watched namespace by namespace; `get` names the object of an Event.
+    {"apiGroups": [GROUP], "resources": ["alertrules"], "verbs": list(READ)},
+    # Its own AlertConfig, re-read every few seconds (the operator narrows it by resourceNames).
+    {"apiGroups": [GROUP], "resources": ["alertconfigs"], "verbs": ["get"]},
+    {"apiGroups": [GROUP], "resources": ["notificationchannels"], "verbs": ["get", "list"]},
+    {"apiGroups": [GROUP], "resources": ["alertrules/status", "notificationchannels/status"], "verbs": ["patch"]},
     # The operator may narrow this with resourceNames to the Secrets the AlertConfig references.
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
     # One active replica per shard (`klaxon evaluator --lease`); only in the config's namespace.
-    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update", "patch"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "patch"]},
 ]
 
 # Resources that are not namespaced: a namespaced Role cannot grant them, so when the

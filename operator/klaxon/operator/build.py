@@ -93,12 +93,15 @@ def secret_refs(value: Any) -> list[tuple[str, str, str]]:
 def build_role(
     config_name: str, namespace: str, secret_names: Iterable[str], lease_names: Iterable[str] = ()
 ) -> Body:
-    """The evaluator's namespaced Role: read rules and channels, patch their status, read its
-    Secrets, hold its shards' Leases (``lease_names``; create cannot be narrowed by name)."""
+    """The evaluator's namespaced Role: read rules and channels, its own AlertConfig, patch rule and
+    channel status, read its Secrets, hold its shards' Leases (``lease_names``; create cannot be
+    narrowed by name)."""
     rules: list[Body] = []
     names = sorted(set(secret_names))
     leases = sorted(set(lease_names))
     for rule in copy.deepcopy(EVALUATOR_RULES):
+        if rule["resources"] == ["alertconfigs"]:
+            rule = {**rule, "resourceNames": [config_name]}
         if rule["resources"] == ["secrets"]:
             if not names:  # an empty resourceNames would grant every Secret: leave the rule out
                 continue

@@ -6,7 +6,7 @@ such namespace the operator creates a Role (``EVALUATOR_RULES``, Secrets narrowe
 ``resourceNames``) and a RoleBinding to the evaluator's ServiceAccount. With ``'*'`` the Roles
 follow the namespaces that hold rules referring to the config, and the evaluator follows the
 AlertConfig's ``status.grantedNamespaces``: no evaluator ever gets cluster-scoped access, so the
-operator needs no ClusterRole rights.
+operator never creates ClusterRoles or ClusterRoleBindings.
 
 Owner references cannot point across namespaces, so these objects carry the config's uid as the
 ``klaxon.dev/owner-uid`` label and are garbage-collected by label: on every reconcile that
@@ -89,6 +89,8 @@ def build_grants(
                 continue  # its Lease lives in the config's namespace
             # ... and so does its AlertConfig: here only rules, channels and their status
             rule["resources"] = [r for r in rule["resources"] if r != "alertconfigs"]
+            if not rule["resources"]:
+                continue
             if rule["resources"] == ["secrets"]:
                 if not names:  # an empty resourceNames would grant every Secret
                     continue
@@ -160,18 +162,25 @@ async def delete_grants(
     return deleted
 
 
-async def collect_orphans(kube: KubeClient, live_uids: set[str]) -> list[str]:
-    """Grants whose AlertConfig is gone (deleted while the operator was not running)."""
+async def collect_orphans(kube: KubeClient, live_uids: set[str], namespaces: Iterable[str] = ()) -> list[str]:
+    """Grants whose AlertConfig is gone (deleted while the operator was not running).
+
+    ``namespaces``: where to look when the operator watches only those (its Roles are there, and
+    it may not list cluster-wide); empty: the whole cluster.
+    """
     deleted: list[str] = []
+    selector = f"{OWNER_UID_LABEL},{NAMESPACE_LABEL}"
+    scopes: list[str | None] = list(namespaces) or [None]
     for kind, plural in GRANT_KINDS:
-        selector = f"{OWNER_UID_LABEL},{NAMESPACE_LABEL}"
-        try:
-            found = await kube.list(Ref(RBAC, plural, None), label_selector=selector)
-        except KubeError as exc:
-            if exc.status != 403:
-                raise
-            logger.debug("cannot list %s cluster-wide (namespaced install): orphan check skipped", plural)
-            continue
+        found: list[Body] = []
+        for ns in scopes:
+            try:
+                found += await kube.list(Ref(RBAC, plural, ns), label_selector=selector)
+            except KubeError as exc:
+                if exc.status != 403:
+                    raise
+                logger.warning("cannot list %s in %s (%s): grants of deleted AlertConfigs are not collected there",
+                               plural, ns or "the whole cluster", exc.message)
         for live in found:
             meta = live.get("metadata") or {}
             uid = labelled_owner(live)

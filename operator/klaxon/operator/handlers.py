@@ -140,7 +140,7 @@ async def resync_loop(rt: Runtime) -> None:
         # Grants in other namespaces of AlertConfigs deleted while no operator was running.
         live = {str((b.get("metadata") or {}).get("uid")) for b in rt.view("klaxon_configs").values()}
         try:
-            await collect_orphans(rt.kube, live)
+            await collect_orphans(rt.kube, live, rt.options.namespaces)
         except Exception:
             logger.exception("Collecting orphaned evaluator grants failed.")
 

@@ -36,6 +36,9 @@ class Options:
     kubeconfig: str | None = None
     context: str | None = None
     resync_seconds: float = 600.0
+    #: The namespaces the operator watches (empty: the whole cluster). With a list, its RBAC is
+    #: per namespace (the chart's watchNamespaces), so it never asks the cluster-wide API.
+    namespaces: tuple[str, ...] = ()
     debounce_seconds: float = 0.2
     retry_seconds: float = 30.0
     #: How often evaluator-run rules are checked for a stale lastEvaluation or a shard without a leader.
