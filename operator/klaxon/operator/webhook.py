@@ -1,4 +1,4 @@
-"""Admission: the same models and messages as `klaxon validate` and the status conditions."""
+"""Admission: the same checks, field paths and messages as `klaxon validate` and the status conditions."""
 
 from __future__ import annotations
 
@@ -8,19 +8,22 @@ from typing import Any
 import kopf
 
 from ..api.alertrule import AlertRuleSpec
-from ..api.validation import Problem, parse_spec
+from ..api.validation import Problem, parse_object
 from ..compile import engine_problems
 
 
 def admission_problems(kind: str, body: Mapping[str, Any]) -> list[Problem]:
-    spec, problems = parse_spec(kind, body.get("spec"))
-    if isinstance(spec, AlertRuleSpec):
-        problems += engine_problems(spec)
+    """Every problem of the object, metadata included: never raises, whatever the body holds."""
+    parsed = parse_object({**body, "kind": kind} if isinstance(body, Mapping) else body)
+    problems = list(parsed.problems)
+    if isinstance(parsed.spec, AlertRuleSpec):
+        problems += engine_problems(parsed.spec)
     return problems
 
 
 def admission_message(kind: str, body: Mapping[str, Any], problems: list[Problem]) -> str:
-    name = (body.get("metadata") or {}).get("name") or (body.get("metadata") or {}).get("generateName") or "?"
+    meta = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
+    name = meta.get("name") or meta.get("generateName") or "?"
     return f"{kind} {name} is invalid: " + "; ".join(map(str, problems))
 
 
