@@ -78,7 +78,10 @@ def violations(schema: dict[str, Any], value: Any, path: str = "") -> list[Viola
 def _walk(schema: dict[str, Any], value: Any, path: str) -> list[Violation]:
     found: list[Violation] = []
     for entry in schema.get("x-kubernetes-validations", []):
-        result = program(entry["rule"]).evaluate({"self": to_cel(schema, value)})
+        try:
+            result = program(entry["rule"]).evaluate({"self": to_cel(schema, value)})
+        except celpy.CELEvalError as exc:  # the API server refuses on an evaluation error too
+            result = exc
         if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
             found.append(Violation(path + entry.get("fieldPath", ""), entry["message"], entry["rule"]))
     if isinstance(value, dict) and "properties" in schema:
@@ -87,7 +90,7 @@ def _walk(schema: dict[str, Any], value: Any, path: str) -> list[Violation]:
                 found += _walk(sub, value[name], f"{path}.{name}" if path else name)
     elif isinstance(value, dict) and isinstance(schema.get("additionalProperties"), dict):
         for k, v in value.items():
-            found += _walk(schema["additionalProperties"], v, f"{path}[{k}]")
+            found += _walk(schema["additionalProperties"], v, f"{path}.{k}")
     elif isinstance(value, list) and "items" in schema:
         for i, v in enumerate(value):
             found += _walk(schema["items"], v, f"{path}[{i}]")

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, StringConstraints
 
 from .common import (
+    ANNOTATION_KEY_PATTERN,
     K8S_LABEL_VALUE_PATTERN,
     MAX_LIST,
     QUALIFIED_NAME_PATTERN,
@@ -28,6 +29,7 @@ from .common import (
 
 # Keys and values of Kubernetes labels and annotations on the generated PrometheusRules.
 QualifiedName = Annotated[str, StringConstraints(pattern=QUALIFIED_NAME_PATTERN, max_length=317)]
+AnnotationKey = Annotated[str, StringConstraints(pattern=ANNOTATION_KEY_PATTERN, max_length=317)]
 K8sLabelValue = Annotated[str, StringConstraints(pattern=K8S_LABEL_VALUE_PATTERN, max_length=63)]
 _KEY_PREFIX_RULE = cel(
     "self.all(k, !k.contains('/') || k.matches('^[^/]{1,253}/'))",
@@ -98,7 +100,7 @@ class PrometheusRuleTarget(KModel):
         description="is the labels put on generated PrometheusRules so Prometheus' ruleSelector picks them up. "
         "Defaults to none.",
     )
-    annotations: dict[QualifiedName, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+    annotations: dict[AnnotationKey, Annotated[str, StringConstraints(max_length=4096)]] = Field(
         default_factory=dict,
         max_length=32,
         json_schema_extra=cel_rules(_KEY_PREFIX_RULE),

@@ -206,7 +206,7 @@ def load_documents(text: str, file: str = "<stdin>") -> list[Document]:
         except RecursionError:
             docs.append(
                 Document(
-                    file, len(docs) + 1, None, "invalid YAML: nested too deeply", start + _content_line(chunk) + 1
+                    file, len(docs) + 1, None, "invalid YAML: exceeded maximum nesting depth", start + _content_line(chunk) + 1
                 )
             )
         finally:

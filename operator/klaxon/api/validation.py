@@ -32,6 +32,7 @@ from .channel import (
     Webhook,
 )
 from .common import (
+    ANNOTATION_KEY_PATTERN,
     DURATION_PATTERN,
     HHMM_PATTERN,
     K8S_LABEL_VALUE_PATTERN,
@@ -78,6 +79,8 @@ _PATTERN_HINTS = {
     LABEL_NAME_PATTERN: "a Prometheus label name: letters, digits and _, not starting with a digit",
     K8S_NAME_PATTERN: "a Kubernetes name: lower-case letters, digits, '-' and '.'",
     NAMESPACE_PATTERN: "a namespace name: lower-case letters, digits and '-', at most 63 characters",
+    ANNOTATION_KEY_PATTERN: "a Kubernetes annotation key: an optional DNS prefix and '/', then at most 63 "
+    "letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
     QUALIFIED_NAME_PATTERN: "a Kubernetes label key: an optional DNS prefix and '/', then at most 63 letters, "
     "digits, '-', '_' or '.', starting and ending with a letter or digit",
     K8S_LABEL_VALUE_PATTERN: "a Kubernetes label value: at most 63 letters, digits, '-', '_' or '.', "
@@ -631,7 +634,8 @@ def _map_problems(path: str, value: Any, values_too: bool) -> list[Problem]:
     out: list[Problem] = []
     for k, v in value.items():
         prefix_part = k.split("/", 1)[0] if "/" in k else ""
-        if not re.fullmatch(QUALIFIED_NAME_PATTERN, k) or len(prefix_part) > 253:
+        # Kubernetes checks annotation keys lower-cased, label keys as written.
+        if not re.fullmatch(QUALIFIED_NAME_PATTERN, k if values_too else k.lower()) or len(prefix_part) > 253:
             out.append(Problem(path, f"invalid key {k!r}", _PATTERN_HINTS[QUALIFIED_NAME_PATTERN]))
         if v is not None and not isinstance(v, str):
             out.append(Problem(f"{path}.{k}", f"must be a string, got {type(v).__name__}", "a string"))
