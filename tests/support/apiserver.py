@@ -201,9 +201,13 @@ def decide(doc: Any) -> tuple[str, list[Problem]]:
         where = "apiVersion" if doc.get("apiVersion") != API_VERSION else "kind"
         return "client", [(where, f"no matches for kind {doc.get('kind')!r} in version {doc.get('apiVersion')!r}")]
     schema = SCHEMAS[doc["kind"]]
-    unknown = [(k, f'unknown field "{k}"') for k in doc if k not in ("apiVersion", "kind", "metadata", "spec", "status")]
+    unknown = [
+        (k, f'unknown field "{k}"') for k in doc if k not in ("apiVersion", "kind", "metadata", "spec", "status")
+    ]
     if isinstance(doc.get("metadata"), dict):
-        unknown += [(f"metadata.{k}", f'unknown field "metadata.{k}"') for k in doc["metadata"] if k not in _META_FIELDS]
+        unknown += [
+            (f"metadata.{k}", f'unknown field "metadata.{k}"') for k in doc["metadata"] if k not in _META_FIELDS
+        ]
     unknown += _unknown_fields(schema["properties"]["spec"], doc.get("spec"), "spec")
     if unknown:
         return "decode", unknown

@@ -265,9 +265,11 @@ class _Parser:
             if block.seen_else:
                 raise TemplateSyntaxError(start, "expected {{end}} after {{else}}, found another {{else}}")
             nested = rest[0].text if rest and rest[0].kind == "name" else ""
-            if nested == "if" or (nested == "with" and block.keyword == "with"):
-                # {{else if}} (and, since Go 1.23, {{else with}} in a with): one chain, one {{end}}.
+            if nested in ("if", "with") and nested == block.keyword:
+                # {{else if}} in an if (and, since Go 1.23, {{else with}} in a with): one chain, one {{end}}.
                 self._pipeline(rest[1:], nested, start, decl_ok=True)
+            elif nested:
+                raise TemplateSyntaxError(rest[0].pos, f"unexpected {{{{else {nested}}}}} in {{{{{block.keyword}}}}}")
             elif rest:
                 raise TemplateSyntaxError(rest[0].pos, f"unexpected {rest[0].text!r} in else")
             else:
