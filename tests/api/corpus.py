@@ -59,9 +59,11 @@ def documents(path: Path) -> list[Any]:
 
 
 def webhook_layer(doc: Any) -> Layer:
-    """The webhook sees what the API server stores: nulls pruned, defaults filled in."""
+    """The webhook function on what the API server sends it: the stored form (nulls pruned,
+    defaults filled in) of an object the CRD accepted. An object the API server refuses first
+    never reaches the webhook; the function then gets it as written."""
     body = doc
-    if isinstance(doc, dict) and apiserver.decide(doc)[0] != "client":
+    if isinstance(doc, dict) and apiserver.decide(doc)[0] in ("stored", "cel"):
         body = apiserver.defaulted(doc)
     kind = body.get("kind") if isinstance(body, dict) else None
     problems = admission_problems(str(kind), body if isinstance(body, dict) else {})

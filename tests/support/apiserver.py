@@ -97,8 +97,10 @@ def _prune_nulls(value: Any) -> Any:
 
 
 def _date_time(value: Any) -> bool:
-    if not isinstance(value, str) or len(value) < 4:
-        return True
+    if not isinstance(value, str):
+        return True  # the type check reports it
+    if len(value) < 4:
+        return False
     parts = value.lower().split("t")
     if len(parts) < 2 or not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", parts[0]):
         return False
@@ -120,6 +122,8 @@ def _qualified(key: str) -> bool:
 
 
 def _metadata(meta: Any) -> list[Problem]:
+    if meta is None:
+        meta = {}
     if not isinstance(meta, dict):
         return [("metadata", "must be an object")]
     out: list[Problem] = []

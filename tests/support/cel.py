@@ -66,6 +66,8 @@ def to_cel(schema: dict[str, Any], value: Any) -> Any:
         return celpy.celtypes.ListType([to_cel(schema.get("items", {}), v) for v in value])
     if isinstance(value, str) and schema.get("format") == "date-time":
         return celpy.celtypes.TimestampType(value)
+    if schema.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return celpy.celtypes.DoubleType(float(value))  # a JSON number of a number field is a double
     return celpy.json_to_cel(value)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -21,7 +22,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from .. import API_VERSION
-from . import gotemplate
+from . import crdgen, gotemplate
 from .alertconfig import AlertConfigSpec, Matcher
 from .alertrule import ABOVE, BELOW, DEDUP_KEY_PATTERN, AlertRuleSpec, ConditionSpec, Level, Query, SubCondition
 from .channel import (
@@ -578,11 +579,39 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
+@lru_cache(maxsize=8)
+def _spec_schema(kind: str) -> dict[str, Any]:
+    return crdgen.model_schema(KINDS[kind].spec, "spec")
+
+
+def _unknown_null_fields(schema: dict[str, Any], value: Any, path: str) -> list[Problem]:
+    """Unknown fields set to null: pruning would hide them, but the API server refuses them first."""
+    out: list[Problem] = []
+    stack = [(schema, value, path)]
+    while stack:
+        node, item, where = stack.pop()
+        if isinstance(item, dict) and "properties" in node:
+            for k, v in item.items():
+                if k in node["properties"]:
+                    stack.append((node["properties"][k], v, f"{where}.{k}"))
+                elif v is None:
+                    out.append(Problem(f"{where}.{k}", "unknown field", ", ".join(sorted(node["properties"]))))
+        elif isinstance(item, dict) and isinstance(node.get("additionalProperties"), dict):
+            stack += [(node["additionalProperties"], v, f"{where}.{k}") for k, v in item.items()]
+        elif isinstance(item, list) and isinstance(node.get("items"), dict):
+            stack += [(node["items"], v, f"{where}[{i}]") for i, v in enumerate(item)]
+    return out
+
+
 def parse_spec(kind: str, spec: Any, prefix: str = "spec") -> tuple[BaseModel | None, list[Problem]]:
     info = KINDS[kind]
+    unknown = _unknown_null_fields(_spec_schema(kind), spec, prefix)
     spec = normalize(spec)
     if spec is None:
         return None, [Problem(prefix, "required field is missing")]
+    if unknown:
+        _, problems = parse_spec(kind, spec, prefix)
+        return None, unknown + problems
     try:
         # JSON + strict + aliases only: the typing the API server applies ("1" is not a number
         # there either) and its field names (camelCase; `split_by` is an unknown field).
