@@ -201,7 +201,7 @@ class _Parser:
                 if not _GO_NUMBER.fullmatch(word):
                     raise TemplateSyntaxError(i, f"bad number syntax: {word!r}")
                 if text[end : end + 1] == ".":
-                    raise TemplateSyntaxError(end, f"unexpected {text[end:end + 2]!r} in operand")
+                    raise TemplateSyntaxError(end, f"unexpected {text[end : end + 2]!r} in operand")
                 tokens.append(_Token("number", word, i))
                 i = end
             elif c.isalpha() or c == "_":
@@ -319,9 +319,9 @@ class _Parser:
                     raise TemplateSyntaxError(tokens[1].pos, f"too many declarations in {context}")
                 if len(tokens) < 4 or tokens[2].kind != "var" or tokens[3].kind not in ("declare", "assign"):
                     raise TemplateSyntaxError(tokens[1].pos, "range can only initialize variables")
-                names, op, i = [tokens[0], tokens[2]], tokens[3], 4
+                names, i = [tokens[0], tokens[2]], 4
             else:
-                names, op, i = [tokens[0]], tokens[1], 2
+                names, i = [tokens[0]], 2
             # Go checks an assignment's target ($x = ...) only when the template runs.
             declared += [name.text for name in names]
             if i >= len(tokens):

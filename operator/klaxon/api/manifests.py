@@ -36,7 +36,7 @@ class KubeLoader(_Base):  # type: ignore[misc]
 
     def construct_mapping(self, node: Node, deep: bool = False) -> dict[str, Any]:
         if not isinstance(node, MappingNode):
-            raise ConstructorError(None, None, f"expected a mapping, found {node.id}", node.start_mark)
+            raise ConstructorError(None, None, f"expected a mapping, found {type(node).__name__}", node.start_mark)
         seen: dict[str, int] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
@@ -64,7 +64,7 @@ class KubeLoader(_Base):  # type: ignore[misc]
         return out
 
     def construct_yaml_int(self, node: Node) -> int:
-        text = str(self.construct_scalar(node)).replace("_", "")  # type: ignore[arg-type]
+        text = str(self.construct_scalar(node)).replace("_", "")
         sign = -1 if text.startswith("-") else 1
         text = text.lstrip("+-")
         if text[:2] in ("0x", "0X"):
@@ -77,9 +77,8 @@ class KubeLoader(_Base):  # type: ignore[misc]
             return sign * int(text[1:], 8)
         return sign * int(text)
 
-
     def construct_yaml_bool(self, node: Node) -> bool:
-        return str(self.construct_scalar(node)).lower() in ("y", "yes", "true", "on")  # type: ignore[arg-type]
+        return str(self.construct_scalar(node)).lower() in ("y", "yes", "true", "on")
 
 
 def _key_text(key: Any) -> Any:
@@ -206,7 +205,11 @@ def load_documents(text: str, file: str = "<stdin>") -> list[Document]:
         except RecursionError:
             docs.append(
                 Document(
-                    file, len(docs) + 1, None, "invalid YAML: exceeded maximum nesting depth", start + _content_line(chunk) + 1
+                    file,
+                    len(docs) + 1,
+                    None,
+                    "invalid YAML: exceeded maximum nesting depth",
+                    start + _content_line(chunk) + 1,
                 )
             )
         finally:

@@ -238,7 +238,7 @@ def _literal_problem(toks: list[_Tok]) -> tuple[_Tok, str] | None:
     return None
 
 
-def _experimental(ast: object) -> str | None:
+def _experimental(ast: promql_parser.Expr) -> str | None:
     found: list[str] = []
 
     def visit(node: object) -> bool | None:

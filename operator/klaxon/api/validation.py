@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import re
-from functools import lru_cache
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -485,8 +485,8 @@ def alert_config_problems(spec: AlertConfigSpec, prefix: str = "spec") -> list[P
             p.append(Problem(f"{prefix}.silences[{i}].until", "startsAt must be before until"))
         for j, m in enumerate(s.matchers):
             p += _matcher_problems(f"{prefix}.silences[{i}].matchers[{j}]", m)
-    for i, m in enumerate(spec.mute_time_intervals):
-        for j, w in enumerate(m.schedule.windows):
+    for i, interval in enumerate(spec.mute_time_intervals):
+        for j, w in enumerate(interval.schedule.windows):
             if w.start == w.end:
                 p.append(
                     Problem(

@@ -22,7 +22,8 @@ def admission_problems(kind: str, body: Mapping[str, Any]) -> list[Problem]:
 
 
 def admission_message(kind: str, body: Mapping[str, Any], problems: list[Problem]) -> str:
-    meta = body.get("metadata") if isinstance(body.get("metadata"), Mapping) else {}
+    raw = body.get("metadata")
+    meta: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
     name = meta.get("name") or meta.get("generateName") or "?"
     return f"{kind} {name} is invalid: " + "; ".join(map(str, problems))
 
