@@ -401,13 +401,15 @@ def _level_rules(name: str) -> list[dict[str, Any]]:
         ),
         cel(
             f"!has(self.levels) || !has({lv}) || !has({lv}.violations) || !has(self.trigger) || "
-            f"!has(self.trigger.violationWindow) || {lv}.violations * {_IV_MS} <= {_VW_MS}",
+            f"!has(self.trigger.violationWindow) || int({lv}.violations) * {_IV_MS} <= {_VW_MS}",
             "violations cannot fit in trigger.violationWindow at one evaluation per interval",
             f".levels.{name}.violations",
         ),
     ]
 
 
+# int(...) around counts: a client sending JSON 2.0 (kubectl sends 2) passes the schema's
+# integer check, and CEL arithmetic would fail on the double.
 # The evaluation interval as the webhook and `klaxon validate` assume it (the AlertConfig's
 # default is not known here; the operator checks again with it).
 _IV = "(has(self.evaluation) && has(self.evaluation.interval) ? duration(self.evaluation.interval) : duration('1m'))"
@@ -422,14 +424,14 @@ _WINDOW_RULES = [
         ".trigger.violationWindow",
     ),
     cel(
-        _HAS_VW + f"self.trigger.requiredViolations * {_IV_MS} <= {_VW_MS}",
+        _HAS_VW + f"int(self.trigger.requiredViolations) * {_IV_MS} <= {_VW_MS}",
         "requiredViolations cannot fit in violationWindow at one evaluation per interval",
         ".trigger.requiredViolations",
     ),
     cel(
         _HAS_VW + "!has(self.recovery) || !has(self.recovery.window) || "
         f"duration(self.recovery.window).getMilliseconds() >= "
-        f"{_VW_MS} - (self.trigger.requiredViolations - 1) * {_IV_MS}",
+        f"{_VW_MS} - (int(self.trigger.requiredViolations) - 1) * {_IV_MS}",
         "recovery could hold while the trigger still holds",
         ".recovery.window",
     ),

@@ -22,7 +22,7 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from .. import API_VERSION
-from . import crdgen, gotemplate
+from . import gotemplate
 from .alertconfig import AlertConfigSpec, Matcher
 from .alertrule import ABOVE, BELOW, DEDUP_KEY_PATTERN, AlertRuleSpec, ConditionSpec, Level, Query, SubCondition
 from .channel import (
@@ -581,6 +581,8 @@ def _json_default(value: Any) -> Any:
 
 @lru_cache(maxsize=8)
 def _spec_schema(kind: str) -> dict[str, Any]:
+    from . import crdgen  # here: `python -m klaxon.api.crdgen` must not find it imported already
+
     return crdgen.model_schema(KINDS[kind].spec, "spec")
 
 
