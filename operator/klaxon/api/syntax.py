@@ -10,35 +10,29 @@ from __future__ import annotations
 import contextlib
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any
 
-import promql_parser
-import re2
-from jinja2 import TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+if TYPE_CHECKING:
+    import promql_parser
 
 # The Rust parser and its conversion to Python objects recurse; a crafted expression could
 # exhaust a thread's stack and kill the process. Real rules stay far below these bounds.
 MAX_NESTING = 128
 MAX_OPERATORS = 1000
 
-# Functions Prometheus 2.x has and 3.x renamed: a rule for an older Prometheus is still valid.
-_LEGACY_FUNCTIONS = [
-    promql_parser.Function(
-        "holt_winters",
-        [promql_parser.ValueType.Matrix, promql_parser.ValueType.Scalar, promql_parser.ValueType.Scalar],
-        promql_parser.ValueType.Vector,
-    )
-]
 
+@cache
+def _promql() -> Any:
+    """The parser module, imported on first use (it is not needed to start a command)."""
+    import promql_parser
 
-def _register_legacy() -> None:
-    # ValueError: already known (a later parser release, or registered twice).
-    with contextlib.suppress(ValueError):
-        promql_parser.register_extra_functions(_LEGACY_FUNCTIONS)
-
-
-_register_legacy()
+    # Prometheus 2.x's name for what 3.x calls double_exponential_smoothing: still valid there.
+    value = promql_parser.ValueType
+    legacy = promql_parser.Function("holt_winters", [value.Matrix, value.Scalar, value.Scalar], value.Vector)
+    with contextlib.suppress(ValueError):  # already known (a later parser release)
+        promql_parser.register_extra_functions([legacy])
+    return promql_parser
 
 
 @dataclass(frozen=True)
@@ -109,7 +103,7 @@ def _closers(toks: list[_Tok]) -> str:
 
 def _parses(text: str) -> bool:
     try:
-        promql_parser.parse(text)
+        _promql().parse(text)
     except Exception:
         return False
     return True
@@ -191,7 +185,7 @@ def promql_problem(expr: str) -> str | None:
                     f"(allowed: at most {MAX_OPERATORS})"
                 )
     try:
-        ast = promql_parser.parse(expr)
+        ast = _promql().parse(expr)
     except Exception as exc:  # the binding raises ValueError; anything else is a refusal too
         reason = str(exc).strip() or type(exc).__name__
         return f"invalid PromQL at {_where(expr, _locate(expr, toks, reason))}: {reason}"
@@ -249,20 +243,27 @@ def _experimental(ast: promql_parser.Expr) -> str | None:
             found.append(str(node.op))  # type: ignore[attr-defined]
         return False if found else None
 
-    promql_parser.walk(ast, visit)
+    _promql().walk(ast, visit)
     return found[0] if found else None
 
 
 # -- message templates of NotificationChannels (Jinja, as klaxon.notify renders them) ----------
 
-_JINJA = ImmutableSandboxedEnvironment(autoescape=False)
+
+@cache
+def _jinja() -> Any:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment(autoescape=False)
 
 
 @lru_cache(maxsize=1024)
 def jinja_problem(source: str) -> str | None:
     """Why a channel's message template does not compile, or None."""
+    from jinja2 import TemplateError
+
     try:
-        _JINJA.from_string(source)
+        _jinja().from_string(source)
     except TemplateError as exc:
         line = getattr(exc, "lineno", None)
         where = f" at line {line}" if line else ""
@@ -275,15 +276,21 @@ def jinja_problem(source: str) -> str | None:
 # -- RE2 regular expressions (Alertmanager's silence matchers) ---------------------------------
 
 
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # the reason goes to the user, not to stderr
+@cache
+def _re2() -> tuple[Any, Any]:
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # the reason goes to the user, not to stderr
+    return re2, options
 
 
 @lru_cache(maxsize=1024)
 def re2_problem(pattern: str) -> str | None:
     """Why ``pattern`` is not an RE2 expression (Alertmanager's syntax, which anchors it as ^(?:...)$), or None."""
+    re2, options = _re2()
     try:
-        re2.compile(pattern, _RE2_OPTIONS)
+        re2.compile(pattern, options)
     except re2.error as exc:
         detail = exc.args[0] if exc.args else b""
         text = detail.decode("utf-8", "replace") if isinstance(detail, bytes) else str(detail)

@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 
+from ..api import API_VERSION
 from ..api.alertrule import AlertRuleSpec
 from ..api.validation import Problem, parse_object
 from ..compile import engine_problems
@@ -14,7 +15,8 @@ from ..compile import engine_problems
 
 def admission_problems(kind: str, body: Mapping[str, Any]) -> list[Problem]:
     """Every problem of the object, metadata included: never raises, whatever the body holds."""
-    parsed = parse_object({**body, "kind": kind} if isinstance(body, Mapping) else body)
+    # The API server routes by group, version and kind: the review's object is of this kind.
+    parsed = parse_object({"apiVersion": API_VERSION, **body, "kind": kind} if isinstance(body, Mapping) else body)
     problems = list(parsed.problems)
     if isinstance(parsed.spec, AlertRuleSpec):
         problems += engine_problems(parsed.spec)
