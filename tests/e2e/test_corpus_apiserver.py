@@ -36,7 +36,8 @@ async def _create(kube: KubeClient, doc: dict) -> str | None:
     ns = (doc.get("metadata") or {}).get("namespace") or "team-a"
     path = f"/apis/klaxon.dev/v1alpha1/namespaces/{ns}/{plural}"
     try:
-        await kube.request("POST", path, body=_as_kubectl_sends(doc), query={"dryRun": "All", "fieldValidation": "Strict"})
+        query = {"dryRun": "All", "fieldValidation": "Strict"}
+        await kube.request("POST", path, body=_as_kubectl_sends(doc), query=query)
     except KubeError as exc:
         assert 400 <= exc.status < 500, exc
         return exc.message
