@@ -178,9 +178,11 @@ def test_invalid_spec_returns_problems_without_raising() -> None:
 
 
 def test_extra_problems() -> None:
-    r = compile_rule("r", "ns", spec(labels={"__x": "y"}, query={"metric": "m", "scope": {"a": []}}))
-    assert "spec.labels.__x: label names starting with __ are reserved for Prometheus" in r.problems
-    assert any(p.startswith("spec.query.scope.a: an empty list") for p in r.problems)
+    r = compile_rule("r", "ns", spec(labels={"__x": "y"}, query={"metric": "m"}))
+    assert "spec.labels: label names starting with __ are reserved for Prometheus: __x" in r.problems
+    r = compile_rule("r", "ns", spec(query={"expr": "rate(x[5m]"}))
+    assert r.prometheus_rule is None
+    assert any(p.startswith("spec.query.expr: invalid PromQL at line 1, column 5: unclosed") for p in r.problems)
 
 
 # --- rule fields -------------------------------------------------------------------------------

@@ -274,6 +274,18 @@ async def test_invalid_rule_does_not_block_others(kube: EmulatedCluster, operato
     )
 
 
+async def test_unparseable_query_is_not_ready(kube: EmulatedCluster, operator: OperatorRunner) -> None:
+    """A cluster without the webhook stores a rule whose PromQL does not parse: Ready says so."""
+    kube.create_object(AC, alert_config(), NS)
+    bad = rule("unclosed")
+    bad["spec"]["query"] = {"expr": "rate(http_errors_total[5m]"}
+    kube.create_object(AR, bad, NS)
+    ready = await wait_condition(kube, AR, "unclosed", "False", "InvalidQuery")
+    assert "spec.query.expr: invalid PromQL at line 1, column 5: unclosed left parenthesis" in ready["message"]
+    assert condition(kube, AR, "unclosed", "Valid")["reason"] == "InvalidQuery"
+    assert kube.get_object(PR, "klaxon-unclosed", NS) is None
+
+
 async def test_missing_prometheusrule_crd(kube: EmulatedCluster, operator: OperatorRunner) -> None:
     import pathlib
 

@@ -66,6 +66,8 @@ def to_cel(schema: dict[str, Any], value: Any) -> Any:
         return celpy.celtypes.ListType([to_cel(schema.get("items", {}), v) for v in value])
     if isinstance(value, str) and schema.get("format") == "date-time":
         return celpy.celtypes.TimestampType(value)
+    if schema.get("type") == "number" and isinstance(value, int) and not isinstance(value, bool):
+        return celpy.celtypes.DoubleType(float(value))  # a JSON number of a number field is a double
     return celpy.json_to_cel(value)
 
 
@@ -78,7 +80,10 @@ def violations(schema: dict[str, Any], value: Any, path: str = "") -> list[Viola
 def _walk(schema: dict[str, Any], value: Any, path: str) -> list[Violation]:
     found: list[Violation] = []
     for entry in schema.get("x-kubernetes-validations", []):
-        result = program(entry["rule"]).evaluate({"self": to_cel(schema, value)})
+        try:
+            result = program(entry["rule"]).evaluate({"self": to_cel(schema, value)})
+        except celpy.CELEvalError as exc:  # the API server refuses on an evaluation error too
+            result = exc
         if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):
             found.append(Violation(path + entry.get("fieldPath", ""), entry["message"], entry["rule"]))
     if isinstance(value, dict) and "properties" in schema:
@@ -87,7 +92,7 @@ def _walk(schema: dict[str, Any], value: Any, path: str) -> list[Violation]:
                 found += _walk(sub, value[name], f"{path}.{name}" if path else name)
     elif isinstance(value, dict) and isinstance(schema.get("additionalProperties"), dict):
         for k, v in value.items():
-            found += _walk(schema["additionalProperties"], v, f"{path}[{k}]")
+            found += _walk(schema["additionalProperties"], v, f"{path}.{k}")
     elif isinstance(value, list) and "items" in schema:
         for i, v in enumerate(value):
             found += _walk(schema["items"], v, f"{path}[{i}]")

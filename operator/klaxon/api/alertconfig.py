@@ -2,27 +2,39 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
 from .common import (
+    ANNOTATION_KEY_PATTERN,
+    K8S_LABEL_VALUE_PATTERN,
     MAX_LIST,
-    Duration,
+    QUALIFIED_NAME_PATTERN,
+    URL_CONSTRAINTS,
     KModel,
     LabelName,
     LabelValue,
+    NoCredentials,
     ObjectName,
+    PositiveDuration,
     Schedule,
     SecretKeySelector,
     ShortText,
     Status,
+    Timestamp,
     cel,
     cel_rules,
 )
 
-Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2048)]
+# Keys and values of Kubernetes labels and annotations on the generated PrometheusRules.
+QualifiedName = Annotated[str, StringConstraints(pattern=QUALIFIED_NAME_PATTERN, max_length=317)]
+AnnotationKey = Annotated[str, StringConstraints(pattern=ANNOTATION_KEY_PATTERN, max_length=317)]
+K8sLabelValue = Annotated[str, StringConstraints(pattern=K8S_LABEL_VALUE_PATTERN, max_length=63)]
+_KEY_PREFIX_RULE = cel(
+    "self.all(k, !k.contains('/') || k.matches('^[^/]{1,253}/'))",
+    "the prefix of a key (before /) is at most 253 characters",
+)
 Quantity = Annotated[str, StringConstraints(pattern=r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$", max_length=32)]
 
 
@@ -71,31 +83,33 @@ class TLSConfig(KModel):
 
 
 class PrometheusEndpoint(KModel):
-    url: Url = Field(
+    url: Annotated[str, URL_CONSTRAINTS, NoCredentials("prometheus.auth (basicAuth or bearerToken)")] = Field(
         description="is the base URL of a Prometheus-compatible HTTP API (Prometheus, Thanos, Mimir, "
         "VictoriaMetrics), e.g. http://prometheus-operated.monitoring:9090. Required."
     )
     auth: PrometheusAuth | None = Field(default=None, description="is how to authenticate. Optional.")
     tls: TLSConfig | None = Field(default=None, description="is TLS settings. Optional.")
-    timeout: Duration = Field(default="30s", description="is the per-query timeout. Defaults to 30s.")
+    timeout: PositiveDuration = Field(default="30s", description="is the per-query timeout. Defaults to 30s.")
 
 
 class PrometheusRuleTarget(KModel):
-    labels: dict[Annotated[str, StringConstraints(max_length=317)], LabelValue] = Field(
+    labels: dict[QualifiedName, K8sLabelValue] = Field(
         default_factory=dict,
         max_length=32,
+        json_schema_extra=cel_rules(_KEY_PREFIX_RULE),
         description="is the labels put on generated PrometheusRules so Prometheus' ruleSelector picks them up. "
         "Defaults to none.",
     )
-    annotations: dict[str, Annotated[str, StringConstraints(max_length=4096)]] = Field(
+    annotations: dict[AnnotationKey, Annotated[str, StringConstraints(max_length=4096)]] = Field(
         default_factory=dict,
         max_length=32,
+        json_schema_extra=cel_rules(_KEY_PREFIX_RULE),
         description="is annotations put on generated PrometheusRules. Defaults to none.",
     )
 
 
 class Defaults(KModel):
-    interval: Duration = Field(
+    interval: PositiveDuration = Field(
         default="1m", description="is the evaluation interval of rules that set none. Defaults to 1m."
     )
     channels: list[ObjectName] = Field(
@@ -152,7 +166,7 @@ class EvaluatorSpec(KModel):
     resources: Resources = Field(
         default_factory=Resources, description="is the evaluator's resources. Defaults to small requests."
     )
-    status_interval: Duration = Field(
+    status_interval: PositiveDuration = Field(
         default="5m",
         description="is the status heartbeat: an unchanged rule's status is rewritten at most this often. "
         "Defaults to 5m.",
@@ -163,7 +177,9 @@ class EvaluatorSpec(KModel):
 
 
 class Grouping(KModel):
-    window: Duration = Field(default="5m", description="is the time window events are grouped in. Defaults to 5m.")
+    window: PositiveDuration = Field(
+        default="5m", description="is the time window events are grouped in. Defaults to 5m."
+    )
     min_events: Annotated[int, Field(ge=1, le=100000)] = Field(
         default=1, description="is the fewest matching events in a window that open an alert. Defaults to 1."
     )
@@ -177,7 +193,10 @@ class Grouping(KModel):
 class Matcher(KModel):
     label: LabelName = Field(description="is the label name. Required.")
     op: Literal["=", "!=", "=~", "!~"] = Field(default="=", description="is =, !=, =~ or !~. Defaults to =.")
-    value: LabelValue = Field(description="is the value or RE2 regular expression. Required.")
+    value: LabelValue = Field(
+        description="is the value, or for =~ and !~ an RE2 regular expression matching the whole value "
+        "(anchored, as in Alertmanager). Required."
+    )
 
 
 class Silence(KModel):
@@ -192,8 +211,8 @@ class Silence(KModel):
         max_length=32,
         description="is the list of label matchers; an alert is silenced when all match. Required.",
     )
-    starts_at: datetime | None = Field(default=None, description="is when the silence starts. Defaults to now.")
-    until: datetime = Field(description="is when the silence ends (RFC 3339). Required.")
+    starts_at: Timestamp | None = Field(default=None, description="is when the silence starts. Defaults to now.")
+    until: Timestamp = Field(description="is when the silence ends (RFC 3339). Required.")
     reason: ShortText = Field(default="", description="is why. Defaults to empty.")
     created_by: ShortText = Field(default="", description="is who created it. Defaults to empty.")
 
@@ -263,7 +282,7 @@ class AlertConfigSpec(KModel):
     grouping: Grouping = Field(
         default_factory=Grouping, description="is how events group into alerts. Defaults to 5m windows, 1 event."
     )
-    silenced_until: datetime | None = Field(
+    silenced_until: Timestamp | None = Field(
         default=None, description="is a time until which every notification of this config is silenced. Optional."
     )
     entries: Entries = Field(
@@ -276,6 +295,7 @@ class AlertConfigSpec(KModel):
     mute_time_intervals: list[MuteTimeInterval] = Field(
         default_factory=list,
         max_length=MAX_LIST,
+        json_schema_extra=cel_rules(cel("self.all(m, self.exists_one(n, n.name == m.name))", "names must be unique")),
         description="is recurring times when notifications are muted. Defaults to none.",
     )
     allowed_namespaces: list[

@@ -12,15 +12,18 @@ from .common import (
     MAX_LIST,
     Condition,
     Duration,
+    Finite,
     KModel,
     LabelName,
     LabelValue,
     ObjectName,
     ObjectReference,
+    PositiveDuration,
     Schedule,
     ShortText,
     Status,
     Text,
+    Timestamp,
     cel,
     cel_rules,
     parse_duration,
@@ -32,6 +35,9 @@ Severity = Literal["info", "warning", "critical"]
 LevelName = Literal["warning", "critical"]
 State = Literal["Inactive", "Pending", "Firing", "Recovering", "NoData", "Error", "Muted", "Disabled"]
 
+# A dedup key template: {field} placeholders, {{ and }} for literal braces, nothing else in braces.
+DEDUP_KEY_PATTERN = r"^([^{}]|\{\{|\}\}|\{[A-Za-z_][A-Za-z0-9_]*\})*$"
+
 ABOVE = {"gt", "gte"}
 BELOW = {"lt", "lte"}
 
@@ -41,8 +47,14 @@ class Query(KModel):
         json_schema_extra=cel_rules(
             cel("has(self.expr) != has(self.metric)", "exactly one of query.expr and query.metric must be set"),
             cel(
-                "!has(self.expr) || (!has(self.selector) && !has(self.scope))",
+                "!has(self.expr) || !has(self.selector)",
                 "selector and scope apply to query.metric only; write the matchers into query.expr",
+                ".selector",
+            ),
+            cel(
+                "!has(self.expr) || !has(self.scope)",
+                "selector and scope apply to query.metric only; write the matchers into query.expr",
+                ".scope",
             ),
         )
     )
@@ -63,7 +75,7 @@ class Query(KModel):
         max_length=32,
         description="is a map of label equality matchers applied to metric. Optional; unset matches every series.",
     )
-    scope: dict[LabelName, Annotated[list[LabelValue], Field(max_length=256)]] | None = Field(
+    scope: dict[LabelName, Annotated[list[LabelValue], Field(min_length=1, max_length=256)]] | None = Field(
         default=None,
         max_length=16,
         description=(
@@ -75,7 +87,7 @@ class Query(KModel):
         description="is how samples in the window are combined: avg, min, max, sum, count, last or pNN. "
         "Defaults to avg.",
     )
-    window: Duration = Field(
+    window: PositiveDuration = Field(
         default="5m", description="is the look-back window (t-window, t] of each evaluation. Defaults to 5m."
     )
     split_by: list[LabelName] = Field(
@@ -90,11 +102,11 @@ class DynamicSpec(KModel):
         default="stddev",
         description="is how the band is derived from the baseline: percentage, stddev or envelope. Defaults to stddev.",
     )
-    tolerance_percent: Annotated[float, Field(ge=0, le=1000)] = Field(
+    tolerance_percent: Annotated[Finite, Field(ge=0, le=1000)] = Field(
         default=10.0,
         description="is the band's width in percent of the expected value (percentage, envelope). Defaults to 10.",
     )
-    stddev_multiplier: Annotated[float, Field(gt=0, le=100)] = Field(
+    stddev_multiplier: Annotated[Finite, Field(gt=0, le=100)] = Field(
         default=3.0, description="is k in expected +- k standard deviations (stddev mode). Defaults to 3."
     )
     direction: Literal["above", "below", "both"] = Field(
@@ -121,9 +133,14 @@ class SubCondition(KModel):
             cel(
                 "self.type != 'threshold' || has(self.threshold) || has(self.upper) || has(self.lower)",
                 "a threshold condition needs threshold, upper or lower",
+                ".threshold",
             ),
-            cel("!has(self.lower) || !has(self.upper) || self.lower < self.upper", "lower must be below upper"),
-            cel("self.type != 'dynamic' || has(self.dynamic)", "a dynamic condition needs its dynamic block"),
+            cel(
+                "!has(self.lower) || !has(self.upper) || self.lower < self.upper", "lower must be below upper", ".lower"
+            ),
+            cel(
+                "self.type != 'dynamic' || has(self.dynamic)", "a dynamic condition needs its dynamic block", ".dynamic"
+            ),
         )
     )
 
@@ -137,9 +154,9 @@ class SubCondition(KModel):
     operator: Operator = Field(
         default="gt", description="is the comparison: gt, gte, lt, lte, eq or ne. Defaults to gt."
     )
-    threshold: float | None = Field(default=None, description="is the value compared with. Optional.")
-    upper: float | None = Field(default=None, description="is the upper bound of a band. Optional.")
-    lower: float | None = Field(default=None, description="is the lower bound of a band. Optional.")
+    threshold: Finite | None = Field(default=None, description="is the value compared with. Optional.")
+    upper: Finite | None = Field(default=None, description="is the upper bound of a band. Optional.")
+    lower: Finite | None = Field(default=None, description="is the lower bound of a band. Optional.")
     dynamic: DynamicSpec | None = Field(default=None, description="is the dynamic band. Required for type dynamic.")
 
 
@@ -163,6 +180,11 @@ class ConditionSpec(KModel):
                 "self.type != 'dynamic' || has(self.dynamic)", "a dynamic condition needs its dynamic block", ".dynamic"
             ),
             cel("self.type == 'dynamic' || !has(self.dynamic)", "dynamic is only allowed for type dynamic", ".dynamic"),
+            cel(
+                "!has(self.conditions) || self.conditions.all(c, self.conditions.exists_one(d, d.name == c.name))",
+                "condition names must be unique",
+                ".conditions",
+            ),
         )
     )
 
@@ -175,16 +197,16 @@ class ConditionSpec(KModel):
         description="is the comparison between value and threshold: gt, gte, lt, lte (strict/inclusive), eq, ne. "
         "Defaults to gt.",
     )
-    threshold: float | None = Field(
+    threshold: Finite | None = Field(
         default=None,
         description="is the value the query is compared with. Required for threshold rules "
         "without levels, upper or lower.",
     )
-    upper: float | None = Field(
+    upper: Finite | None = Field(
         default=None,
         description="is the upper bound of a static band (or a guard rail on a dynamic band). Optional.",
     )
-    lower: float | None = Field(
+    lower: Finite | None = Field(
         default=None,
         description="is the lower bound of a static band (or a guard rail on a dynamic band). Optional.",
     )
@@ -202,7 +224,7 @@ class ConditionSpec(KModel):
 
 
 class Level(KModel):
-    threshold: float | None = Field(
+    threshold: Finite | None = Field(
         default=None,
         description="is this level's threshold; on a dynamic rule it is the level's tolerancePercent "
         "(percentage, envelope) or stddevMultiplier (stddev). Required for threshold rules.",
@@ -231,6 +253,7 @@ _LEVEL_CMP = (
 class Levels(KModel):
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
+            cel("has(self.warning) || has(self.critical)", "levels needs warning, critical or both"),
             cel(
                 "!has(self.warning) || !has(self.critical) || " + "(" + _LEVEL_CMP + ")",
                 "critical must use the same operator as warning",
@@ -269,7 +292,7 @@ class Trigger(KModel):
     required_violations: Annotated[int, Field(ge=1, le=10000)] = Field(
         default=1, description="is M in 'M violating evaluations within violationWindow'. Defaults to 1."
     )
-    violation_window: Duration | None = Field(
+    violation_window: PositiveDuration | None = Field(
         default=None, description="is V, the window the violations are counted in. Optional."
     )
 
@@ -279,17 +302,17 @@ class Recovery(KModel):
         default=1,
         description="is how many consecutive evaluations without an active level resolve the alert. Defaults to 1.",
     )
-    window: Duration | None = Field(
+    window: PositiveDuration | None = Field(
         default=None, description="is a quiet window with no violation at all needed to resolve. Optional."
     )
-    threshold: float | None = Field(
+    threshold: Finite | None = Field(
         default=None,
         description="is a recovery threshold the value must also pass (hysteresis). Optional.",
     )
 
 
 class Evaluation(KModel):
-    interval: Duration | None = Field(
+    interval: PositiveDuration | None = Field(
         default=None, description="is the evaluation interval. Defaults to the AlertConfig's, else 1m."
     )
     engine: Literal["auto", "prometheus", "evaluator"] = Field(
@@ -300,7 +323,7 @@ class Evaluation(KModel):
 
 
 class Mute(KModel):
-    until: datetime | None = Field(
+    until: Timestamp | None = Field(
         default=None, description="is when the mute ends (RFC 3339). Optional; unset mutes until removed."
     )
     reason: ShortText = Field(default="", description="is why the rule is muted. Defaults to empty.")
@@ -313,23 +336,25 @@ class Notify(KModel):
         description="is the list of NotificationChannel names in the rule's namespace. "
         "Defaults to the AlertConfig's default channels.",
     )
-    dedup_key: Annotated[str, StringConstraints(max_length=512)] | None = Field(
-        default=None,
-        description="is a template such as '{camera_id}:{object_type}' that names one alert; "
-        "a missing field renders as null. Defaults to the rule and its splitBy labels.",
+    dedup_key: Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=DEDUP_KEY_PATTERN)] | None = (
+        Field(
+            default=None,
+            description="is a template such as '{camera_id}:{object_type}' that names one alert; "
+            "a missing field renders as null. Defaults to the rule and its splitBy labels.",
+        )
     )
     cooldown: Duration = Field(
         default="0s",
         description="is the fixed window after a notification in which the same key is suppressed. Defaults to 0s.",
     )
-    repeat_interval: Duration = Field(
+    repeat_interval: PositiveDuration = Field(
         default="4h", description="is how often a still-firing alert is notified again. Defaults to 4h."
     )
     send_resolved: bool = Field(default=True, description="is whether resolution is notified. Defaults to true.")
 
 
 class EventFilter(KModel):
-    risk_threshold: Annotated[float, Field(ge=0, le=100)] | None = Field(
+    risk_threshold: Annotated[Finite, Field(ge=0, le=100)] | None = Field(
         default=None, description="is the lowest risk score (0..100) that matches. Optional."
     )
     object_types: list[Annotated[str, StringConstraints(max_length=64)]] = Field(
@@ -343,9 +368,110 @@ class EventFilter(KModel):
     zones: list[Annotated[str, StringConstraints(max_length=128)]] = Field(
         default_factory=list, max_length=256, description="is the list of zone ids that match. Defaults to any."
     )
-    min_confidence: Annotated[float, Field(ge=0, le=1)] | None = Field(
+    min_confidence: Annotated[Finite, Field(ge=0, le=1)] | None = Field(
         default=None, description="is the lowest detection confidence (0..1) that matches. Optional."
     )
+
+
+def _level_rules(name: str) -> list[dict[str, Any]]:
+    lv = f"self.levels.{name}"
+    has = f"!has(self.levels) || !has({lv}) || !has(self.condition) || "
+    op = f"(has({lv}.operator) ? {lv}.operator : self.condition.operator)"
+    return [
+        cel(
+            has + f"self.condition.type != 'threshold' || has({lv}.threshold)",
+            "required for a threshold rule's level",
+            f".levels.{name}.threshold",
+        ),
+        cel(
+            has + f"!(self.condition.type in ['absence', 'composite']) || !has({lv}.threshold)",
+            "a level threshold has no meaning for an absence or composite condition",
+            f".levels.{name}.threshold",
+        ),
+        cel(
+            has + f"!has(self.levels.warning) || !has(self.levels.critical) || !({op} in ['eq', 'ne'])",
+            "warning and critical levels need an ordering operator",
+            f".levels.{name}.operator",
+        ),
+        cel(
+            f"!has(self.levels) || !has({lv}) || !has({lv}.violations) || {lv}.violations <= 1 || "
+            "(has(self.trigger) && has(self.trigger.violationWindow))",
+            "violations above 1 needs trigger.violationWindow",
+            f".levels.{name}.violations",
+        ),
+        cel(
+            f"!has(self.levels) || !has({lv}) || !has({lv}.violations) || !has(self.trigger) || "
+            f"!has(self.trigger.violationWindow) || int({lv}.violations) * {_IV_MS} <= {_VW_MS}",
+            "violations cannot fit in trigger.violationWindow at one evaluation per interval",
+            f".levels.{name}.violations",
+        ),
+    ]
+
+
+# int(...) around counts: a client sending JSON 2.0 (kubectl sends 2) passes the schema's
+# integer check, and CEL arithmetic would fail on the double.
+# The evaluation interval as the webhook and `klaxon validate` assume it (the AlertConfig's
+# default is not known here; the operator checks again with it).
+_IV = "(has(self.evaluation) && has(self.evaluation.interval) ? duration(self.evaluation.interval) : duration('1m'))"
+_IV_MS = f"{_IV}.getMilliseconds()"
+_VW_MS = "duration(self.trigger.violationWindow).getMilliseconds()"
+_HAS_VW = "!has(self.trigger) || !has(self.trigger.violationWindow) || "
+_LEVEL_RULES = [*_level_rules("warning"), *_level_rules("critical")]
+_WINDOW_RULES = [
+    cel(
+        _HAS_VW + f"duration(self.trigger.violationWindow) >= {_IV}",
+        "shorter than the evaluation interval",
+        ".trigger.violationWindow",
+    ),
+    cel(
+        _HAS_VW + f"int(self.trigger.requiredViolations) * {_IV_MS} <= {_VW_MS}",
+        "requiredViolations cannot fit in violationWindow at one evaluation per interval",
+        ".trigger.requiredViolations",
+    ),
+    cel(
+        _HAS_VW + "!has(self.recovery) || !has(self.recovery.window) || "
+        f"duration(self.recovery.window).getMilliseconds() >= "
+        f"{_VW_MS} - (int(self.trigger.requiredViolations) - 1) * {_IV_MS}",
+        "recovery could hold while the trigger still holds",
+        ".recovery.window",
+    ),
+]
+# The features `engine: prometheus` cannot hold, as klaxon.compile.evaluator_reasons lists them.
+_LEVEL_COUNTED = (
+    "(has(self.levels) && ((has(self.levels.warning) && has(self.levels.warning.violations) && "
+    "self.levels.warning.violations > 1) || (has(self.levels.critical) && has(self.levels.critical.violations) && "
+    "self.levels.critical.violations > 1)))"
+)
+_EVALUATOR_ONLY = [
+    ("has(self.events)", "event rules (spec.events)"),
+    ("has(self.schedule)", "schedules in a time zone (spec.schedule)"),
+    ("has(self.recovery) && has(self.recovery.threshold)", "recovery hysteresis (spec.recovery.threshold)"),
+    (
+        "has(self.recovery) && self.recovery.normalCount > 1 && has(self.recovery.window)",
+        "recovery after N normal evaluations and a quiet window (spec.recovery.normalCount with spec.recovery.window)",
+    ),
+    (
+        "has(self.recovery) && has(self.recovery.window) && has(self.trigger) && has(self.trigger.violationWindow) && "
+        f"(self.trigger.requiredViolations > 1 || {_LEVEL_COUNTED})",
+        "a quiet recovery window with counted violations (spec.recovery.window with spec.trigger.requiredViolations)",
+    ),
+    (
+        "has(self.levels) && has(self.levels.warning) && has(self.levels.critical) && has(self.recovery) && "
+        "(self.recovery.normalCount > 1 || has(self.recovery.window))",
+        "escalation and de-escalation of one instance between warning and critical "
+        "with delayed recovery (spec.levels with spec.recovery)",
+    ),
+    ("self.noData != 'NoData'", "noData policy other than NoData (spec.noData)"),
+    ("self.onError != 'Error'", "onError policy other than Error (spec.onError)"),
+]
+_ENGINE_RULES = [
+    cel(
+        f"!has(self.evaluation) || self.evaluation.engine != 'prometheus' || !({test})",
+        f"rule needs the evaluator for {reason}",
+        ".evaluation.engine",
+    )
+    for test, reason in _EVALUATOR_ONLY
+]
 
 
 class AlertRuleSpec(KModel):
@@ -381,6 +507,11 @@ class AlertRuleSpec(KModel):
                 "condition applies to query rules only; event rules match with events",
                 ".condition",
             ),
+            cel("!has(self.query) || has(self.condition)", "required field is missing for a query rule", ".condition"),
+            cel("!has(self.events) || !has(self.levels)", "levels apply to query rules only", ".levels"),
+            *_LEVEL_RULES,
+            *_WINDOW_RULES,
+            *_ENGINE_RULES,
         )
     )
 
@@ -445,12 +576,18 @@ class AlertRuleSpec(KModel):
         default_factory=Notify, description="is whom to tell and how often. Defaults to the AlertConfig's channels."
     )
     labels: dict[LabelName, LabelValue] = Field(
-        default_factory=dict, max_length=64, description="is extra labels on every alert. Defaults to none."
+        default_factory=dict,
+        max_length=64,
+        description="is extra labels on every alert; values may use Prometheus templates. Defaults to none.",
+        json_schema_extra=cel_rules(
+            cel("self.all(k, !k.startsWith('__'))", "label names starting with __ are reserved for Prometheus")
+        ),
     )
     annotations: dict[LabelName, Annotated[str, StringConstraints(max_length=8192)]] = Field(
         default_factory=dict,
         max_length=64,
-        description="is extra annotations (summary, description, runbook_url) on every alert. Defaults to none.",
+        description="is extra annotations (summary, description, runbook_url) on every alert; values are "
+        "Prometheus templates ({{ $labels.x }}, {{ $value }}). Defaults to none.",
     )
 
     def interval_seconds(self, default: str = "1m") -> float:

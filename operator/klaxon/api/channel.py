@@ -7,28 +7,44 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
-from .common import MAX_LIST, KModel, SecretKeySelector, ShortText, Status, cel, cel_rules
+from .common import (
+    MAX_LIST,
+    URL_CONSTRAINTS,
+    KModel,
+    NoCredentials,
+    SecretKeySelector,
+    ShortText,
+    Status,
+    cel,
+    cel_rules,
+)
 
-Url = Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2048)]
 EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
 HeaderName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9-]+$", max_length=128)]
+# Header names that carry credentials: their values belong in headerSecrets, never inline.
+CREDENTIAL_HEADER_PATTERN = r"(?i)(authorization|cookie|token|secret|passw|api-?key|credential|session)"
+# A header value on one line: CR, LF and other control characters (tab aside) would split or
+# smuggle headers.
+HEADER_VALUE_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
+HeaderValue = Annotated[str, StringConstraints(pattern=HEADER_VALUE_PATTERN, max_length=1024)]
 
 CHANNEL_TYPES = ("webhook", "slack", "email", "pagerduty", "msteams", "opsgenie", "alertmanager")
+
+
+CREDENTIAL_HEADER_MESSAGE = (
+    "a header that carries credentials (Authorization, Cookie, an API key, a token, a secret) must not be "
+    "inline; put its value in a Secret and reference it from webhook.headerSecrets"
+)
 
 
 class Webhook(KModel):
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
             cel("has(self.url) != has(self.urlSecret)", "exactly one of webhook.url and webhook.urlSecret must be set"),
-            cel(
-                "!has(self.url) || !self.url.matches('^https?://[^/]*@')",
-                "webhook.url must not carry credentials; use urlSecret or headerSecrets",
-                ".url",
-            ),
         )
     )
 
-    url: Url | None = Field(
+    url: Annotated[str, URL_CONSTRAINTS, NoCredentials("webhook.urlSecret or webhook.headerSecrets")] | None = Field(
         default=None,
         description="is the endpoint when it holds no secret. Exactly one of url and urlSecret is required.",
     )
@@ -36,8 +52,14 @@ class Webhook(KModel):
         default=None,
         description="is the Secret key holding the endpoint URL. Exactly one of url and urlSecret is required.",
     )
-    headers: dict[HeaderName, Annotated[str, StringConstraints(max_length=1024)]] = Field(
-        default_factory=dict, max_length=32, description="is extra non-secret headers. Defaults to none."
+    headers: dict[HeaderName, HeaderValue] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="is extra non-secret headers; credentials (Authorization, Cookie, API keys, tokens) go in "
+        "headerSecrets. Defaults to none.",
+        json_schema_extra=cel_rules(
+            cel(f"self.all(k, !k.matches('{CREDENTIAL_HEADER_PATTERN}'))", CREDENTIAL_HEADER_MESSAGE)
+        ),
     )
     header_secrets: dict[HeaderName, SecretKeySelector] = Field(
         default_factory=dict,
@@ -87,7 +109,7 @@ class Email(KModel):
 
 class PagerDuty(KModel):
     routing_key: SecretKeySelector = Field(description="is the Secret key holding the Events v2 routing key. Required.")
-    url: Url = Field(
+    url: Annotated[str, URL_CONSTRAINTS, NoCredentials("pagerduty.routingKey")] = Field(
         default="https://events.pagerduty.com/v2/enqueue",
         description="is the Events v2 endpoint. Defaults to PagerDuty's.",
     )
@@ -99,14 +121,18 @@ class MSTeams(KModel):
 
 class Opsgenie(KModel):
     api_key: SecretKeySelector = Field(description="is the Secret key holding the Opsgenie API key. Required.")
-    url: Url = Field(default="https://api.opsgenie.com", description="is the API base URL. Defaults to Opsgenie's.")
+    url: Annotated[str, URL_CONSTRAINTS, NoCredentials("opsgenie.apiKey")] = Field(
+        default="https://api.opsgenie.com", description="is the API base URL. Defaults to Opsgenie's."
+    )
     responders: list[ShortText] = Field(
         default_factory=list, max_length=MAX_LIST, description="is team names to route to. Defaults to none."
     )
 
 
 class AlertmanagerTarget(KModel):
-    url: Url = Field(description="is the Alertmanager base URL; alerts go to /api/v2/alerts. Required.")
+    url: Annotated[str, URL_CONSTRAINTS, NoCredentials("alertmanager.bearerToken")] = Field(
+        description="is the Alertmanager base URL; alerts go to /api/v2/alerts. Required."
+    )
     bearer_token: SecretKeySelector | None = Field(
         default=None, description="is the Secret key holding a bearer token. Optional."
     )

@@ -1,26 +1,52 @@
 """Turning untrusted documents into typed objects, with problems people can act on.
 
-Every problem names the field, what is wrong and what is allowed. The cross-field checks
-here mirror the CRD's CEL rules (same messages) and add what CEL cannot express.
+Every problem names the field, what is wrong and what is allowed. `klaxon validate`, the
+admission webhook and the operator all come through here, and the CRD's schema and CEL rules
+say the same wherever CEL can: one verdict, naming the same field, at every layer. What CEL
+cannot express (PromQL, templates, RE2) the webhook adds.
+
+The input is read the way the API server reads it: explicit nulls in objects mean unset,
+a whole-number float is an integer, only camelCase names exist.
 """
 
 from __future__ import annotations
 
 import json
-import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
 from .. import API_VERSION
-from .alertconfig import AlertConfigSpec
-from .alertrule import ABOVE, BELOW, AlertRuleSpec, ConditionSpec, Level, SubCondition
-from .channel import NotificationChannelSpec, Webhook
-from .common import DURATION_PATTERN, HHMM_PATTERN, K8S_NAME_PATTERN, LABEL_NAME_PATTERN, parse_duration
+from . import gotemplate
+from .alertconfig import AlertConfigSpec, Matcher
+from .alertrule import ABOVE, BELOW, DEDUP_KEY_PATTERN, AlertRuleSpec, ConditionSpec, Level, Query, SubCondition
+from .channel import (
+    CREDENTIAL_HEADER_MESSAGE,
+    CREDENTIAL_HEADER_PATTERN,
+    HEADER_VALUE_PATTERN,
+    NotificationChannelSpec,
+    Webhook,
+)
+from .common import (
+    ANNOTATION_KEY_PATTERN,
+    DURATION_PATTERN,
+    HHMM_PATTERN,
+    K8S_LABEL_VALUE_PATTERN,
+    K8S_NAME_PATTERN,
+    LABEL_NAME_PATTERN,
+    NAMESPACE_PATTERN,
+    QUALIFIED_NAME_PATTERN,
+    parse_duration,
+)
 from .resources import KINDS
+from .syntax import jinja_problem, promql_problem, re2_problem
+
+INVALID_QUERY = "InvalidQuery"
 
 
 @dataclass(frozen=True)
@@ -28,6 +54,7 @@ class Problem:
     path: str
     problem: str
     allowed: str = ""
+    reason: str = ""  # a CamelCase word for conditions when more specific than InvalidSpec
 
     def __str__(self) -> str:
         text = f"{self.path}: {self.problem}" if self.path else self.problem
@@ -52,6 +79,15 @@ _PATTERN_HINTS = {
     HHMM_PATTERN: "a time HH:MM from 00:00 to 24:00",
     LABEL_NAME_PATTERN: "a Prometheus label name: letters, digits and _, not starting with a digit",
     K8S_NAME_PATTERN: "a Kubernetes name: lower-case letters, digits, '-' and '.'",
+    NAMESPACE_PATTERN: "a namespace name: lower-case letters, digits and '-', at most 63 characters",
+    ANNOTATION_KEY_PATTERN: "a Kubernetes annotation key: an optional DNS prefix and '/', then at most 63 "
+    "letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+    QUALIFIED_NAME_PATTERN: "a Kubernetes label key: an optional DNS prefix and '/', then at most 63 letters, "
+    "digits, '-', '_' or '.', starting and ending with a letter or digit",
+    K8S_LABEL_VALUE_PATTERN: "a Kubernetes label value: at most 63 letters, digits, '-', '_' or '.', "
+    "starting and ending with a letter or digit",
+    HEADER_VALUE_PATTERN: "one line of text: no CR, LF or other control characters",
+    DEDUP_KEY_PATTERN: "text with {field} placeholders (letters, digits, _); write {{ and }} for literal braces",
 }
 
 
@@ -105,11 +141,13 @@ def from_validation_error(exc: ValidationError, model: type[BaseModel], prefix: 
         given = err.get("input")
         key_error = bool(loc) and loc[-1] == "[key]"
         if key_error:
-            loc = loc[:-1]
+            loc = loc[:-2]  # a bad key is the map's problem (as the API server and CEL report it)
         path = _path((prefix, *loc)) if prefix else _path(loc)
         if key_error and etype == "string_pattern_mismatch":
             hint = _PATTERN_HINTS.get(str(ctx.get("pattern")), f"a key matching {ctx.get('pattern')}")
             problems.append(Problem(path, f"invalid key {given!r}", hint))
+        elif key_error and etype == "string_too_long":
+            problems.append(Problem(path, f"key {given!r} is too long", f"at most {ctx.get('max_length')} characters"))
         elif etype == "missing":
             problems.append(Problem(path, "required field is missing"))
         elif etype == "extra_forbidden":
@@ -122,6 +160,8 @@ def from_validation_error(exc: ValidationError, model: type[BaseModel], prefix: 
         elif etype == "string_pattern_mismatch":
             hint = _PATTERN_HINTS.get(str(ctx.get("pattern")), f"a string matching {ctx.get('pattern')}")
             problems.append(Problem(path, f"invalid value {given!r}", hint))
+        elif etype == "string_too_short":
+            problems.append(Problem(path, "must not be empty", f"at least {ctx.get('min_length')} character"))
         elif etype == "string_too_long":
             problems.append(
                 Problem(path, f"too long ({len(str(given))} characters)", f"at most {ctx.get('max_length')} characters")
@@ -181,6 +221,35 @@ def _level_operator(level: Level, cond: ConditionSpec | None) -> str:
     return level.operator or (cond.operator if cond else "gt")
 
 
+def _ms(duration: str) -> int:
+    """Whole milliseconds, so N-of-M arithmetic is exact (and the same as the CRD's CEL rules)."""
+    return round(parse_duration(duration) * 1000)
+
+
+def _query_problems(path: str, query: Query) -> list[Problem]:
+    if query.expr is None:
+        return []
+    reason = promql_problem(query.expr)
+    if reason is None:
+        return []
+    return [Problem(f"{path}.expr", reason, "a PromQL expression", reason=INVALID_QUERY)]
+
+
+def _template_problems(path: str, values: dict[str, str]) -> list[Problem]:
+    out = []
+    for key, text in sorted(values.items()):
+        reason = gotemplate.problem(text)
+        if reason is not None:
+            out.append(
+                Problem(
+                    f"{path}.{key}",
+                    f"invalid Prometheus template at {reason}",
+                    "Go template syntax with Prometheus' functions and $labels, $value, $externalLabels",
+                )
+            )
+    return out
+
+
 def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec", default_interval: str = "1m") -> list[Problem]:
     """Cross-field problems; ``default_interval`` is the AlertConfig's, for rules that set none."""
     p: list[Problem] = []
@@ -196,22 +265,22 @@ def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec", default_inter
             )
         )
     q = spec.query
-    if spec.events is None and spec.query is None and not composite and spec.condition is None:
-        p.append(Problem(f"{prefix}.condition", "required field is missing for a query rule"))
     if q is not None:
         if (q.expr is None) == (q.metric is None):
             p.append(
                 Problem(f"{prefix}.query", "exactly one of query.expr and query.metric must be set", "expr or metric")
             )
-        if q.expr is not None and (q.selector or q.scope):
-            p.append(
-                Problem(
-                    f"{prefix}.query.selector",
-                    "selector and scope apply to query.metric only; write the matchers into query.expr",
+        for name, value in (("selector", q.selector), ("scope", q.scope)):
+            if q.expr is not None and value is not None:
+                p.append(
+                    Problem(
+                        f"{prefix}.query.{name}",
+                        "selector and scope apply to query.metric only; write the matchers into query.expr",
+                    )
                 )
-            )
         if spec.condition is None:
             p.append(Problem(f"{prefix}.condition", "required field is missing for a query rule"))
+        p += _query_problems(f"{prefix}.query", q)
     if spec.events is not None and spec.condition is not None:
         p.append(Problem(f"{prefix}.condition", "condition applies to query rules only; event rules match with events"))
 
@@ -253,6 +322,15 @@ def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec", default_inter
                             f"{sp}.query", "exactly one of query.expr and query.metric must be set", "expr or metric"
                         )
                     )
+                for name, value in (("selector", sub.query.selector), ("scope", sub.query.scope)):
+                    if sub.query.expr is not None and value is not None:
+                        p.append(
+                            Problem(
+                                f"{sp}.query.{name}",
+                                "selector and scope apply to query.metric only; write the matchers into query.expr",
+                            )
+                        )
+                p += _query_problems(f"{sp}.query", sub.query)
             names = [s.name for s in cond.conditions or []]
             if len(set(names)) != len(names):
                 p.append(Problem(f"{prefix}.condition.conditions", "condition names must be unique"))
@@ -263,10 +341,17 @@ def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec", default_inter
         if cond.type != "dynamic" and cond.dynamic is not None:
             p.append(Problem(f"{prefix}.condition.dynamic", "dynamic is only allowed for type dynamic"))
 
+    interval_text = spec.evaluation.interval or default_interval
+    interval = _ms(interval_text)
+    t = spec.trigger
+    window = _ms(t.violation_window) if t.violation_window is not None else None
+
     lv = spec.levels
     if lv is not None:
         if lv.warning is None and lv.critical is None:
             p.append(Problem(f"{prefix}.levels", "levels needs warning, critical or both"))
+        if spec.events is not None:
+            p.append(Problem(f"{prefix}.levels", "levels apply to query rules only"))
         for name, level in (("warning", lv.warning), ("critical", lv.critical)):
             if level is None:
                 continue
@@ -280,12 +365,25 @@ def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec", default_inter
                     )
                 )
             op = _level_operator(level, cond)
-            if op in ("eq", "ne") and lv.warning is not None and lv.critical is not None:
+            if cond is not None and op in ("eq", "ne") and lv.warning is not None and lv.critical is not None:
                 p.append(
                     Problem(
                         f"{prefix}.levels.{name}.operator",
                         "warning and critical levels need an ordering operator",
                         "gt, gte, lt, lte",
+                    )
+                )
+            if level.violations is not None and level.violations > 1 and window is None:
+                p.append(
+                    Problem(f"{prefix}.levels.{name}.violations", "violations above 1 needs trigger.violationWindow")
+                )
+            if level.violations is not None and window is not None and level.violations * interval > window:
+                p.append(
+                    Problem(
+                        f"{prefix}.levels.{name}.violations",
+                        f"{level.violations} violations cannot fit in {t.violation_window} "
+                        f"at one evaluation per {interval_text}",
+                        f"at most {max(1, window // interval)}",
                     )
                 )
         if lv.warning is not None and lv.critical is not None:
@@ -318,14 +416,10 @@ def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec", default_inter
                     )
                 )
 
-    interval = spec.interval_seconds(default_interval)
-    interval_text = spec.evaluation.interval or default_interval
-    t = spec.trigger
-    if t.required_violations > 1 and t.violation_window is None:
+    if t.required_violations > 1 and window is None:
         p.append(Problem(f"{prefix}.trigger.violationWindow", "requiredViolations above 1 needs a violationWindow"))
-    if t.violation_window is not None:
-        slots = parse_duration(t.violation_window) / interval
-        if slots < 1:
+    if window is not None and interval > 0:
+        if window < interval:
             p.append(
                 Problem(
                     f"{prefix}.trigger.violationWindow",
@@ -333,49 +427,39 @@ def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec", default_inter
                     f"at least {interval_text}",
                 )
             )
-        if t.required_violations > math.floor(slots + 1e-9):
+        if t.required_violations * interval > window:
             p.append(
                 Problem(
                     f"{prefix}.trigger.requiredViolations",
                     f"{t.required_violations} violations cannot fit in {t.violation_window} "
                     f"at one evaluation per {interval_text}",
-                    f"at most {max(1, math.floor(slots + 1e-9))}",
+                    f"at most {max(1, window // interval)}",
                 )
             )
         if spec.recovery.window is not None:
-            r = parse_duration(spec.recovery.window)
-            limit = (slots - t.required_violations + 1) * interval
-            if r < limit:
+            limit = window - (t.required_violations - 1) * interval
+            if _ms(spec.recovery.window) < limit:
                 p.append(
                     Problem(
                         f"{prefix}.recovery.window",
                         "recovery could hold while the trigger still holds",
-                        f"at least {limit:g}s ((violationWindow/interval - requiredViolations + 1) x interval)",
+                        f"at least {limit / 1000:g}s (violationWindow - (requiredViolations - 1) x interval)",
                     )
                 )
-    p += [
-        Problem(f"{prefix}.labels.{k}", "label names starting with __ are reserved for Prometheus")
-        for k in sorted(spec.labels)
-        if k.startswith("__")
-    ]
-    queries = [(f"{prefix}.query", q)] if q is not None else []
-    if cond is not None:
-        queries += [(f"{prefix}.condition.conditions[{i}].query", s.query) for i, s in enumerate(cond.conditions or [])]
-    for path, query in queries:
-        for label, values in sorted((query.scope or {}).items()):
-            if not values:
-                p.append(Problem(f"{path}.scope.{label}", "an empty list matches no series", "one or more values"))
-    if spec.events is not None and (spec.levels is not None):
-        p.append(Problem(f"{prefix}.levels", "levels apply to query rules only"))
+    if any(k.startswith("__") for k in spec.labels):
+        reserved = ", ".join(sorted(k for k in spec.labels if k.startswith("__")))
+        p.append(Problem(f"{prefix}.labels", f"label names starting with __ are reserved for Prometheus: {reserved}"))
     if spec.schedule is not None:
-        for i, window in enumerate(spec.schedule.windows):
-            if window.start == window.end:
+        for i, window_ in enumerate(spec.schedule.windows):
+            if window_.start == window_.end:
                 p.append(
                     Problem(
                         f"{prefix}.schedule.windows[{i}].end",
                         "start and end must differ (use 00:00 to 24:00 for a whole day)",
                     )
                 )
+    p += _template_problems(f"{prefix}.labels", spec.labels)
+    p += _template_problems(f"{prefix}.annotations", spec.annotations)
     return p
 
 
@@ -386,11 +470,23 @@ def alert_config_problems(spec: AlertConfigSpec, prefix: str = "spec") -> list[P
         p.append(Problem(f"{prefix}.prometheus.auth", "set at most one of bearerToken and basicAuth"))
     if prom and prom.tls and (prom.tls.cert is None) != (prom.tls.key is None):
         p.append(Problem(f"{prefix}.prometheus.tls", "a client certificate needs both cert and key"))
+    for key in (*spec.prometheus_rule.labels, *spec.prometheus_rule.annotations):
+        if "/" in key and len(key.split("/", 1)[0]) > 253:
+            where = "labels" if key in spec.prometheus_rule.labels else "annotations"
+            p.append(
+                Problem(
+                    f"{prefix}.prometheusRule.{where}",
+                    f"the prefix of key {key!r} is longer than 253 characters",
+                    "a DNS subdomain of at most 253 characters before the /",
+                )
+            )
     for i, s in enumerate(spec.silences):
         if s.starts_at is not None and not s.starts_at < s.until:
             p.append(Problem(f"{prefix}.silences[{i}].until", "startsAt must be before until"))
-    for i, m in enumerate(spec.mute_time_intervals):
-        for j, w in enumerate(m.schedule.windows):
+        for j, m in enumerate(s.matchers):
+            p += _matcher_problems(f"{prefix}.silences[{i}].matchers[{j}]", m)
+    for i, interval in enumerate(spec.mute_time_intervals):
+        for j, w in enumerate(interval.schedule.windows):
             if w.start == w.end:
                 p.append(
                     Problem(
@@ -402,6 +498,13 @@ def alert_config_problems(spec: AlertConfigSpec, prefix: str = "spec") -> list[P
     if len(names) != len(set(names)):
         p.append(Problem(f"{prefix}.muteTimeIntervals", "names must be unique"))
     return p
+
+
+def _matcher_problems(path: str, m: Matcher) -> list[Problem]:
+    if m.op not in ("=~", "!~"):
+        return []
+    reason = re2_problem(m.value)
+    return [] if reason is None else [Problem(f"{path}.value", reason, "RE2 syntax, as Alertmanager's matchers")]
 
 
 def channel_problems(spec: NotificationChannelSpec, prefix: str = "spec") -> list[Problem]:
@@ -416,14 +519,16 @@ def channel_problems(spec: NotificationChannelSpec, prefix: str = "spec") -> lis
     if wh is not None:
         if (wh.url is None) == (wh.url_secret is None):
             p.append(Problem(f"{prefix}.webhook", "exactly one of webhook.url and webhook.urlSecret must be set"))
-        if wh.url is not None and "@" in wh.url.split("://", 1)[-1].split("/", 1)[0]:
-            p.append(
-                Problem(
-                    f"{prefix}.webhook.url", "webhook.url must not carry credentials; use urlSecret or headerSecrets"
-                )
-            )
+        inline = sorted(k for k in wh.headers if re.search(CREDENTIAL_HEADER_PATTERN, k))
+        if inline:
+            p.append(Problem(f"{prefix}.webhook.headers", f"{CREDENTIAL_HEADER_MESSAGE}: {', '.join(inline)}"))
     if spec.email is not None and (spec.email.username is None) != (spec.email.password is None):
         p.append(Problem(f"{prefix}.email.password", "set both email.username and email.password, or neither"))
+    for name in ("title", "body"):
+        source = getattr(spec.templates, name)
+        reason = jinja_problem(source) if source is not None else None
+        if reason is not None:
+            p.append(Problem(f"{prefix}.templates.{name}", reason, "a Jinja template (see docs/notifications.md)"))
     return p
 
 
@@ -434,22 +539,172 @@ _CHECKS: dict[str, Any] = {
 }
 
 
+# --- reading untrusted input as the API server does ---------------------------------------
+
+# Deeper than any schema here: a subtree below it is wrong already where it starts, so cutting
+# it off keeps every verdict and field path and no input can exhaust the stack.
+MAX_DEPTH = 64
+
+
+def normalize(value: Any) -> Any:
+    """``value`` as the API server stores it: nulls in objects dropped (null means unset), whole
+    floats as integers, nesting cut at MAX_DEPTH. Iterative: no input is too deep for it."""
+    root: list[Any] = [None]
+    stack: list[tuple[Any, Any, Any, int]] = [(value, root, 0, 0)]
+    while stack:
+        item, parent, key, depth = stack.pop()
+        if isinstance(item, dict):
+            out: Any = {}
+            if depth < MAX_DEPTH:
+                for k, v in item.items():
+                    if v is not None:
+                        out[k] = None
+                        stack.append((v, out, k, depth + 1))
+        elif isinstance(item, list):
+            out = [None] * len(item) if depth < MAX_DEPTH else []
+            if depth < MAX_DEPTH:
+                for i, v in enumerate(item):
+                    stack.append((v, out, i, depth + 1))
+        elif isinstance(item, float) and item.is_integer() and abs(item) < 2**63:
+            out = int(item)
+        else:
+            out = item
+        parent[key] = out
+    return root[0]
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
+@lru_cache(maxsize=8)
+def _spec_schema(kind: str) -> dict[str, Any]:
+    from . import crdgen  # here: `python -m klaxon.api.crdgen` must not find it imported already
+
+    return crdgen.model_schema(KINDS[kind].spec, "spec")
+
+
+def _unknown_null_fields(schema: dict[str, Any], value: Any, path: str) -> list[Problem]:
+    """Unknown fields set to null: pruning would hide them, but the API server refuses them first."""
+    out: list[Problem] = []
+    stack = [(schema, value, path)]
+    while stack:
+        node, item, where = stack.pop()
+        if isinstance(item, dict) and "properties" in node:
+            for k, v in item.items():
+                if k in node["properties"]:
+                    stack.append((node["properties"][k], v, f"{where}.{k}"))
+                elif v is None:
+                    out.append(Problem(f"{where}.{k}", "unknown field", ", ".join(sorted(node["properties"]))))
+        elif isinstance(item, dict) and isinstance(node.get("additionalProperties"), dict):
+            stack += [(node["additionalProperties"], v, f"{where}.{k}") for k, v in item.items()]
+        elif isinstance(item, list) and isinstance(node.get("items"), dict):
+            stack += [(node["items"], v, f"{where}[{i}]") for i, v in enumerate(item)]
+    return out
+
+
 def parse_spec(kind: str, spec: Any, prefix: str = "spec") -> tuple[BaseModel | None, list[Problem]]:
     info = KINDS[kind]
+    unknown = _unknown_null_fields(_spec_schema(kind), spec, prefix)
+    spec = normalize(spec)
     if spec is None:
         return None, [Problem(prefix, "required field is missing")]
+    if unknown:
+        _, problems = parse_spec(kind, spec, prefix)
+        return None, unknown + problems
     try:
-        # JSON + strict: the same typing the API server applies ("1" is not a number there either).
-        model = info.spec.model_validate_json(json.dumps(spec, default=_json_default), strict=True)
+        # JSON + strict + aliases only: the typing the API server applies ("1" is not a number
+        # there either) and its field names (camelCase; `split_by` is an unknown field).
+        text = json.dumps(spec, default=_json_default)
+        model = info.spec.model_validate_json(text, strict=True, by_alias=True, by_name=False)
     except ValidationError as exc:
         return None, from_validation_error(exc, info.spec, prefix)
+    except (TypeError, ValueError) as exc:  # not JSON data at all (a YAML-only type)
+        return None, [Problem(prefix, f"not JSON data: {exc}")]
     return model, _CHECKS[kind](model, prefix)
+
+
+# --- metadata and the object around the spec ----------------------------------------------
+
+TOP_LEVEL_FIELDS = ("apiVersion", "kind", "metadata", "spec", "status")
+OBJECT_META_FIELDS = (
+    "annotations",
+    "creationTimestamp",
+    "deletionGracePeriodSeconds",
+    "deletionTimestamp",
+    "finalizers",
+    "generateName",
+    "generation",
+    "labels",
+    "managedFields",
+    "name",
+    "namespace",
+    "ownerReferences",
+    "resourceVersion",
+    "selfLink",
+    "uid",
+)
+MAX_ANNOTATIONS_BYTES = 256 * 1024
+
+
+def _dns_problem(path: str, value: Any, pattern: str, limit: int, what: str) -> list[Problem]:
+    if not isinstance(value, str):
+        return [Problem(path, f"must be a string, got {type(value).__name__}", "a string")]
+    if len(value) > limit:
+        return [Problem(path, f"too long ({len(value)} characters)", f"at most {limit} characters")]
+    if not re.fullmatch(pattern, value):
+        return [Problem(path, f"invalid value {value!r}", what)]
+    return []
+
+
+def _map_problems(path: str, value: Any, values_too: bool) -> list[Problem]:
+    if not isinstance(value, dict):
+        return [Problem(path, f"must be an object, got {type(value).__name__}", "an object")]
+    out: list[Problem] = []
+    for k, v in value.items():
+        prefix_part = k.split("/", 1)[0] if "/" in k else ""
+        # Kubernetes checks annotation keys lower-cased, label keys as written.
+        if not re.fullmatch(QUALIFIED_NAME_PATTERN, k if values_too else k.lower()) or len(prefix_part) > 253:
+            out.append(Problem(path, f"invalid key {k!r}", _PATTERN_HINTS[QUALIFIED_NAME_PATTERN]))
+        if v is not None and not isinstance(v, str):
+            out.append(Problem(f"{path}.{k}", f"must be a string, got {type(v).__name__}", "a string"))
+        elif values_too and isinstance(v, str) and (len(v) > 63 or not re.fullmatch(K8S_LABEL_VALUE_PATTERN, v)):
+            out.append(Problem(path, f"invalid value {v!r} of {k!r}", _PATTERN_HINTS[K8S_LABEL_VALUE_PATTERN]))
+    if not values_too and sum(len(k) + len(v or "") for k, v in value.items()) > MAX_ANNOTATIONS_BYTES:
+        out.append(Problem(path, "too large", f"at most {MAX_ANNOTATIONS_BYTES} bytes in all"))
+    return out
+
+
+def metadata_problems(meta: Any) -> list[Problem]:
+    """The checks the API server applies to ObjectMeta before anything else sees the object."""
+    if meta is None:
+        return [Problem("metadata.name", "required field is missing")]
+    if not isinstance(meta, dict):
+        return [Problem("metadata", f"must be an object, got {type(meta).__name__}", "an object")]
+    p = [
+        Problem(f"metadata.{k}", "unknown field", ", ".join(OBJECT_META_FIELDS))
+        for k in meta
+        if k not in OBJECT_META_FIELDS
+    ]
+    name, generate = meta.get("name"), meta.get("generateName")
+    if name in (None, "") and generate in (None, ""):
+        p.append(Problem("metadata.name", "required field is missing"))
+    elif name not in (None, ""):
+        p += _dns_problem("metadata.name", name, K8S_NAME_PATTERN, 253, _PATTERN_HINTS[K8S_NAME_PATTERN])
+    else:
+        stem = generate.rstrip("-") if isinstance(generate, str) else generate
+        p += _dns_problem("metadata.generateName", stem, K8S_NAME_PATTERN, 253, _PATTERN_HINTS[K8S_NAME_PATTERN])
+    if meta.get("namespace") is not None:
+        p += _dns_problem(
+            "metadata.namespace", meta["namespace"], NAMESPACE_PATTERN, 63, _PATTERN_HINTS[NAMESPACE_PATTERN]
+        )
+    if meta.get("labels") is not None:
+        p += _map_problems("metadata.labels", meta["labels"], values_too=True)
+    if meta.get("annotations") is not None:
+        p += _map_problems("metadata.annotations", meta["annotations"], values_too=False)
+    return p
 
 
 def parse_object(doc: Any) -> Parsed:
@@ -459,15 +714,17 @@ def parse_object(doc: Any) -> Parsed:
     kind = doc.get("kind")
     raw_meta = doc.get("metadata")
     meta: dict[str, Any] = raw_meta if isinstance(raw_meta, dict) else {}
-    name = str(meta.get("name") or "")
+    name = meta.get("name") or meta.get("generateName") or ""
     ns = meta.get("namespace")
     problems: list[Problem] = []
     if doc.get("apiVersion") != API_VERSION:
         problems.append(Problem("apiVersion", f"unknown apiVersion {doc.get('apiVersion')!r}", API_VERSION))
     if kind not in KINDS:
         problems.append(Problem("kind", f"unknown kind {kind!r}", ", ".join(KINDS)))
-        return Parsed(str(kind or ""), name, ns, None, problems)
-    if not name:
-        problems.append(Problem("metadata.name", "required field is missing"))
+        return Parsed(str(kind or ""), str(name), ns if isinstance(ns, str) else None, None, problems)
+    problems += [
+        Problem(str(k), "unknown field", ", ".join(TOP_LEVEL_FIELDS)) for k in doc if k not in TOP_LEVEL_FIELDS
+    ]
+    problems += metadata_problems(normalize(raw_meta) if isinstance(raw_meta, dict) else raw_meta)
     spec, spec_problems = parse_spec(str(kind), doc.get("spec"))
-    return Parsed(str(kind), name, ns, spec, problems + spec_problems)
+    return Parsed(str(kind), str(name), ns if isinstance(ns, str) else None, spec, problems + spec_problems)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.alertrule import AlertRuleSpec
-from ..api.validation import parse_spec
+from ..api.validation import INVALID_QUERY, parse_spec
 from ..compile import compile_rule
 from ..kube.apply import HASH_ANNOTATION, NotOwnedError, delete_owned, ensure_object, owner_reference, prepare
 from ..kube.client import Body, KubeError, Ref
@@ -95,12 +95,14 @@ async def _reconcile(rt: Runtime, body: Mapping[str, Any]) -> RuleOutcome:
     model, problems = parse_spec(KIND, body.get("spec"))
     if problems or not isinstance(model, AlertRuleSpec):
         text = "; ".join(map(str, problems))
+        # A query Prometheus cannot parse says so in Ready: the rule cannot be in effect.
+        reason = INVALID_QUERY if any(p.reason == INVALID_QUERY for p in problems) else "InvalidSpec"
         conds = [
-            Cond("Valid", False, "InvalidSpec", text),
+            Cond("Valid", False, reason, text),
             Cond(
                 "Synced",
                 False,
-                "InvalidSpec",
+                reason,
                 "not applied: the spec is invalid; the last valid version (if any) stays in effect",
             ),
         ]

@@ -1,4 +1,4 @@
-"""Admission: the same models and messages as `klaxon validate` and the status conditions."""
+"""Admission: the same checks, field paths and messages as `klaxon validate` and the status conditions."""
 
 from __future__ import annotations
 
@@ -7,20 +7,26 @@ from typing import Any
 
 import kopf
 
+from ..api import API_VERSION
 from ..api.alertrule import AlertRuleSpec
-from ..api.validation import Problem, parse_spec
+from ..api.validation import Problem, parse_object
 from ..compile import engine_problems
 
 
 def admission_problems(kind: str, body: Mapping[str, Any]) -> list[Problem]:
-    spec, problems = parse_spec(kind, body.get("spec"))
-    if isinstance(spec, AlertRuleSpec):
-        problems += engine_problems(spec)
+    """Every problem of the object, metadata included: never raises, whatever the body holds."""
+    # The API server routes by group, version and kind: the review's object is of this kind.
+    parsed = parse_object({"apiVersion": API_VERSION, **body, "kind": kind} if isinstance(body, Mapping) else body)
+    problems = list(parsed.problems)
+    if isinstance(parsed.spec, AlertRuleSpec):
+        problems += engine_problems(parsed.spec)
     return problems
 
 
 def admission_message(kind: str, body: Mapping[str, Any], problems: list[Problem]) -> str:
-    name = (body.get("metadata") or {}).get("name") or (body.get("metadata") or {}).get("generateName") or "?"
+    raw = body.get("metadata")
+    meta: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    name = meta.get("name") or meta.get("generateName") or "?"
     return f"{kind} {name} is invalid: " + "; ".join(map(str, problems))
 
 
