@@ -95,6 +95,12 @@ def rule_ref(namespace: str, name: str) -> Ref:
 @asynccontextmanager
 async def namespaces(kube: KubeClient, *names: str, labels: dict[str, str] | None = None) -> AsyncIterator[None]:
     for name in names:
+        ref = Ref("v1", "namespaces", None, name)
+
+        async def gone(ref: Ref = ref) -> bool:  # a namespace of that name from an earlier test may be terminating
+            return await kube.get(ref) is None
+
+        await eventually(gone, 120, f"namespace {name} left by an earlier test to finish terminating")
         meta = {"name": name, "labels": dict(labels or {})}
         await kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
     try:
