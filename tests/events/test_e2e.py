@@ -20,7 +20,7 @@ from klaxon.api.alertrule import AlertRuleSpec
 from klaxon.api.channel import NotificationChannelSpec
 from klaxon.evaluator.entries import ENTRIES_ANNOTATION, Record, set_record
 from klaxon.evaluator.ingest import EventService
-from klaxon.notify import DictSecretResolver, MemoryStatusSink, Notifier, RetryPolicy
+from klaxon.notify import DictSecretResolver, MemoryStatusSink, Notifier
 from support.events import (
     Hook,
     Running,
@@ -52,9 +52,7 @@ async def notifier(tmp_path: Path, hook: Hook) -> AsyncIterator[Notifier]:
         tmp_path / "outbox.sqlite",
         DictSecretResolver(),
         MemoryStatusSink(),
-        retry=RetryPolicy(base_s=0.02, cap_s=0.2, max_attempts=3),
         status_interval_s=0.05,
-        timeout_s=2.0,
     )
     await n.start()
     await n.set_config(NS, "default", AlertConfigSpec.model_validate({"allowPrivateChannelAddresses": True}))
@@ -62,7 +60,12 @@ async def notifier(tmp_path: Path, hook: Hook) -> AsyncIterator[Notifier]:
         NS,
         "platform-webhook",
         NotificationChannelSpec.model_validate(
-            {"type": "webhook", "webhook": {"url": hook.url}, "rateLimit": {"perMinute": 100000}}
+            {
+                "type": "webhook",
+                "webhook": {"url": hook.url},
+                "rateLimit": {"perMinute": 100000},
+                "retry": {"initialBackoff": "20ms", "maxBackoff": "200ms", "attemptTimeout": "2s"},
+            }
         ),
     )
     yield n

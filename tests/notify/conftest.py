@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from klaxon.api.channel import NotificationChannelSpec
-from klaxon.notify import DictSecretResolver, MemoryStatusSink, Notification, Notifier, RetryPolicy
+from klaxon.notify import DictSecretResolver, MemoryStatusSink, Notification, Notifier
 from support.receiver import Hit, Receiver, receiver
 
 __all__ = ["Hit", "Receiver", "receiver"]
@@ -34,7 +34,8 @@ def secrets() -> DictSecretResolver:
     return DictSecretResolver({k: dict(v) for k, v in SECRETS.items()})
 
 
-FAST_RETRY = RetryPolicy(base_s=0.02, factor=2.0, cap_s=0.2, max_attempts=6, jitter=0.5)
+#: Short time scales through the channel's own configuration (``spec.retry``).
+FAST_RETRY = {"initialBackoff": "20ms", "maxBackoff": "200ms", "attemptTimeout": "2s"}
 
 
 @pytest.fixture
@@ -44,9 +45,7 @@ async def make_notifier(
     made: list[Notifier] = []
 
     async def make(sink: MemoryStatusSink | None = None, **kw: Any) -> Notifier:
-        kw.setdefault("retry", FAST_RETRY)
         kw.setdefault("status_interval_s", 0.05)
-        kw.setdefault("timeout_s", 2.0)
         n = Notifier(kw.pop("path", tmp_path / "outbox.sqlite"), secrets, sink or MemoryStatusSink(), **kw)
         await n.start()
         made.append(n)
@@ -59,6 +58,7 @@ async def make_notifier(
 
 def channel(spec: dict[str, Any]) -> NotificationChannelSpec:
     spec.setdefault("rateLimit", {"perMinute": 100000})
+    spec["retry"] = {**FAST_RETRY, **spec.get("retry", {})}
     return NotificationChannelSpec.model_validate(spec)
 
 

@@ -7,7 +7,7 @@ import sys
 
 from tests.notify.conftest import NS, channel, notification
 
-from klaxon.notify import DictSecretResolver, MemoryStatusSink, Notifier, RetryPolicy
+from klaxon.notify import DictSecretResolver, MemoryStatusSink, Notifier
 
 
 async def main(path: str, url: str, count: int) -> None:
@@ -16,9 +16,9 @@ async def main(path: str, url: str, count: int) -> None:
         DictSecretResolver(),
         MemoryStatusSink(),
         concurrency=4,
-        retry=RetryPolicy(base_s=0.05, max_attempts=10),
     )
-    await notifier.set_channel(NS, "hook", channel({"type": "webhook", "webhook": {"url": url}}))
+    spec = {"type": "webhook", "webhook": {"url": url}, "retry": {"initialBackoff": "50ms"}}
+    await notifier.set_channel(NS, "hook", channel(spec))
     for i in range(count):
         await notifier.handle(notification(i))
     print("enqueued", flush=True)

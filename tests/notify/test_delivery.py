@@ -1,5 +1,6 @@
-"""Delivery semantics: retries with backoff, exactly once across recoveries and restarts,
-rate limits, channel status, test deliveries."""
+"""Delivery semantics: retries with backoff until delivered or older than retry.maxAge, at least
+once with one Idempotency-Key across recoveries and restarts, rate limits, channel status, test
+deliveries."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def hook(url: str, **kw: Any) -> Any:
     return channel({"type": "webhook", "webhook": {"url": url}, **kw})
 
 
-async def test_http_500_then_recovery_delivers_exactly_once(make_notifier: Any, receiver: Receiver) -> None:
+async def test_http_500_then_recovery_delivers_once_under_one_key(make_notifier: Any, receiver: Receiver) -> None:
     receiver.plan = [(500, 0), (503, 0), (500, 0)]
     sink = MemoryStatusSink()
     notifier = await make_notifier(sink)
@@ -42,8 +43,8 @@ async def test_http_500_then_recovery_delivers_exactly_once(make_notifier: Any, 
 
 async def test_timeout_is_retried(make_notifier: Any, receiver: Receiver) -> None:
     receiver.plan = [(200, 1.0)]  # slower than the client's timeout: the receiver saw it, we did not
-    notifier = await make_notifier(timeout_s=0.3)
-    await notifier.set_channel(NS, "hook", hook(receiver.url))
+    notifier = await make_notifier()
+    await notifier.set_channel(NS, "hook", hook(receiver.url, retry={"attemptTimeout": "300ms"}))
     await notifier.handle(notification())
     await notifier.wait_idle(5)
     keys = [h.headers["Idempotency-Key"] for h in receiver.hits]
@@ -57,8 +58,9 @@ async def test_connection_refused_then_receiver_comes_up(make_notifier: Any, tmp
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()  # nothing listens on the port yet
-    notifier = await make_notifier(retry=RetryPolicy(base_s=0.1, cap_s=0.2, max_attempts=20))
-    await notifier.set_channel(NS, "hook", hook(f"http://127.0.0.1:{port}/x"))
+    notifier = await make_notifier()
+    retry = {"initialBackoff": "100ms", "maxBackoff": "200ms"}
+    await notifier.set_channel(NS, "hook", hook(f"http://127.0.0.1:{port}/x", retry=retry))
     await notifier.handle(notification())
     await asyncio.sleep(0.4)
     assert notifier.outbox.counts().get("pending") == 1  # refused, waiting to retry
@@ -75,17 +77,30 @@ async def test_connection_refused_then_receiver_comes_up(make_notifier: Any, tmp
         await runner.cleanup()
 
 
-async def test_retries_are_bounded(make_notifier: Any, receiver: Receiver) -> None:
+async def test_retries_end_at_max_age_and_the_give_up_is_reported(
+    make_notifier: Any, receiver: Receiver, caplog: Any
+) -> None:
+    """A receiver that never recovers: attempts go on (many more than the old budget of 8) until the
+    notification is older than retry.maxAge; then status, Event, metric counter and log say so."""
     receiver.default = (500, 0)
     sink = MemoryStatusSink()
-    notifier = await make_notifier(sink, retry=RetryPolicy(base_s=0.01, cap_s=0.05, max_attempts=3))
-    await notifier.set_channel(NS, "hook", hook(receiver.url))
+    notifier = await make_notifier(sink)
+    retry = {"maxAge": "1s", "initialBackoff": "10ms", "maxBackoff": "50ms"}
+    await notifier.set_channel(NS, "hook", hook(receiver.url, retry=retry))
+    start = time.monotonic()
     await notifier.handle(notification())
     await notifier.wait_idle(5)
-    assert len(receiver.hits) == 3 and notifier.outbox.counts() == {"failed": 1}
+    assert time.monotonic() - start >= 1.0  # not before the horizon
+    assert len(receiver.hits) > 8 and notifier.outbox.counts() == {"failed": 1}
+    assert notifier.given_up == {(NS, "hook", "maxAge"): 1}
     await asyncio.sleep(0.15)
-    assert sink.channels[(NS, "hook")].failed_count == 1
-    assert any(e[3] == "DeliveryFailed" and e[5] for e in sink.events)
+    st = sink.channels[(NS, "hook")]
+    assert st.failed_count == 1 and st.last_delivery is not None and st.last_delivery.outcome == "Failed"
+    assert "retry.maxAge 1s" in st.last_delivery.message and "HTTP 500" in st.last_delivery.message
+    (gave_up,) = [e for e in sink.events if e[3] == "DeliveryFailed"]
+    assert gave_up[5] and "gave up 1 notification" in gave_up[4]
+    assert [e[3] for e in sink.events].count("DeliveryFailing") == 1  # once for the outage, not per retry
+    assert "gave up firing for api-latency" in caplog.text and "(maxAge)" in caplog.text
 
 
 def test_backoff_is_exponential_capped_and_jittered() -> None:

@@ -58,12 +58,20 @@ async def test_channel_to_metadata_is_refused_unless_allowed(make_notifier: Any,
 
 
 async def test_alertconfig_can_allow_private_addresses(make_notifier: Any) -> None:
-    notifier = await make_notifier(timeout_s=0.2)
+    notifier = await make_notifier()
     await notifier.set_config(
         NS, "default", AlertConfigSpec.model_validate({"allowPrivateChannelAddresses": True})
     )
     cond = await notifier.set_channel(
-        NS, "hook", channel({"type": "webhook", "webhook": {"url": "http://169.254.169.254:9/"}})
+        NS,
+        "hook",
+        channel(
+            {
+                "type": "webhook",
+                "webhook": {"url": "http://169.254.169.254:9/"},
+                "retry": {"attemptTimeout": "200ms"},
+            }
+        ),
     )
     assert cond.status == "True"
     await notifier.handle(notification())
@@ -83,6 +91,7 @@ async def test_secrets_never_in_logs_events_or_status(
     receiver.default = (500, 0)
     sink = MemoryStatusSink()
     ref = {"name": "creds"}
+    retry = {"maxAge": "1s", "initialBackoff": "20ms", "maxBackoff": "100ms"}  # every failure ends in a give-up
     with caplog.at_level(logging.DEBUG):
         notifier = await make_notifier(sink)
         await notifier.set_channel(
@@ -96,11 +105,14 @@ async def test_secrets_never_in_logs_events_or_status(
                         "headerSecrets": {"Authorization": {**ref, "key": "token"}},
                         "hmacSecret": {**ref, "key": "hmac"},
                     },
+                    "retry": retry,
                 }
             ),
         )
         await notifier.set_channel(
-            NS, "slack", channel({"type": "slack", "slack": {"webhookUrl": {**ref, "key": "slack"}}})
+            NS,
+            "slack",
+            channel({"type": "slack", "slack": {"webhookUrl": {**ref, "key": "slack"}}, "retry": retry}),
         )
         await notifier.set_channel(
             NS,
@@ -112,6 +124,7 @@ async def test_secrets_never_in_logs_events_or_status(
                         "routingKey": {**ref, "key": "routing"},
                         "url": receiver.url + "/v2/enqueue",
                     },
+                    "retry": retry,
                 }
             ),
         )
@@ -119,7 +132,11 @@ async def test_secrets_never_in_logs_events_or_status(
             NS,
             "og",
             channel(
-                {"type": "opsgenie", "opsgenie": {"apiKey": {**ref, "key": "genie"}, "url": receiver.url}}
+                {
+                    "type": "opsgenie",
+                    "opsgenie": {"apiKey": {**ref, "key": "genie"}, "url": receiver.url},
+                    "retry": retry,
+                }
             ),
         )
         await notifier.handle(notification(channels=("hook", "slack", "pd", "og")))
@@ -128,7 +145,7 @@ async def test_secrets_never_in_logs_events_or_status(
         logging.getLogger("klaxon.notify").info("direct log of %s", secret_url)  # even this is masked
     assert len(receiver.hits) >= 3  # the secrets really were used on the wire
     outputs = caplog.text + repr(sink.channels) + repr(sink.events) + repr(sink.rules)
-    assert "failed for good" in caplog.text and sink.events
+    assert "gave up" in caplog.text and sink.events
     for v in [*values, secret_url]:
         assert v not in outputs, v
     assert "***" in caplog.text

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
 
 from .common import (
+    DURATION_PATTERN,
     MAX_LIST,
     URL_CONSTRAINTS,
     KModel,
@@ -17,6 +19,7 @@ from .common import (
     Status,
     cel,
     cel_rules,
+    parse_duration,
 )
 
 EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+$", max_length=320)]
@@ -153,6 +156,66 @@ class RateLimit(KModel):
     )
 
 
+def _duration_between(low: str, high: str) -> tuple[AfterValidator, Any]:
+    """Bounds of a Go-style duration, checked alike by pydantic and by CEL on the API server."""
+
+    def check(value: str) -> str:
+        if not parse_duration(low) <= parse_duration(value) <= parse_duration(high):
+            raise ValueError(f"{value} is out of range (allowed: a duration from {low} to {high})")
+        return value
+
+    rule = cel(
+        f"duration(self) >= duration('{low}') && duration(self) <= duration('{high}')",
+        f"must be a duration from {low} to {high}",
+    )
+    return AfterValidator(check), Field(json_schema_extra=cel_rules(rule))
+
+
+_DURATION = StringConstraints(pattern=DURATION_PATTERN, max_length=32)
+MaxAge = Annotated[str, _DURATION, *_duration_between("1s", "168h")]
+Backoff = Annotated[str, _DURATION, *_duration_between("10ms", "1h")]
+AttemptTimeout = Annotated[str, _DURATION, *_duration_between("100ms", "5m")]
+
+
+class Retry(KModel):
+    model_config = ConfigDict(
+        json_schema_extra=cel_rules(
+            cel(
+                "duration(self.initialBackoff) <= duration(self.maxBackoff)",
+                "retry.initialBackoff must not be longer than retry.maxBackoff",
+                ".initialBackoff",
+            )
+        )
+    )
+
+    max_age: MaxAge = Field(
+        default="24h",
+        description="is how long a notification is retried before it is given up (counted from when it was "
+        "queued; a give-up is reported in status, an Event, a metric and the log). From 1s to 168h. "
+        "Defaults to 24h.",
+    )
+    initial_backoff: Backoff = Field(
+        default="1s",
+        description="is the wait after the first failed attempt; each further failure doubles it "
+        "(with jitter) up to maxBackoff. Defaults to 1s.",
+    )
+    max_backoff: Backoff = Field(
+        default="5m", description="is the longest wait between two attempts. Defaults to 5m."
+    )
+    attempt_timeout: AttemptTimeout = Field(
+        default="10s",
+        description="is how long one attempt may take before it counts as failed and is retried. Defaults to 10s.",
+    )
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> Retry:
+        if parse_duration(self.initial_backoff) > parse_duration(self.max_backoff):
+            raise ValueError(
+                "retry.initialBackoff must not be longer than retry.maxBackoff (allowed: initialBackoff <= maxBackoff)"
+            )
+        return self
+
+
 _TYPE_BLOCK_RULES = tuple(
     cel(
         f"(self.type == '{t}') == has(self.{'msteams' if t == 'msteams' else t})",
@@ -193,6 +256,12 @@ class NotificationChannelSpec(KModel):
         default_factory=RateLimit, description="is the delivery rate limit. Defaults to 60 per minute."
     )
     send_resolved: bool = Field(default=True, description="is whether resolutions are sent here. Defaults to true.")
+    retry: Retry = Field(
+        default_factory=Retry,
+        description="is how failed deliveries are retried: with exponential backoff and jitter until delivered, "
+        "superseded or older than maxAge; answers that retrying cannot fix (HTTP 4xx other than 408, 425 "
+        "and 429) fail at once. Defaults to retrying for 24h.",
+    )
 
 
 class Delivery(KModel):
@@ -203,8 +272,55 @@ class Delivery(KModel):
     message: Annotated[str, StringConstraints(max_length=1024)] = Field(default="", description="is detail.")
 
 
+class DeliveryQueue(KModel):
+    model_config = ConfigDict(extra="ignore")
+
+    pending: int = Field(default=0, description="is how many notifications wait for delivery (being retried).")
+    oldest_pending_time: datetime | None = Field(
+        default=None, description="is when the oldest waiting notification was queued; unset when none waits."
+    )
+    failing_since: datetime | None = Field(
+        default=None,
+        description="is when deliveries to this channel began to fail; unset while they succeed.",
+    )
+    last_error: Annotated[str, StringConstraints(max_length=1024)] = Field(
+        default="", description="is the error of the last failed attempt (never a secret)."
+    )
+
+
 class NotificationChannelStatus(Status):
     last_delivery: Delivery | None = Field(default=None, description="is the last delivery attempt.")
     last_test_delivery: Delivery | None = Field(default=None, description="is the last test delivery.")
     delivered_count: int = Field(default=0, description="is notifications delivered.")
-    failed_count: int = Field(default=0, description="is notifications that failed after all retries.")
+    failed_count: int = Field(
+        default=0,
+        description="is notifications given up: not delivered within retry.maxAge, refused by the receiver, "
+        "or dropped as the oldest of a full queue.",
+    )
+    queue: DeliveryQueue | None = Field(
+        default=None,
+        description="is the evaluator's delivery queue for this channel: what waits, since when, and why.",
+    )
+
+
+def delivery_failing(status: Mapping[str, Any] | None, now: datetime | None = None) -> str | None:
+    """Why a channel's deliveries are failing (for its Ready condition), from ``status.queue`` as the
+    evaluator writes it; None while they are not. Never holds a secret: lastError is redacted."""
+    queue = (status or {}).get("queue") or {}
+    since = queue.get("failingSince")
+    if not since:
+        return None
+    pending = int(queue.get("pending") or 0)
+    text = f"deliveries failing since {since}"
+    if pending:
+        oldest = queue.get("oldestPendingTime")
+        text += f"; {pending} notification(s) waiting"
+        if oldest and now is not None:
+            try:
+                age = now - datetime.fromisoformat(str(oldest).replace("Z", "+00:00"))
+                text += f", the oldest for {int(age.total_seconds())}s"
+            except ValueError:
+                pass
+    if queue.get("lastError"):
+        text += f"; last error: {queue['lastError']}"
+    return text

@@ -3,9 +3,10 @@
 ``KubeSecretResolver`` reads one key of one Secret (kept a few seconds so a burst of deliveries
 reads each Secret once); values never reach a log line or an exception message.
 ``KubeStatusSink`` writes what the notifier reports: a NotificationChannel's delivery fields
-(``lastDelivery``, ``lastTestDelivery``, ``deliveredCount``, ``failedCount`` — never the
-operator's ``conditions``), an AlertRule's ``lastNotification`` (both merge-patches of the
-``/status`` subresource) and core/v1 Events about either.
+(``lastDelivery``, ``lastTestDelivery``, ``deliveredCount``, ``failedCount``, ``queue`` — never
+the operator's ``conditions``, which derive ``Ready=False DeliveryFailing`` from ``queue``), an
+AlertRule's ``lastNotification`` (both merge-patches of the ``/status`` subresource) and core/v1
+Events about either.
 
 RBAC: ``EVALUATOR_RULES`` (``klaxon.kube.rbac``) grants secrets get, alertrules/status and
 notificationchannels/status patch, klaxon kinds get, events create.
@@ -37,7 +38,7 @@ CHANNELS = "notificationchannels"
 COMPONENT = "klaxon-evaluator"
 _PLURALS = {"AlertRule": RULES, "NotificationChannel": CHANNELS, "AlertConfig": "alertconfigs"}
 #: The delivery fields the notifier owns on a NotificationChannel's status (camelCase).
-CHANNEL_STATUS_FIELDS = ("lastDelivery", "lastTestDelivery", "deliveredCount", "failedCount")
+CHANNEL_STATUS_FIELDS = ("lastDelivery", "lastTestDelivery", "deliveredCount", "failedCount", "queue")
 
 
 _SECRET_BODY = re.compile(r'"kind":\s*"Secret(List)?"')
@@ -125,6 +126,8 @@ class KubeSecretResolver:
 def channel_status_patch(status: NotificationChannelStatus) -> dict[str, Any]:
     """The delivery part of a channel status as a merge-patch body (conditions are the operator's)."""
     dumped = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    if status.queue is not None:  # explicit nulls: a merge patch removes what no longer holds
+        dumped["queue"] = status.queue.model_dump(by_alias=True, mode="json")
     return {"status": {k: dumped[k] for k in CHANNEL_STATUS_FIELDS if k in dumped}}
 
 

@@ -115,6 +115,13 @@ def rules_of_channel(rt: Runtime, key: Key) -> set[Key]:
     return found
 
 
+def delivery_flipped(status: Mapping[str, Any] | None) -> bool:
+    """The evaluator's ``status.queue`` says deliveries fail (or work again) and Ready does not say so yet."""
+    failing = bool(((status or {}).get("queue") or {}).get("failingSince"))
+    ready = next((c for c in (status or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
+    return ready is not None and failing != (ready.get("reason") == "DeliveryFailing")
+
+
 def spec_changed(rt: Runtime, kind: str, key: Key, type_: str | None, meta: Mapping[str, Any]) -> bool:
     """Whether dependents must look again: the object appeared, went, or its spec changed."""
     seen = (kind, *key)
@@ -325,9 +332,13 @@ def make_registry(
             kick_rule(rt, rule, "config")
 
     @on.event(GROUP, VERSION, CHANNELS, registry=registry)
-    async def channel_event(type: str | None, meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any) -> None:
+    async def channel_event(
+        type: str | None, meta: kopf.Meta, status: kopf.Status, memo: kopf.Memo, **kwargs: Any
+    ) -> None:
         rt = rt_of(memo, kwargs)
         key = _key(meta)
+        if type != "DELETED" and delivery_flipped(status):
+            kick_channel(rt, key, "delivery")
         if not spec_changed(rt, "NotificationChannel", key, type, meta):
             return
         if type == "DELETED":

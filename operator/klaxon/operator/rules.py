@@ -261,8 +261,10 @@ async def write_status(
     before: Mapping[str, Any],
     conds: Sequence[Cond],
     extra: Mapping[str, Any],
+    events: bool = True,
 ) -> None:
-    """Write status only when it changes; post one Event per reconcile that changed a condition."""
+    """Write status only when it changes; post one Event per reconcile that changed a condition
+    (unless ``events`` is False: someone else reports this change)."""
     meta = body["metadata"]
     generation = meta.get("generation")
     previous = list(before.get("conditions") or [])
@@ -277,7 +279,7 @@ async def write_status(
     changed = transitions(previous, mine)
     await patch_status(rt.kube, body, wanted)
     rt.written[(kind, meta["namespace"], meta["name"], meta.get("uid", ""))] = {**wanted, "conditions": mine}
-    if changed:
+    if changed and events:
         first = next(
             (c for c in changed if c["type"] == "Synced" and c["reason"] == "DriftCorrected"), None
         ) or next((c for c in changed if c["type"] == "Ready"), changed[0])
