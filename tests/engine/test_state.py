@@ -200,11 +200,11 @@ def test_recovery_threshold_datadog_style():
 
 def test_query_error_policies():
     trace, trs, _ = run(rule(), [85, NAN, 85], statuses=["ok", "error", "ok"])
-    assert names(trace) == ["Firing", "Error", "Firing"]
+    assert trace == [("Firing", "warning"), ("Error", "warning"), ("Firing", "warning")]  # the alarm is held
     assert [(tr.to_state, tr.reason, tr.notify) for tr in trs] == [
         ("Firing", "Triggered", True),
         ("Error", "Error", True),
-        ("Firing", "Triggered", True),
+        ("Firing", "DataReturned", False),  # the same episode, at the same level: nothing new to say
     ]
     trace, trs, _ = run(
         rule(on_error="KeepLast"), [85, NAN, NAN, 85], statuses=["ok", "error", "error", "ok"]
@@ -227,8 +227,70 @@ def test_no_data_policies(policy, expected):
     if policy == "NoData":
         assert [(tr.to_state, tr.reason, tr.notify) for tr in trs[1:]] == [
             ("NoData", "NoData", True),
-            ("Inactive", "DataReturned", True),
+            ("Inactive", "Recovered", True),  # the held alarm resolves by the recovery rule
         ]
+
+
+@pytest.mark.parametrize("outage", ["error", "no_data"])
+def test_an_outage_inside_an_alarm_holds_it_and_never_starts_a_second_one(outage):
+    """Firing → Error/NoData → data again: Firing at once if a level still holds (no `for` again),
+    else Recovering and Inactive by the recovery rule; a new episode only after Inactive."""
+    r = rule({"warning": LevelSpec(threshold=80, for_s=120)}, recovery=RecoverySpec(normal_count=2))
+    statuses = ["ok", "ok", "ok", outage, outage, "ok", "ok", "ok", "ok"]
+    trace, trs, _ = run(r, [85, 85, 85, NAN, NAN, 85, 10, 10, 10], statuses=statuses)
+    held = "Error" if outage == "error" else "NoData"
+    assert names(trace) == ["Pending", "Pending", "Firing", held, held, "Firing", "Recovering", "Inactive", "Inactive"]
+    starts = [tr for tr in trs if tr.to_state == "Firing" and tr.from_state in ("Inactive", "Pending")]
+    assert len(starts) == 1
+    assert [(tr.from_state, tr.to_state, tr.notify) for tr in trs if tr.notify] == [
+        ("Pending", "Firing", True),
+        ("Firing", held, True),
+        ("Recovering", "Inactive", True),
+    ]
+
+
+def test_an_outage_that_ends_below_the_threshold_recovers_by_the_recovery_rule():
+    r = rule(recovery=RecoverySpec(normal_count=3))
+    trace, trs, _ = run(r, [85, NAN, 10, 10, 10], statuses=["ok", "error", "ok", "ok", "ok"])
+    assert names(trace) == ["Firing", "Error", "Recovering", "Recovering", "Inactive"]
+    assert (trs[-1].from_state, trs[-1].reason, trs[-1].notify) == ("Recovering", "Recovered", True)
+
+
+def test_an_outage_keeps_the_violation_count_and_level():
+    r = rule(
+        {
+            "warning": LevelSpec(threshold=80, required_violations=2, violation_window_s=600),
+            "critical": LevelSpec(threshold=90, required_violations=2, violation_window_s=600),
+        }
+    )
+    trace, trs, _ = run(r, [95, 95, NAN, 85], statuses=["ok", "ok", "error", "ok"])
+    # two critical violations before the outage still count: one more at warning keeps it firing
+    assert trace == [("Inactive", None), ("Firing", "critical"), ("Error", "critical"), ("Firing", "critical")]
+    assert trs[-1].notify is False
+
+
+def test_a_changed_level_after_an_outage_is_notified():
+    _, trs, _ = run(rule(TWO), [95, NAN, 85], statuses=["ok", "error", "ok"])
+    assert (trs[-1].from_state, trs[-1].to_state, trs[-1].from_level, trs[-1].level, trs[-1].notify) == (
+        "Error",
+        "Firing",
+        "critical",
+        "warning",
+        True,
+    )
+
+
+def test_an_outage_outside_an_alarm_restarts_the_counters():
+    r = rule({"warning": LevelSpec(threshold=80, for_s=120)})
+    trace, _, _ = run(r, [85, 85, NAN, 85, 10], statuses=["ok", "ok", "error", "ok", "ok"])
+    assert trace == [("Pending", "warning"), ("Pending", "warning"), ("Error", None), ("Pending", "warning"),
+                     ("Inactive", None)]
+
+
+def test_disabling_during_an_outage_that_holds_an_alarm_resolves_it():
+    _, _, st = run(rule(), [85, NAN], statuses=["ok", "error"])
+    new, trs = disable(st, 300.0)
+    assert new.state == "Inactive" and trs and trs[0].notify
 
 
 def test_no_data_alerting_fires_from_inactive():

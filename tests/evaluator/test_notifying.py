@@ -103,6 +103,50 @@ async def test_a_firing_replayed_after_a_lost_status_write_keeps_its_episode(tmp
     n2.outbox.close()
 
 
+@pytest.mark.parametrize("outage", ["Error", "NoData"])
+async def test_an_outage_inside_an_episode_neither_splits_nor_orphans_it(tmp_path: Path, outage: str) -> None:
+    """Firing → Error/NoData → Firing is one episode, notified once; Firing → Error/NoData →
+    Inactive is resolved — also across a restart in the outage, and for a series whose held level
+    was not recorded (an engine state written before alarms were held through outages)."""
+    config = AlertConfigSpec.model_validate({"defaults": {"channels": ["ops"]}})
+    ref = rule("hot", BODY)
+    n1 = make(tmp_path / "o.sqlite")
+    a = NotifyingAdapter(n1, "default", "main", config)
+
+    async def send(adapter: NotifyingAdapter, t: Transition) -> Any:
+        out = adapter.to_notification(Notification(ref, dict(LAB), t, 95.0))
+        return out, await adapter.notifier.handle(out)
+
+    def kinds(n: Notifier) -> list[str]:
+        return [r[0] for r in n.outbox.db.execute("SELECT kind FROM outbox ORDER BY id")]
+
+    first, d = await send(a, tr(100, "Inactive", "Firing"))
+    assert d.kind == "firing"
+    out, _ = await send(a, tr(160, "Firing", outage, "critical", "critical"))
+    assert out.episode_id == first.episode_id
+    back, d = await send(a, tr(220, outage, "Firing", "critical", "critical"))
+    assert back.episode_id == first.episode_id and not d.notify  # no second "firing"
+    await send(a, tr(280, "Firing", outage, "critical", "critical"))
+    n1.outbox.close()
+
+    n2 = make(tmp_path / "o.sqlite")  # a restart in the middle of the outage
+    b = NotifyingAdapter(n2, "default", "main", config)
+    resolved, d = await send(b, tr(340, outage, "Inactive", None, "critical"))
+    assert resolved.episode_id == first.episode_id and d.kind == "resolved" and d.notify
+    assert kinds(n2) == ["firing", "resolved"]
+    # the next episode, and an outage recorded without its level: still one episode, still resolved
+    nxt, _ = await send(b, tr(400, "Pending", "Firing"))
+    assert nxt.episode_id != first.episode_id
+    await send(b, tr(460, "Firing", outage, None, "critical"))
+    again, d = await send(b, tr(520, outage, "Firing", "critical", None))
+    assert again.episode_id == nxt.episode_id and not d.notify
+    await send(b, tr(580, "Firing", outage, None, "critical"))
+    _, d = await send(b, tr(640, outage, "Inactive", None, None))
+    assert d.kind == "resolved" and kinds(n2) == ["firing", "resolved", "firing", "resolved"]
+    assert n2.episode("default", "hot", "hot,room=lab") is None
+    n2.outbox.close()
+
+
 async def test_dedup_template_rule_channels_and_forgetting_a_rule(tmp_path: Path) -> None:
     ref = rule("hot", {**BODY, "notify": {"dedupKey": "{rule}:{room}:{team}:{missing}", "channels": ["pager"]}})
     n = make(tmp_path / "o.sqlite")
@@ -162,5 +206,7 @@ def test_channel_status_patch_leaves_conditions_to_the_operator(tmp_path: Path) 
     n = make(tmp_path / "o.sqlite")
     status = n.channel_status("team", "hook")
     patch = channel_status_patch(status)
-    assert patch == {"status": {"deliveredCount": 0, "failedCount": 0}}
+    queue = {"pending": 0, "oldestPendingTime": None, "failingSince": None, "lastError": ""}
+    # no conditions; the queue with explicit nulls, so the merge patch clears what no longer holds
+    assert patch == {"status": {"deliveredCount": 0, "failedCount": 0, "queue": queue}}
     n.outbox.close()

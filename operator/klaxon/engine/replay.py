@@ -191,13 +191,18 @@ def _run(
     return states, levels, reasons, transitions, state
 
 
+def _held(tr: Transition) -> bool:
+    """The transition continues an alarm: from Firing/Recovering, or from an outage that held one."""
+    return tr.from_state in ALARM_STATES or (tr.from_state in ("NoData", "Error") and tr.from_level is not None)
+
+
 def _summarise(points: Points, transitions: Sequence[Transition], interval_s: float) -> ReplaySummary:
     alarm = points.is_alarm_active
-    starts = sum(1 for tr in transitions if tr.to_state in ALARM_STATES and tr.from_state not in ALARM_STATES)
+    starts = sum(1 for tr in transitions if tr.to_state in ALARM_STATES and not _held(tr))
     already = int(
         bool(alarm.size and alarm[0])
         and not any(
-            tr.t == points.t[0] and tr.from_state not in ALARM_STATES and tr.to_state in ALARM_STATES
+            tr.t == points.t[0] and not _held(tr) and tr.to_state in ALARM_STATES
             for tr in transitions
         )
     )

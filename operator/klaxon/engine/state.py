@@ -15,6 +15,10 @@ Reading of the table used here:
 - NoData policy: NoData → state NoData; KeepLast → state held; Alerting/OK → the evaluation
   counts as a violation / a normal point at every level (Alerting thus honours `for` and
   N-of-M, and reaches the most severe level). Error policy: Error → state Error; KeepLast → held.
+- An alarm outlives an outage: entering NoData/Error from Firing/Recovering keeps the level and
+  the counters (as over missing samples), and when data returns the series goes on as an alarm —
+  Firing if a level's condition holds (no `for` again, as Recovering → Firing), else Recovering
+  and then Inactive by the recovery rule. So an outage never ends one episode and starts another.
 - `since` is when the state (by name) was entered: escalation keeps it, Recovering → Firing resets it.
 - Muted and Disabled are rule-level states; `step` treats a series in them as Inactive.
 """
@@ -41,6 +45,7 @@ from klaxon.engine.types import (
 )
 
 _EPS = 1e-6
+_OUTAGE = ("NoData", "Error")
 _RANK: Mapping[str, int] = {
     "Firing": 5,
     "Recovering": 4,
@@ -51,6 +56,11 @@ _RANK: Mapping[str, int] = {
     "Muted": 0,
     "Disabled": 0,
 }
+
+
+def in_alarm(state: SeriesState) -> bool:
+    """Firing or Recovering, or an alarm held through an outage (NoData/Error entered from one)."""
+    return state.state in ALARM_STATES or (state.state in _OUTAGE and state.level is not None)
 
 
 def default_bounds(rule: EngineRule, t: float) -> PointBounds:
@@ -107,10 +117,14 @@ def _changed(
 def _enter_policy_state(
     state: SeriesState, t: float, to: State, outside: bool
 ) -> tuple[SeriesState, list[Transition]]:
-    """NoData / Error: counters restart, the state is reported (and notified) once."""
+    """NoData / Error, reported (and notified) once. An alarm is held: its level and counters stay;
+    anything else restarts its counters."""
     if state.state == to:
         return replace(state, last_eval_t=t), []
-    new = SeriesState(state=to, since=t, last_value=state.last_value, last_eval_t=t)
+    if in_alarm(state):
+        new = replace(state, state=to, since=t, last_eval_t=t)
+    else:
+        new = SeriesState(state=to, since=t, last_value=state.last_value, last_eval_t=t)
     return _changed(state, new, t, to, True, outside)
 
 
@@ -198,14 +212,15 @@ def _evaluate(
         missing_count=0,
     )
 
-    if state.state in ALARM_STATES:
+    if in_alarm(state):
         assert state.level is not None
         rank = SEVERITY[state.level]
         target = next((lv for lv in cand if lv in active or SEVERITY[lv] <= rank), None)
         if target is not None:
-            if state.state == "Recovering":
+            if state.state != "Firing":  # Recovering, or an alarm back from an outage
                 new = replace(cur, state="Firing", level=target, since=t)
-                return _changed(state, new, t, "Retriggered", target != state.level, outside)
+                reason = "Retriggered" if state.state == "Recovering" else "DataReturned"
+                return _changed(state, new, t, reason, target != state.level, outside)
             if target == state.level:
                 return cur, []
             reason = "Escalated" if SEVERITY[target] > rank else "Deescalated"
@@ -215,9 +230,10 @@ def _evaluate(
         if nc >= rule.recovery.normal_count and quiet:
             new = replace(cur, state="Inactive", level=None, since=t, pending_since=None)
             return _changed(state, new, t, "Recovered", True, outside)
-        if state.state == "Firing":
+        if state.state != "Recovering":
             new = replace(cur, state="Recovering", since=t)
-            return _changed(state, new, t, "ConditionCleared", False, outside)
+            reason = "ConditionCleared" if state.state == "Firing" else "DataReturned"
+            return _changed(state, new, t, reason, False, outside)
         return cur, []
 
     if active:
@@ -241,7 +257,7 @@ def disable(state: SeriesState, t: float) -> tuple[SeriesState, list[Transition]
     new = SeriesState(state="Inactive", since=t, last_value=state.last_value, last_eval_t=t)
     if state.state == "Inactive":
         return replace(new, since=state.since, reason="Disabled"), []
-    return _changed(state, new, t, "Disabled", state.state in ALARM_STATES, False)
+    return _changed(state, new, t, "Disabled", in_alarm(state), False)
 
 
 def rule_state(series_states: Iterable[SeriesState | State]) -> State:

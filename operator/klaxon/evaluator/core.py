@@ -35,7 +35,7 @@ from klaxon.engine import (
 )
 from klaxon.engine._tz import shift_local_weeks
 from klaxon.engine.adapter import NotEvaluable, engine_rule, interval_of, single_level
-from klaxon.engine.state import default_bounds
+from klaxon.engine.state import default_bounds, in_alarm
 from klaxon.engine.types import ALARM_STATES, SEVERITY, EngineRule, iso
 from klaxon.evaluator import native
 from klaxon.prom.client import PrometheusClient, PrometheusError, RangeSeries, Sample
@@ -215,7 +215,7 @@ class Evaluator:
         t = _time.time() if t is None else t
         muted = _muted(r.ref.spec, t)
         for key, st in r.states.items():
-            if st.state in ALARM_STATES:
+            if in_alarm(st):
                 tr = Transition(t, st.state, "Inactive", None, "RuleDeleted", st.level, True)
                 self._pending.append(Notification(r.ref, dict(key), tr, st.last_value, muted))
 

@@ -10,11 +10,13 @@
 - dedup key: ``spec.notify.dedupKey`` rendered over ``rule``, ``namespace``, ``severity``, the
   rule's labels and the series labels; default: the rule and its series labels;
 - episode id: a new one (hash of rule uid, series labels and the time the series started firing)
-  whenever a series enters Firing from outside an episode (Inactive, Pending, NoData, Error);
-  escalations, de-escalations, Recovering → Firing and the resolution keep the episode — after
-  a restart the notifier's outbox remembers it (``Notifier.episode``); so does the first
-  Inactive/Pending → Firing of a series after a restart while the outbox still holds it firing
-  (the status write after the notification was lost: no second "new episode" notification);
+  whenever a series enters Firing from outside an episode (Inactive, Pending, or NoData/Error
+  that did not interrupt one); escalations, de-escalations, Recovering → Firing, an outage
+  (Firing → Error/NoData → Firing or → Recovering → Inactive) and the resolution keep the
+  episode — after a restart the notifier's outbox remembers it (``Notifier.episode``); so does
+  the first Inactive/Pending → Firing of a series after a restart while the outbox still holds it
+  firing (the status write after the notification was lost: no second "new episode" notification).
+  A series the notifier holds firing never opens a second episode: it is resolved first;
 - channels: ``spec.notify.channels``, else the AlertConfig's ``defaults.channels``.
 
 The evaluator's ``muted`` flag is not needed: the notifier applies ``spec.mute`` itself (and
@@ -49,6 +51,8 @@ log = logging.getLogger(__name__)
 
 #: A series coming from one of these states into Firing continues its episode.
 _IN_EPISODE = ("Firing", "Recovering")
+#: Outage states: one entered from an episode (the transition carries its level) holds it.
+_OUTAGE = ("Error", "NoData")
 #: States a series restarts in when its last status write was lost (its state before firing).
 _REPLAYABLE = ("Inactive", "Pending")
 #: How soon after the episode the notifier holds a replayed Firing must come to continue it.
@@ -157,23 +161,27 @@ class NotifyingAdapter:
         first_seen = mem not in self._handled
         self._handled.add(mem)
         if tr.to_state == "Firing" and tr.from_state not in _IN_EPISODE:
-            replayed = None
-            if first_seen and tr.from_state in _REPLAYABLE:
+            held = self.notifier.firing_since(ref.namespace, ref.name, dedup)
+            ep = None
+            if held is not None and (tr.from_state in _OUTAGE or not first_seen):
+                # Back from an outage, or from a Pending this process saw begin after the episode's
+                # resolution went missing: the episode the notifier holds goes on (never a second one).
+                ep = self._episodes.get(mem) or held[0]
+            elif held is not None and first_seen and tr.from_state in _REPLAYABLE:
                 # The first transition of this series since the process started, into a Firing the
                 # notifier holds, never resolved and saw start shortly before: the same episode once
                 # more — the status write that would have recorded it was lost (a crash between send
                 # and write). Long after, it is a new episode (the old one ended unseen).
-                held = self.notifier.firing_since(ref.namespace, ref.name, dedup)
-                if held is not None and 0 <= tr.t - held[1].timestamp() <= REPLAY_WINDOW_S:
-                    replayed = held[0]
-            ep = replayed or episode_id(ref.uid, n.labels, tr.t)
+                if 0 <= tr.t - held[1].timestamp() <= REPLAY_WINDOW_S:
+                    ep = held[0]
+            ep = ep or episode_id(ref.uid, n.labels, tr.t)
         else:
             ep = (
                 self._episodes.get(mem)
                 or self.notifier.episode(ref.namespace, ref.name, dedup)
                 or episode_id(ref.uid, n.labels, tr.t)
             )
-        if tr.to_state in _IN_EPISODE:
+        if tr.to_state in _IN_EPISODE or (tr.to_state in _OUTAGE and tr.level is not None):
             self._episodes[mem] = ep
         else:
             self._episodes.pop(mem, None)

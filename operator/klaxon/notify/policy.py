@@ -392,7 +392,7 @@ def decide(
             )
         st.level, st.last = n.level, n.to_json()
         return _firing(st, labels, policy, at, one_shot=n.source == "event"), st
-    if n.state_to == "Inactive" and state.firing and n.state_from in ("Firing", "Recovering"):
+    if n.state_to == "Inactive" and state.firing:  # from an alarm, or an outage that held one
         was_notified = state.notified
         st = KeyState(
             episode_id=state.episode_id,
