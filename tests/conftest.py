@@ -45,3 +45,14 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("--kubeconfig is only used with --e2e; add --e2e to run against that cluster")
     if kubeconfig and not os.path.isfile(kubeconfig):
         raise pytest.UsageError(f"--kubeconfig {kubeconfig}: no such file")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long fault runs go only when asked for (``-m faults``; .ci/run does): deselected, not
+    skipped, so a default run says how many it left out."""
+    if "faults" in (config.getoption("markexpr", default="") or ""):
+        return
+    kept = [i for i in items if i.get_closest_marker("faults") is None]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if i.get_closest_marker("faults") is not None])
+        items[:] = kept

@@ -129,9 +129,12 @@ class PrometheusServer:
         tls: bool = False,
         server_name: str | None = None,
         mtls: bool = False,
+        scrape: Sequence[str] = (),
+        scrape_interval: str = "1s",
     ) -> None:
         """``server_name``: the certificate names only that DNS name (not 127.0.0.1); ``mtls``: clients
-        must present ``client_cert`` / ``client_key`` (a self-signed certificate that is its own CA)."""
+        must present ``client_cert`` / ``client_key`` (a self-signed certificate that is its own CA);
+        ``scrape``: ``host:port`` targets scraped every ``scrape_interval`` (live data)."""
         self.workdir = workdir
         self.basic_auth = basic_auth
         self.ca_file: Path | None = None
@@ -156,6 +159,15 @@ class PrometheusServer:
             if res.returncode != 0:
                 raise RuntimeError(f"promtool failed ({res.returncode}): {res.stderr or res.stdout}")
         config: dict[str, Any] = {"global": {"evaluation_interval": evaluation_interval, "scrape_interval": "1m"}}
+        if scrape:
+            config["scrape_configs"] = [
+                {
+                    "job_name": "live",
+                    "scrape_interval": scrape_interval,
+                    "scrape_timeout": scrape_interval,
+                    "static_configs": [{"targets": list(scrape)}],
+                }
+            ]
         if rules is not None:
             rules_path = workdir / "rules.yml"
             rules_path.write_text(rules if isinstance(rules, str) else json.dumps(rules))
@@ -241,6 +253,13 @@ class PrometheusServer:
                 self.proc.wait(timeout=5)
         self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown at all (``start()`` brings it back on the same port and data)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=15)
+        self.proc = None
+
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -281,10 +300,14 @@ def prometheus_server() -> Iterator[PrometheusFactory]:
         tls: bool = False,
         server_name: str | None = None,
         mtls: bool = False,
+        scrape: Sequence[str] = (),
+        scrape_interval: str = "1s",
     ) -> PrometheusServer:
         d = tempfile.mkdtemp(prefix="klaxon-prom-")
         dirs.append(d)
-        server = PrometheusServer(Path(d), series, rules, evaluation_interval, basic_auth, tls, server_name, mtls)
+        server = PrometheusServer(
+            Path(d), series, rules, evaluation_interval, basic_auth, tls, server_name, mtls, scrape, scrape_interval
+        )
         servers.append(server)
         server.start()
         return server

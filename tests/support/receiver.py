@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +39,8 @@ class Receiver:
     plan: list[tuple[int, float]] = field(default_factory=list)
     default: tuple[int, float] = (200, 0.0)
     accepted: list[Hit] = field(default_factory=list)
+    #: called with each accepted request, just before the answer goes out
+    on_accept: Callable[[Hit], None] | None = None
 
     async def handler(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -49,6 +51,8 @@ class Receiver:
             await asyncio.sleep(delay)
         if 200 <= status < 300:
             self.accepted.append(hit)
+            if self.on_accept is not None:
+                self.on_accept(hit)
         return web.json_response({"status": "ok"}, status=status)
 
     def keys(self) -> list[str]:
@@ -68,3 +72,28 @@ async def receiver() -> AsyncIterator[Receiver]:
     rec.url = f"http://127.0.0.1:{port}"
     yield rec
     await runner.cleanup()
+
+
+class ReceiverServer:
+    """A ``Receiver`` on a port of its own that can go away and come back: ``stop()`` closes the
+    listening socket (connections are refused), ``start()`` listens on the same port again."""
+
+    def __init__(self, receiver: Receiver | None = None, port: int = 0) -> None:
+        self.receiver = receiver or Receiver()
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.receiver.handler)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.1)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.receiver.url = f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -154,6 +154,12 @@ class RateLimit(KModel):
     per_minute: Annotated[int, Field(ge=1, le=100000)] = Field(
         default=60, description="is the most notifications per minute; the rest wait. Defaults to 60."
     )
+    max_in_flight: Annotated[int, Field(ge=1, le=16)] = Field(
+        default=1,
+        description="is how many deliveries to this channel may be under way at once. Delivery is at least "
+        "once: a crashed evaluator sends again what was under way (same Idempotency-Key), so at most this "
+        "many repeats per crash. Defaults to 1: each delivery is recorded before the next one starts.",
+    )
 
 
 def _duration_between(low: str, high: str) -> tuple[AfterValidator, Any]:

@@ -52,6 +52,7 @@ from klaxon.evaluator.ingest import EVENTS_PATH, EventService, event_service_for
 from klaxon.evaluator.notifying import NotifyingAdapter
 from klaxon.kube.lease import LeaderElector
 from klaxon.notify import Notifier
+from klaxon.notify.metrics import NotifierCollector
 from klaxon.prom.client import PrometheusClient
 
 log = logging.getLogger("klaxon.evaluator")
@@ -65,11 +66,10 @@ ONCE_DRAIN_S = 30.0
 
 
 def outbox_path(state_dir: str | Path, shard: str) -> Path:
-    """The outbox file of one shard in the state directory (created if missing)."""
+    """The outbox file of one shard in the state directory (the outbox creates what is missing, and
+    works from memory, saying so, where it cannot: an unwritable state dir is no crash loop)."""
     index, shards = parse_shard(shard)
-    path = Path(state_dir)
-    path.mkdir(parents=True, exist_ok=True)
-    return path / (f"outbox-{index}of{shards}.sqlite" if shards > 1 else "outbox.sqlite")
+    return Path(state_dir) / (f"outbox-{index}of{shards}.sqlite" if shards > 1 else "outbox.sqlite")
 
 
 def make_notifier(api_client: Any, path: Path, **kwargs: Any) -> Notifier:
@@ -520,6 +520,7 @@ async def run_loop(
     if notifier is None:
         notifier = make_notifier(api_client, outbox_path(args.state_dir, args.shard))
     await notifier.start()
+    metrics.registry.register(NotifierCollector(notifier))
     adapter = NotifyingAdapter(notifier, cfg_ns, cfg_name, config)
     runner: web.AppRunner | None = None
 

@@ -17,6 +17,7 @@ notifications handed to the notifier. The schema is documented in ``docs/events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hmac
 import logging
@@ -837,7 +838,8 @@ async def event_service_for(
 
     state_path = None
     if state_dir is not None:
-        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # an unwritable state dir: each save says so, nothing crashes
+            Path(state_dir).mkdir(parents=True, exist_ok=True)
         state_path = Path(state_dir) / event_state.STATE_FILE
     service = EventService(
         config, token, notifier=notifier, write_status=write, registry=registry, state_path=state_path

@@ -117,7 +117,6 @@ class Notifier:
         status: StatusSink,
         *,
         concurrency: int = 16,
-        per_channel: int = 4,
         ssl_context: ssl.SSLContext | None = None,
         status_interval_s: float = 2.0,
         tick_interval_s: float = 30.0,
@@ -132,8 +131,8 @@ class Notifier:
     ) -> None:
         self.outbox = Outbox(outbox_path, durable=durable)
         self.secrets, self.status = secrets, status
-        #: sends in flight at once: in all, and per channel (a crash can re-send what is in flight)
-        self.concurrency, self.per_channel = concurrency, max(1, per_channel)
+        #: sends in flight at once in all (per channel: its rateLimit.maxInFlight)
+        self.concurrency = concurrency
         self.ssl_context = ssl_context or ssl.create_default_context()
         self.status_interval_s, self.tick_interval_s, self.rate_window_s = (
             status_interval_s,
@@ -173,6 +172,8 @@ class Notifier:
         self.failing: dict[tuple[str, str], float] = {}
         #: give-ups not yet reported by an Event: channel -> (count, last text)
         self._gave_up_unreported: dict[tuple[str, str], tuple[int, str]] = {}
+        #: rows put back because their channel was not known yet (e.g. right after a restart)
+        self._awaiting_channel: dict[tuple[str, str], set[int]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
@@ -304,6 +305,9 @@ class Notifier:
         token = (annotations or {}).get(TEST_ANNOTATION)
         if token:
             self._request_test(namespace, name, token)
+        waiting = self._awaiting_channel.pop((namespace, name), set())
+        if waiting:  # they waited for this channel to be known: due now
+            self.outbox.write(lambda: self.outbox.due_now(waiting, time.time()))
         self._wake.set()
         return self._ready[(namespace, name)]
 
@@ -470,21 +474,26 @@ class Notifier:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _in_flight_limit(self, channel: tuple[str, str]) -> int:
+        spec = self.channels.get(channel)
+        return spec.rate_limit.max_in_flight if spec is not None else 1
+
     def _take(self) -> int:
-        """Start every due row there is a slot for: one per alert and channel at a time, at most
-        ``per_channel`` sends in flight per channel and ``concurrency * 2`` in all."""
+        """Start every due row there is a slot for: one per alert and channel at a time, at most the
+        channel's ``rateLimit.maxInFlight`` (a crash re-sends what is in flight) and ``concurrency * 2``
+        in all."""
         started = 0
         while True:
             free = self.concurrency * 2 - len(self._inflight)
             if free <= 0:
                 return started
             per: Counter[tuple[str, str]] = Counter(self._inflight_channels.values())
-            full = {ch for ch, n in per.items() if n >= self.per_channel}
+            full = {ch for ch, n in per.items() if n >= self._in_flight_limit(ch)}
             busy = set(self._inflight_keys.values())
             taken = 0
             for row in self.outbox.due(time.time(), free, self._inflight, busy, full):
                 ch = (row.namespace, row.channel)
-                if per[ch] >= self.per_channel:
+                if per[ch] >= self._in_flight_limit(ch):
                     continue
                 per[ch] += 1
                 self._inflight.add(row.id)
@@ -567,6 +576,7 @@ class Notifier:
                 self._record(row, False, row.attempts, text, gave_up="channelNotFound")
             else:
                 self.outbox.write(lambda: self.outbox.finish(row.id, "pending", row.attempts, text, now, now + 5.0))
+                self._awaiting_channel.setdefault((ns, ch), set()).add(row.id)
             return
         policy = RetryPolicy.of(spec.retry)
         if now - row.created > policy.max_age_s:

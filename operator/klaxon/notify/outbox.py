@@ -328,6 +328,11 @@ class Outbox:
             (status, attempts, message, now, next_at, row_id),
         )
 
+    def due_now(self, ids: Iterable[int], now: float) -> None:
+        """Make these rows (if still pending) due at ``now``."""
+        for row_id in ids:
+            self.db.execute("UPDATE outbox SET next_at = ? WHERE id = ? AND status = 'pending'", (now, row_id))
+
     def counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())
 
