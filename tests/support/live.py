@@ -79,6 +79,7 @@ class EvaluatorProcess:
         self.config, self.tick, self.fsize = config, tick, fsize
         self.metrics_port = free_port()
         self.proc: asyncio.subprocess.Process | None = None
+        self._copier: asyncio.Task[None] | None = None
         self.starts = 0
 
     def _limit(self) -> None:  # runs in the child before exec
@@ -95,11 +96,12 @@ class EvaluatorProcess:
         self.starts += 1
         with self.log_path.open("ab") as log:
             log.write(f"--- start {self.starts}\n".encode())
-            log.flush()
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "klaxon.cli", *args, stdout=log, stderr=log, env=env, cwd=ROOT,
-                preexec_fn=self._limit,
-            )
+        # through a pipe: a file-size limit must hit the state dir, not the log
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "klaxon.cli", *args, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT, env=env, cwd=ROOT, preexec_fn=self._limit,
+        )
+        self._copier = asyncio.create_task(self._copy(self.proc))
         deadline = asyncio.get_running_loop().time() + ready_timeout
         while asyncio.get_running_loop().time() < deadline:
             if self.proc.returncode is not None:
@@ -109,6 +111,13 @@ class EvaluatorProcess:
             await asyncio.sleep(0.1)
         raise RuntimeError(f"evaluator not cycling after {ready_timeout}s:\n{self.log()[-3000:]}")
 
+    async def _copy(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        with self.log_path.open("ab") as log:
+            while line := await proc.stdout.readline():
+                log.write(line)
+                log.flush()
+
     def kill(self) -> None:
         """SIGKILL: nothing is flushed, nothing recorded after this instant."""
         if self.proc is not None and self.proc.returncode is None:
@@ -116,7 +125,10 @@ class EvaluatorProcess:
 
     async def wait(self) -> int:
         assert self.proc is not None
-        return await self.proc.wait()
+        code = await self.proc.wait()
+        if self._copier is not None:
+            await self._copier
+        return code
 
     async def stop(self, timeout: float = 30.0) -> int | None:
         if self.proc is None:
@@ -128,6 +140,8 @@ class EvaluatorProcess:
             except TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+        if self._copier is not None:
+            await self._copier
         return self.proc.returncode
 
     @property

@@ -119,7 +119,10 @@ class Outbox:
             self.db = self._to_memory(exc, None)
 
     def _open_file(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot create directory {self.path.parent}: {exc.strerror}") from exc
         db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -155,7 +158,8 @@ class Outbox:
                 continue
         mem.executescript(SCHEMA)
         reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-        self.problem = f"{self.path} cannot be written ({reason})"
+        code = getattr(exc, "sqlite_errorname", None)
+        self.problem = f"{self.path} cannot be written ({reason}{f', {code}' if code else ''})"
         LOG.error(
             "notification outbox %s: working from memory%s; notifications queued or marked delivered from now on "
             "are lost with the process (and then re-sent) until the file can be written again",
