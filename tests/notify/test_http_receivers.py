@@ -135,3 +135,50 @@ async def test_send_resolved_false_on_channel_skips_resolution(
         make_notifier, receiver, spec, notification(), notification(state_from="Firing", state_to="Inactive")
     )
     assert [h.json["status"] for h in receiver.hits] == ["firing"]
+
+
+async def test_every_http_driver_repeats_a_notification_under_its_key_and_dedup_field(
+    make_notifier: Any, receiver: Receiver, secrets: Any
+) -> None:
+    """At-least-once: a retried (or, after a crash, re-sent) notification carries the same
+    Idempotency-Key and the same service dedup field, so the receiver can drop the repeat:
+    PagerDuty dedup_key, Opsgenie alias, Alertmanager's label set (the webhook: the key in the body).
+    The next notification of the same alert gets a new key but the same dedup field."""
+    secrets.secrets[(NS, "creds")]["slack"] = receiver.url + "/slack"
+    secrets.secrets[(NS, "creds")]["teams"] = receiver.url + "/msteams"
+    specs: dict[str, dict[str, Any]] = {
+        "webhook": {"webhook": {"url": receiver.url + "/webhook"}},
+        "slack": {"slack": {"webhookUrl": {**REF, "key": "slack"}}},
+        "msteams": {"msteams": {"webhookUrl": {**REF, "key": "teams"}}},
+        "pagerduty": {"pagerduty": {"routingKey": {**REF, "key": "routing"}, "url": receiver.url + "/pagerduty"}},
+        "opsgenie": {"opsgenie": {"apiKey": {**REF, "key": "genie"}, "url": receiver.url + "/opsgenie"}},
+        "alertmanager": {"alertmanager": {"url": receiver.url + "/alertmanager"}},
+    }
+    dedup_field = {
+        "webhook": lambda b: b["dedupKey"],
+        "pagerduty": lambda b: b["dedup_key"],
+        "opsgenie": lambda b: b.get("alias"),
+        "alertmanager": lambda b: sorted(b[0]["labels"].items()),
+    }
+    notifier = await make_notifier()
+    for kind, block in specs.items():
+        await notifier.set_channel(NS, kind, channel({"type": kind, **block}))
+    receiver.plan = [(500, 0)] * len(specs)  # every first attempt fails: each is sent again
+    firing = notification(channels=tuple(specs))
+    await notifier.handle(firing)
+    await notifier.wait_idle(10)
+    await notifier.handle(notification(channels=tuple(specs), state_from="Firing", state_to="Inactive"))
+    await notifier.wait_idle(10)
+    for kind in specs:
+        hits = [h for h in receiver.hits if h.path.split("/")[1] == kind]
+        assert len(hits) == 3, (kind, [h.path for h in hits])  # firing twice (500, then 200), resolved once
+        first, again, resolved = hits
+        assert first.headers["Idempotency-Key"] == again.headers["Idempotency-Key"] != ""
+        assert first.raw == again.raw  # the very same request
+        assert resolved.headers["Idempotency-Key"] != first.headers["Idempotency-Key"]
+        if kind in dedup_field:
+            field = dedup_field[kind]
+            if kind == "opsgenie":  # closed by alias, in the path
+                assert field(first.json) == f"{NS}/api-latency/api-latency:svc-0" and resolved.path.endswith("/close")
+            else:
+                assert field(first.json) == field(resolved.json), kind
