@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,10 @@ LAB = {"room": "lab"}
 
 def tr(t: float, frm: str, to: str, level: str | None = "critical", from_level: str | None = None) -> Transition:
     return Transition(t, frm, to, level, "x", from_level, notify=True)  # type: ignore[arg-type]
+
+
+def at(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
 
 
 def make(path: Path) -> Notifier:
@@ -145,6 +151,73 @@ async def test_an_outage_inside_an_episode_neither_splits_nor_orphans_it(tmp_pat
     assert d.kind == "resolved" and kinds(n2) == ["firing", "resolved", "firing", "resolved"]
     assert n2.episode("default", "hot", "hot,room=lab") is None
     n2.outbox.close()
+
+
+async def test_an_episode_that_ended_while_no_evaluator_watched_is_resolved(tmp_path: Path) -> None:
+    """The process died after notifying a firing and before its status write; while it was down the
+    series went back to normal. The restarted evaluator never sees that series fire or resolve, so
+    after the rule's first evaluation ``settle`` resolves what the notifier still holds; a series
+    still in alarm is left alone; a held episode that a new one replaces is resolved first."""
+    config = AlertConfigSpec.model_validate({"defaults": {"channels": ["ops"]}})
+    ref = rule("hot", BODY)
+    n1 = make(tmp_path / "o.sqlite")
+    a = NotifyingAdapter(n1, "default", "main", config)
+    await a.handle(Notification(ref, dict(LAB), tr(100, "Inactive", "Firing"), 95.0))
+    await a.handle(Notification(ref, {"room": "hall"}, tr(100, "Inactive", "Firing"), 95.0))
+    n1.outbox.close()
+
+    # (its clock at the evaluation time: no repeatInterval falls due in between)
+    n2 = Notifier(tmp_path / "o.sqlite", DictSecretResolver(), MemoryStatusSink(), clock=lambda: at(200))
+    b = NotifyingAdapter(n2, "default", "main", config)
+    assert await b.settle(ref, [{"room": "hall"}], 200.0) == 1  # the lab ended unseen; the hall fires on
+    kinds = [(r[0], json.loads(r[1])["dedup_key"]) for r in n2.outbox.db.execute(
+        "SELECT kind, notification FROM outbox ORDER BY id")]
+    assert kinds == [("firing", "hot,room=lab"), ("firing", "hot,room=hall"), ("resolved", "hot,room=lab")]
+    assert n2.episode("default", "hot", "hot,room=lab") is None
+    assert n2.episode("default", "hot", "hot,room=hall") is not None
+    # hours later the hall fires in a new episode (the old one ended unseen): resolved first
+    held = n2.episode("default", "hot", "hot,room=hall")
+    await b.handle(Notification(ref, {"room": "hall"}, tr(100 + 3 * 3600, "Pending", "Firing"), 95.0))
+    rows = [(r[0], json.loads(r[1])["episode_id"]) for r in n2.outbox.db.execute(
+        "SELECT kind, notification FROM outbox WHERE notification LIKE '%hall%' ORDER BY id")]
+    assert rows[:2] == [("firing", held), ("resolved", held)] and rows[2][0] == "firing" and rows[2][1] != held
+    n2.outbox.close()
+
+
+async def test_the_evaluator_settles_each_rule_once_after_a_good_evaluation(prometheus_server: Any) -> None:
+    from evaluator.helpers import MIN, T0, minutes
+    from klaxon.evaluator import Evaluator
+    from klaxon.prom.client import PrometheusClient
+
+    prom = prometheus_server(series=[
+        ({"__name__": "temp", "room": "lab"}, minutes(T0, T0 + 60 * MIN, 95.0)),
+        ({"__name__": "temp", "room": "hall"}, minutes(T0, T0 + 60 * MIN, 20.0)),
+    ])
+
+    class Settling:
+        def __init__(self) -> None:
+            self.settled: list[tuple[str, list[dict[str, str]]]] = []
+
+        async def handle(self, notification: Notification) -> None:
+            pass
+
+        async def settle(self, ref: Any, alarms: list[dict[str, str]], t: float) -> None:
+            self.settled.append((ref.name, alarms))
+
+    rec = Settling()
+    async with PrometheusClient(prom.url) as client:
+        ev = Evaluator(client, notifier=rec)
+        ev.set_rules([rule("hot", BODY)])
+        await ev.cycle(T0 + 30 * MIN)
+        await ev.cycle(T0 + 32 * MIN)
+    assert rec.settled == [("hot", [{"room": "lab"}])]
+
+    down = Settling()
+    async with PrometheusClient("http://127.0.0.1:9") as client:  # nothing listens: every query fails
+        ev = Evaluator(client, notifier=down)
+        ev.set_rules([rule("hot", BODY)])
+        await ev.cycle(T0 + 30 * MIN)
+    assert down.settled == []  # an evaluation that failed says nothing about what ended
 
 
 async def test_dedup_template_rule_channels_and_forgetting_a_rule(tmp_path: Path) -> None:

@@ -39,13 +39,16 @@ class Receiver:
     plan: list[tuple[int, float]] = field(default_factory=list)
     default: tuple[int, float] = (200, 0.0)
     accepted: list[Hit] = field(default_factory=list)
-    #: called with each accepted request, just before the answer goes out
+    #: called with each request as it arrives, and with each accepted one just before the answer goes out
+    on_request: Callable[[Hit], None] | None = None
     on_accept: Callable[[Hit], None] | None = None
 
     async def handler(self, request: web.Request) -> web.Response:
         raw = await request.read()
         hit = Hit(request.method, request.path, request.query_string, dict(request.headers), raw)
         self.hits.append(hit)
+        if self.on_request is not None:
+            self.on_request(hit)
         status, delay = self.plan.pop(0) if self.plan else self.default
         if delay:
             await asyncio.sleep(delay)

@@ -79,7 +79,12 @@ class Notification:
 
 
 class Notifier(Protocol):
-    """What the evaluator hands notifications to; the notify package owns the real implementation."""
+    """What the evaluator hands notifications to; the notify package owns the real implementation.
+
+    A notifier may also have ``settle(rule, alarms, t)``: called once per rule and process, after
+    the rule's first evaluation that reached Prometheus, with the series then in alarm — so it can
+    resolve what it still holds as firing but is not (the resolution was lost with a restart).
+    """
 
     async def handle(self, notification: Notification) -> None: ...
 
@@ -124,6 +129,8 @@ class _Rule:
     last_status: dict[str, Any] | None = None
     #: Evaluated by Prometheus (the compiled PrometheusRule): status comes from /api/v1/rules.
     native: bool = False
+    #: The notifier was told which series are in alarm after a first good evaluation (``settle``).
+    settled: bool = False
 
     @property
     def engine_name(self) -> str:
@@ -352,8 +359,24 @@ class Evaluator:
                     await self.notifier.handle(n)
                 except Exception:  # a broken channel must not stop evaluation
                     log.exception("notifier failed for %s %s", n.rule.key, n.labels)
+            await self._settle(result, t)
         result.duration_s = _time.perf_counter() - started
         return result
+
+    async def _settle(self, result: CycleResult, t: float) -> None:
+        settle = getattr(self.notifier, "settle", None)
+        if settle is None:
+            return
+        for r in self._rules.values():
+            rr = result.rules.get(r.ref.key)
+            if r.settled or rr is None or rr.error is not None or not r.ref.spec.enabled:
+                continue
+            r.settled = True
+            alarms = [dict(k) for k, st in r.states.items() if in_alarm(st)]
+            try:
+                await settle(r.ref, alarms, t)
+            except Exception:
+                log.exception("settling the notifier's alerts of %s failed", r.ref.key)
 
     # -- per rule -------------------------------------------------------------------------
     def _disable(self, r: _Rule, t: float) -> RuleResult:

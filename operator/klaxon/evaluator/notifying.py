@@ -16,7 +16,8 @@
   episode — after a restart the notifier's outbox remembers it (``Notifier.episode``); so does
   the first Inactive/Pending → Firing of a series after a restart while the outbox still holds it
   firing (the status write after the notification was lost: no second "new episode" notification).
-  A series the notifier holds firing never opens a second episode: it is resolved first;
+  A series the notifier holds firing never opens a second episode: it is resolved first — also
+  when it ended while no evaluator watched (``settle``, after a rule's first evaluation);
 - channels: ``spec.notify.channels``, else the AlertConfig's ``defaults.channels``.
 
 The evaluator's ``muted`` flag is not needed: the notifier applies ``spec.mute`` itself (and
@@ -29,6 +30,7 @@ the AlertRules (spec + ``klaxon.dev/ack``) and the NotificationChannels (spec +
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -217,11 +219,42 @@ class NotifyingAdapter:
             source="metric",
         )
 
+    async def settle(self, ref: RuleRef, alarms: Iterable[Mapping[str, str]], t: float) -> int:
+        """After the rule's first good evaluation in this process: an instance the notifier holds as
+        firing whose series is not in alarm any more ended while no evaluator watched (the status
+        write that would have let a restarted evaluator see it was lost): resolve it now, so no
+        notified episode is left open. Returns how many were resolved."""
+        firing = {dedup_key(ref, labels) for labels in alarms}
+        resolved = 0
+        for episode, last in self.notifier.held_firing(ref.namespace, ref.name):
+            if last.dedup_key in firing or last.source != "metric":
+                continue
+            out = dataclasses.replace(
+                last,
+                episode_id=episode,
+                state_from="Firing",
+                state_to="Inactive",
+                time=datetime.fromtimestamp(t, UTC),
+                value=None,
+            )
+            decision = await self.notifier.handle(out)
+            resolved += 1
+            log.info(
+                "%s key %s: held firing but not in alarm after a restart, resolved (%s)",
+                ref.key, last.dedup_key, decision.kind,
+            )
+        return resolved
+
     async def handle(self, notification: Notification) -> None:
         ref = notification.rule
         if (ref.namespace, ref.name) not in self.notifier.rules:  # not synced yet: its spec is known here
             await self.notifier.set_rule(ref.namespace, ref.name, ref.spec)
         out = self.to_notification(notification)
+        if out.state_to == "Firing":
+            held = self.notifier.firing_since(ref.namespace, ref.name, out.dedup_key)
+            if held is not None and held[0] != out.episode_id:  # it ended unseen: say so before the next
+                gone = dataclasses.replace(out, episode_id=held[0], state_from="Firing", state_to="Inactive")
+                await self.notifier.handle(dataclasses.replace(gone, value=None))
         decision = await self.notifier.handle(out)
         self.handled += 1
         log.debug(

@@ -263,6 +263,16 @@ class Notifier:
             return None
         return st.episode_id, st.since
 
+    def held_firing(self, namespace: str, rule: str) -> list[tuple[str, Notification]]:
+        """(episode id, last notification) of every instance of a rule the notifier holds as firing."""
+        out = []
+        for _, ns, name, raw in self.outbox.firing_keys():
+            if (ns, name) == (namespace, rule):
+                st = KeyState.from_json(raw)
+                if st.last is not None and st.episode_id is not None:
+                    out.append((st.episode_id, Notification.from_json(st.last)))
+        return out
+
     def forget_rule(self, namespace: str, name: str) -> int:
         """Stop tracking a rule's firing instances without notifying (the rule is gone or moved to
         another evaluator): no repeat or unmute notification goes out for them any more."""
