@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import logging
 import random
 import ssl
 import time
@@ -323,6 +324,7 @@ class Notifier:
 
     async def remove_channel(self, namespace: str, name: str) -> None:
         self.channels.pop((namespace, name), None)
+        self.failing.pop((namespace, name), None)
 
     def _config_for(self, namespace: str, rule: AlertRuleSpec | None) -> AlertConfigSpec | None:
         ref = rule.config_ref if rule is not None else None
@@ -718,9 +720,11 @@ class Notifier:
                         True,
                     )
                 )
-        if retry_at is not None:
-            LOG.warning(
-                "delivery to %s/%s failed (attempt %d), retry in %.1fs: %s", ns, ch, attempts, retry_at - now, message
+        if retry_at is not None:  # the outage was announced once; each retry of it is detail
+            LOG.log(
+                logging.DEBUG if was_failing is not None else logging.WARNING,
+                "delivery to %s/%s failed (attempt %d), retry in %.1fs: %s",
+                ns, ch, attempts, retry_at - now, message,
             )
             return
         if ok:
