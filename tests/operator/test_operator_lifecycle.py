@@ -180,6 +180,28 @@ async def test_channel_ready_follows_its_secret(kube: EmulatedCluster, operator:
     await wait_condition(kube, NC, "slack", "False", "SecretNotFound")
 
 
+async def test_channel_ready_says_when_the_evaluator_reports_deliveries_failing(
+    kube: EmulatedCluster, operator: OperatorRunner
+) -> None:
+    """The evaluator writes status.queue; the operator folds it into Ready (DeliveryFailing) at once
+    — no resync — and back; the evaluator posts the outage's Events, so the operator posts none."""
+    kube.create_object(SECRET, secret("hooks", url="https://hooks.example/services/X"), NS)
+    kube.create_object(NC, channel("slack", secret="hooks", key="url"), NS)
+    await wait_condition(kube, NC, "slack", "True", "Ready")
+    queue = {"pending": 4, "oldestPendingTime": "2026-01-01T00:00:00Z", "failingSince": "2026-01-01T00:00:05Z",
+             "lastError": "HTTP 503"}
+    kube.patch_object(NC, "slack", {"status": {"queue": queue}}, NS, subresource="status")
+    failing = await wait_condition(kube, NC, "slack", "False", "DeliveryFailing")
+    assert "since 2026-01-01T00:00:05Z" in failing["message"] and "4 notification(s) waiting" in failing["message"]
+    assert "last error: HTTP 503" in failing["message"]
+    assert condition(kube, NC, "slack", "Valid")["status"] == "True"
+    cleared = {"pending": 0, "oldestPendingTime": None, "failingSince": None, "lastError": ""}
+    kube.patch_object(NC, "slack", {"status": {"queue": cleared}}, NS, subresource="status")
+    await wait_condition(kube, NC, "slack", "True", "Ready")
+    await asyncio.sleep(0.3)
+    assert not [e for e in events_for(kube, "slack") if "DeliveryFailing" in (e["reason"], e["message"])]
+
+
 async def test_late_references_become_ready_without_resync(kube: EmulatedCluster, operator: OperatorRunner) -> None:
     """The operator's resync is an hour here: only the reference watches can make these pass."""
     kube.create_object(AR, rule("early", channels=["pager"]), NS)

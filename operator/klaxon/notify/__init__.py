@@ -18,7 +18,8 @@ the policy state and one outbox row per channel in one SQLite transaction (``out
 a worker delivers rows — at least once, each under a stable ``Idempotency-Key`` — with capped
 exponential backoff until delivered, superseded or older than the channel's ``retry.maxAge``,
 per-channel rate and in-flight limits and an SSRF guard, and reports through ``StatusSink``
-(delivery status, ``status.queue``, Events); ``metrics.NotifierCollector`` exports its metrics. Secrets come only through ``SecretResolver``.
+(delivery status, ``status.queue``, Events); ``metrics.NotifierCollector`` exports its metrics.
+Secrets come only through ``SecretResolver``.
 Acknowledge with the AlertRule annotation ``klaxon.dev/ack`` (an RFC 3339 time: episodes that
 began by then; or episode ids); request a test delivery with ``klaxon.dev/test-delivery: <token>``
 on a NotificationChannel. Event rules go through ``events.EventPipeline`` first.
