@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 
 from .common import (
     DURATION_PATTERN,
@@ -200,26 +200,29 @@ class Retry(KModel):
         "queued; a give-up is reported in status, an Event, a metric and the log). From 1s to 168h. "
         "Defaults to 24h.",
     )
+    max_backoff: Backoff = Field(
+        default="5m", description="is the longest wait between two attempts. Defaults to 5m."
+    )
     initial_backoff: Backoff = Field(
         default="1s",
         description="is the wait after the first failed attempt; each further failure doubles it "
         "(with jitter) up to maxBackoff. Defaults to 1s.",
-    )
-    max_backoff: Backoff = Field(
-        default="5m", description="is the longest wait between two attempts. Defaults to 5m."
     )
     attempt_timeout: AttemptTimeout = Field(
         default="10s",
         description="is how long one attempt may take before it counts as failed and is retried. Defaults to 10s.",
     )
 
-    @model_validator(mode="after")
-    def _backoff_order(self) -> Retry:
-        if parse_duration(self.initial_backoff) > parse_duration(self.max_backoff):
+    @field_validator("initial_backoff")
+    @classmethod
+    def _backoff_order(cls, value: str, info: ValidationInfo) -> str:
+        longest = info.data.get("max_backoff")  # declared first, so known here (unless invalid)
+        if longest is not None and parse_duration(value) > parse_duration(longest):
             raise ValueError(
-                "retry.initialBackoff must not be longer than retry.maxBackoff (allowed: initialBackoff <= maxBackoff)"
+                "retry.initialBackoff must not be longer than retry.maxBackoff "
+                f"(allowed: a duration up to maxBackoff, {longest})"
             )
-        return self
+        return value
 
 
 _TYPE_BLOCK_RULES = tuple(
