@@ -3,10 +3,9 @@
 ``KubeSecretResolver`` reads one key of one Secret (kept a few seconds so a burst of deliveries
 reads each Secret once); values never reach a log line or an exception message.
 ``KubeStatusSink`` writes what the notifier reports: a NotificationChannel's delivery fields
-(``lastDelivery``, ``lastTestDelivery``, ``deliveredCount``, ``failedCount``, ``queue`` — never
-the operator's ``conditions``, which derive ``Ready=False DeliveryFailing`` from ``queue``), an
-AlertRule's ``lastNotification`` (both merge-patches of the ``/status`` subresource) and core/v1
-Events about either.
+(``lastDelivery``, ``lastTestDelivery``, ``deliveredCount``, ``failedCount`` — never the
+operator's ``conditions``), an AlertRule's ``lastNotification`` (both merge-patches of the
+``/status`` subresource) and core/v1 Events about either.
 
 RBAC: ``EVALUATOR_RULES`` (``klaxon.kube.rbac``) grants secrets get, alertrules/status and
 notificationchannels/status patch, klaxon kinds get, events create.
