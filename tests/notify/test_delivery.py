@@ -204,7 +204,10 @@ async def test_rate_limit_per_channel_waits_never_drops(make_notifier: Any, rece
     assert len(receiver.hits) == 7
     assert elapsed >= 1.0  # 3 + 3 + 1 across three windows of 0.5 s
     stamps = [h.at for h in receiver.hits]
-    assert all(b - a >= 0.45 for a, b in zip(stamps, stamps[3:], strict=False))  # ≤ 3 in any window
+    # ≤ 3 in any window: the 4th send waits 0.5 s for the window after the 1st; stamps are taken
+    # when the receiver (same event loop) gets round to a request, so allow a loaded machine's lag.
+    # Without the limit all 7 arrive within a few ms.
+    assert all(b - a >= 0.3 for a, b in zip(stamps, stamps[3:], strict=False)), stamps
 
 
 async def test_test_delivery_annotation(make_notifier: Any, receiver: Receiver, tmp_path: Path) -> None:
