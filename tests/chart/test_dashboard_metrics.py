@@ -17,10 +17,10 @@ SCRAPE_LABELS = {"namespace", "pod", "config", "shard", "job", "instance", "le"}
 def exported() -> dict[str, set[str]]:
     """Sample names the operator and the evaluator register, with their label names."""
     import klaxon.operator.metrics  # noqa: F401  (registers on the default registry)
-    from klaxon.cli.evaluator_cmd import Metrics
     from klaxon.evaluator.ingest import EventMetrics
+    from klaxon.evaluator.server import EvaluatorMetrics
 
-    registries: list[CollectorRegistry] = [REGISTRY, Metrics().registry]
+    registries: list[CollectorRegistry] = [REGISTRY, EvaluatorMetrics().registry]
     events = CollectorRegistry()
     EventMetrics(events)
     registries.append(events)

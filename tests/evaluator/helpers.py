@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import dataclasses
 import time
+from collections.abc import Callable
 from typing import Any
 
 from klaxon.api import AlertRuleSpec, parse_object
@@ -48,3 +52,25 @@ class Recorder:
 
     async def handle(self, notification: Notification) -> None:
         self.seen.append(notification)
+
+
+async def run_loop(
+    args: argparse.Namespace,
+    api_client: Any,
+    stop: asyncio.Event,
+    notifier: Any = None,
+    elector: Any = None,
+    *,
+    clock: Callable[[], float],
+    rescope_s: float | None = None,
+    **kwargs: Any,
+) -> int:
+    """``klaxon evaluator`` in process: the command line's options, the evaluation ``clock`` injected."""
+    from klaxon.cli.evaluator_cmd import options
+    from klaxon.evaluator.process import EvaluatorProcess
+
+    opts = options(args)
+    if rescope_s is not None:
+        opts = dataclasses.replace(opts, rescope_s=rescope_s)
+    process = EvaluatorProcess(opts, api_client, clock=clock, notifier=notifier, elector=elector, **kwargs)
+    return await process.run(stop)

@@ -16,8 +16,7 @@ from typing import Any
 
 import pytest
 
-from evaluator.helpers import MIN, T0, minutes
-from klaxon.cli.evaluator_cmd import run_loop
+from evaluator.helpers import MIN, T0, minutes, run_loop
 from klaxon.cli.main import build_parser
 
 AR = "klaxon.dev/v1alpha1/alertrules"
@@ -82,14 +81,11 @@ def setup(kube: Any, url: str, password: str, ca_pem: str) -> None:
 
 async def evaluate_once(kube: Any, kube_api: Any, monkeypatch: Any, caplog: Any, tmp_path: Any) -> dict[str, Any]:
     """`klaxon evaluator --once` at T0+60m; the rule's status afterwards."""
-    import klaxon.cli.evaluator_cmd as cmd
-
-    monkeypatch.setattr(cmd, "clock", lambda: T0 + 60 * MIN)
     caplog.set_level(logging.DEBUG)
     args = build_parser().parse_args(
         ["evaluator", "--config", "mon/main", "--once", "--metrics-port", "0", "--state-dir", str(tmp_path)]
     )
-    assert await asyncio.wait_for(run_loop(args, kube_api, asyncio.Event()), 30) == 0
+    assert await asyncio.wait_for(run_loop(args, kube_api, asyncio.Event(), clock=lambda: T0 + 60 * MIN), 30) == 0
     return dict((kube.get_object(AR, "hot", "mon") or {})["status"])
 
 

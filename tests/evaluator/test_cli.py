@@ -7,10 +7,10 @@ import asyncio
 
 import aiohttp
 
-from evaluator.helpers import MIN, T0, minutes
-from klaxon.cli.evaluator_cmd import Health, Metrics, run_loop, serve_http
+from evaluator.helpers import MIN, T0, minutes, run_loop
 from klaxon.cli.main import build_parser
 from klaxon.evaluator import CycleResult, shard_of
+from klaxon.evaluator.server import CycleHealth, EvaluatorMetrics, serve_http
 from klaxon.kube.status import patch_rule_status
 from support.prometheus import free_port
 
@@ -57,13 +57,10 @@ async def test_one_cycle_writes_status_of_this_configs_rules_only(
     kube.create_object(AR, ar("other", "mon", config="elsewhere"), namespace="mon")
     kube.create_object(AR, ar("default-cfg", "mon", config=None), namespace="mon")
 
-    import klaxon.cli.evaluator_cmd as cmd
-
-    monkeypatch.setattr(cmd, "clock", lambda: now)  # evaluate over the backfilled past
     args = build_parser().parse_args(
         ["evaluator", "--config", "mon/main", "--once", "--metrics-port", "0", "--state-dir", str(tmp_path)]
     )
-    assert await run_loop(args, kube_api, asyncio.Event()) == 0
+    assert await run_loop(args, kube_api, asyncio.Event(), clock=lambda: now) == 0  # the backfilled past
     mine = kube.get_object(AR, "mine", "mon")
     assert mine is not None and mine["status"]["state"] == "Firing"
     assert mine["status"]["activeSeries"][0]["labels"] == {"room": "lab"}
@@ -72,7 +69,7 @@ async def test_one_cycle_writes_status_of_this_configs_rules_only(
 
 
 async def test_metrics_and_healthz_endpoints() -> None:
-    metrics, health = Metrics(), Health(stale_s=60)
+    metrics, health = EvaluatorMetrics(), CycleHealth(stale_s=60)
     metrics.observe(CycleResult(t=0, queries=1, query_errors=0, duration_s=0.1), {"ns/a": "Pending", "ns/c": "Firing"})
     metrics.observe(
         CycleResult(t=0, queries=2, query_errors=1, duration_s=0.15), {"ns/a": "Firing", "ns/b": "Inactive"}

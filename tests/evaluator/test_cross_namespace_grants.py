@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from evaluator.helpers import MIN, T0, minutes
-from klaxon.cli.evaluator_cmd import run_loop
+from evaluator.helpers import MIN, T0, minutes, run_loop
 from klaxon.cli.main import build_parser
 from klaxon.kube.apply import OWNER_UID_LABEL
 from klaxon.kube.client import KubeClient
@@ -98,14 +97,11 @@ def granted(kube: Any) -> list[str] | None:
 
 async def run_evaluator(kube: Any, kube_api: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> int:
     """`klaxon evaluator --once` in process; returns where its requests start in the log."""
-    import klaxon.cli.evaluator_cmd as cmd
-
-    monkeypatch.setattr(cmd, "clock", lambda: NOW)
     since = len(kube.log)
     args = build_parser().parse_args(
         ["evaluator", "--config", "mon/main", "--once", "--metrics-port", "0", "--state-dir", str(tmp_path)]
     )
-    assert await asyncio.wait_for(run_loop(args, kube_api, asyncio.Event()), timeout=60) == 0
+    assert await asyncio.wait_for(run_loop(args, kube_api, asyncio.Event(), clock=lambda: NOW), timeout=60) == 0
     return since
 
 
@@ -167,17 +163,13 @@ async def test_grants_follow_the_spec_and_go_with_the_config(
     await wait_for(lambda: granted(kube) == ["team"], timeout=10, message=lambda: f"{granted(kube)}")
     assert kube.get_object(ROLES, GRANT, "other") is None  # no rules there: no access there
 
-    import klaxon.cli.evaluator_cmd as cmd
-
-    monkeypatch.setattr(cmd, "clock", lambda: NOW)
-    monkeypatch.setattr(cmd, "RESCOPE_S", 0.1)
     kube_api.user_agent = "klaxon-evaluator-under-test"  # tells its requests from the operator's
     since = len(kube.log)
     stop = asyncio.Event()
     args = build_parser().parse_args(
         ["evaluator", "--config", "mon/main", "--tick", "0.05", "--metrics-port", "0", "--state-dir", str(tmp_path)]
     )
-    task = asyncio.create_task(run_loop(args, kube_api, stop))
+    task = asyncio.create_task(run_loop(args, kube_api, stop, clock=lambda: NOW, rescope_s=0.1))
     try:
         await wait_for(lambda: rule_state(kube, "hot-room", "team") == "Firing", timeout=10)
         newcomer = kube.get_object(AR, "hot-room", "team")

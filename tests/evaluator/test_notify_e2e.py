@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from evaluator.helpers import MIN, T0, minutes
-from klaxon.cli.evaluator_cmd import make_notifier, outbox_path, run_loop
+from evaluator.helpers import MIN, T0, minutes, run_loop
 from klaxon.cli.main import build_parser
+from klaxon.evaluator.connect import make_notifier, outbox_path
 from klaxon.kube import rbac
 from klaxon.notify import Notifier
 from support.receiver import Receiver
@@ -107,13 +107,11 @@ def setup_cluster(kube: Any, prom_url: str, hook_url: str) -> None:
 async def run_once(
     kube_api: Any, state_dir: Path, monkeypatch: pytest.MonkeyPatch, now: float, notifier: Notifier | None = None
 ) -> None:
-    import klaxon.cli.evaluator_cmd as cmd
-
-    monkeypatch.setattr(cmd, "clock", lambda: now)
     args = build_parser().parse_args(
         ["evaluator", "--config", f"{NS}/main", "--once", "--metrics-port", "0", "--state-dir", str(state_dir)]
     )
-    assert await asyncio.wait_for(run_loop(args, kube_api, asyncio.Event(), notifier), timeout=60) == 0
+    done = run_loop(args, kube_api, asyncio.Event(), notifier, clock=lambda: now)
+    assert await asyncio.wait_for(done, timeout=60) == 0
 
 
 _VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
@@ -249,7 +247,7 @@ async def test_a_missing_secret_key_fails_delivery_with_a_named_reason(
     kube.patch_object("v1/secrets", "hook-creds", {"data": {"url": None}}, NS)
     retry = {"maxAge": "1s", "initialBackoff": "10ms", "maxBackoff": "100ms"}
     kube.patch_object(NC, "hook", {"spec": {"retry": retry}}, NS)
-    notifier = make_notifier(kube_api, outbox_path(tmp_path / "state", "0/1"))
+    notifier = make_notifier(kube_api, outbox_path(tmp_path / "state", "0/1"), lambda: NOW)
     await run_once(kube_api, tmp_path / "state", monkeypatch, NOW, notifier)
     assert receiver.hits == []
     channel = kube.get_object(NC, "hook", NS)

@@ -9,13 +9,14 @@ over and carries on. Events go to shard 0 only.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import aiohttp
 
-from evaluator.helpers import MIN, T0, minutes
-from klaxon.cli.evaluator_cmd import LEADER_ADDRESS, run_loop
+from evaluator.helpers import MIN, T0, minutes, run_loop
 from klaxon.cli.main import build_parser
+from klaxon.evaluator.server import LEADER_ADDRESS, CycleHealth
 from klaxon.kube.client import KubeClient
 from klaxon.kube.lease import LeaderElector
 from kube_harness import wait_for
@@ -90,10 +91,7 @@ async def test_one_replica_evaluates_the_other_stands_by_and_takes_over(
 ) -> None:
     prom = prometheus_server(series=[({"__name__": "temp", "room": "lab"}, minutes(T0, T0 + 180 * MIN, 95.0))])
     setup(kube, prom.url)
-    import klaxon.cli.evaluator_cmd as cmd
-
     clock = {"t": T0 + 60 * MIN}
-    monkeypatch.setattr(cmd, "clock", lambda: clock["t"])
     ports = {"a": free_port(), "b": free_port()}
     stops = {"a": asyncio.Event(), "b": asyncio.Event()}
 
@@ -102,7 +100,9 @@ async def test_one_replica_evaluates_the_other_stands_by_and_takes_over(
             ["evaluator", "--config", "mon/main", "--tick", "0.05", "--metrics-port", str(ports[who]),
              "--state-dir", str(tmp_path / who)]
         )
-        return asyncio.create_task(run_loop(args, kube_api, stops[who], elector=elector(kube_api, f"pod-{who}")))
+        return asyncio.create_task(run_loop(
+            args, kube_api, stops[who], elector=elector(kube_api, f"pod-{who}"), clock=lambda: clock["t"]
+        ))
 
     a = start("a")
     await wait_for(lambda: holder(kube) == "pod-a", timeout=10)
@@ -153,7 +153,7 @@ async def test_event_ingestion_runs_on_shard_zero_only(kube, kube_api, prometheu
             ["evaluator", "--config", "mon/main", "--shard", shard, "--tick", "0.05", "--metrics-port", str(port),
              "--state-dir", str(tmp_path / shard.replace("/", "-"))]
         )
-        task = asyncio.create_task(run_loop(args, kube_api, stop))
+        task = asyncio.create_task(run_loop(args, kube_api, stop, clock=time.time))
         try:
             await wait_for(lambda: serving(f"http://127.0.0.1:{port}/healthz"), timeout=10)  # noqa: B023
             async with aiohttp.ClientSession() as s, s.post(
@@ -174,11 +174,8 @@ async def test_event_ingestion_runs_on_shard_zero_only(kube, kube_api, prometheu
 def test_a_standby_stays_alive_and_a_new_leader_starts_fresh(monkeypatch) -> None:
     """Liveness must not restart a standby that waited longer than the staleness limit, and the
     replica that takes over gets the full limit for its first cycle."""
-    import klaxon.cli.evaluator_cmd as cmd
-
     now = {"t": 1000.0}
-    monkeypatch.setattr(cmd.time, "monotonic", lambda: now["t"])
-    health = cmd.Health(stale_s=60)
+    health = CycleHealth(stale_s=60, monotonic=lambda: now["t"])
     health.leading = False
     now["t"] += 3600  # an hour as a standby
     assert health.ok()
@@ -201,7 +198,8 @@ async def test_a_standby_forwards_events_to_the_leader(kube, kube_api, prometheu
              "--state-dir", str(tmp_path / who)]
         )
         return asyncio.create_task(
-            run_loop(args, kube_api, stop, elector=elector(kube_api, f"pod-{who}", f"127.0.0.1:{ports[who]}"))
+            run_loop(args, kube_api, stop, elector=elector(kube_api, f"pod-{who}", f"127.0.0.1:{ports[who]}"),
+                     clock=time.time)
         )
 
     async def post(who: str) -> tuple[int, Any]:

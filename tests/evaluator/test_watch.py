@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from evaluator.helpers import MIN, T0, Recorder, minutes
-from klaxon.cli.evaluator_cmd import run_loop
+from evaluator.helpers import MIN, T0, Recorder, minutes, run_loop
 from klaxon.cli.main import build_parser
+from klaxon.evaluator.notifying import NotifyingAdapter
 
 AR = "klaxon.dev/v1alpha1/alertrules"
 AC = "klaxon.dev/v1alpha1/alertconfigs"
@@ -67,25 +67,21 @@ async def test_rules_are_followed_by_watch_not_relisted(
     )
     kube.create_object(AR, ar("first"), namespace="mon")
 
-    import klaxon.cli.evaluator_cmd as cmd
-
     clock = {"t": T0 + 60 * MIN}
-    monkeypatch.setattr(cmd, "clock", lambda: clock["t"])
     args = build_parser().parse_args(
         ["evaluator", "--config", "mon/main", "--tick", "0.05", "--metrics-port", "0", "--state-dir", str(tmp_path)]
     )
     stop = asyncio.Event()
     rec = Recorder()
 
-    class RecordingAdapter(cmd.NotifyingAdapter):
+    class RecordingAdapter(NotifyingAdapter):
         """The real adapter (and Notifier), also keeping what the evaluator hands it."""
 
         async def handle(self, notification: Any) -> None:
             await rec.handle(notification)
             await super().handle(notification)
 
-    monkeypatch.setattr(cmd, "NotifyingAdapter", RecordingAdapter)
-    task = asyncio.create_task(run_loop(args, kube_api, stop))
+    task = asyncio.create_task(run_loop(args, kube_api, stop, clock=lambda: clock["t"], adapter=RecordingAdapter))
     try:
         await until(lambda: state(kube, "first", "mon") == "Firing")
 
@@ -146,9 +142,6 @@ async def test_two_shard_processes_split_rules_without_overlap_or_gap(
     for n in names:
         kube.create_object(AR, ar(n), namespace="mon")
 
-    import klaxon.cli.evaluator_cmd as cmd
-
-    monkeypatch.setattr(cmd, "clock", lambda: T0 + 60 * MIN)
     written: dict[str, set[str]] = {}
     for shard in ("0/2", "1/2"):
         before = len(kube.requests("PATCH", AR, subresource="status"))
@@ -158,7 +151,7 @@ async def test_two_shard_processes_split_rules_without_overlap_or_gap(
                 *("--state-dir", str(tmp_path / shard.replace("/", "-"))),
             ]
         )
-        assert await run_loop(args, kube_api, asyncio.Event()) == 0
+        assert await run_loop(args, kube_api, asyncio.Event(), clock=lambda: T0 + 60 * MIN) == 0
         written[shard] = {str(r.name) for r in kube.requests("PATCH", AR, subresource="status")[before:]}
     assert written["0/2"] and written["1/2"]
     assert written["0/2"].isdisjoint(written["1/2"])
@@ -182,14 +175,11 @@ async def test_a_namespace_that_cannot_be_listed_yet_neither_stops_the_evaluator
     kube.create_object(AR, ar("second"), namespace="team")
     kube.inject_error(403, method="GET", resource=AR, namespace="team", times=3)
 
-    import klaxon.cli.evaluator_cmd as cmd
-
-    monkeypatch.setattr(cmd, "clock", lambda: T0 + 60 * MIN)
     args = build_parser().parse_args(
         ["evaluator", "--config", "mon/main", "--tick", "0.05", "--metrics-port", "0", "--state-dir", str(tmp_path)]
     )
     stop = asyncio.Event()
-    task = asyncio.create_task(run_loop(args, kube_api, stop))
+    task = asyncio.create_task(run_loop(args, kube_api, stop, clock=lambda: T0 + 60 * MIN))
     try:
         await until(lambda: state(kube, "first", "mon") == "Firing")
         assert not task.done()

@@ -10,8 +10,8 @@ from typing import Any
 
 import aiohttp
 
-from klaxon.cli.evaluator_cmd import Health, Metrics, serve_http
 from klaxon.evaluator.ingest import event_service_for
+from klaxon.evaluator.server import CycleHealth, EvaluatorMetrics, serve_http
 from support.events import event, load_example, metric_sum
 from support.prometheus import free_port
 
@@ -53,12 +53,12 @@ async def test_evaluator_serves_events_with_the_secret_token_and_writes_entries(
     }
     kube.create_object(AR, metric_rule, namespace=NS)
 
-    metrics = Metrics()
+    metrics = EvaluatorMetrics()
     service = await event_service_for(kube_api, NS, "site-security", cfg, metrics.registry, refresh_s=0.05)
     assert service is not None
     service.status_interval_s = 0.05
     port = free_port()
-    runner = await serve_http(metrics, Health(60), port, host="127.0.0.1", events=service)
+    runner = await serve_http(metrics, CycleHealth(60), port, host="127.0.0.1", events=service)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):

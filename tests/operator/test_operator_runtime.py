@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import pathlib
 import signal
@@ -17,7 +18,7 @@ import aiohttp
 import pytest
 
 from klaxon.kube.client import KubeClient
-from klaxon.kube.lease import LeaderElector
+from klaxon.kube.lease import LeaderElector, Leadership
 from klaxon.kube.login import connection_info
 from klaxon.operator.handlers import make_registry
 from klaxon.operator.runtime import Options
@@ -33,6 +34,7 @@ from kube_harness import (
 from support.operator_helpers import AC, AR, NS, PR, alert_config, rule, wait_condition
 
 SRC = pathlib.Path(__file__).resolve().parents[2] / "operator"
+LEASES = "coordination.k8s.io/v1/leases"
 
 
 def free_port() -> int:
@@ -172,6 +174,34 @@ async def test_lease_elects_one_leader_and_hands_over(kube: EmulatedCluster) -> 
         assert lease["spec"]["holderIdentity"] == "a" and lease["spec"]["leaseTransitions"] == 2  # type: ignore
         await asyncio.wait_for(b.keep(), timeout=3)
         assert b.lost.is_set() and not b.leading.is_set()
+    finally:
+        await a_kube.close()
+        await b_kube.close()
+
+
+async def test_leadership_stands_by_gives_up_on_stop_and_stops_when_the_lease_is_lost(kube: EmulatedCluster) -> None:
+    """The one helper the operator and the evaluator hold their Lease with."""
+    kube.create_object("v1/namespaces", {"metadata": {"name": "ops"}})
+    a_kube = await KubeClient.connect(client_configuration(kube))
+    b_kube = await KubeClient.connect(client_configuration(kube))
+    stop_a, stop_b = asyncio.Event(), asyncio.Event()
+    a = Leadership(LeaderElector(a_kube, "ops", "klaxon", "a", duration=5.0, renew=0.05, retry=0.05), stop_a)
+    b = Leadership(LeaderElector(b_kube, "ops", "klaxon", "b", duration=5.0, renew=0.05, retry=0.05), stop_b)
+    try:
+        assert await a.acquire() and not stop_a.is_set()
+        standby = asyncio.create_task(b.acquire())
+        await asyncio.sleep(0.3)
+        assert not standby.done()  # a standby waits while the Lease is held
+        stop_b.set()
+        assert await asyncio.wait_for(standby, 2) is False and not b.lost  # told to stop: gives up waiting
+
+        # someone else holds the Lease now: the leader notices at its next renewal and stops its process
+        renewed = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        kube.patch_object(LEASES, "klaxon", {"spec": {"holderIdentity": "c", "renewTime": renewed}}, "ops")
+        await asyncio.wait_for(stop_a.wait(), 2)
+        assert a.lost
+        await a.release()  # not ours any more: left as it is
+        assert kube.get_object(LEASES, "klaxon", "ops")["spec"]["holderIdentity"] == "c"  # type: ignore[index]
     finally:
         await a_kube.close()
         await b_kube.close()

@@ -516,8 +516,8 @@ class EventService:
             return False
         try:
             expected = await self._expected_token()
-        except Exception:
-            log.error("event ingestion token unavailable (spec.events.token)")
+        except Exception as exc:  # fail closed, whatever went wrong
+            log.error("event ingestion token unavailable (spec.events.token): %s", exc)
             return False
         return bool(expected) and hmac.compare_digest(given.strip().encode(), expected)
 
@@ -816,6 +816,7 @@ async def event_service_for(
     """
     from datetime import UTC
 
+    from klaxon.kube.client import FAILURES
     from klaxon.kube.status import (
         get_config,
         granted_namespaces,
@@ -854,8 +855,10 @@ async def event_service_for(
             if everywhere:  # '*': the namespaces the operator granted (those holding our rules)
                 try:
                     granted = granted_namespaces(await get_config(api_client, config_namespace, config_name))
-                except Exception as exc:
-                    log.warning("reading AlertConfig %s/%s failed: %s", config_namespace, config_name, exc)
+                except FAILURES as exc:
+                    log.warning(
+                        "reading AlertConfig %s/%s failed: %s", config_namespace, config_name, exc, exc_info=True
+                    )
                     granted = [ns for ns in last if ns != config_namespace]
             scope = rules_scope(config_namespace, config.allowed_namespaces, granted)
             for gone in set(last) - set(scope):
@@ -864,9 +867,9 @@ async def event_service_for(
             for ns in scope:
                 try:
                     last[ns], _ = await list_rules(api_client, config_namespace, config_name, ns)
-                except Exception as exc:  # keep what was there: an error is not a deletion
+                except FAILURES as exc:  # keep what was there: an error is not a deletion
                     complete = False
-                    log.warning("listing event rules in %s failed: %s", ns, exc)
+                    log.warning("listing event rules in %s failed: %s", ns, exc, exc_info=True)
             if complete or last:
                 sync_rules(service, [r for items in last.values() for r in items], complete=complete)
             service.sweep(datetime.now(UTC))

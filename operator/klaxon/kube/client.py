@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -77,6 +78,11 @@ class KubeError(Exception):
         except (TypeError, ValueError):
             message = str(exc.body or "")
         return cls(int(exc.status or 0), reason, message)
+
+
+#: What a call to the API server raises when the call failed (the server said no, or the
+#: connection broke) rather than the caller: retry these, let anything else surface.
+FAILURES: tuple[type[Exception], ...] = (KubeError, ApiException, aiohttp.ClientError, TimeoutError)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,12 @@ a renewal. Only the leader runs the handlers; a leader that cannot renew stops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
+import os
+import socket
+import uuid
 from dataclasses import dataclass, field
 
 from .client import Body, KubeClient, KubeError, Ref
@@ -30,6 +34,15 @@ def _parse(value: str | None) -> datetime.datetime | None:
     if not value:
         return None
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def pod_identity() -> str:
+    """Who holds a Lease: the pod's name (``KLAXON_POD_NAME``, else ``POD_NAME``), else host and a random suffix."""
+    return (
+        os.environ.get("KLAXON_POD_NAME")
+        or os.environ.get("POD_NAME")
+        or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    )
 
 
 def lease_expired(lease: Body, now: datetime.datetime) -> bool:
@@ -170,3 +183,57 @@ class LeaderElector:
         except KubeError as exc:
             logger.warning("Could not release the Lease: %s", exc)
         self.leading.clear()
+
+
+class Leadership:
+    """A process' hold on its Lease, the same for the operator and the evaluator.
+
+    ``acquire`` waits as a standby until the Lease is ours (False when ``stop`` is set first);
+    from then on it is renewed in the background and ``stop`` is set once it is lost, so the
+    process winds down (its exit code says so: ``lost``). ``release`` hands it over on exit.
+    Without an elector (no election) the process leads at once.
+    """
+
+    def __init__(self, elector: LeaderElector | None, stop: asyncio.Event) -> None:
+        self.elector = elector
+        self.stop = stop
+        self._keeper: asyncio.Task[None] | None = None
+        self._crashed = False
+
+    async def acquire(self) -> bool:
+        if self.elector is None:
+            return True
+        acquire = asyncio.create_task(self.elector.acquire())
+        stopped = asyncio.create_task(self.stop.wait())
+        try:
+            await asyncio.wait({acquire, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (acquire, stopped):
+                t.cancel()
+            await asyncio.gather(acquire, stopped, return_exceptions=True)
+        if acquire.done() and not acquire.cancelled() and acquire.exception() is not None:
+            raise acquire.exception()  # type: ignore[misc]
+        if not self.elector.leading.is_set():
+            return False
+        self._keeper = asyncio.create_task(self.elector.keep(), name="klaxon-lease-keeper")
+        self._keeper.add_done_callback(self._kept)
+        return True
+
+    def _kept(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._crashed = True
+            logger.error("Renewing the Lease failed; stopping.", exc_info=task.exception())
+        self.stop.set()
+
+    @property
+    def lost(self) -> bool:
+        """The Lease was lost (or could not be renewed) while this process led."""
+        return self._crashed or (self.elector is not None and self.elector.lost.is_set())
+
+    async def release(self) -> None:
+        if self._keeper is not None and not self._keeper.done():  # a crashed keeper is logged already
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        if self.elector is not None:
+            await self.elector.release()
