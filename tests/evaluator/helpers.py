@@ -65,12 +65,14 @@ async def run_loop(
     rescope_s: float | None = None,
     **kwargs: Any,
 ) -> int:
-    """``klaxon evaluator`` in process: the command line's options, the evaluation ``clock`` injected."""
+    """``klaxon evaluator`` in process: the command line's options, a client over ``api_client``
+    (bound to the emulated cluster), the evaluation ``clock`` injected."""
     from klaxon.cli.evaluator_cmd import options
     from klaxon.evaluator.process import EvaluatorProcess
+    from klaxon.kube.client import KubeClient
 
     opts = options(args)
     if rescope_s is not None:
         opts = dataclasses.replace(opts, rescope_s=rescope_s)
-    process = EvaluatorProcess(opts, api_client, clock=clock, notifier=notifier, elector=elector, **kwargs)
+    process = EvaluatorProcess(opts, KubeClient(api_client), clock=clock, notifier=notifier, elector=elector, **kwargs)
     return await process.run(stop)

@@ -11,7 +11,7 @@ from evaluator.helpers import MIN, T0, minutes, run_loop
 from klaxon.cli.main import build_parser
 from klaxon.evaluator import CycleResult, shard_of
 from klaxon.evaluator.server import CycleHealth, EvaluatorMetrics, serve_http
-from klaxon.kube.status import patch_rule_status
+from klaxon.kube.client import KubeClient, Ref
 from support.prometheus import free_port
 
 AR = "klaxon.dev/v1alpha1/alertrules"
@@ -29,10 +29,11 @@ def ar(name: str, ns: str, config: str | None = "main") -> dict:
     return {"apiVersion": "klaxon.dev/v1alpha1", "kind": "AlertRule", "metadata": {"name": name}, "spec": spec}
 
 
-async def test_patch_rule_status_uses_the_status_subresource(kube, kube_api) -> None:
+async def test_rule_status_is_patched_through_the_status_subresource(kube, kube_api) -> None:
     kube.create_object(AR, ar("r1", "team"), namespace="team")
-    await patch_rule_status(kube_api, "team", "r1", {"state": "Firing", "activeSeriesCount": 1})
-    await patch_rule_status(kube_api, "team", "r1", {"activeSeriesCount": 2})  # merge: state kept
+    client, ref = KubeClient(kube_api), Ref.klaxon("AlertRule", "team", "r1")
+    await client.patch_status(ref, {"state": "Firing", "activeSeriesCount": 1})
+    await client.patch_status(ref, {"activeSeriesCount": 2})  # merge: state kept
     obj = kube.get_object(AR, "r1", "team")
     assert obj is not None and obj["status"] == {"state": "Firing", "activeSeriesCount": 2}
     assert obj["spec"]["condition"]["threshold"] == 80

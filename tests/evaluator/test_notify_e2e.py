@@ -23,6 +23,7 @@ from evaluator.helpers import MIN, T0, minutes, run_loop
 from klaxon.cli.main import build_parser
 from klaxon.evaluator.connect import make_notifier, outbox_path
 from klaxon.kube import rbac
+from klaxon.kube.client import KubeClient
 from klaxon.notify import Notifier
 from support.receiver import Receiver
 
@@ -247,7 +248,7 @@ async def test_a_missing_secret_key_fails_delivery_with_a_named_reason(
     kube.patch_object("v1/secrets", "hook-creds", {"data": {"url": None}}, NS)
     retry = {"maxAge": "1s", "initialBackoff": "10ms", "maxBackoff": "100ms"}
     kube.patch_object(NC, "hook", {"spec": {"retry": retry}}, NS)
-    notifier = make_notifier(kube_api, outbox_path(tmp_path / "state", "0/1"), lambda: NOW)
+    notifier = make_notifier(KubeClient(kube_api), outbox_path(tmp_path / "state", "0/1"), lambda: NOW)
     await run_once(kube_api, tmp_path / "state", monkeypatch, NOW, notifier)
     assert receiver.hits == []
     channel = kube.get_object(NC, "hook", NS)

@@ -14,8 +14,10 @@ from evaluator.helpers import rule
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.engine import Transition
 from klaxon.evaluator import Notification
+from klaxon.evaluator.connect import KubeSecretResolver
 from klaxon.evaluator.notifying import NotifyingAdapter
-from klaxon.kube.notify_io import KubeSecretResolver, channel_status_patch
+from klaxon.kube.client import KubeClient
+from klaxon.kube.notify_io import channel_status_patch
 from klaxon.notify import DictSecretResolver, MemoryStatusSink, Notifier, SecretError
 
 BODY = {
@@ -260,7 +262,7 @@ def secret(name: str, data: dict[str, str]) -> dict[str, Any]:
 async def test_kube_secret_resolver_reads_caches_and_names_what_is_missing(kube, kube_api) -> None:
     kube.create_object("v1/secrets", secret("creds", {"token": "tok-value-123"}), namespace="team")
     clock = [0.0]
-    r = KubeSecretResolver(kube_api, ttl_s=10, clock=lambda: clock[0])
+    r = KubeSecretResolver(KubeClient(kube_api), ttl_s=10, clock=lambda: clock[0])
     assert await r.get("team", "creds", "token") == "tok-value-123"
     assert await r.get("team", "creds", "token") == "tok-value-123" and r.reads == 1
     with pytest.raises(SecretError) as missing_key:

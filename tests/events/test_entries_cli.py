@@ -14,6 +14,7 @@ from klaxon.cli.entries import run_with
 from klaxon.cli.main import build_parser
 from klaxon.evaluator.entries import ENTRIES_ANNOTATION, Record, RuleEntries, parse_entries_annotation
 from klaxon.evaluator.ingest import EventIn
+from klaxon.kube.client import KubeClient
 from support.events import event, load_example, make_service
 
 AR = "klaxon.dev/v1alpha1/alertrules"
@@ -63,7 +64,7 @@ def seed(kube: Any) -> tuple[AlertRuleSpec, AlertConfigSpec]:
 
 
 async def cli(kube_api: Any, *argv: str) -> int:
-    return await run_with(build_parser().parse_args(["entries", *argv]), kube_api)
+    return await run_with(build_parser().parse_args(["entries", *argv]), KubeClient(kube_api))
 
 
 async def test_list_ack_and_tag_through_the_annotation(

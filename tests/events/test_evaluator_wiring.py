@@ -12,6 +12,7 @@ import aiohttp
 
 from klaxon.evaluator.ingest import event_service_for
 from klaxon.evaluator.server import CycleHealth, EvaluatorMetrics, serve_http
+from klaxon.kube.client import KubeClient
 from support.events import event, load_example, metric_sum
 from support.prometheus import free_port
 
@@ -54,7 +55,7 @@ async def test_evaluator_serves_events_with_the_secret_token_and_writes_entries(
     kube.create_object(AR, metric_rule, namespace=NS)
 
     metrics = EvaluatorMetrics()
-    service = await event_service_for(kube_api, NS, "site-security", cfg, metrics.registry, refresh_s=0.05)
+    service = await event_service_for(KubeClient(kube_api), NS, "site-security", cfg, metrics.registry, refresh_s=0.05)
     assert service is not None
     service.status_interval_s = 0.05
     port = free_port()

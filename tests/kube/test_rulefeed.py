@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from klaxon.kube.client import KubeClient
 from klaxon.kube.rulefeed import RuleFeed
 
 AR = "klaxon.dev/v1alpha1/alertrules"
@@ -30,7 +31,7 @@ async def test_a_follower_that_crashes_ends_the_feed_with_its_error(kube: Any, k
                 raise RuntimeError("a bug while following b")
             await asyncio.Event().wait()
 
-    feed = Broken(kube_api, "a", "main", ["a", "b"])
+    feed = Broken(KubeClient(kube_api), "a", "main", ["a", "b"])
     with pytest.raises(RuntimeError, match="following b"):
         await asyncio.wait_for(feed.run(), 5)
 
@@ -40,7 +41,7 @@ async def test_lists_then_watches_this_configs_rules_only(
 ) -> None:
     kube.create_object(AR, rule("one"), namespace="a")
     kube.create_object(AR, rule("other", config="else"), namespace="a")
-    feed = RuleFeed(kube_api, "a", "main", ["a"], backoff=0.05)
+    feed = RuleFeed(KubeClient(kube_api), "a", "main", ["a"], backoff=0.05)
     assert [o["metadata"]["name"] for o in await feed.relist()] == ["one"]
     task = asyncio.create_task(feed.run())
     try:

@@ -13,6 +13,7 @@ import pytest
 
 from klaxon.cli.main import build_parser
 from klaxon.cli.status import run_with
+from klaxon.kube.client import KubeClient
 from kube_harness.clients import write_kubeconfig
 from support.operator_helpers import AR, rule
 
@@ -38,7 +39,7 @@ def seed(kube: Any) -> None:
 
 
 async def cli(kube_api: Any, *argv: str) -> int:
-    return await run_with(build_parser().parse_args(["status", *argv]), kube_api)
+    return await run_with(build_parser().parse_args(["status", *argv]), KubeClient(kube_api))
 
 
 async def test_one_namespace_firing_first_with_reasons(

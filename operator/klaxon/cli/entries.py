@@ -17,10 +17,21 @@ import getpass
 import json
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..api.alertconfig import AlertConfigSpec
-from ..evaluator.entries import ENTRIES_ANNOTATION, Action, Record, parse_entries_annotation, tag_problem
+from ..api.refs import config_key
+from ..evaluator.entries import (
+    ENTRIES_ANNOTATION,
+    Action,
+    Record,
+    parse_entries_annotation,
+    set_record,
+    tag_problem,
+)
+
+if TYPE_CHECKING:
+    from ..kube.client import KubeClient
 
 
 def _who(args: argparse.Namespace) -> str:
@@ -68,16 +79,25 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-async def run_with(args: argparse.Namespace, api_client: Any) -> int:
-    """The command against an ApiClient (tests pass one bound to an emulated cluster)."""
-    from ..kube.entries import get_config_of, get_rule, list_rules, record_entry
+def _missing(args: argparse.Namespace) -> int:
+    print(f"klaxon entries: AlertRule {args.namespace}/{args.rule} not found", file=sys.stderr)
+    return 1
+
+
+async def run_with(args: argparse.Namespace, kube: KubeClient) -> int:
+    """The command against a cluster (tests pass a client bound to an emulated one)."""
+    from ..kube.client import Ref
 
     action = args.action or "list"
+    rule_ref = Ref.klaxon("AlertRule", args.namespace, args.rule)
     if action == "list":
         if args.rule:
-            rules = [await get_rule(api_client, args.namespace, args.rule)]
+            rule = await kube.get(rule_ref)
+            if rule is None:
+                return _missing(args)
+            rules = [rule]
         else:
-            rules = await list_rules(api_client, None if args.all_namespaces else args.namespace)
+            rules = await kube.list(Ref.klaxon("AlertRule", None if args.all_namespaces else args.namespace))
         rows = entry_rows(rules)
         if args.output == "json":
             print(json.dumps(rows, indent=2))
@@ -95,7 +115,10 @@ async def run_with(args: argparse.Namespace, api_client: Any) -> int:
         what, text = "action", args.action_text
     else:
         what, text = "rootCause", args.root_cause
-    rule = await get_rule(api_client, args.namespace, args.rule)
+    found = await kube.get(rule_ref)
+    if found is None:
+        return _missing(args)
+    rule = found
     keys = {e.get("key") for e in (rule.get("status") or {}).get("entries") or []}
     if args.key not in keys and not args.force:
         print(
@@ -103,7 +126,7 @@ async def run_with(args: argparse.Namespace, api_client: Any) -> int:
             file=sys.stderr,
         )
         return 1
-    cfg_obj = await get_config_of(api_client, rule)
+    cfg_obj = await kube.get(Ref.klaxon("AlertConfig", *config_key(args.namespace, rule.get("spec"))))
     if cfg_obj is not None:
         settings = AlertConfigSpec.model_validate(cfg_obj.get("spec") or {}).entries
         problem = tag_problem(settings, what, text)
@@ -113,17 +136,17 @@ async def run_with(args: argparse.Namespace, api_client: Any) -> int:
             print(f"klaxon entries: {problem}", file=sys.stderr)
             return 2
     record = Record(args.key, what, _who(args), datetime.now(UTC).replace(microsecond=0), text)
-    await record_entry(api_client, args.namespace, args.rule, record)
+    await kube.update_annotation(rule_ref, ENTRIES_ANNOTATION, lambda old: set_record(old, record))
     label = "acknowledged" if what == "ack" else f"tagged {what}={text!r}"
     print(f"{args.namespace}/{args.rule} entry {args.key}: {label} by {record.by}")
     return 0
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from ..kube.config import api_client
+    from ..kube.client import connected
 
-    async with api_client(args.kubeconfig) as api:
-        return await run_with(args, api)
+    async with connected(args.kubeconfig) as kube:
+        return await run_with(args, kube)
 
 
 def run(args: argparse.Namespace) -> int:

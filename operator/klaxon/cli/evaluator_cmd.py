@@ -33,14 +33,14 @@ def options(args: argparse.Namespace) -> EvaluatorOptions:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from klaxon.kube.config import api_client
+    from klaxon.kube.client import connected
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with api_client(args.kubeconfig) as api:
-        return await EvaluatorProcess(options(args), api).run(stop)
+    async with connected(args.kubeconfig, field_manager="klaxon-evaluator") as kube:
+        return await EvaluatorProcess(options(args), kube).run(stop)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,7 +7,10 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..kube.client import KubeClient
 
 #: Summary buckets, most urgent first; NotReady counts rules whose Ready condition is not True.
 ORDER = ("Firing", "Pending", "Recovering", "NoData", "Error", "Inactive", "Muted", "Disabled", "Unknown")
@@ -62,11 +65,11 @@ def render_table(table: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-async def run_with(args: argparse.Namespace, api: Any) -> int:
-    from ..kube.entries import list_rules
+async def run_with(args: argparse.Namespace, kube: KubeClient) -> int:
+    from ..kube.client import Ref
 
     namespace = None if args.all_namespaces else args.namespace
-    table = rows(await list_rules(api, namespace))
+    table = rows(await kube.list(Ref.klaxon("AlertRule", namespace)))
     if args.output == "json":
         print(json.dumps({"rules": table, "summary": summary(table)}, indent=2))
     else:
@@ -75,10 +78,10 @@ async def run_with(args: argparse.Namespace, api: Any) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from ..kube.config import api_client
+    from ..kube.client import connected
 
-    async with api_client(args.kubeconfig) as api:
-        return await run_with(args, api)
+    async with connected(args.kubeconfig) as kube:
+        return await run_with(args, kube)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,11 +1,17 @@
 """What the evaluator connects to, built from its AlertConfig: Prometheus (endpoint, auth, TLS from
-Secrets) and the Notifier (its outbox, Secrets and status writes through the Kubernetes API)."""
+Secrets) and the Notifier (its outbox, Secrets and status writes through the Kubernetes API).
+
+``KubeSecretResolver`` is the one way the evaluator reads Secrets (Prometheus credentials, the
+event token, channel credentials): each Secret is kept a few seconds so a burst of deliveries
+reads it once; values never reach a log line or an exception message.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +20,10 @@ from typing import Any
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.common import SecretKeySelector, parse_duration
 from klaxon.api.sharding import parse_shard
-from klaxon.notify import Notifier
+from klaxon.kube.client import KubeClient, KubeError
+from klaxon.kube.notify_io import KubeStatusSink
+from klaxon.kube.secrets import read_secret
+from klaxon.notify import Notifier, SecretError
 from klaxon.prom.client import PrometheusClient
 
 DEFAULT_STATE_DIR = "/var/lib/klaxon"
@@ -34,14 +43,59 @@ def outbox_path(state_dir: str | Path, shard: str) -> Path:
     return Path(state_dir) / (f"outbox-{index}of{shards}.sqlite" if shards > 1 else "outbox.sqlite")
 
 
-def make_notifier(api_client: Any, path: Path, clock: Callable[[], float], **kwargs: Any) -> Notifier:
-    """The process' Notifier: Secrets and status through the API, on the evaluation ``clock``."""
-    from klaxon.kube.notify_io import KubeSecretResolver, KubeStatusSink
+class KubeSecretResolver:
+    """``SecretResolver`` over the API: ``get(ns, name, key)``, each Secret cached for ``ttl_s``.
 
+    A missing Secret or key, or a Secret the evaluator may not read, raises ``SecretError``
+    naming the Secret and key (never a value). A key read from the cache is as old as ``ttl_s``
+    at most, so a rotated webhook URL is picked up within seconds.
+    """
+
+    def __init__(self, kube: KubeClient, ttl_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.kube = kube
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._cache: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+        self.reads = 0
+
+    async def _data(self, namespace: str, name: str) -> dict[str, str]:
+        hit = self._cache.get((namespace, name))
+        now = self.clock()
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        self.reads += 1
+        try:
+            data = await read_secret(self.kube, namespace, name)
+        except KubeError as exc:  # the server's Status (no Secret data); still, keep only the code
+            self._cache.pop((namespace, name), None)
+            raise SecretError(f"Secret {namespace}/{name} could not be read: {exc.status} {exc.reason}") from None
+        if data is None:
+            self._cache.pop((namespace, name), None)
+            raise SecretError(f"Secret {namespace}/{name} not found")
+        self._cache[(namespace, name)] = (now, data)
+        return data
+
+    async def get(self, namespace: str, name: str, key: str) -> str:
+        data = await self._data(namespace, name)
+        if key not in data:
+            raise SecretError(f"Secret {namespace}/{name} has no key {key!r}")
+        return data[key]
+
+    def forget(self, namespace: str | None = None, name: str | None = None) -> None:
+        """Drop cached Secrets (all, one namespace's, or one)."""
+        for k in list(self._cache):
+            if (namespace is None or k[0] == namespace) and (name is None or k[1] == name):
+                del self._cache[k]
+
+
+def make_notifier(
+    kube: KubeClient, path: Path, clock: Callable[[], float], secrets: KubeSecretResolver | None = None, **kwargs: Any
+) -> Notifier:
+    """The process' Notifier: Secrets and status through the API, on the evaluation ``clock``."""
     return Notifier(
         path,
-        KubeSecretResolver(api_client),
-        KubeStatusSink(api_client),
+        secrets or KubeSecretResolver(kube),
+        KubeStatusSink(kube),
         clock=lambda: datetime.fromtimestamp(clock(), UTC),
         **kwargs,
     )

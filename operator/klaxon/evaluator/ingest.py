@@ -45,8 +45,10 @@ from pydantic import (
 
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
+from klaxon.api.refs import config_key, granted_namespaces, rules_scope
+from klaxon.kube.client import FAILURES, KubeClient, Ref
 from klaxon.notify.events import EventPipeline, EventResult
-from klaxon.notify.model import Notification
+from klaxon.notify.model import Notification, SecretResolver
 
 from . import event_state
 from .entries import RuleEntries, records_for
@@ -797,7 +799,7 @@ def sync_rules(service: EventService, items: Iterable[Mapping[str, Any]], comple
 
 
 async def event_service_for(
-    api_client: Any,
+    kube: KubeClient,
     config_namespace: str,
     config_name: str,
     config: AlertConfigSpec,
@@ -806,6 +808,7 @@ async def event_service_for(
     notifier: EventNotifier | None = None,
     refresh_s: float = 10.0,
     state_dir: str | Path | None = None,
+    secrets: SecretResolver | None = None,
 ) -> EventService | None:
     """The AlertConfig's event service for ``klaxon evaluator``, or None without ``spec.events.token``.
 
@@ -816,26 +819,23 @@ async def event_service_for(
     """
     from datetime import UTC
 
-    from klaxon.kube.client import FAILURES
-    from klaxon.kube.status import (
-        get_config,
-        granted_namespaces,
-        list_rules,
-        patch_rule_status,
-        read_secret_key,
-        rules_scope,
-    )
+    from klaxon.evaluator.connect import KubeSecretResolver
 
+    reader = secrets or KubeSecretResolver(kube)
     selector = config.events.token
     if selector is None:
         log.info("AlertConfig %s/%s has no spec.events.token: POST /v1/events is off", config_namespace, config_name)
         return None
 
     async def token() -> str:
-        return (await read_secret_key(api_client, config_namespace, selector.name, selector.key)).strip()
+        return (await reader.get(config_namespace, selector.name, selector.key)).strip()
 
     async def write(namespace: str, name: str, status: dict[str, Any]) -> None:
-        await patch_rule_status(api_client, namespace, name, status)
+        await kube.patch_status(Ref.klaxon("AlertRule", namespace, name), status)
+
+    def ours(rule: Mapping[str, Any]) -> bool:
+        meta = rule.get("metadata") or {}
+        return config_key(str(meta.get("namespace", "")), rule.get("spec")) == (config_namespace, config_name)
 
     state_path = None
     if state_dir is not None:
@@ -853,12 +853,16 @@ async def event_service_for(
         while True:
             granted: list[str] = []
             if everywhere:  # '*': the namespaces the operator granted (those holding our rules)
+                cfg_obj: Mapping[str, Any] | None = None
                 try:
-                    granted = granted_namespaces(await get_config(api_client, config_namespace, config_name))
+                    cfg_obj = await kube.get(Ref.klaxon("AlertConfig", config_namespace, config_name))
                 except FAILURES as exc:
                     log.warning(
                         "reading AlertConfig %s/%s failed: %s", config_namespace, config_name, exc, exc_info=True
                     )
+                if cfg_obj is not None:
+                    granted = granted_namespaces(cfg_obj)
+                else:  # unreadable or gone: the namespaces as they were
                     granted = [ns for ns in last if ns != config_namespace]
             scope = rules_scope(config_namespace, config.allowed_namespaces, granted)
             for gone in set(last) - set(scope):
@@ -866,7 +870,7 @@ async def event_service_for(
             complete = True
             for ns in scope:
                 try:
-                    last[ns], _ = await list_rules(api_client, config_namespace, config_name, ns)
+                    last[ns] = [r for r in await kube.list(Ref.klaxon("AlertRule", ns)) if ours(r)]
                 except FAILURES as exc:  # keep what was there: an error is not a deletion
                     complete = False
                     log.warning("listing event rules in %s failed: %s", ns, exc, exc_info=True)

@@ -25,27 +25,25 @@ from klaxon import API_VERSION
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
 from klaxon.api.common import parse_duration
+from klaxon.api.refs import granted_namespaces, namespace_allowed, rules_scope
 from klaxon.api.sharding import parse_shard, shard_of
 from klaxon.api.validation import parse_spec
-from klaxon.evaluator.connect import DEFAULT_STATE_DIR, make_notifier, outbox_path, prometheus_client
+from klaxon.evaluator.connect import (
+    DEFAULT_STATE_DIR,
+    ConfigError,
+    KubeSecretResolver,
+    make_notifier,
+    outbox_path,
+    prometheus_client,
+)
 from klaxon.evaluator.core import Evaluator, RuleRef
 from klaxon.evaluator.ingest import event_service_for
 from klaxon.evaluator.notifying import NotifyingAdapter
 from klaxon.evaluator.server import LEADER_ADDRESS, CycleHealth, EvaluatorMetrics, forward_events, serve_http
 from klaxon.evaluator.status import StatusWriter
-from klaxon.kube.client import FAILURES
-from klaxon.kube.lease import LeaderElector, Leadership
+from klaxon.kube.client import FAILURES, Body, KubeClient, Ref
+from klaxon.kube.lease import LeaderElector, Leadership, pod_identity
 from klaxon.kube.rulefeed import RuleFeed
-from klaxon.kube.status import (
-    ApiException,
-    get_config,
-    granted_namespaces,
-    list_channels,
-    namespace_allowed,
-    patch_rule_status,
-    read_secret_key,
-    rules_scope,
-)
 from klaxon.notify import Notifier
 from klaxon.notify.metrics import NotifierCollector
 
@@ -105,7 +103,7 @@ class EvaluatorProcess:
     def __init__(
         self,
         options: EvaluatorOptions,
-        api_client: Any,
+        kube: KubeClient,
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -114,8 +112,9 @@ class EvaluatorProcess:
         adapter: type[NotifyingAdapter] = NotifyingAdapter,
     ) -> None:
         self.options = options
-        self.api = api_client
+        self.kube = kube
         self.clock = clock
+        self.secrets = KubeSecretResolver(kube)
         self.monotonic = monotonic
         self.index, self.shards = parse_shard(options.shard)
         self.notifier = notifier
@@ -143,7 +142,9 @@ class EvaluatorProcess:
         """Until ``stop`` (or ``once``); 1 when the Lease was lost or the rule watch crashed."""
         self._stop = stop
         leadership = Leadership(self.elector, stop)
-        cfg_obj = await get_config(self.api, self.options.config_namespace, self.options.config_name)
+        cfg_obj = await self._read_config()
+        if cfg_obj is None:
+            raise ConfigError(f"AlertConfig {self.options.config} not found")
         self.config = AlertConfigSpec.model_validate(cfg_obj.get("spec") or {})
         self._granted = granted_namespaces(cfg_obj)
         self.tick_s = self.options.tick or min(10.0, parse_duration(self.config.defaults.interval))
@@ -172,7 +173,7 @@ class EvaluatorProcess:
         """Build the components, list the rules once and start following them."""
         opts = self.options
         if self.notifier is None:
-            self.notifier = make_notifier(self.api, outbox_path(opts.state_dir, opts.shard), self.clock)
+            self.notifier = make_notifier(self.kube, outbox_path(opts.state_dir, opts.shard), self.clock, self.secrets)
         notifier = self.notifier
         await notifier.start()
         self._stack.push_async_callback(notifier.stop)
@@ -183,13 +184,13 @@ class EvaluatorProcess:
             parse_duration(self.config.evaluator.status_interval),
             self.config.evaluator.max_status_writes_per_minute,
         )
-        self._feed = RuleFeed(self.api, opts.config_namespace, opts.config_name, self._scope(self._granted))
+        self._feed = RuleFeed(self.kube, opts.config_namespace, opts.config_name, self._scope(self._granted))
         await self.apply_config(self.config)
         events = None
         if self.index == 0:  # one place holds grouping and cooldown state: shard 0 (its leader)
             events = await event_service_for(
-                self.api, opts.config_namespace, opts.config_name, self.config, self.metrics.registry,
-                notifier=notifier, state_dir=opts.state_dir,
+                self.kube, opts.config_namespace, opts.config_name, self.config, self.metrics.registry,
+                notifier=notifier, state_dir=opts.state_dir, secrets=self.secrets,
             )
         elif self.config.events.token is not None:
             log.info("shard %d/%d: event ingestion runs on shard 0 only", self.index, self.shards)
@@ -222,11 +223,14 @@ class EvaluatorProcess:
         self._next_rescope = self.monotonic() + self.options.rescope_s
         assert self._feed is not None
         try:
-            cfg_obj = await get_config(self.api, self.options.config_namespace, self.options.config_name)
+            cfg_obj = await self._read_config()
         except FAILURES as e:
             log.warning(
                 "reading AlertConfig %s failed (%s): namespaces unchanged", self.options.config, e, exc_info=True
             )
+            return
+        if cfg_obj is None:
+            log.warning("AlertConfig %s not found: namespaces unchanged", self.options.config)
             return
         self._granted = granted_namespaces(cfg_obj)
         self._feed.rescope(self._scope(self._granted))
@@ -278,12 +282,9 @@ class EvaluatorProcess:
         opts = self.options
         if not opts.lease:
             return None
-        from klaxon.kube.client import KubeClient
-        from klaxon.kube.lease import pod_identity
-
         d = opts.lease_duration
         return LeaderElector(
-            KubeClient(self.api, field_manager="klaxon-evaluator"),
+            self.kube,
             opts.config_namespace,
             opts.lease,
             pod_identity(),
@@ -333,9 +334,10 @@ class EvaluatorProcess:
         return rules_scope(self.options.config_namespace, self.config.allowed_namespaces, granted)
 
     def _mine(self, ref: RuleRef) -> bool:
-        return namespace_allowed(ref.namespace, self.options.config_namespace, self.config.allowed_namespaces) and (
-            shard_of(ref.uid, self.shards) == self.index
+        allowed = namespace_allowed(
+            ref.namespace, config_namespace=self.options.config_namespace, allowed=self.config.allowed_namespaces
         )
+        return allowed and shard_of(ref.uid, self.shards) == self.index
 
     def _admit(self, ref: RuleRef, now: float) -> None:
         assert self._evaluator is not None and self._writer is not None
@@ -387,11 +389,14 @@ class EvaluatorProcess:
             self._stop.set()
 
     # -- I/O -------------------------------------------------------------------------------
+    async def _read_config(self) -> Body | None:
+        return await self.kube.get(Ref.klaxon("AlertConfig", self.options.config_namespace, self.options.config_name))
+
     async def _write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        await patch_rule_status(self.api, namespace, name, status)
+        await self.kube.patch_status(Ref.klaxon("AlertRule", namespace, name), status)
 
     async def _read_secret(self, name: str, key: str) -> str:
-        return await read_secret_key(self.api, self.options.config_namespace, name, key)
+        return await self.secrets.get(self.options.config_namespace, name, key)
 
     async def _sync_notifier(self) -> None:
         """Hand the AlertRules and the NotificationChannels of their namespaces to the notifier;
@@ -401,9 +406,9 @@ class EvaluatorProcess:
         await adapter.sync_rules(list(self._known.values()))
         for ns in adapter.namespaces:
             try:
-                channels = await list_channels(self.api, ns)
-            except ApiException as e:
-                log.warning("listing NotificationChannels in %s failed: %s %s", ns, e.status, e.reason)
+                channels = await self.kube.list(Ref.klaxon("NotificationChannel", ns))
+            except FAILURES as e:
+                log.warning("listing NotificationChannels in %s failed: %s", ns, e, exc_info=True)
                 continue
             await adapter.sync_channels(ns, channels)
 

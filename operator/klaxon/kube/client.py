@@ -1,4 +1,6 @@
-"""The one async client Klaxon uses for the Kubernetes API (besides kopf's own watches).
+"""The one async client Klaxon uses for the Kubernetes API (besides kopf's own watches), in the
+operator and the evaluator alike: get, list, watch, create, merge-patch (of the object or its
+``/status``), delete.
 
 Generic on purpose: every call names ``apiVersion`` + plural, so the same code reads and
 writes PrometheusRules, Deployments and our own kinds, and every request is counted.
@@ -7,8 +9,10 @@ writes PrometheusRules, Deployments and our own kinds, and every request is coun
 from __future__ import annotations
 
 import json
+import random
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +22,10 @@ from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import Counter, Histogram
 
+from .. import API_VERSION
+
 Body = dict[str, Any]
+Items = list[Body]  # (a name of its own: KubeClient.list shadows the builtin in the class body)
 #: The connection settings type, for modules outside klaxon.kube (which never import the client library).
 Configuration = k8s.Configuration
 
@@ -70,19 +77,28 @@ class KubeError(Exception):
 
     @classmethod
     def from_api(cls, exc: ApiException) -> KubeError:
-        reason, message = str(exc.reason or ""), ""
+        return cls.from_status(int(exc.status or 0), str(exc.reason or ""), exc.body)
+
+    @classmethod
+    def from_status(cls, status: int, reason: str, body: str | bytes | None) -> KubeError:
+        """From a response: the server's Status in ``body`` says why."""
+        message = ""
         try:
-            payload = json.loads(exc.body) if exc.body else {}
+            payload = json.loads(body) if body else {}
             reason = payload.get("reason") or reason
             message = payload.get("message") or ""
-        except (TypeError, ValueError):
-            message = str(exc.body or "")
-        return cls(int(exc.status or 0), reason, message)
+        except (TypeError, ValueError, AttributeError):
+            message = str(body or "")
+        return cls(status, reason, message)
 
 
 #: What a call to the API server raises when the call failed (the server said no, or the
 #: connection broke) rather than the caller: retry these, let anything else surface.
-FAILURES: tuple[type[Exception], ...] = (KubeError, ApiException, aiohttp.ClientError, TimeoutError)
+FAILURES: tuple[type[Exception], ...] = (KubeError, aiohttp.ClientError, TimeoutError)
+#: A watch asks the server to end it after 5-10 minutes (as client-go does), then resumes.
+WATCH_TIMEOUT_S = (300, 600)
+#: The longest watch event line read (etcd keeps objects up to 1.5 MiB).
+MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -93,6 +109,11 @@ class Ref:
     plural: str
     namespace: str | None
     name: str | None = None
+
+    @classmethod
+    def klaxon(cls, kind: str, namespace: str | None, name: str | None = None) -> Ref:
+        """One of our kinds (AlertRule, AlertConfig, NotificationChannel), or their collection."""
+        return cls(API_VERSION, plural_of(API_VERSION, kind), namespace, name)
 
     @classmethod
     def of(cls, body: Mapping[str, Any]) -> Ref:
@@ -128,6 +149,23 @@ def plural_of(api_version: str, kind: str) -> str:
         return kind.lower() + "s"
 
 
+async def _next_event(resp: Any) -> dict[str, Any] | None:
+    """The next event of a watch (None: the server ended it); a cut-off, oversized or unreadable
+    line is a failed watch (KubeError)."""
+    try:
+        line: bytes = await resp.content.readline(max_line_length=MAX_EVENT_BYTES)
+        if not line:
+            return None
+        if not line.endswith(b"\n"):
+            raise ValueError("the watch ended in the middle of an event")
+        event = json.loads(line)
+        if not isinstance(event, dict):
+            raise ValueError(f"a watch event is an object, not {type(event).__name__}")
+    except ValueError as exc:
+        raise KubeError(500, "InvalidWatchEvent", str(exc)[:200]) from None
+    return event
+
+
 class KubeClient:
     """Thin async wrapper over kubernetes-asyncio's ApiClient: JSON in, JSON out."""
 
@@ -142,6 +180,7 @@ class KubeClient:
         configuration: k8s.Configuration | None = None,
         kubeconfig: str | None = None,
         context: str | None = None,
+        field_manager: str = "klaxon-operator",
     ) -> KubeClient:
         """From an explicit Configuration, an explicit kubeconfig, in-cluster, or the default kubeconfig."""
         if configuration is None:
@@ -155,7 +194,7 @@ class KubeClient:
                     k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
                 except k8s_config.ConfigException:
                     await k8s_config.load_kube_config(context=context, client_configuration=configuration)
-        return cls(k8s.ApiClient(configuration=configuration))
+        return cls(k8s.ApiClient(configuration=configuration), field_manager)
 
     async def close(self) -> None:
         await self.api.close()
@@ -204,10 +243,51 @@ class KubeClient:
         return result
 
     async def list(self, ref: Ref, label_selector: str | None = None) -> list[Body]:
+        return (await self.list_with_version(ref, label_selector))[0]
+
+    async def list_with_version(self, ref: Ref, label_selector: str | None = None) -> tuple[Items, str]:
+        """The items of a collection and the list's resourceVersion (where a watch starts)."""
         query = {"labelSelector": label_selector} if label_selector else None
         result = await self.request("GET", ref.path(), query=query)
-        items: list[Body] = list(result.get("items") or [])
-        return items
+        items: Items = [*(result.get("items") or [])]
+        return items, str((result.get("metadata") or {}).get("resourceVersion", ""))
+
+    async def watch(self, ref: Ref, resource_version: str = "") -> AsyncIterator[tuple[str, Body]]:
+        """(type, object) of each change of a collection after ``resource_version``: ADDED, MODIFIED,
+        DELETED and BOOKMARK (only its resourceVersion counts).
+
+        Ends when the server ends the watch (after 5-10 minutes): resume from the last
+        resourceVersion seen. An ERROR event (410 Gone: that version is too old) raises KubeError.
+        """
+        timeout = random.randint(*WATCH_TIMEOUT_S)
+        query = {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout)}
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        path = ref.path()
+        self.requests += 1
+        resp = await self.api.call_api(
+            path,
+            "GET",
+            query_params=list(query.items()),
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,  # the response as it streams
+            _request_timeout=aiohttp.ClientTimeout(sock_connect=30, sock_read=timeout + 30),
+        )
+        API_REQUESTS.labels("WATCH", _resource_of(path), "2xx" if resp.status < 300 else str(resp.status)).inc()
+        try:
+            if resp.status >= 300:
+                raise KubeError.from_status(resp.status, str(resp.reason or ""), await resp.read())
+            while (event := await _next_event(resp)) is not None:
+                kind, obj = str(event.get("type", "")), event.get("object")
+                if not isinstance(obj, dict):
+                    continue
+                if kind == "ERROR":  # a Status
+                    code, reason = int(obj.get("code") or 500), str(obj.get("reason", ""))
+                    raise KubeError(code, reason, str(obj.get("message", "")))
+                yield kind, obj
+        finally:
+            resp.close()
 
     async def create(self, body: Body) -> Body:
         ref = Ref.of(body)
@@ -227,6 +307,31 @@ class KubeClient:
         )
         return result
 
+    async def update_annotation(
+        self, ref: Ref, key: str, update: Callable[[str | None], str], attempts: int = 5
+    ) -> str:
+        """Set annotation ``key`` to ``update(its current value)``: read-modify-write guarded by
+        resourceVersion, read again and retried on conflict. Returns the value written."""
+        for attempt in range(attempts):
+            obj = await self.get(ref)
+            if obj is None:
+                raise KubeError(404, "NotFound", f"{ref.plural} {ref.namespace}/{ref.name} not found")
+            meta = obj.get("metadata") or {}
+            value = update((meta.get("annotations") or {}).get(key))
+            patch = {"metadata": {"resourceVersion": meta.get("resourceVersion"), "annotations": {key: value}}}
+            try:
+                await self.merge_patch(ref, patch)
+                return value
+            except KubeError as exc:
+                if exc.status != 409 or attempt == attempts - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def patch_status(self, ref: Ref, status: Mapping[str, Any]) -> Body:
+        """Merge-patch ``status`` through the /status subresource (never the main object; lists
+        such as activeSeries are replaced whole)."""
+        return await self.merge_patch(ref, {"status": dict(status)}, subresource="status")
+
     async def delete(self, ref: Ref, uid: str | None = None) -> None:
         body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
         if uid:  # never delete a same-named successor
@@ -236,3 +341,15 @@ class KubeClient:
         except KubeError as exc:
             if exc.status not in (404, 409):
                 raise
+
+
+@asynccontextmanager
+async def connected(
+    kubeconfig: str | None = None, context: str | None = None, field_manager: str = "klaxon-operator"
+) -> AsyncIterator[KubeClient]:
+    """A KubeClient for the duration of a command (see ``KubeClient.connect``), closed afterwards."""
+    kube = await KubeClient.connect(kubeconfig=kubeconfig, context=context, field_manager=field_manager)
+    try:
+        yield kube
+    finally:
+        await kube.close()

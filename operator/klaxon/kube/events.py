@@ -1,4 +1,4 @@
-"""Kubernetes Events and status writes for our objects: the two ways the operator talks back."""
+"""Kubernetes Events about our objects: with status, how the operator talks back."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from .client import Body, KubeClient, KubeError, Ref
+from .client import Body, KubeClient, KubeError
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,3 @@ async def post_event(
     except KubeError as exc:
         logger.warning("Could not post event %s for %s: %s", reason, involved["metadata"].get("name"), exc)
 
-
-async def patch_status(kube: KubeClient, obj: Mapping[str, Any], status: Mapping[str, Any]) -> Body:
-    """Merge-patch ``status`` through the /status subresource (never the main object)."""
-    return await kube.merge_patch(Ref.of(obj), {"status": dict(status)}, subresource="status")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from .client import FAILURES
-from .status import list_rules, watch_rules
+from ..api.refs import config_key
+from .client import FAILURES, Body, KubeClient, Ref
 
-log = logging.getLogger("klaxon.evaluator")
+log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
 
@@ -30,8 +30,8 @@ class RuleFeed:
     Anything else a follower raises is a bug: ``run`` raises it, nothing is swallowed.
     """
 
-    def __init__(self, api_client: Any, namespace: str, name: str, scope: list[str], backoff: float = 1.0) -> None:
-        self.api_client = api_client
+    def __init__(self, kube: KubeClient, namespace: str, name: str, scope: list[str], backoff: float = 1.0) -> None:
+        self.kube = kube
         self.namespace = namespace
         self.name = name
         #: The namespaces to list and watch (one watch each).
@@ -51,12 +51,12 @@ class RuleFeed:
 
     async def _list(self, namespace: str) -> bool:
         try:
-            found, rv = await list_rules(self.api_client, self.namespace, self.name, namespace)
+            found, rv = await self.kube.list_with_version(Ref.klaxon("AlertRule", namespace))
         except FAILURES as e:
             log.warning("listing AlertRules in %s failed: %s", namespace, _why(e), exc_info=True)
             self.failing.add(namespace)
             return False
-        self.items[namespace] = {_uid(o): o for o in found}
+        self.items[namespace] = {_uid(o): o for o in found if self._ours(o)}
         self.resource_versions[namespace] = rv
         self.failing.discard(namespace)
         return True
@@ -135,18 +135,32 @@ class RuleFeed:
                 self.events.put_nowait(("SYNC", self.snapshot()))
             delay = self.backoff
             try:
-                async for kind, obj in watch_rules(
-                    self.api_client, self.namespace, self.name, namespace, self.resource_versions.get(namespace, "")
-                ):
-                    rv = (obj.get("metadata") or {}).get("resourceVersion")
-                    if rv:
-                        self.resource_versions[namespace] = str(rv)
+                async for kind, obj in self._watch(namespace):
                     self._track(namespace, kind, obj)
                     self.events.put_nowait((kind, obj))
             except FAILURES as e:
                 log.warning("watch of AlertRules in %s failed (%s); listing again", namespace, _why(e), exc_info=True)
                 self.failing.add(namespace)
                 await asyncio.sleep(delay)
+
+    def _ours(self, rule: Mapping[str, Any]) -> bool:
+        meta = rule.get("metadata") or {}
+        return config_key(str(meta.get("namespace", "")), rule.get("spec")) == (self.namespace, self.name)
+
+    async def _watch(self, namespace: str) -> AsyncIterator[tuple[str, Body]]:
+        """ADDED, MODIFIED, DELETED (the object is gone) and MOVED (it now refers to another
+        AlertConfig: forget it, without resolving its alerts, the other evaluator takes it over)
+        for rules of the AlertConfig in ``namespace``, from the last resourceVersion seen on."""
+        ref = Ref.klaxon("AlertRule", namespace)
+        async for kind, obj in self.kube.watch(ref, self.resource_versions.get(namespace, "")):
+            rv = (obj.get("metadata") or {}).get("resourceVersion")
+            if rv:
+                self.resource_versions[namespace] = str(rv)
+            if kind not in ("ADDED", "MODIFIED", "DELETED"):
+                continue  # BOOKMARK: only its resourceVersion counts
+            if kind != "DELETED" and not self._ours(obj):
+                kind = "MOVED"
+            yield kind, obj
 
     def drain(self) -> list[tuple[str, Any]]:
         out = []

@@ -12,7 +12,7 @@ from ..api.validation import INVALID_QUERY, parse_spec
 from ..compile import compile_rule
 from ..kube.apply import HASH_ANNOTATION, NotOwnedError, delete_owned, ensure_object, owner_reference, prepare
 from ..kube.client import Body, KubeError, Ref
-from ..kube.events import patch_status, post_event
+from ..kube.events import post_event
 from . import metrics
 from .conditions import Cond, build_conditions, ready_from, status_changed, transitions
 from .evaluation import Expectation, rule_evaluation
@@ -277,7 +277,7 @@ async def write_status(
     if not status_changed(before, wanted):
         return
     changed = transitions(previous, mine)
-    await patch_status(rt.kube, body, wanted)
+    await rt.kube.patch_status(Ref.of(body), wanted)
     rt.written[(kind, meta["namespace"], meta["name"], meta.get("uid", ""))] = {**wanted, "conditions": mine}
     if changed and events:
         first = next(

@@ -1,0 +1,45 @@
+"""Which AlertConfig an AlertRule uses, and which namespaces an AlertConfig serves (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from .alertrule import AlertRuleSpec
+
+DEFAULT_CONFIG = "default"
+
+
+def config_key(namespace: str, spec: AlertRuleSpec | Mapping[str, Any] | None) -> tuple[str, str]:
+    """(namespace, name) of the AlertConfig a rule in ``namespace`` uses: ``spec.configRef``, by
+    default the AlertConfig named ``default`` in the rule's namespace.
+
+    Takes the parsed spec or the raw one (so that invalid rules can be indexed and filtered too).
+    """
+    if isinstance(spec, AlertRuleSpec):
+        ref = spec.config_ref
+        return (ref.namespace or namespace, ref.name) if ref is not None else (namespace, DEFAULT_CONFIG)
+    raw = spec.get("configRef") if isinstance(spec, Mapping) else None
+    if not isinstance(raw, Mapping) or not raw.get("name"):
+        return (namespace, DEFAULT_CONFIG)
+    return (str(raw.get("namespace") or namespace), str(raw["name"]))
+
+
+def namespace_allowed(rule_namespace: str, *, config_namespace: str, allowed: Collection[str]) -> bool:
+    """A rule may use an AlertConfig of its own namespace, or one listing its namespace (or '*')."""
+    return rule_namespace == config_namespace or "*" in allowed or rule_namespace in allowed
+
+
+def granted_namespaces(config: Mapping[str, Any]) -> list[str]:
+    """``status.grantedNamespaces`` of an AlertConfig object: where the operator gave its evaluator
+    access (the namespaces holding its rules, with allowedNamespaces '*')."""
+    return [str(n) for n in ((config.get("status") or {}).get("grantedNamespaces") or [])]
+
+
+def rules_scope(config_namespace: str, allowed_namespaces: Collection[str], granted: Collection[str] = ()) -> list[str]:
+    """The namespaces an AlertConfig's evaluator lists and watches rules in: its own, those the
+    AlertConfig lists, and with '*' those the operator granted it. Never cluster-wide: its Roles
+    are per namespace."""
+    if "*" in allowed_namespaces:
+        return sorted({config_namespace, *granted})
+    return sorted({config_namespace, *allowed_namespaces})
