@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from klaxon.api import AlertRuleSpec, parse_object
-from klaxon.evaluator import Notification, RuleRef
+from klaxon.evaluator import RuleRef, SeriesTransition
 
 #: Three days ago on the hour: old enough for promtool blocks, young enough for 4-week baselines.
 T0 = float((int(time.time()) // 3600 - 72) * 3600)
@@ -45,12 +45,12 @@ def minutes(start: float, end: float, value: Any) -> list[tuple[float, float]]:
 
 
 class Recorder:
-    """A Notifier that keeps what it is handed."""
+    """A TransitionSink that keeps what it is handed."""
 
     def __init__(self) -> None:
-        self.seen: list[Notification] = []
+        self.seen: list[SeriesTransition] = []
 
-    async def handle(self, notification: Notification) -> None:
+    async def handle(self, notification: SeriesTransition) -> None:
         self.seen.append(notification)
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from evaluator.helpers import MIN, T0, minutes, run_loop
+from klaxon.api.constants import OWNER_UID_LABEL
 from klaxon.cli.main import build_parser
-from klaxon.kube.apply import OWNER_UID_LABEL
 from klaxon.kube.client import KubeClient
 from klaxon.operator.grants import collect_orphans, grant_name
 from kube_harness import client_configuration, wait_for

@@ -13,7 +13,7 @@ import pytest
 from evaluator.helpers import rule
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.engine import Transition
-from klaxon.evaluator import Notification
+from klaxon.evaluator import SeriesTransition
 from klaxon.evaluator.connect import KubeSecretResolver
 from klaxon.evaluator.notifying import NotifyingAdapter
 from klaxon.kube.client import KubeClient
@@ -47,7 +47,7 @@ async def test_an_episode_lasts_from_firing_to_inactive_and_survives_a_restart(t
     a = NotifyingAdapter(n1, "default", "main", config)
 
     async def send(adapter: NotifyingAdapter, t: Transition) -> Any:
-        out = adapter.to_notification(Notification(ref, dict(LAB), t, 95.0))
+        out = adapter.to_notification(SeriesTransition(ref, dict(LAB), t, 95.0))
         await adapter.notifier.handle(out)
         return out
 
@@ -77,7 +77,7 @@ async def test_a_firing_replayed_after_a_lost_status_write_keeps_its_episode(tmp
     ref = rule("hot", BODY)
 
     async def send(adapter: NotifyingAdapter, t: Transition, labels: dict[str, str] = LAB) -> Any:
-        out = adapter.to_notification(Notification(ref, dict(labels), t, 95.0))
+        out = adapter.to_notification(SeriesTransition(ref, dict(labels), t, 95.0))
         await adapter.notifier.handle(out)
         return out
 
@@ -122,7 +122,7 @@ async def test_an_outage_inside_an_episode_neither_splits_nor_orphans_it(tmp_pat
     a = NotifyingAdapter(n1, "default", "main", config)
 
     async def send(adapter: NotifyingAdapter, t: Transition) -> Any:
-        out = adapter.to_notification(Notification(ref, dict(LAB), t, 95.0))
+        out = adapter.to_notification(SeriesTransition(ref, dict(LAB), t, 95.0))
         return out, await adapter.notifier.handle(out)
 
     def kinds(n: Notifier) -> list[str]:
@@ -164,8 +164,8 @@ async def test_an_episode_that_ended_while_no_evaluator_watched_is_resolved(tmp_
     ref = rule("hot", BODY)
     n1 = make(tmp_path / "o.sqlite")
     a = NotifyingAdapter(n1, "default", "main", config)
-    await a.handle(Notification(ref, dict(LAB), tr(100, "Inactive", "Firing"), 95.0))
-    await a.handle(Notification(ref, {"room": "hall"}, tr(100, "Inactive", "Firing"), 95.0))
+    await a.handle(SeriesTransition(ref, dict(LAB), tr(100, "Inactive", "Firing"), 95.0))
+    await a.handle(SeriesTransition(ref, {"room": "hall"}, tr(100, "Inactive", "Firing"), 95.0))
     n1.outbox.close()
 
     # (its clock at the evaluation time: no repeatInterval falls due in between)
@@ -179,7 +179,7 @@ async def test_an_episode_that_ended_while_no_evaluator_watched_is_resolved(tmp_
     assert n2.episode("default", "hot", "hot,room=hall") is not None
     # hours later the hall fires in a new episode (the old one ended unseen): resolved first
     held = n2.episode("default", "hot", "hot,room=hall")
-    await b.handle(Notification(ref, {"room": "hall"}, tr(100 + 3 * 3600, "Pending", "Firing"), 95.0))
+    await b.handle(SeriesTransition(ref, {"room": "hall"}, tr(100 + 3 * 3600, "Pending", "Firing"), 95.0))
     rows = [(r[0], json.loads(r[1])["episode_id"]) for r in n2.outbox.db.execute(
         "SELECT kind, notification FROM outbox WHERE notification LIKE '%hall%' ORDER BY id")]
     assert rows[:2] == [("firing", held), ("resolved", held)] and rows[2][0] == "firing" and rows[2][1] != held
@@ -200,7 +200,7 @@ async def test_the_evaluator_settles_each_rule_once_after_a_good_evaluation(prom
         def __init__(self) -> None:
             self.settled: list[tuple[str, list[dict[str, str]]]] = []
 
-        async def handle(self, notification: Notification) -> None:
+        async def handle(self, notification: SeriesTransition) -> None:
             pass
 
         async def settle(self, ref: Any, alarms: list[dict[str, str]], t: float) -> None:
@@ -226,7 +226,7 @@ async def test_dedup_template_rule_channels_and_forgetting_a_rule(tmp_path: Path
     ref = rule("hot", {**BODY, "notify": {"dedupKey": "{rule}:{room}:{team}:{missing}", "channels": ["pager"]}})
     n = make(tmp_path / "o.sqlite")
     a = NotifyingAdapter(n, "default", "main", AlertConfigSpec.model_validate({"defaults": {"channels": ["ops"]}}))
-    out = a.to_notification(Notification(ref, dict(LAB), tr(100, "Inactive", "Firing"), float("nan")))
+    out = a.to_notification(SeriesTransition(ref, dict(LAB), tr(100, "Inactive", "Firing"), float("nan")))
     assert out.dedup_key == "hot:lab:facilities:null" and out.channels == ("pager",) and out.value is None
     await n.handle(out)
     assert n.episode("default", "hot", out.dedup_key) == out.episode_id

@@ -15,8 +15,9 @@ from typing import Any
 import aiohttp
 
 from evaluator.helpers import MIN, T0, minutes, run_loop
+from klaxon.api.constants import LEADER_ADDRESS_ANNOTATION
 from klaxon.cli.main import build_parser
-from klaxon.evaluator.server import LEADER_ADDRESS, CycleHealth
+from klaxon.evaluator.server import CycleHealth
 from klaxon.kube.client import KubeClient
 from klaxon.kube.lease import LeaderElector
 from kube_harness import wait_for
@@ -65,7 +66,7 @@ def with_event_token(kube: Any, prometheus_server: Any) -> Any:
 def elector(kube_api: Any, identity: str, address: str = "") -> LeaderElector:
     return LeaderElector(
         KubeClient(kube_api), "mon", LEASE, identity, duration=2.0, renew=0.1, retry=0.1, deadline=1.0,
-        annotations={LEADER_ADDRESS: address} if address else {},
+        annotations={LEADER_ADDRESS_ANNOTATION: address} if address else {},
     )
 
 

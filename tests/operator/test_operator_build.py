@@ -10,8 +10,9 @@ import pytest
 
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
+from klaxon.api.constants import HASH_ANNOTATION
 from klaxon.api.sharding import shard_of
-from klaxon.kube.apply import HASH_ANNOTATION, diff_state, input_hash, is_subset, prepare
+from klaxon.kube.apply import diff_state, input_hash, is_subset, prepare
 from klaxon.kube.rbac import EVALUATOR_RULES, OPERATOR_RULES, covers
 from klaxon.operator.build import (
     build_config_children,

@@ -12,7 +12,7 @@ import pytest
 from klaxon.api.alertrule import AlertRuleSpec
 from klaxon.engine.adapter import engine_rule
 from klaxon.preview.data import RawSeries
-from klaxon.preview.run import FileSource, PreviewError, RuleRef, group, run_preview, sample_values
+from klaxon.preview.run import FileSource, LoadedRule, PreviewError, group, run_preview, sample_values
 
 T = 1782259200.0  # on the minute
 GRID = np.array([T + 120])
@@ -73,4 +73,4 @@ def test_composite_operand_with_several_series_is_refused() -> None:
     ]}})
     n = RawSeries({"__name__": "n"}, np.array([T]), np.array([1.0]))
     with pytest.raises(PreviewError, match=r"operand 'x' has 2 series .*one instance"):
-        run_preview(RuleRef("r", "default", s, "x.yaml"), FileSource([A, B, n]).fetch)
+        run_preview(LoadedRule("r", "default", s, "x.yaml"), FileSource([A, B, n]).fetch)

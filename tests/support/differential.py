@@ -35,8 +35,7 @@ from klaxon.engine import grid_offset
 from klaxon.engine.types import ALARM_STATES, SEVERITY
 from klaxon.evaluator import Evaluator, RuleRef
 from klaxon.preview.data import RawSeries
-from klaxon.preview.run import FileSource, PreviewResult, member_key, run_preview
-from klaxon.preview.run import RuleRef as PreviewRef
+from klaxon.preview.run import FileSource, LoadedRule, PreviewResult, member_key, run_preview
 from klaxon.prom.client import PrometheusClient
 from support.compile_harness import metric_string
 
@@ -533,7 +532,7 @@ async def _evaluator(rules: Sequence[_Rule], url: str) -> None:
 
 def _previews(r: _Rule, fetch: PrometheusFetch) -> None:
     """Preview from Prometheus, and from the samples as a data file when every query is a metric's."""
-    ref = PreviewRef(r.name, NS, r.spec, "generated")
+    ref = LoadedRule(r.name, NS, r.spec, "generated")
     end = BASE + (EVALS - 1) * F
     res = run_preview(ref, fetch, BASE, end, evaluate=fetch.evaluate, warmup=0.0, series_limit=50)
     problem = _diff("preview (Prometheus)", r, r.evaluator, _preview_firing(res))

@@ -4,7 +4,8 @@ from .alertconfig import AlertConfigSpec, AlertConfigStatus
 from .alertrule import AlertRuleSpec, AlertRuleStatus
 from .channel import NotificationChannelSpec, NotificationChannelStatus
 from .common import Condition, parse_duration
-from .resources import API_VERSION, GROUP, KINDS, VERSION, KindInfo
+from .constants import API_VERSION, GROUP, VERSION
+from .resources import KINDS, KindInfo
 from .validation import Parsed, Problem, parse_object, parse_spec
 
 __all__ = [

@@ -26,6 +26,7 @@ from .common import (
     cel,
     cel_rules,
 )
+from .constants import DEFAULT_INTERVAL
 
 # Keys and values of Kubernetes labels and annotations on the generated PrometheusRules.
 QualifiedName = Annotated[str, StringConstraints(pattern=QUALIFIED_NAME_PATTERN, max_length=317)]
@@ -110,7 +111,8 @@ class PrometheusRuleTarget(KModel):
 
 class Defaults(KModel):
     interval: PositiveDuration = Field(
-        default="1m", description="is the evaluation interval of rules that set none. Defaults to 1m."
+        default=DEFAULT_INTERVAL,
+        description=f"is the evaluation interval of rules that set none. Defaults to {DEFAULT_INTERVAL}.",
     )
     channels: list[ObjectName] = Field(
         default_factory=list,

@@ -26,8 +26,8 @@ from .common import (
     Timestamp,
     cel,
     cel_rules,
-    parse_duration,
 )
+from .constants import DEFAULT_INTERVAL
 
 Operator = Literal["gt", "gte", "lt", "lte", "eq", "ne"]
 Aggregation = Literal["avg", "min", "max", "sum", "count", "last", "p50", "p90", "p95", "p99"]
@@ -412,7 +412,10 @@ def _level_rules(name: str) -> list[dict[str, Any]]:
 # integer check, and CEL arithmetic would fail on the double.
 # The evaluation interval as the webhook and `klaxon validate` assume it (the AlertConfig's
 # default is not known here; the operator checks again with it).
-_IV = "(has(self.evaluation) && has(self.evaluation.interval) ? duration(self.evaluation.interval) : duration('1m'))"
+_IV = (
+    "(has(self.evaluation) && has(self.evaluation.interval) ? duration(self.evaluation.interval) "
+    f": duration('{DEFAULT_INTERVAL}'))"
+)
 _IV_MS = f"{_IV}.getMilliseconds()"
 _VW_MS = "duration(self.trigger.violationWindow).getMilliseconds()"
 _HAS_VW = "!has(self.trigger) || !has(self.trigger.violationWindow) || "
@@ -589,9 +592,6 @@ class AlertRuleSpec(KModel):
         description="is extra annotations (summary, description, runbook_url) on every alert; values are "
         "Prometheus templates ({{ $labels.x }}, {{ $value }}). Defaults to none.",
     )
-
-    def interval_seconds(self, default: str = "1m") -> float:
-        return parse_duration(self.evaluation.interval or default)
 
 
 class Evaluated(KModel):

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from .. import GROUP, VERSION
+from .constants import GROUP, VERSION
 from .resources import KINDS, KindInfo
 
 _KEEP = {

@@ -20,7 +20,7 @@ import yaml
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node
 
-from .. import GROUP
+from .constants import GROUP
 
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 

@@ -1,13 +1,15 @@
-"""Which AlertConfig an AlertRule uses, and which namespaces an AlertConfig serves (pure)."""
+"""What an AlertRule takes from its AlertConfig: which AlertConfig it uses, whether that one
+serves the rule's namespace, the interval the rule is evaluated at; and which namespaces an
+AlertConfig's evaluator follows (pure)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from .alertconfig import AlertConfigSpec
 from .alertrule import AlertRuleSpec
-
-DEFAULT_CONFIG = "default"
+from .constants import DEFAULT_CONFIG, DEFAULT_INTERVAL
 
 
 def config_key(namespace: str, spec: AlertRuleSpec | Mapping[str, Any] | None) -> tuple[str, str]:
@@ -23,6 +25,13 @@ def config_key(namespace: str, spec: AlertRuleSpec | Mapping[str, Any] | None) -
     if not isinstance(raw, Mapping) or not raw.get("name"):
         return (namespace, DEFAULT_CONFIG)
     return (str(raw.get("namespace") or namespace), str(raw["name"]))
+
+
+def effective_interval(spec: AlertRuleSpec, config: AlertConfigSpec | None = None) -> str:
+    """The interval a rule is evaluated at (a duration): its own, else its AlertConfig's default,
+    else 1m."""
+    default = config.defaults.interval if config is not None else None
+    return spec.evaluation.interval or default or DEFAULT_INTERVAL
 
 
 def namespace_allowed(rule_namespace: str, *, config_namespace: str, allowed: Collection[str]) -> bool:

@@ -7,13 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .. import API_VERSION, GROUP, VERSION
 from .alertconfig import AlertConfigSpec, AlertConfigStatus
 from .alertrule import AlertRuleSpec, AlertRuleStatus
 from .channel import NotificationChannelSpec, NotificationChannelStatus
 from .common import Status
+from .constants import ALERT_CONFIGS, ALERT_RULES, GROUP, NOTIFICATION_CHANNELS
 
-__all__ = ["API_VERSION", "GROUP", "KINDS", "VERSION", "KindInfo", "Metadata"]
+__all__ = ["KINDS", "KindInfo", "Metadata"]
 
 
 class Metadata(BaseModel):
@@ -82,7 +82,7 @@ KINDS: dict[str, KindInfo] = {
     for k in (
         KindInfo(
             kind="AlertRule",
-            plural="alertrules",
+            plural=ALERT_RULES,
             singular="alertrule",
             short_names=("ar",),
             spec=AlertRuleSpec,
@@ -101,7 +101,7 @@ KINDS: dict[str, KindInfo] = {
         ),
         KindInfo(
             kind="AlertConfig",
-            plural="alertconfigs",
+            plural=ALERT_CONFIGS,
             singular="alertconfig",
             short_names=("ac",),
             spec=AlertConfigSpec,
@@ -119,7 +119,7 @@ KINDS: dict[str, KindInfo] = {
         ),
         KindInfo(
             kind="NotificationChannel",
-            plural="notificationchannels",
+            plural=NOTIFICATION_CHANNELS,
             singular="notificationchannel",
             short_names=("nc",),
             spec=NotificationChannelSpec,

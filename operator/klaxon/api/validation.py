@@ -21,7 +21,6 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from .. import API_VERSION
 from . import gotemplate
 from .alertconfig import AlertConfigSpec, Matcher
 from .alertrule import ABOVE, BELOW, DEDUP_KEY_PATTERN, AlertRuleSpec, ConditionSpec, Level, Query, SubCondition
@@ -43,6 +42,8 @@ from .common import (
     QUALIFIED_NAME_PATTERN,
     parse_duration,
 )
+from .constants import API_VERSION
+from .refs import effective_interval
 from .resources import KINDS
 from .syntax import jinja_problem, promql_problem, re2_problem
 
@@ -250,8 +251,10 @@ def _template_problems(path: str, values: dict[str, str]) -> list[Problem]:
     return out
 
 
-def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec", default_interval: str = "1m") -> list[Problem]:
-    """Cross-field problems; ``default_interval`` is the AlertConfig's, for rules that set none."""
+def alert_rule_problems(
+    spec: AlertRuleSpec, prefix: str = "spec", config: AlertConfigSpec | None = None
+) -> list[Problem]:
+    """Cross-field problems; ``config`` is the rule's AlertConfig (its default interval), if known."""
     p: list[Problem] = []
     composite = spec.condition is not None and spec.condition.type == "composite"
     if (spec.events is not None and spec.query is not None) or (
@@ -341,7 +344,7 @@ def alert_rule_problems(spec: AlertRuleSpec, prefix: str = "spec", default_inter
         if cond.type != "dynamic" and cond.dynamic is not None:
             p.append(Problem(f"{prefix}.condition.dynamic", "dynamic is only allowed for type dynamic"))
 
-    interval_text = spec.evaluation.interval or default_interval
+    interval_text = effective_interval(spec, config)
     interval = _ms(interval_text)
     t = spec.trigger
     window = _ms(t.violation_window) if t.violation_window is not None else None

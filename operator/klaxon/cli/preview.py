@@ -14,16 +14,16 @@ import numpy as np
 
 from klaxon.api.alertrule import Query
 from klaxon.api.common import parse_duration
+from klaxon.api.refs import effective_interval
 from klaxon.compile.query import raw_range, series_selector
-from klaxon.engine.adapter import interval_of
 from klaxon.preview.data import DataError, RawSeries, load_file, parse_timestamp
 from klaxon.preview.run import (
     SERIES_LIMIT_DEFAULT,
     SERIES_LIMIT_MAX,
     FileSource,
+    LoadedRule,
     PreviewError,
     PreviewResult,
-    RuleRef,
     build_engine_rule,
     load_rule,
     run_preview,
@@ -159,7 +159,7 @@ def file_source(specs: list[str]) -> FileSource:
     return src
 
 
-def prometheus_fetch(args: argparse.Namespace, ref: RuleRef) -> PrometheusFetch:
+def prometheus_fetch(args: argparse.Namespace, ref: LoadedRule) -> PrometheusFetch:
     token = args.token or os.environ.get("KLAXON_PROMETHEUS_TOKEN") or None
     basic = args.basic_auth or os.environ.get("KLAXON_PROMETHEUS_BASIC_AUTH") or None
     auth: tuple[str, str] | None = None
@@ -168,8 +168,8 @@ def prometheus_fetch(args: argparse.Namespace, ref: RuleRef) -> PrometheusFetch:
         if not sep:
             raise PreviewError("--basic-auth must be USER:PASS")
         auth = (user, password)
-    return PrometheusFetch(args.prometheus, interval_of(ref.spec), token, auth, args.ca_file, args.insecure,
-                           args.timeout)
+    interval = parse_duration(effective_interval(ref.spec))
+    return PrometheusFetch(args.prometheus, interval, token, auth, args.ca_file, args.insecure, args.timeout)
 
 
 #: Evaluations per range query (Prometheus refuses more than 11,000 points per series).

@@ -19,6 +19,7 @@ import yaml
 from ..api.alertconfig import AlertConfigSpec
 from ..api.alertrule import AlertRuleSpec
 from ..api.manifests import load_paths
+from ..api.refs import config_key
 from ..api.validation import parse_object
 from ..compile import compile_rule, rule_file
 
@@ -88,10 +89,9 @@ def run(paths: Sequence[str], output_dir: str | None = None, fmt: str = "prometh
     all_groups: list[dict[str, Any]] = []
     for where, name, ns, spec in parsed:
         ident = f"{where}: AlertRule/{name}"
-        ref = spec.config_ref
-        key = ((ref.namespace or ns) if ref else ns, ref.name if ref else "default")
+        key = config_key(ns, spec)
         config = configs.get(key)
-        if config is None and ref is not None:
+        if config is None and spec.config_ref is not None:
             print(f"{ident}: note: AlertConfig {key[0]}/{key[1]} is not among the inputs; "
                   "rendering without its labels and defaults", file=err)
         result = compile_rule(name, ns, spec, config)

@@ -39,6 +39,8 @@ from typing import Any, Literal
 from ..api.alertconfig import AlertConfigSpec
 from ..api.alertrule import AlertRuleSpec, ConditionSpec, DynamicSpec, Query, SubCondition
 from ..api.common import parse_duration
+from ..api.constants import HASH_ANNOTATION, MANAGED_BY, RULE_LABEL, RULE_UID_LABEL
+from ..api.refs import effective_interval
 from ..api.validation import Problem, alert_rule_problems
 from . import promql
 from .promql import aggregate, number, paren, string_literal, template_text, window
@@ -47,9 +49,6 @@ from .query import absence_query, group_labels, raw_range, value_query
 Engine = Literal["prometheus", "evaluator"]
 
 PROMETHEUS_RULE_API_VERSION = "monitoring.coreos.com/v1"
-INPUT_HASH_ANNOTATION = "klaxon.dev/input-hash"
-RULE_LABEL = "klaxon.dev/alertrule"
-UID_LABEL = "klaxon.dev/alertrule-uid"
 WEEK_LABEL = "klaxon_week"
 RULE_NAME_LABEL = "klaxon_rule"
 RULE_NAMESPACE_LABEL = "klaxon_namespace"
@@ -445,13 +444,12 @@ def compile_rule(
     Evaluator rules and disabled rules keep their baseline recording rules.
     """
     reasons = evaluator_reasons(spec)
-    default_interval = config.defaults.interval if config is not None else "1m"
-    problems = [str(p) for p in [*alert_rule_problems(spec, default_interval=default_interval), *engine_problems(spec)]]
+    interval = effective_interval(spec, config)
+    problems = [str(p) for p in [*alert_rule_problems(spec, config=config), *engine_problems(spec)]]
     engine: Engine = "evaluator" if reasons or spec.evaluation.engine == "evaluator" else "prometheus"
     if problems or spec.events is not None or spec.condition is None:
         return CompileResult(None, [], engine, reasons, problems)
 
-    interval = spec.evaluation.interval or (config.defaults.interval if config is not None else None) or "1m"
     ctx = _Ctx(name, namespace, parse_duration(interval))
     rules = _recording_rules(spec, ctx)
     if engine == "prometheus" and spec.enabled:
@@ -466,13 +464,13 @@ def _manifest(name: str, namespace: str, groups: list[dict[str, Any]], config: A
               uid: str | None) -> dict[str, Any]:
     target = config.prometheus_rule if config is not None else None
     labels = dict(target.labels) if target is not None else {}
-    labels.update({"app.kubernetes.io/managed-by": "klaxon", RULE_LABEL: label_value_for(name)})
+    labels.update({**MANAGED_BY, RULE_LABEL: label_value_for(name)})
     if uid:
-        labels[UID_LABEL] = uid
+        labels[RULE_UID_LABEL] = uid
     annotations = dict(target.annotations) if target is not None else {}
-    annotations.pop(INPUT_HASH_ANNOTATION, None)
+    annotations.pop(HASH_ANNOTATION, None)
     body = {"labels": labels, "annotations": annotations, "spec": {"groups": groups}}
-    annotations[INPUT_HASH_ANNOTATION] = _input_hash({"name": name, "namespace": namespace, **body})
+    annotations[HASH_ANNOTATION] = _input_hash({"name": name, "namespace": namespace, **body})
     return {
         "apiVersion": PROMETHEUS_RULE_API_VERSION,
         "kind": "PrometheusRule",

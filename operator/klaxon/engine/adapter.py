@@ -11,6 +11,7 @@ from klaxon.api.alertrule import AlertRuleSpec, ConditionSpec, SubCondition
 from klaxon.api.alertrule import DynamicSpec as ApiDynamic
 from klaxon.api.common import WEEKDAYS, parse_duration
 from klaxon.api.common import Schedule as ApiSchedule
+from klaxon.api.refs import effective_interval
 from klaxon.engine.replay import grid_offset
 from klaxon.engine.types import (
     Direction,
@@ -22,8 +23,6 @@ from klaxon.engine.types import (
     Schedule,
     ScheduleWindow,
 )
-
-DEFAULT_INTERVAL = "1m"
 
 
 class NotEvaluable(ValueError):
@@ -61,11 +60,6 @@ def _dynamic(spec: ApiDynamic, window_s: float) -> DynamicSpec:
     )
 
 
-def interval_of(spec: AlertRuleSpec, config: AlertConfigSpec | None = None) -> float:
-    default = config.defaults.interval if config is not None else DEFAULT_INTERVAL
-    return parse_duration(spec.evaluation.interval or default)
-
-
 def single_level(spec: AlertRuleSpec) -> Level:
     """The engine level a rule without `levels` fires at."""
     return "critical" if spec.severity == "critical" else "warning"
@@ -91,7 +85,7 @@ def engine_rule(spec: AlertRuleSpec, config: AlertConfigSpec | None = None, key:
     cond: ConditionSpec | None = spec.condition
     if cond is None or spec.events is not None:
         raise NotEvaluable("event rules are matched event by event, not evaluated over a series")
-    interval_s = interval_of(spec, config)
+    interval_s = parse_duration(effective_interval(spec, config))
     window_s = parse_duration(spec.query.window) if spec.query is not None else interval_s
     trigger = spec.trigger
     violation_window_s = parse_duration(trigger.violation_window) if trigger.violation_window else None

@@ -21,6 +21,8 @@ import numpy as np
 
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec, Query
+from klaxon.api.common import parse_duration
+from klaxon.api.refs import effective_interval
 from klaxon.compile import alert_name_for, compile_rule
 from klaxon.compile.query import absence_labels, count_query, raw_range, value_query
 from klaxon.engine import (
@@ -34,7 +36,7 @@ from klaxon.engine import (
     step_flags,
 )
 from klaxon.engine._tz import shift_local_weeks
-from klaxon.engine.adapter import NotEvaluable, engine_rule, interval_of, single_level
+from klaxon.engine.adapter import NotEvaluable, engine_rule, single_level
 from klaxon.engine.state import default_bounds, in_alarm
 from klaxon.engine.types import ALARM_STATES, SEVERITY, EngineRule, iso
 from klaxon.evaluator import native
@@ -67,7 +69,7 @@ class RuleRef:
 
 
 @dataclass(frozen=True)
-class Notification:
+class SeriesTransition:
     """A state change worth telling someone about (Transition.notify was true)."""
 
     rule: RuleRef
@@ -78,21 +80,22 @@ class Notification:
     muted: bool = False
 
 
-class Notifier(Protocol):
-    """What the evaluator hands notifications to; the notify package owns the real implementation.
+class TransitionSink(Protocol):
+    """What the evaluator hands transitions to (``klaxon.evaluator.notifying.NotifyingAdapter``
+    passes them on to ``klaxon.notify.Notifier``).
 
-    A notifier may also have ``settle(rule, alarms, t)``: called once per rule and process, after
+    A sink may also have ``settle(rule, alarms, t)``: called once per rule and process, after
     the rule's first evaluation that reached Prometheus, with the series then in alarm — so it can
     resolve what it still holds as firing but is not (the resolution was lost with a restart).
     """
 
-    async def handle(self, notification: Notification) -> None: ...
+    async def handle(self, notification: SeriesTransition) -> None: ...
 
 
 class LogNotifier:
-    """A Notifier that logs each transition (the default until a notifier is wired in)."""
+    """A TransitionSink that logs each transition."""
 
-    async def handle(self, notification: Notification) -> None:
+    async def handle(self, notification: SeriesTransition) -> None:
         tr = notification.transition
         log.info(
             "notify %s %s: %s -> %s (%s, level %s)%s",
@@ -115,7 +118,7 @@ class CycleResult:
     #: Distinct Prometheus queries sent this cycle (after batching).
     queries: int = 0
     query_errors: int = 0
-    notifications: list[Notification] = field(default_factory=list)
+    notifications: list[SeriesTransition] = field(default_factory=list)
     duration_s: float = 0.0
 
 
@@ -167,7 +170,7 @@ class Evaluator:
         self,
         client: PrometheusClient,
         config: AlertConfigSpec | None = None,
-        notifier: Notifier | None = None,
+        notifier: TransitionSink | None = None,
         *,
         concurrency: int = 16,
         max_active_series: int = MAX_ACTIVE_SERIES,
@@ -179,7 +182,7 @@ class Evaluator:
         self.max_active_series = max_active_series
         self._rules: dict[str, _Rule] = {}  # by uid
         #: Notifications produced outside a cycle (removed rules), delivered with the next one.
-        self._pending: list[Notification] = []
+        self._pending: list[SeriesTransition] = []
 
     # -- rule set -------------------------------------------------------------------------
     def _classify(self, ref: RuleRef) -> tuple[EngineRule | None, str | None, bool]:
@@ -224,7 +227,7 @@ class Evaluator:
         for key, st in r.states.items():
             if in_alarm(st):
                 tr = Transition(t, st.state, "Inactive", None, "RuleDeleted", st.level, True)
-                self._pending.append(Notification(r.ref, dict(key), tr, st.last_value, muted))
+                self._pending.append(SeriesTransition(r.ref, dict(key), tr, st.last_value, muted))
 
     def set_rules(self, rules: Iterable[RuleRef], t: float | None = None, *, resolve: bool = True) -> None:
         """Replace the rule set: upsert every rule, remove (and resolve) the ones not listed."""
@@ -251,7 +254,10 @@ class Evaluator:
             return False
         if force or r.last_eval is None:
             return True
-        interval = r.engine.interval_s if r.engine is not None else interval_of(r.ref.spec, self.config)
+        if r.engine is not None:
+            interval = r.engine.interval_s
+        else:
+            interval = parse_duration(effective_interval(r.ref.spec, self.config))
         return t - r.last_eval >= interval - 1e-3
 
     def _operands(self, r: _Rule) -> list[tuple[EngineRule, Query]]:
@@ -350,7 +356,7 @@ class Evaluator:
                 if tr.notify:
                     st = r.states.get(series_key(labels))
                     value = st.last_value if st is not None else None
-                    result.notifications.append(Notification(r.ref, labels, tr, value, muted))
+                    result.notifications.append(SeriesTransition(r.ref, labels, tr, value, muted))
         result.notifications[:0] = self._pending
         self._pending = []
         if self.notifier is not None:

@@ -1,6 +1,6 @@
-"""The evaluator's ``Notifier`` on top of ``klaxon.notify.Notifier`` (the one package that sends).
+"""The evaluator's ``TransitionSink`` on top of ``klaxon.notify.Notifier`` (the one package that sends).
 
-``NotifyingAdapter.handle`` turns an evaluator ``Notification`` (rule, series labels, engine
+``NotifyingAdapter.handle`` turns an evaluator ``SeriesTransition`` (rule, series labels, engine
 ``Transition``, value) into a ``klaxon.notify.Notification``:
 
 - labels: the series' splitBy labels, then the rule's ``spec.labels`` (which win, as in Prometheus);
@@ -43,10 +43,8 @@ from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
 from klaxon.api.channel import NotificationChannelSpec
 from klaxon.api.validation import parse_spec
-from klaxon.evaluator.core import Notification, RuleRef, SeriesKey, series_key
-from klaxon.notify import ACK_ANNOTATION, TEST_ANNOTATION, render_dedup_key
-from klaxon.notify import Notification as Outgoing
-from klaxon.notify import Notifier as Sender
+from klaxon.evaluator.core import RuleRef, SeriesKey, SeriesTransition, series_key
+from klaxon.notify import ACK_ANNOTATION, TEST_ANNOTATION, Notification, Notifier, render_dedup_key
 from klaxon.notify.policy import default_dedup_key
 
 log = logging.getLogger(__name__)
@@ -83,11 +81,11 @@ def _fingerprint(spec: Any, annotation: str | None) -> str:
 
 
 class NotifyingAdapter:
-    """Implements ``klaxon.evaluator.Notifier`` by handing transitions to a ``klaxon.notify.Notifier``."""
+    """Implements ``klaxon.evaluator.TransitionSink`` by handing transitions to a ``klaxon.notify.Notifier``."""
 
     def __init__(
         self,
-        notifier: Sender,
+        notifier: Notifier,
         config_namespace: str,
         config_name: str,
         config: AlertConfigSpec | None = None,
@@ -157,7 +155,7 @@ class NotifyingAdapter:
             await self.notifier.remove_channel(*key)
 
     # -- transitions -------------------------------------------------------------------------
-    def _episode(self, n: Notification, dedup: str) -> str:
+    def _episode(self, n: SeriesTransition, dedup: str) -> str:
         ref, tr = n.rule, n.transition
         mem = (ref.uid, series_key(n.labels))
         first_seen = mem not in self._handled
@@ -191,7 +189,7 @@ class NotifyingAdapter:
             self._handled.discard(mem)  # over: what comes next is checked against the outbox again
         return ep
 
-    def to_notification(self, n: Notification) -> Outgoing:
+    def to_notification(self, n: SeriesTransition) -> Notification:
         """The notify package's form of an evaluator transition (episode bookkeeping included)."""
         ref, tr, spec = n.rule, n.transition, n.rule.spec
         labels = {**n.labels, **spec.labels}
@@ -202,7 +200,7 @@ class NotifyingAdapter:
         key = dedup_key(ref, n.labels)
         channels = tuple(spec.notify.channels) or (tuple(self.config.defaults.channels) if self.config else ())
         value = n.value if n.value is not None and math.isfinite(n.value) else None
-        return Outgoing(
+        return Notification(
             rule_namespace=ref.namespace,
             rule_name=ref.name,
             dedup_key=key,
@@ -245,7 +243,7 @@ class NotifyingAdapter:
             )
         return resolved
 
-    async def handle(self, notification: Notification) -> None:
+    async def handle(self, notification: SeriesTransition) -> None:
         ref = notification.rule
         if (ref.namespace, ref.name) not in self.notifier.rules:  # not synced yet: its spec is known here
             await self.notifier.set_rule(ref.namespace, ref.name, ref.spec)

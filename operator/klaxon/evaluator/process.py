@@ -21,10 +21,10 @@ from typing import Any
 
 from aiohttp import web
 
-from klaxon import API_VERSION
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
 from klaxon.api.common import parse_duration
+from klaxon.api.constants import API_VERSION, LEADER_ADDRESS_ANNOTATION
 from klaxon.api.refs import granted_namespaces, namespace_allowed, rules_scope
 from klaxon.api.sharding import parse_shard, shard_of
 from klaxon.api.validation import parse_spec
@@ -39,7 +39,7 @@ from klaxon.evaluator.connect import (
 from klaxon.evaluator.core import Evaluator, RuleRef
 from klaxon.evaluator.ingest import event_service_for
 from klaxon.evaluator.notifying import NotifyingAdapter
-from klaxon.evaluator.server import LEADER_ADDRESS, CycleHealth, EvaluatorMetrics, forward_events, serve_http
+from klaxon.evaluator.server import CycleHealth, EvaluatorMetrics, forward_events, serve_http
 from klaxon.evaluator.status import StatusWriter
 from klaxon.kube.client import FAILURES, Body, KubeClient, Ref
 from klaxon.kube.lease import LeaderElector, Leadership, pod_identity
@@ -292,7 +292,7 @@ class EvaluatorProcess:
             renew=max(0.2, d / 3),
             retry=max(0.2, d / 3),
             deadline=max(0.5, d * 2 / 3),
-            annotations={LEADER_ADDRESS: opts.address} if opts.address else {},
+            annotations={LEADER_ADDRESS_ANNOTATION: opts.address} if opts.address else {},
         )
 
     def _own_lease(self, cfg_obj: Mapping[str, Any]) -> None:
@@ -311,7 +311,7 @@ class EvaluatorProcess:
         self.health.leading = False
 
         async def forward(request: web.Request) -> web.StreamResponse:
-            return await forward_events(request, elector.holder_annotation(LEADER_ADDRESS))
+            return await forward_events(request, elector.holder_annotation(LEADER_ADDRESS_ANNOTATION))
 
         port = self.options.metrics_port
         runner = await serve_http(self.metrics, self.health, port, forward=forward) if port else None

@@ -1,7 +1,7 @@
 """The evaluator's HTTP side: ``/metrics``, ``/healthz``, ``/readyz`` and ``POST /v1/events``.
 
 A standby (it waits for its shard's Lease) is alive and ready and forwards events to the leader,
-whose address it reads from the Lease (``LEADER_ADDRESS``).
+whose address it reads from the Lease (``LEADER_ADDRESS_ANNOTATION``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,6 @@ from klaxon.evaluator.ingest import EVENTS_PATH, EventService, mount_event_route
 
 log = logging.getLogger("klaxon.evaluator")
 
-#: Lease annotation: where standbys forward events (the leader's ``POD_IP:port``).
-LEADER_ADDRESS = "klaxon.dev/leader-address"
 _FORWARDED = ("Authorization", "Content-Type")
 
 

@@ -13,13 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..api.constants import HASH_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL, OWNER_UID_LABEL
 from .client import Body, KubeClient, KubeError, Ref
 
-HASH_ANNOTATION = "klaxon.dev/input-hash"
-#: Ownership of objects an owner reference cannot express (another namespace, cluster scope):
-#: the owner's uid as a label; such objects are deleted by label, not by the garbage collector.
-OWNER_UID_LABEL = "klaxon.dev/owner-uid"
-MANAGED_BY = {"app.kubernetes.io/managed-by": "klaxon"}
+# Objects labelled OWNER_UID_LABEL (no owner reference possible: another namespace, cluster scope)
+# are deleted by label, not by the garbage collector.
 _MISSING: Any = object()
 
 
@@ -148,7 +146,7 @@ def check_owned(live: Body, desired: Body) -> None:
             f"{live.get('kind')} {live['metadata'].get('namespace')}/{live['metadata']['name']} "
             f"exists and is controlled by another object; rename or delete it"
         )
-    if uid is None and (live["metadata"].get("labels") or {}).get("app.kubernetes.io/managed-by") != "klaxon":
+    if uid is None and (live["metadata"].get("labels") or {}).get(MANAGED_BY_LABEL) != MANAGED_BY[MANAGED_BY_LABEL]:
         raise NotOwnedError(
             f"{live.get('kind')} {live['metadata'].get('namespace')}/{live['metadata']['name']} "
             f"exists and was not created by Klaxon; rename or delete it"

@@ -22,7 +22,8 @@ from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
 from prometheus_client import Counter, Histogram
 
-from .. import API_VERSION
+from ..api.constants import API_VERSION
+from ..api.constants import PLURALS as KLAXON_PLURALS
 
 Body = dict[str, Any]
 Items = list[Body]  # (a name of its own: KubeClient.list shadows the builtin in the class body)
@@ -55,9 +56,7 @@ PLURALS: dict[tuple[str, str], str] = {
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "clusterroles",
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "clusterrolebindings",
     ("coordination.k8s.io/v1", "Lease"): "leases",
-    ("klaxon.dev/v1alpha1", "AlertRule"): "alertrules",
-    ("klaxon.dev/v1alpha1", "AlertConfig"): "alertconfigs",
-    ("klaxon.dev/v1alpha1", "NotificationChannel"): "notificationchannels",
+    **{(API_VERSION, kind): plural for kind, plural in KLAXON_PLURALS.items()},
 }
 
 

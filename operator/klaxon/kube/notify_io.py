@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .. import API_VERSION
 from ..api.alertrule import Notified
 from ..api.channel import NotificationChannelStatus
+from ..api.constants import API_VERSION
 from .client import KubeClient, KubeError, Ref
 from .events import build_event
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .. import GROUP
+from ..api.constants import ALERT_CONFIGS, ALERT_RULES, GROUP, NOTIFICATION_CHANNELS
 
 Rule = dict[str, list[str]]
 
@@ -27,7 +27,7 @@ READ = ["get", "list", "watch"]
 #: Neither process ever replaces an object (PUT): writes are creates, merge patches and deletes.
 MANAGE = ["get", "list", "watch", "create", "patch", "delete"]
 
-KLAXON_KINDS = ["alertrules", "alertconfigs", "notificationchannels"]
+KLAXON_KINDS = [ALERT_RULES, ALERT_CONFIGS, NOTIFICATION_CHANNELS]
 
 OPERATOR_RULES: list[Rule] = [
     # Our kinds: kopf lists, watches and patches metadata (finalizers, progress annotations); it
@@ -58,11 +58,12 @@ OPERATOR_RULES: list[Rule] = [
 
 EVALUATOR_RULES: list[Rule] = [
     # Rules are listed and watched namespace by namespace; `get` names the object of an Event.
-    {"apiGroups": [GROUP], "resources": ["alertrules"], "verbs": list(READ)},
+    {"apiGroups": [GROUP], "resources": [ALERT_RULES], "verbs": list(READ)},
     # Its own AlertConfig, re-read every few seconds (the operator narrows it by resourceNames).
-    {"apiGroups": [GROUP], "resources": ["alertconfigs"], "verbs": ["get"]},
-    {"apiGroups": [GROUP], "resources": ["notificationchannels"], "verbs": ["get", "list"]},
-    {"apiGroups": [GROUP], "resources": ["alertrules/status", "notificationchannels/status"], "verbs": ["patch"]},
+    {"apiGroups": [GROUP], "resources": [ALERT_CONFIGS], "verbs": ["get"]},
+    {"apiGroups": [GROUP], "resources": [NOTIFICATION_CHANNELS], "verbs": ["get", "list"]},
+    {"apiGroups": [GROUP], "resources": [f"{ALERT_RULES}/status", f"{NOTIFICATION_CHANNELS}/status"],
+     "verbs": ["patch"]},
     # The operator may narrow this with resourceNames to the Secrets the AlertConfig references.
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},

@@ -37,6 +37,8 @@ from ..api.channel import (
     delivery_failing,
 )
 from ..api.common import Condition, SecretKeySelector, format_duration, parse_duration
+from ..api.constants import DEFAULT_CONFIG
+from ..api.refs import config_key
 from .drivers import DeliveryError, HttpRequest, prepare, send_email, send_http
 from .model import Notification, SecretError, SecretResolver, StatusSink
 from .outbox import Outbox, Row
@@ -327,10 +329,7 @@ class Notifier:
         self.failing.pop((namespace, name), None)
 
     def _config_for(self, namespace: str, rule: AlertRuleSpec | None) -> AlertConfigSpec | None:
-        ref = rule.config_ref if rule is not None else None
-        name = ref.name if ref else "default"
-        ns = (ref.namespace or namespace) if ref else namespace
-        return self.configs.get((ns, name))
+        return self.configs.get(config_key(namespace, rule))
 
     def _policy(self, namespace: str, rule_name: str) -> tuple[RulePolicy, bool]:
         spec, ack = self.rules.get((namespace, rule_name), (None, None))
@@ -474,7 +473,7 @@ class Notifier:
                 annotations={"summary": f"Klaxon test delivery to {name}"},
             )
             idem = idempotency_key("test", ns, name, token)
-            allow = bool((cfg := self.configs.get((ns, "default"))) and cfg.allow_private_channel_addresses)
+            allow = bool((cfg := self.configs.get((ns, DEFAULT_CONFIG))) and cfg.allow_private_channel_addresses)
             self.outbox.enqueue(idem, ns, name, "test", n.to_json(), allow, time.time())
             self.outbox.put_meta(meta, token)
 
@@ -805,7 +804,7 @@ class Notifier:
                     False, "SecretNotFound", f"{spec.type}.{path}: Secret {ref.name} has no key {ref.key}"
                 )
         url = getattr(block, "url", None)
-        cfg = self.configs.get((ns, "default"))
+        cfg = self.configs.get((ns, DEFAULT_CONFIG))
         if isinstance(url, str) and not (cfg and cfg.allow_private_channel_addresses):
             host = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
             host = host.rsplit(":", 1)[0] if not host.endswith("]") else host

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..api.alertconfig import AlertConfigSpec
+from ..api.constants import CONFIG_LABEL, MANAGED_BY, SHARD_LABEL
 from ..kube.rbac import EVALUATOR_RULES
 
 Body = dict[str, Any]
@@ -21,8 +22,6 @@ METRICS_PORT = 8080
 EVALUATOR_UID = 65532
 #: The evaluator's state volume (notification outbox), `klaxon evaluator --state-dir`.
 STATE_DIR = "/var/lib/klaxon"
-CONFIG_LABEL = "klaxon.dev/alertconfig"
-SHARD_LABEL = "klaxon.dev/shard"
 
 
 def short_name(*parts: str, limit: int = 63) -> str:
@@ -54,7 +53,7 @@ def evaluator_labels(config_name: str) -> dict[str, str]:
         **selector_labels(config_name),
         "app.kubernetes.io/component": "evaluator",
         "app.kubernetes.io/part-of": "klaxon",
-        "app.kubernetes.io/managed-by": "klaxon",
+        **MANAGED_BY,
         CONFIG_LABEL: short_name(config_name),
     }
 

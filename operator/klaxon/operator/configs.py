@@ -7,13 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..api.alertconfig import AlertConfigSpec
+from ..api.constants import CONFIG_LABEL, SHARD_LABEL
+from ..api.refs import namespace_allowed
 from ..api.sharding import shard_of
 from ..api.validation import parse_spec
 from ..kube.apply import NotOwnedError, controller_uid, delete_owned, ensure_object
 from ..kube.client import Body, KubeError, Ref
 from . import metrics
 from .build import (
-    CONFIG_LABEL,
     build_config_children,
     build_events_service,
     build_metrics_service,
@@ -25,7 +26,7 @@ from .build import (
 )
 from .conditions import Cond, ready_from
 from .grants import apply_grants, build_grants, delete_grants, grant_namespaces
-from .refs import Key, namespace_allowed, raw_config_key
+from .refs import Key
 from .rules import kept_drift, previous_status, write_status
 from .runtime import Runtime
 
@@ -69,7 +70,7 @@ def assigned_rules(rt: Runtime, key: Key, spec: AlertConfigSpec) -> list[Key]:
     return sorted(
         k
         for k in rt.many("klaxon_rules_by_config", key)
-        if namespace_allowed(key[0], k[0], spec.allowed_namespaces)
+        if namespace_allowed(k[0], config_namespace=key[0], allowed=spec.allowed_namespaces)
     )
 
 
@@ -119,7 +120,7 @@ async def _reconcile(rt: Runtime, body: Mapping[str, Any], counts_only: bool = F
             if applied.drift:
                 drift.append(f"{child['kind']} {child['metadata']['name']}")
             if child["kind"] == "Deployment":
-                shard = int(child["metadata"]["labels"]["klaxon.dev/shard"])
+                shard = int(child["metadata"]["labels"][SHARD_LABEL])
                 deployments[shard] = applied.body
         await _delete_stale(
             rt, body, spec, {c["metadata"]["name"] for c in children if c["kind"] == "Deployment"}
@@ -257,7 +258,3 @@ async def _delete_stale(rt: Runtime, owner: Mapping[str, Any], spec: AlertConfig
             build_metrics_service(name, ns),
         ):
             await delete_owned(rt.kube, Ref.of(obj), uid)
-
-
-def rule_config_key(namespace: str, spec: Mapping[str, Any] | None) -> Key:
-    return raw_config_key(namespace, spec)

@@ -19,6 +19,7 @@ from typing import Any
 from ..api.alertconfig import AlertConfigSpec
 from ..api.alertrule import AlertRuleSpec
 from ..api.common import format_duration, parse_duration
+from ..api.refs import effective_interval
 from ..api.sharding import shard_of
 from ..kube.client import KubeError, Ref
 from ..kube.lease import lease_expired
@@ -151,7 +152,7 @@ class Expectation:
         return cls(
             config_key,
             config.evaluator.shards,
-            spec.interval_seconds(config.defaults.interval),
+            parse_duration(effective_interval(spec, config)),
             parse_duration(config.evaluator.status_interval),
             events=spec.events is not None,
         )

@@ -25,7 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..api.alertconfig import AlertConfigSpec
-from ..kube.apply import OWNER_UID_LABEL, describe, ensure_object, labelled_owner
+from ..api.constants import ALERT_CONFIGS, CONFIG_NAMESPACE_LABEL, OWNER_UID_LABEL
+from ..kube.apply import describe, ensure_object, labelled_owner
 from ..kube.client import Body, KubeClient, KubeError, Ref
 from ..kube.rbac import EVALUATOR_RULES
 from .build import evaluator_labels, evaluator_name
@@ -33,7 +34,6 @@ from .build import evaluator_labels, evaluator_name
 logger = logging.getLogger("klaxon.operator.grants")
 
 RBAC = "rbac.authorization.k8s.io/v1"
-NAMESPACE_LABEL = "klaxon.dev/alertconfig-namespace"
 GRANT_KINDS = (("Role", "roles"), ("RoleBinding", "rolebindings"))
 
 
@@ -47,7 +47,7 @@ def grant_name(config_ns: str, config_name: str) -> str:
 
 def grant_labels(config_ns: str, config_name: str, uid: str) -> dict[str, str]:
     labels = evaluator_labels(config_name)
-    labels[NAMESPACE_LABEL] = config_ns
+    labels[CONFIG_NAMESPACE_LABEL] = config_ns
     labels[OWNER_UID_LABEL] = uid
     return labels
 
@@ -88,7 +88,7 @@ def build_grants(
             if rule["apiGroups"] == ["coordination.k8s.io"]:
                 continue  # its Lease lives in the config's namespace
             # ... and so does its AlertConfig: here only rules, channels and their status
-            rule["resources"] = [r for r in rule["resources"] if r != "alertconfigs"]
+            rule["resources"] = [r for r in rule["resources"] if r != ALERT_CONFIGS]
             if not rule["resources"]:
                 continue
             if rule["resources"] == ["secrets"]:
@@ -169,7 +169,7 @@ async def collect_orphans(kube: KubeClient, live_uids: set[str], namespaces: Ite
     it may not list cluster-wide); empty: the whole cluster.
     """
     deleted: list[str] = []
-    selector = f"{OWNER_UID_LABEL},{NAMESPACE_LABEL}"
+    selector = f"{OWNER_UID_LABEL},{CONFIG_NAMESPACE_LABEL}"
     scopes: list[str | None] = list(namespaces) or [None]
     for kind, plural in GRANT_KINDS:
         found: list[Body] = []

@@ -21,7 +21,18 @@ from typing import Any
 
 import kopf
 
-from ..kube.apply import OWNER_UID_LABEL, diff_state
+from ..api.constants import (
+    ALERT_CONFIGS,
+    ALERT_RULES,
+    GROUP,
+    MANAGED_BY,
+    NOTIFICATION_CHANNELS,
+    OWNER_UID_LABEL,
+    PLURALS,
+    VERSION,
+)
+from ..api.refs import config_key
+from ..kube.apply import diff_state
 from ..kube.client import KubeClient
 from ..kube.login import connection_info
 from . import metrics
@@ -29,16 +40,13 @@ from .channels import reconcile_channel
 from .configs import forget_config, reconcile_config
 from .evaluation import last_evaluation, rule_evaluation
 from .grants import collect_orphans
-from .refs import Key, raw_config_key, raw_rule_channels
+from .refs import Key, raw_rule_channels
 from .rules import owner_rule_key, reconcile_rule
 from .runtime import Options, Runtime
 from .webhook import validator
 
 logger = logging.getLogger("klaxon.operator")
 
-GROUP, VERSION = "klaxon.dev", "v1alpha1"
-RULES, CONFIGS, CHANNELS = "alertrules", "alertconfigs", "notificationchannels"
-MANAGED = {"app.kubernetes.io/managed-by": "klaxon"}
 PROMRULE_CRD = "prometheusrules.monitoring.coreos.com"
 CHILD_KINDS = (
     ("apps", "v1", "deployments"),
@@ -230,27 +238,27 @@ def make_registry(
             await rt.close()
 
     # --- indices: who references whom (values are plain data; Secrets keep key names only)
-    @kopf.index(GROUP, VERSION, RULES, id="klaxon_rules", registry=registry)
+    @kopf.index(GROUP, VERSION, ALERT_RULES, id="klaxon_rules", registry=registry)
     async def klaxon_rules(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[Key, Any]:
         return {_key(meta): _plain(body)}
 
-    @kopf.index(GROUP, VERSION, RULES, id="klaxon_rules_by_config", registry=registry)
+    @kopf.index(GROUP, VERSION, ALERT_RULES, id="klaxon_rules_by_config", registry=registry)
     async def klaxon_rules_by_config(spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[Key, Key]:
-        return {raw_config_key(str(meta["namespace"]), dict(spec)): _key(meta)}
+        return {config_key(str(meta["namespace"]), dict(spec)): _key(meta)}
 
-    @kopf.index(GROUP, VERSION, RULES, id="klaxon_rules_by_channel", registry=registry)
+    @kopf.index(GROUP, VERSION, ALERT_RULES, id="klaxon_rules_by_channel", registry=registry)
     async def klaxon_rules_by_channel(spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[Key, Key]:
         return {ch: _key(meta) for ch in raw_rule_channels(str(meta["namespace"]), dict(spec))}
 
-    @kopf.index(GROUP, VERSION, CONFIGS, id="klaxon_configs", registry=registry)
+    @kopf.index(GROUP, VERSION, ALERT_CONFIGS, id="klaxon_configs", registry=registry)
     async def klaxon_configs(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[Key, Any]:
         return {_key(meta): _plain(body)}
 
-    @kopf.index(GROUP, VERSION, CHANNELS, id="klaxon_channels", registry=registry)
+    @kopf.index(GROUP, VERSION, NOTIFICATION_CHANNELS, id="klaxon_channels", registry=registry)
     async def klaxon_channels(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[Key, Any]:
         return {_key(meta): _plain(body)}
 
-    @kopf.index(GROUP, VERSION, CHANNELS, id="klaxon_channels_by_secret", registry=registry)
+    @kopf.index(GROUP, VERSION, NOTIFICATION_CHANNELS, id="klaxon_channels_by_secret", registry=registry)
     async def klaxon_channels_by_secret(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[Key, Key]:
         from .refs import channel_secret_names
 
@@ -264,9 +272,9 @@ def make_registry(
         }
 
     # --- the three kinds: create/update/resume all converge on one reconcile
-    @on.resume(GROUP, VERSION, RULES, id="reconcile", registry=registry)
-    @on.create(GROUP, VERSION, RULES, id="reconcile", registry=registry)
-    @on.update(GROUP, VERSION, RULES, id="reconcile", registry=registry)
+    @on.resume(GROUP, VERSION, ALERT_RULES, id="reconcile", registry=registry)
+    @on.create(GROUP, VERSION, ALERT_RULES, id="reconcile", registry=registry)
+    @on.update(GROUP, VERSION, ALERT_RULES, id="reconcile", registry=registry)
     async def rule_changed(body: kopf.Body, memo: kopf.Memo, reason: str, **kwargs: Any) -> None:
         rt = rt_of(memo, kwargs)
         outcome = await reconcile_rule(rt, _plain(body), str(reason))
@@ -275,28 +283,28 @@ def make_registry(
                 "applying the PrometheusRule failed; see status", delay=opts.retry_seconds
             )
 
-    @on.resume(GROUP, VERSION, CONFIGS, id="reconcile", registry=registry)
-    @on.create(GROUP, VERSION, CONFIGS, id="reconcile", registry=registry)
-    @on.update(GROUP, VERSION, CONFIGS, id="reconcile", registry=registry)
+    @on.resume(GROUP, VERSION, ALERT_CONFIGS, id="reconcile", registry=registry)
+    @on.create(GROUP, VERSION, ALERT_CONFIGS, id="reconcile", registry=registry)
+    @on.update(GROUP, VERSION, ALERT_CONFIGS, id="reconcile", registry=registry)
     async def config_changed(body: kopf.Body, memo: kopf.Memo, reason: str, **kwargs: Any) -> None:
         rt = rt_of(memo, kwargs)
         await reconcile_config(rt, _plain(body), str(reason))
 
-    @on.resume(GROUP, VERSION, CHANNELS, id="reconcile", registry=registry)
-    @on.create(GROUP, VERSION, CHANNELS, id="reconcile", registry=registry)
-    @on.update(GROUP, VERSION, CHANNELS, id="reconcile", registry=registry)
+    @on.resume(GROUP, VERSION, NOTIFICATION_CHANNELS, id="reconcile", registry=registry)
+    @on.create(GROUP, VERSION, NOTIFICATION_CHANNELS, id="reconcile", registry=registry)
+    @on.update(GROUP, VERSION, NOTIFICATION_CHANNELS, id="reconcile", registry=registry)
     async def channel_changed(body: kopf.Body, memo: kopf.Memo, reason: str, **kwargs: Any) -> None:
         rt = rt_of(memo, kwargs)
         await reconcile_channel(rt, _plain(body), str(reason))
 
     # --- references, both ways: dependents follow their referents' events at once
-    @on.event(GROUP, VERSION, RULES, registry=registry)
+    @on.event(GROUP, VERSION, ALERT_RULES, registry=registry)
     async def rule_event(
         type: str | None, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, memo: kopf.Memo, **kwargs: Any
     ) -> None:
         rt = rt_of(memo, kwargs)
         key = _key(meta)
-        ckey = raw_config_key(key[0], dict(spec))
+        ckey = config_key(key[0], dict(spec))
         old = rt.rule_config.get(key)
         if type not in ("DELETED", None) and awaits_evaluation(rt, key, status):
             kick_rule(rt, key, "evaluation")  # the evaluator reported: the rule may be in effect now
@@ -311,7 +319,7 @@ def make_registry(
             for k in {ckey, old} - {None}:
                 kick_config_counts(rt, k)  # type: ignore[arg-type]
 
-    @on.event(GROUP, VERSION, CONFIGS, registry=registry)
+    @on.event(GROUP, VERSION, ALERT_CONFIGS, registry=registry)
     async def config_event(
         type: str | None, body: kopf.Body, meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any
     ) -> None:
@@ -331,7 +339,7 @@ def make_registry(
         for rule in rt.many("klaxon_rules_by_config", key):
             kick_rule(rt, rule, "config")
 
-    @on.event(GROUP, VERSION, CHANNELS, registry=registry)
+    @on.event(GROUP, VERSION, NOTIFICATION_CHANNELS, registry=registry)
     async def channel_event(
         type: str | None, meta: kopf.Meta, status: kopf.Status, memo: kopf.Memo, **kwargs: Any
     ) -> None:
@@ -370,7 +378,7 @@ def make_registry(
                 kick_rule(rt, rule, "secret")
 
     # --- drift: children edited or deleted by hand are restored
-    @on.event("monitoring.coreos.com", "v1", "prometheusrules", labels=MANAGED, registry=registry)
+    @on.event("monitoring.coreos.com", "v1", "prometheusrules", labels=MANAGED_BY, registry=registry)
     async def promrule_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         rt = rt_of(memo, kwargs)
         owner = owner_rule_key(body)
@@ -383,7 +391,7 @@ def make_registry(
 
     for group, version, plural in CHILD_KINDS:
 
-        @on.event(group, version, plural, labels=MANAGED, registry=registry, id=f"drift-{plural}")
+        @on.event(group, version, plural, labels=MANAGED_BY, registry=registry, id=f"drift-{plural}")
         async def child_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
             rt = rt_of(memo, kwargs)
             meta = body.metadata
@@ -409,7 +417,7 @@ def make_registry(
             kick_rule(rt, key, "crd")
 
     # --- admission (kopf refuses admission handlers without settings.admission.server)
-    kinds = (("AlertRule", RULES), ("AlertConfig", CONFIGS), ("NotificationChannel", CHANNELS))
+    kinds = tuple(PLURALS.items())
     for kind, plural in kinds if webhook else ():
         on.validate(
             GROUP,

@@ -12,13 +12,13 @@ from typing import Any
 
 from ..api.alertconfig import AlertConfigSpec
 from ..api.alertrule import AlertRuleSpec
+from ..api.refs import config_key, namespace_allowed
 from ..api.validation import parse_spec
 from .build import secret_refs
 from .conditions import Cond
 
 Key = tuple[str, str]  # (namespace, name)
 Body = dict[str, Any]
-DEFAULT_CONFIG = "default"
 
 
 class SingleView(Mapping[Key, Any]):
@@ -37,25 +37,6 @@ class SingleView(Mapping[Key, Any]):
 
     def __len__(self) -> int:
         return len(self.index)
-
-
-def config_key(namespace: str, spec: AlertRuleSpec) -> Key:
-    ref = spec.config_ref
-    if ref is None:
-        return (namespace, DEFAULT_CONFIG)
-    return (ref.namespace or namespace, ref.name)
-
-
-def raw_config_key(namespace: str, spec: Mapping[str, Any] | None) -> Key:
-    """The same as :func:`config_key` from an unvalidated spec (for indexing invalid rules too)."""
-    ref = (spec or {}).get("configRef") if isinstance(spec, Mapping) else None
-    if not isinstance(ref, Mapping) or not ref.get("name"):
-        return (namespace, DEFAULT_CONFIG)
-    return (str(ref.get("namespace") or namespace), str(ref["name"]))
-
-
-def namespace_allowed(config_ns: str, rule_ns: str, allowed: Collection[str]) -> bool:
-    return rule_ns == config_ns or "*" in allowed or rule_ns in allowed
 
 
 def resolve_config(
@@ -88,7 +69,7 @@ def resolve_config(
                 f"AlertConfig {where} is invalid: " + "; ".join(map(str, problems)),
             ),
         )
-    if not namespace_allowed(key[0], namespace, model.allowed_namespaces):
+    if not namespace_allowed(namespace, config_namespace=key[0], allowed=model.allowed_namespaces):
         return (
             key,
             None,

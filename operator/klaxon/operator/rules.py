@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.alertrule import AlertRuleSpec
+from ..api.constants import HASH_ANNOTATION
 from ..api.validation import INVALID_QUERY, parse_spec
 from ..compile import compile_rule
-from ..kube.apply import HASH_ANNOTATION, NotOwnedError, delete_owned, ensure_object, owner_reference, prepare
+from ..kube.apply import NotOwnedError, delete_owned, ensure_object, owner_reference, prepare
 from ..kube.client import Body, KubeError, Ref
 from ..kube.events import post_event
 from . import metrics

@@ -7,7 +7,9 @@ import pathlib
 
 import kopf
 
-PREFIX = "klaxon.dev"
+from ..api.constants import GROUP
+
+PREFIX = GROUP  # kopf's progress annotations and the finalizer carry our group
 FINALIZER = f"{PREFIX}/finalizer"
 WEBHOOK_CERT = "tls.crt"
 WEBHOOK_KEY = "tls.key"

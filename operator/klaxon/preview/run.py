@@ -46,17 +46,17 @@ class PreviewError(ValueError):
 
 
 @dataclass(frozen=True)
-class RuleRef:
+class LoadedRule:
     name: str
     namespace: str
     spec: AlertRuleSpec
     source: str
 
 
-def load_rule(path: str | Path, name: str | None = None) -> RuleRef:
+def load_rule(path: str | Path, name: str | None = None) -> LoadedRule:
     """The AlertRule in `path` (the one called `name` when the file holds several)."""
     docs = load_paths([path])
-    rules: list[RuleRef] = []
+    rules: list[LoadedRule] = []
     for doc in docs:
         if doc.error:
             raise PreviewError(f"{doc.where}: {doc.error}")
@@ -66,7 +66,7 @@ def load_rule(path: str | Path, name: str | None = None) -> RuleRef:
         if not parsed.ok or not isinstance(parsed.spec, AlertRuleSpec):
             problems = "; ".join(str(p) for p in parsed.problems)
             raise PreviewError(f"{doc.where}: AlertRule {parsed.name!r} is invalid: {problems}")
-        rules.append(RuleRef(parsed.name, parsed.namespace or "default", parsed.spec, doc.where))
+        rules.append(LoadedRule(parsed.name, parsed.namespace or "default", parsed.spec, doc.where))
     if not rules:
         raise PreviewError(f"{path}: no AlertRule found")
     if name is not None:
@@ -82,7 +82,7 @@ def load_rule(path: str | Path, name: str | None = None) -> RuleRef:
     return rules[0]
 
 
-def build_engine_rule(ref: RuleRef) -> EngineRule:
+def build_engine_rule(ref: LoadedRule) -> EngineRule:
     if ref.spec.events is not None or ref.spec.condition is None:
         raise PreviewError(
             f"{ref.source}: AlertRule {ref.name!r} is an event rule; preview replays metric rules only "
@@ -345,7 +345,7 @@ def _range(members: Sequence[Member], start: float | None, end: float | None, w:
 
 
 def run_preview(
-    ref: RuleRef,
+    ref: LoadedRule,
     fetch: Fetch,
     start: float | None = None,
     end: float | None = None,
@@ -485,10 +485,10 @@ def write_text(res: PreviewResult, out: TextIO = sys.stdout) -> None:
 __all__ = [
     "DataError",
     "FileSource",
+    "LoadedRule",
     "Member",
     "PreviewError",
     "PreviewResult",
-    "RuleRef",
     "SeriesResult",
     "group",
     "load_rule",
