@@ -298,6 +298,13 @@ def rules_of(rbac: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 async def test_operator_and_evaluator_run_as_service_accounts_without_a_single_forbidden(
     cluster: KubeClient, kubeconfig: str, tmp_path: Path, prometheus_server: Any, receiver: Receiver, mode: str
 ) -> None:
+    async def none_terminating() -> bool:
+        # A cluster-wide operator sees the namespaces earlier tests are still deleting, and the API
+        # server answers writes there with 403 ("being terminated"): not an RBAC refusal, so wait.
+        listed = await cluster.list(Ref("v1", "namespaces", None))
+        return not [n for n in listed if (n.get("status") or {}).get("phase") == "Terminating"]
+
+    await eventually(none_terminating, 120, "namespaces of earlier tests to finish terminating")
     prom = prometheus_server()
     summary = await run_scenario(cluster, kubeconfig, mode, tmp_path, prom.url, receiver)
     proxy: RecordingProxy = summary.pop("proxy")
