@@ -281,8 +281,13 @@ def test_trigger_is_checked_against_the_configs_default_interval() -> None:
     assert problem.startswith("spec.trigger.requiredViolations: 5 violations cannot fit in 5m at one evaluation per 2m")
 
 
-def test_a_level_without_for_fires_at_once_whatever_trigger_for_says() -> None:
-    """Level.for defaults to 0s (its documented default, as the engine and the CEL rule read it)."""
+def test_a_level_without_for_inherits_trigger_for() -> None:
+    """Level.for defaults to trigger.for, as level.violations defaults to trigger.requiredViolations."""
     r = compile_rule("r", "ns", spec(condition={"operator": "gt"}, trigger={"for": "5m"},
-                                     levels={"warning": {"threshold": 1}, "critical": {"threshold": 2, "for": "2m"}}))
-    assert [(a["labels"]["severity"], a.get("for")) for a in alerts(r)] == [("warning", None), ("critical", "2m")]
+                                     levels={"warning": {"threshold": 1}, "critical": {"threshold": 2, "for": "10m"}}))
+    assert [(a["labels"]["severity"], a.get("for")) for a in alerts(r)] == [("warning", "5m"), ("critical", "10m")]
+    r = compile_rule("r", "ns", spec(condition={"operator": "gt"},
+                                     levels={"warning": {"threshold": 1}, "critical": {"threshold": 2}}))
+    assert [(a["labels"]["severity"], a.get("for")) for a in alerts(r)] == [("warning", None), ("critical", None)]
+
+

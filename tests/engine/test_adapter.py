@@ -65,6 +65,20 @@ def test_dynamic_levels_and_trigger_map_field_by_field() -> None:
     assert er.recovery.normal_count == 3 and er.recovery.window_s == 600
 
 
+def test_a_level_without_for_inherits_trigger_for() -> None:
+    er = engine_rule(
+        spec(
+            {
+                "query": {"metric": "m"},
+                "condition": {"type": "threshold", "operator": "gt"},
+                "levels": {"warning": {"threshold": 3}, "critical": {"threshold": 5, "for": "10m"}},
+                "trigger": {"for": "2m"},
+            }
+        )
+    )
+    assert er.levels["warning"].for_s == 120 and er.levels["critical"].for_s == 600
+
+
 def test_single_level_follows_severity_and_schedule_maps_days() -> None:
     er = engine_rule(
         spec(

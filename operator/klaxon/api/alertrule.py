@@ -232,10 +232,11 @@ class Level(KModel):
     operator: Operator | None = Field(
         default=None, description="is this level's comparison. Defaults to condition.operator."
     )
-    for_: Duration = Field(
-        default="0s",
+    for_: Duration | None = Field(
+        default=None,
         alias="for",
-        description="is how long the level must hold before it fires. Defaults to 0 (fire at once).",
+        description="is how long the level must hold before it fires. Defaults to trigger.for "
+        "(0, fire at once, when that is unset too).",
     )
     violations: Annotated[int, Field(ge=1, le=10000)] | None = Field(
         default=None,
@@ -258,13 +259,6 @@ class Levels(KModel):
                 "!has(self.warning) || !has(self.critical) || " + "(" + _LEVEL_CMP + ")",
                 "critical must use the same operator as warning",
                 ".critical.operator",
-            ),
-            cel(
-                "!has(self.warning) || !has(self.critical) || "
-                "(has(self.critical.__for__) ? duration(self.critical.__for__) : duration('0s')) >= "
-                "(has(self.warning.__for__) ? duration(self.warning.__for__) : duration('0s'))",
-                "critical.for must not be shorter than warning.for",
-                ".critical.for",
             ),
         )
     )
@@ -371,6 +365,13 @@ class EventFilter(KModel):
     min_confidence: Annotated[Finite, Field(ge=0, le=1)] | None = Field(
         default=None, description="is the lowest detection confidence (0..1) that matches. Optional."
     )
+
+
+def _level_for(name: str) -> str:
+    """CEL for a level's effective ``for``: its own, else trigger.for, else 0s (as ``effective_for``)."""
+    lv = f"self.levels.{name}"
+    trigger = "(has(self.trigger) && has(self.trigger.__for__) ? duration(self.trigger.__for__) : duration('0s'))"
+    return f"(has({lv}.__for__) ? duration({lv}.__for__) : {trigger})"
 
 
 def _level_rules(name: str) -> list[dict[str, Any]]:
@@ -512,6 +513,12 @@ class AlertRuleSpec(KModel):
             ),
             cel("!has(self.query) || has(self.condition)", "required field is missing for a query rule", ".condition"),
             cel("!has(self.events) || !has(self.levels)", "levels apply to query rules only", ".levels"),
+            cel(
+                "!has(self.levels) || !has(self.levels.warning) || !has(self.levels.critical) || "
+                f"{_level_for('critical')} >= {_level_for('warning')}",
+                "critical.for must not be shorter than warning.for",
+                ".levels.critical.for",
+            ),
             *_LEVEL_RULES,
             *_WINDOW_RULES,
             *_ENGINE_RULES,

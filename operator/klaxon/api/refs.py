@@ -8,7 +8,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from .alertconfig import AlertConfigSpec
-from .alertrule import AlertRuleSpec
+from .alertrule import AlertRuleSpec, Level
 from .constants import DEFAULT_CONFIG, DEFAULT_INTERVAL
 
 
@@ -32,6 +32,13 @@ def effective_interval(spec: AlertRuleSpec, config: AlertConfigSpec | None = Non
     else 1m."""
     default = config.defaults.interval if config is not None else None
     return spec.evaluation.interval or default or DEFAULT_INTERVAL
+
+
+def effective_for(spec: AlertRuleSpec, level: Level | None = None) -> str:
+    """How long a level (or, without one, the rule's condition) must hold: the level's own ``for``,
+    else ``trigger.for`` (as a level's ``violations`` falls back to ``trigger.requiredViolations``)."""
+    own = level.for_ if level is not None else None
+    return own or spec.trigger.for_
 
 
 def namespace_allowed(rule_namespace: str, *, config_namespace: str, allowed: Collection[str]) -> bool:

@@ -43,7 +43,7 @@ from .common import (
     parse_duration,
 )
 from .constants import API_VERSION
-from .refs import effective_interval
+from .refs import effective_for, effective_interval
 from .resources import KINDS
 from .syntax import jinja_problem, promql_problem, re2_problem
 
@@ -410,12 +410,12 @@ def alert_rule_problems(
                             f"a value {more} {w.threshold:g}",
                         )
                     )
-            if parse_duration(c.for_) < parse_duration(w.for_):
+            if parse_duration(effective_for(spec, c)) < parse_duration(effective_for(spec, w)):
                 p.append(
                     Problem(
                         f"{prefix}.levels.critical.for",
                         "critical.for must not be shorter than warning.for",
-                        f"at least {w.for_}",
+                        f"at least {effective_for(spec, w)}",
                     )
                 )
 

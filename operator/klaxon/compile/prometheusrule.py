@@ -40,7 +40,7 @@ from ..api.alertconfig import AlertConfigSpec
 from ..api.alertrule import AlertRuleSpec, ConditionSpec, DynamicSpec, Query, SubCondition
 from ..api.common import parse_duration
 from ..api.constants import HASH_ANNOTATION, MANAGED_BY, RULE_LABEL, RULE_UID_LABEL
-from ..api.refs import effective_interval
+from ..api.refs import effective_for, effective_interval
 from ..api.validation import Problem, alert_rule_problems
 from . import promql
 from .promql import aggregate, number, paren, string_literal, template_text, window
@@ -188,14 +188,13 @@ class _Ctx:
 def _levels(spec: AlertRuleSpec, cond: ConditionSpec) -> list[_Level]:
     trig = spec.trigger
     if spec.levels is None or (spec.levels.warning is None and spec.levels.critical is None):
-        return [_Level(spec.severity, cond.threshold, cond.operator, parse_duration(trig.for_),
+        return [_Level(spec.severity, cond.threshold, cond.operator, parse_duration(effective_for(spec)),
                        trig.required_violations)]
     out = []
     for name, lv in (("warning", spec.levels.warning), ("critical", spec.levels.critical)):
         if lv is None:
             continue
-        # an unset level `for` is 0s (the field's documented default, as the CEL rule and the engine read it)
-        out.append(_Level(name, lv.threshold, lv.operator or cond.operator, parse_duration(lv.for_),
+        out.append(_Level(name, lv.threshold, lv.operator or cond.operator, parse_duration(effective_for(spec, lv)),
                           lv.violations or trig.required_violations))
     return out
 

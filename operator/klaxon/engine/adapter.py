@@ -11,7 +11,7 @@ from klaxon.api.alertrule import AlertRuleSpec, ConditionSpec, SubCondition
 from klaxon.api.alertrule import DynamicSpec as ApiDynamic
 from klaxon.api.common import WEEKDAYS, parse_duration
 from klaxon.api.common import Schedule as ApiSchedule
-from klaxon.api.refs import effective_interval
+from klaxon.api.refs import effective_for, effective_interval
 from klaxon.engine.replay import grid_offset
 from klaxon.engine.types import (
     Direction,
@@ -101,7 +101,7 @@ def engine_rule(spec: AlertRuleSpec, config: AlertConfigSpec | None = None, key:
                 threshold=level.threshold,
                 upper=cond.upper,
                 lower=cond.lower,
-                for_s=parse_duration(level.for_),
+                for_s=parse_duration(effective_for(spec, level)),
                 required_violations=level.violations or trigger.required_violations,
                 violation_window_s=violation_window_s,
             )
@@ -110,7 +110,7 @@ def engine_rule(spec: AlertRuleSpec, config: AlertConfigSpec | None = None, key:
             threshold=cond.threshold,
             upper=cond.upper,
             lower=cond.lower,
-            for_s=parse_duration(trigger.for_),
+            for_s=parse_duration(effective_for(spec)),
             required_violations=trigger.required_violations,
             violation_window_s=violation_window_s,
         )
