@@ -322,3 +322,25 @@ def test_klaxon_operator_flags_and_chart_environment(monkeypatch: pytest.MonkeyP
     assert args.webhook_cert_dir == "/etc/klaxon/webhook-tls" and args.lease_namespace == "ops"
     assert (args.lease_name, args.lease_duration, args.evaluator_image) == ("klaxon", 20.0, "img:9")
     assert args.image_pull_secrets == "reg1,reg2" and args.log_format == "json"
+
+
+async def test_a_status_write_for_an_object_deleted_meanwhile_is_dropped_quietly(kube: EmulatedCluster) -> None:
+    """A reconcile that outlives its object (deleted while it ran) must not fail: the real API server
+    answers 404 to the status patch, and the DELETED watch event that follows says the rest."""
+    from klaxon.kube.client import KubeClient
+    from klaxon.operator.conditions import Cond
+    from klaxon.operator.rules import write_status
+    from klaxon.operator.runtime import Runtime
+
+    client = await KubeClient.connect(client_configuration(kube))
+    rt = Runtime(Options(kube_configuration=client_configuration(kube)), client)
+    try:
+        gone = {
+            "apiVersion": "klaxon.dev/v1alpha1",
+            "kind": "AlertConfig",
+            "metadata": {"name": "gone", "namespace": "team-a", "uid": "u-1", "generation": 1},
+        }
+        await write_status(rt, "AlertConfig", gone, {}, [Cond("Ready", True, "Ready", "ok")], {})
+        assert ("AlertConfig", "team-a", "gone", "u-1") not in rt.written
+    finally:
+        await client.close()

@@ -278,7 +278,14 @@ async def write_status(
     if not status_changed(before, wanted):
         return
     changed = transitions(previous, mine)
-    await rt.kube.patch_status(Ref.of(body), wanted)
+    try:
+        await rt.kube.patch_status(Ref.of(body), wanted)
+    except KubeError as exc:
+        if exc.status != 404:
+            raise
+        # deleted while we reconciled: its watch event (DELETED) follows, nothing is left to report on
+        logger.debug("%s %s/%s is gone; its status is not written", kind, meta["namespace"], meta["name"])
+        return
     rt.written[(kind, meta["namespace"], meta["name"], meta.get("uid", ""))] = {**wanted, "conditions": mine}
     if changed and events:
         first = next(
