@@ -34,7 +34,8 @@ from prometheus_client import CollectorRegistry
 
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
-from klaxon.evaluator.ingest import EVENTS_PATH, EventService, mount_event_routes, tune_gc
+from klaxon.events.http import EVENTS_PATH, mount_event_routes
+from klaxon.events.service import EventService, tune_gc
 from klaxon.notify.model import Notification
 
 TOKEN = "bench-token-0123456789abcdef"

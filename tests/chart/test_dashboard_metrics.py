@@ -17,8 +17,8 @@ SCRAPE_LABELS = {"namespace", "pod", "config", "shard", "job", "instance", "le"}
 def exported() -> dict[str, set[str]]:
     """Sample names the operator and the evaluator register, with their label names."""
     import klaxon.operator.metrics  # noqa: F401  (registers on the default registry)
-    from klaxon.evaluator.ingest import EventMetrics
     from klaxon.evaluator.server import EvaluatorMetrics
+    from klaxon.events.metrics import EventMetrics
 
     registries: list[CollectorRegistry] = [REGISTRY, EvaluatorMetrics().registry]
     events = CollectorRegistry()

@@ -18,8 +18,8 @@ import pytest
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
 from klaxon.api.channel import NotificationChannelSpec
-from klaxon.evaluator.entries import ENTRIES_ANNOTATION, Record, set_record
-from klaxon.evaluator.ingest import EventService
+from klaxon.events.entries import ENTRIES_ANNOTATION, Record, set_record
+from klaxon.events.service import EventService
 from klaxon.notify import DictSecretResolver, MemoryStatusSink, Notifier
 from support.events import (
     Hook,

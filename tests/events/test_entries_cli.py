@@ -12,8 +12,8 @@ from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
 from klaxon.cli.entries import run_with
 from klaxon.cli.main import build_parser
-from klaxon.evaluator.entries import ENTRIES_ANNOTATION, Record, RuleEntries, parse_entries_annotation
-from klaxon.evaluator.ingest import EventIn
+from klaxon.events.entries import ENTRIES_ANNOTATION, Record, RuleEntries, parse_entries_annotation
+from klaxon.events.model import EventIn
 from klaxon.kube.client import KubeClient
 from support.events import event, load_example, make_service
 
@@ -136,7 +136,7 @@ def test_ack_mechanisms_and_preset_tags() -> None:
     _, cfg = load_example("14-alertconfig-events.yaml")
     assert cfg is not None  # ackMechanisms: button, setRootCause; allowCustomAction: false
     entries = RuleEntries(120, cfg.entries)
-    from klaxon.notify.events import EventResult
+    from klaxon.events.pipeline import EventResult
 
     t = datetime(2025, 1, 1, tzinfo=UTC)
     for key in ("a", "b", "c"):

@@ -11,7 +11,8 @@ import pytest
 
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
-from klaxon.evaluator.ingest import EventIn, SeenIds
+from klaxon.events.http import SeenIds
+from klaxon.events.model import EventIn
 from support.events import TOKEN, event, make_service, running_service
 
 T0 = datetime(2025, 1, 15, 23, 0, tzinfo=UTC)  # Thursday, midnight in Berlin: inside 22:00-06:00

@@ -11,8 +11,8 @@ from typing import Any
 
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
-from klaxon.evaluator.entries import ENTRIES_ANNOTATION, Record, set_record
-from klaxon.evaluator.ingest import EventIn
+from klaxon.events.entries import ENTRIES_ANNOTATION, Record, set_record
+from klaxon.events.model import EventIn
 from klaxon.notify.model import Notification
 from support.events import event, make_service
 
@@ -105,7 +105,7 @@ async def test_an_unreadable_state_file_is_reported_and_ignored(tmp_path: Path, 
 
 async def test_stopping_before_the_rules_were_listed_keeps_the_saved_state(tmp_path: Path) -> None:
     """A restart that stops again before its first listing (slow API, SIGTERM) must not wipe the file."""
-    from klaxon.evaluator.ingest import sync_rules
+    from klaxon.events.service import sync_rules
 
     path = tmp_path / "events-state.json"
     sent = Sent()

@@ -1,4 +1,4 @@
-"""The pure policy: dedup keys, matchers, cooldown, repeat, resolve, mute, ack, grouping."""
+"""The pure policy: dedup keys, matchers, cooldown, repeat, resolve, mute, ack."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from klaxon.api.alertconfig import Matcher, Silence
 from klaxon.api.alertrule import Mute
 from klaxon.notify import KeyState, RulePolicy, decide, render_dedup_key
-from klaxon.notify.policy import Grouper, matcher_matches, parse_ack, silenced_by, tick
+from klaxon.notify.policy import matcher_matches, parse_ack, silenced_by, tick
 
 from .conftest import notification
 
@@ -175,25 +175,3 @@ def test_gates_in_order() -> None:
     assert run(RulePolicy(silences=(silence,)), fire(0))[0][1] == "silence"
     assert run(RulePolicy(silenced_until=T0 + timedelta(minutes=5)), fire(0))[0][1] == "silence"
     assert run(RulePolicy(silences=(silence,)), fire(61))[0][:2] == (True, None)
-
-
-def test_grouping_window_min_events_and_close() -> None:
-    g = Grouper(window_s=120, min_events=3)
-    at = [T0 + timedelta(seconds=s) for s in (0, 30, 60, 90, 200, 330, 340, 350)]
-    out = [g.observe("k", t).status for t in at]
-    assert out == [
-        "belowMinEvents",
-        "belowMinEvents",
-        "opened",
-        "absorbed",
-        "absorbed",
-        "belowMinEvents",
-        "belowMinEvents",
-        "opened",
-    ]  # closed after 120 s without events
-    g2 = Grouper(window_s=120, min_events=3)
-    assert [g2.observe("k", T0 + timedelta(seconds=s)).status for s in (0, 60, 120)] == [
-        "belowMinEvents",
-        "belowMinEvents",
-        "belowMinEvents",
-    ]  # (t-120, t] is left-open

@@ -19,7 +19,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
-from klaxon.evaluator.ingest import EVENTS_PATH, EventService, mount_event_routes
+from klaxon.events.http import EVENTS_PATH, mount_event_routes
+from klaxon.events.service import EventService
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-ingest-token-3b1f9e7d5c"

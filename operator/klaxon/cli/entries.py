@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..api.alertconfig import AlertConfigSpec
 from ..api.refs import config_key
-from ..evaluator.entries import (
+from ..events.entries import (
     ENTRIES_ANNOTATION,
     Action,
     Record,

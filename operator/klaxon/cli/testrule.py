@@ -40,7 +40,7 @@ def _events(path: str) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..notify.events import run_test_rule
+    from ..events.pipeline import run_test_rule
 
     try:
         ns, name, rule = _load(args.rule, "AlertRule")

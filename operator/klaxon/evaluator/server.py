@@ -18,7 +18,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from klaxon.engine.types import STATES
 from klaxon.evaluator.core import CycleResult
-from klaxon.evaluator.ingest import EVENTS_PATH, EventService, mount_event_routes
+from klaxon.events.http import EVENTS_PATH, mount_event_routes
+from klaxon.events.service import EventService
 
 log = logging.getLogger("klaxon.evaluator")
 
@@ -139,7 +140,7 @@ async def serve_http(
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", health_handler)
     app.router.add_get("/readyz", ready_handler)
-    if events is not None:  # live event rules: POST /v1/events (klaxon.evaluator.ingest)
+    if events is not None:  # live event rules: POST /v1/events (klaxon.events)
         mount_event_routes(app, events)
     elif forward is not None:  # a standby: the leader takes events
         app.router.add_post(EVENTS_PATH, forward)

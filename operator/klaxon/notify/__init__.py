@@ -22,10 +22,9 @@ per-channel rate and in-flight limits and an SSRF guard, and reports through ``S
 Secrets come only through ``SecretResolver``.
 Acknowledge with the AlertRule annotation ``klaxon.dev/ack`` (an RFC 3339 time: episodes that
 began by then; or episode ids); request a test delivery with ``klaxon.dev/test-delivery: <token>``
-on a NotificationChannel. Event rules go through ``events.EventPipeline`` first.
+on a NotificationChannel. Event rules go through ``klaxon.events.EventPipeline`` first.
 """
 
-from .events import EventPipeline, EventResult, TestReport, match_event, run_test_rule
 from .model import (
     DictSecretResolver,
     MemoryStatusSink,
@@ -42,8 +41,6 @@ __all__ = [
     "TEST_ANNOTATION",
     "Decision",
     "DictSecretResolver",
-    "EventPipeline",
-    "EventResult",
     "KeyState",
     "MemoryStatusSink",
     "Notification",
@@ -53,10 +50,7 @@ __all__ = [
     "SecretError",
     "SecretResolver",
     "StatusSink",
-    "TestReport",
     "decide",
     "in_schedule",
-    "match_event",
     "render_dedup_key",
-    "run_test_rule",
 ]

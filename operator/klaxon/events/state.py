@@ -24,11 +24,11 @@ from typing import Any
 
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
-from klaxon.notify.events import EventPipeline
 
 from .entries import Entry, Record, RuleEntries
+from .pipeline import EventPipeline
 
-log = logging.getLogger("klaxon.evaluator.events")
+log = logging.getLogger("klaxon.events")
 
 STATE_FILE = "events-state.json"
 VERSION = 1

@@ -13,104 +13,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from ..api.alertconfig import AlertConfigSpec
-from ..api.alertrule import AlertRuleSpec, EventFilter
-from ..api.common import Schedule, parse_duration
-from .model import Notification
-from .policy import (
-    Grouper,
-    RulePolicy,
-    SuppressedBy,
-    cooldown_allows,
-    gate,
-    in_schedule,
-    render_dedup_key,
-)
+from klaxon.api.alertconfig import AlertConfigSpec
+from klaxon.api.alertrule import AlertRuleSpec, EventFilter
+from klaxon.api.common import parse_duration
+from klaxon.notify.model import Notification
+from klaxon.notify.policy import RulePolicy, SuppressedBy, cooldown_allows, gate, render_dedup_key
 
-CONDITION_ORDER = ("riskThreshold", "objectTypes", "cameras", "zones", "minConfidence", "schedule")
+from .grouping import Grouper, GroupOutcome
+from .match import EventMatcher
+from .model import event_id, event_time, facts_of, list_field, number_field
+
 # tuples, not X | Y: a union in isinstance is rebuilt on every call (hot path)
-_SEQ = (list, tuple)
-_NUM = (int, float)
 _SCALAR = (str, int, float)
-_TIME_FIELDS = ("time", "timestamp", "started_at", "startedAt", "created_at")
 #: How late (behind the latest event of a rule) an event may be and still meet the group and
 #: cooldown state it would have met in time order (``EventPipeline.compact`` keeps that much).
 LATENESS_S = 3600.0
 
 
-def _list(event: Mapping[str, Any], *names: str) -> list[str]:
-    for name in names:
-        v = event.get(name)
-        if isinstance(v, _SEQ):
-            return [str(x) for x in v]
-        if v is not None:
-            return [str(v)]
-    return []
-
-
-def _number(event: Mapping[str, Any], *names: str) -> float | None:
-    for name in names:
-        v = event.get(name)
-        if isinstance(v, _NUM) and not isinstance(v, bool):
-            return float(v)
-    return None
-
-
-def event_time(event: Mapping[str, Any]) -> datetime:
-    """The event's time: the first of time/timestamp/started_at; naive ISO strings are UTC."""
-    for name in _TIME_FIELDS:
-        v = event.get(name)
-        if isinstance(v, datetime):
-            return v if v.tzinfo else v.replace(tzinfo=UTC)
-        if isinstance(v, _NUM) and not isinstance(v, bool):
-            return datetime.fromtimestamp(v, UTC)
-        if isinstance(v, str) and v:
-            ts = datetime.fromisoformat(v.replace("Z", "+00:00"))
-            return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-    raise ValueError(f"event has no time (allowed fields: {', '.join(_TIME_FIELDS)})")
-
-
-def event_id(event: Mapping[str, Any], index: int) -> str:
-    v = event.get("event_id", event.get("id"))
-    return str(v) if v is not None else str(index)
-
-
-def match_event(
-    event: Mapping[str, Any], flt: EventFilter, schedule: Schedule | None, at: datetime | None = None
-) -> tuple[bool, list[str]]:
-    """Whether every set filter holds, and which set filters held, in ``CONDITION_ORDER``."""
-    checks: list[tuple[str, bool]] = []
-    if flt.risk_threshold is not None:
-        risk = _number(event, "risk_score", "risk")
-        checks.append(("riskThreshold", risk is not None and risk >= flt.risk_threshold))
-    if flt.object_types:
-        types = _list(event, "object_types", "object_type", "objectTypes", "objectType")
-        checks.append(("objectTypes", any(t in flt.object_types for t in types)))
-    if flt.cameras:
-        cams = _list(event, "camera_id", "cameraId", "camera")
-        checks.append(("cameras", any(c in flt.cameras for c in cams)))
-    if flt.zones:
-        zones = _list(event, "zone_ids", "zone_id", "zoneIds", "zoneId", "zone")
-        checks.append(("zones", any(z in flt.zones for z in zones)))
-    if flt.min_confidence is not None:
-        conf = _number(event, "confidence", "min_confidence")
-        checks.append(("minConfidence", conf is not None and conf >= flt.min_confidence))
-    if schedule is not None:
-        checks.append(("schedule", in_schedule(at or event_time(event), schedule)))
-    held = [name for name, ok in checks if ok]
-    return len(held) == len(checks), held
-
-
 def event_fields(event: Mapping[str, Any], flt: EventFilter) -> dict[str, Any]:
     """The event's fields for templates, plus singular object_type / zone_id picked by the filter."""
     fields = dict(event)
-    types = _list(event, "object_types", "object_type")
+    types = list_field(event, "object_types", "object_type")
     if "object_type" not in fields and types:
         fields["object_type"] = next((t for t in types if t in flt.object_types), types[0])
-    zones = _list(event, "zone_ids", "zone_id")
+    zones = list_field(event, "zone_ids", "zone_id")
     if "zone_id" not in fields and zones:
         fields["zone_id"] = next((z for z in zones if z in flt.zones), zones[0])
     return fields
@@ -170,18 +99,34 @@ class EventPipeline:
     def __post_init__(self) -> None:
         if self.rule.events is None:
             raise ValueError("not an event rule: spec.events is not set")
-        grouping = (self.config or AlertConfigSpec()).grouping
-        self.window_s = parse_duration(grouping.window)
-        self._grouper = Grouper(self.window_s, grouping.min_events)
-        self._group_by = list(grouping.group_by)
-        self.policy = RulePolicy.from_specs(self.rule, self.config, self.acked_episodes)
+        self.matcher = EventMatcher(self.rule.events, self.rule.schedule)
         # Precomputed per rule (the per-event path below is hot: the evaluator's ingestion).
         self._dedup_template = self.rule.notify.dedup_key or "{rule}"
-        self._group_template = "|".join(f"{{{g}}}" for g in self._group_by) if self._group_by else None
         self._base_labels = {"alertname": self.name, "namespace": self.namespace, "severity": self.rule.severity}
+        self._latest: datetime | None = None  # the latest matched event's time
+        self._configure(self.config, regroup=True)
+
+    def _configure(self, config: AlertConfigSpec | None, regroup: bool) -> None:
+        """What the AlertConfig decides: grouping (a new ``Grouper`` with ``regroup``) and the policy."""
+        self.config = config
+        grouping = (config or AlertConfigSpec()).grouping
+        if regroup:
+            self.window_s = parse_duration(grouping.window)
+            self._grouper = Grouper(self.window_s, grouping.min_events)
+            group_by = list(grouping.group_by)
+            self._group_template = "|".join(f"{{{g}}}" for g in group_by) if group_by else None
+        self.policy = RulePolicy.from_specs(self.rule, config, self.acked_episodes)
         # Only silences look at an event's labels, and only at the names their matchers use.
         self._silence_names = tuple(sorted({m.label for s in self.policy.silences for m in s.matchers}))
-        self._latest: datetime | None = None  # the latest matched event's time
+
+    def set_config(self, config: AlertConfigSpec) -> bool:
+        """Follow a changed AlertConfig: silences, mute time intervals and default channels apply
+        to the next event. Grouping restarts only when ``spec.grouping`` changed (True then);
+        cooldown windows, acknowledgements and counters are kept either way."""
+        old = (self.config or AlertConfigSpec()).grouping
+        regroup = config.grouping != old
+        self._configure(config, regroup)
+        return regroup
 
     def compact(self) -> int:
         """Forget groups quiet for a full window and cooldowns that have run out, ``LATENESS_S``
@@ -212,38 +157,29 @@ class EventPipeline:
         return labels
 
     def process(self, event: Mapping[str, Any], index: int = 0) -> EventResult:
-        flt = self.rule.events
-        assert flt is not None
+        """Match one event (a mapping, aliases allowed) and, if it matched, take it on."""
         at = event_time(event)
         eid = event_id(event, index)
-        matched, held = match_event(event, flt, self.rule.schedule, at)
+        matched, held = self.matcher.match(facts_of(event), at)
         if not matched:
             return EventResult(eid, at, False, held)
+        return self.take(event, eid, at, held)
+
+    def take(self, event: Mapping[str, Any], eid: str, at: datetime, held: list[str]) -> EventResult:
+        """An event ``self.matcher`` matched: dedup key, grouping, gates, cooldown."""
         if self._latest is None or at > self._latest:
             self._latest = at
-        fields = event_fields(event, flt)
+        assert self.rule.events is not None
+        fields = event_fields(event, self.rule.events)
         fields.setdefault("rule", self.name)
         key = render_dedup_key(self._dedup_template, fields)
         group = render_dedup_key(self._group_template, fields) if self._group_template else key
         outcome = self._grouper.observe(group, at)
-        status = outcome.status
         res = EventResult(
             eid, at, True, held, key, False, None, group, None,
-            outcome.episode, status == "opened", outcome.count, outcome.first,
+            outcome.episode, outcome.status == "opened", outcome.count, outcome.first,
         )
-        by: SuppressedBy | None = None
-        if status == "belowMinEvents":
-            by = "minEvents"
-        elif status == "absorbed" and self.policy.cooldown_s <= 0:
-            by = "grouping"
-        else:
-            held_back = gate(self.policy, self._gate_labels(fields) if self._silence_names else self._base_labels, at)
-            if held_back is not None:
-                by = held_back[0]
-            elif outcome.episode in self.policy.acked_episodes or outcome.episode in self.acked:
-                by = "ack"
-            elif not cooldown_allows(self._cooldown.get(key), at, self.policy.cooldown_s):
-                by = "cooldown"
+        by = self._held_back(outcome, fields, key, at)
         if by is not None:
             self.suppressed[by] = self.suppressed.get(by, 0) + 1
             res.suppressed_by = by
@@ -261,11 +197,28 @@ class EventPipeline:
             labels=_labels(fields),
             annotations=dict(self.rule.annotations),
             severity=self.rule.severity,
-            value=_number(event, "risk_score", "risk"),
+            value=number_field(event, "risk_score", "risk"),
             channels=self.policy.channels,
             source="event",
         )
         return res
+
+    def _held_back(
+        self, outcome: GroupOutcome, fields: Mapping[str, Any], key: str, at: datetime
+    ) -> SuppressedBy | None:
+        """Why a matched event does not notify: grouping, a gate, an ack or the cooldown; None: it does."""
+        if outcome.status == "belowMinEvents":
+            return "minEvents"
+        if outcome.status == "absorbed" and self.policy.cooldown_s <= 0:
+            return "grouping"
+        held_back = gate(self.policy, self._gate_labels(fields) if self._silence_names else self._base_labels, at)
+        if held_back is not None:
+            return held_back[0]
+        if outcome.episode in self.policy.acked_episodes or outcome.episode in self.acked:
+            return "ack"
+        if not cooldown_allows(self._cooldown.get(key), at, self.policy.cooldown_s):
+            return "cooldown"
+        return None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import pytest
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec, EventFilter
 from klaxon.cli.main import main
-from klaxon.notify import match_event, run_test_rule
+from klaxon.events import match_event, run_test_rule
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).parent / "data"

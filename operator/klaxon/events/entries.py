@@ -3,7 +3,7 @@
 An entry is one alert of an event rule: it opens when its group reaches ``minEvents`` in the
 AlertConfig's grouping window, absorbs later matches, and closes after a full window without
 events (event time). Entries live in the evaluator (saved in its state dir across restarts,
-``event_state``) and are written to ``AlertRule.status.entries`` (open ones, capped at 50) and
+``state``) and are written to ``AlertRule.status.entries`` (open ones, capped at 50) and
 ``status.entriesCount`` (all open).
 
 People act on entries through one annotation on the AlertRule, ``klaxon.dev/entries``, a JSON
@@ -30,7 +30,8 @@ from typing import Any, Literal
 
 from klaxon.api.alertconfig import Entries
 from klaxon.api.alertrule import AlertEntry
-from klaxon.notify.events import EventResult
+
+from .pipeline import EventResult
 
 ENTRIES_ANNOTATION = "klaxon.dev/entries"
 MAX_STATUS_ENTRIES = 50
