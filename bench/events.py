@@ -132,7 +132,8 @@ def client_process(url: str, args: argparse.Namespace, go: Any, out: Any) -> Non
     out.send(latencies)
 
 
-async def main(args: argparse.Namespace) -> int:
+def make_service(args: argparse.Namespace, stub: Stub, state_path: Path | None) -> EventService:
+    """The AlertConfig's service with the benchmark's rules (the same random stream as the senders')."""
     rng = random.Random(7)
     config = AlertConfigSpec.model_validate(
         {
@@ -147,13 +148,18 @@ async def main(args: argparse.Namespace) -> int:
     async def token() -> str:
         return TOKEN
 
-    stub = Stub()
-    state_path = Path(args.state_dir) / "events-state.json" if args.state_dir else None
     service = EventService(
         config, token, notifier=stub, registry=CollectorRegistry(), status_interval_s=0, state_path=state_path
     )
     for i, spec in enumerate(rules(args.rules, args.wildcard, rng)):
         service.set_rule("bench", f"rule-{i:03d}", spec)
+    return service
+
+
+async def main(args: argparse.Namespace) -> int:
+    stub = Stub()
+    state_path = Path(args.state_dir) / "events-state.json" if args.state_dir else None
+    service = make_service(args, stub, state_path)
     tune_gc()  # as `klaxon evaluator` does when event ingestion is on
     app = web.Application()
     mount_event_routes(app, service)
@@ -186,6 +192,19 @@ async def main(args: argparse.Namespace) -> int:
         service.save_state()
         took, size = (time.perf_counter() - t) * 1000, state_path.stat().st_size / 1024
         print(f"event state save (in one go, at the end): {took:.1f} ms, {size:.0f} KiB")
+    report(args, service, stub, latencies, ingested, total, peak)
+    return 0
+
+
+def report(
+    args: argparse.Namespace,
+    service: EventService,
+    stub: Stub,
+    latencies: list[float],
+    ingested: float,
+    total: float,
+    peak: int | None,
+) -> None:
     matched = sum(sum(len(g.times) > 0 for g in r.pipeline._grouper.groups.values()) for r in service.rules.values())
     lat = sorted(latencies)
     p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
@@ -203,8 +222,6 @@ async def main(args: argparse.Namespace) -> int:
     if peak is not None:
         print(f"peak traced memory: {peak / 2**20:.1f} MiB")
     print(f"evaluator process max RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
-    return 0
-
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -70,6 +70,8 @@ async def cli(kube_api: Any, *argv: str) -> int:
 async def test_list_ack_and_tag_through_the_annotation(
     kube: Any, kube_api: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """One user session end to end (list, ack, tag, refusals, list again): long because each step
+    reads what the one before wrote."""
     spec, cfg = seed(kube)
     assert await cli(kube_api, "list", "-A") == 0
     out = capsys.readouterr().out

@@ -23,6 +23,8 @@ SECRET_TOKEN = "change-me-to-a-long-random-token"
 
 
 async def test_evaluator_serves_events_with_the_secret_token_and_writes_entries(kube: Any, kube_api: Any) -> None:
+    """The whole path through the evaluator's port: long because the cluster objects, the server and
+    each observation (401, 202, status, metrics, health) belong to one run."""
     rules, cfg = load_example("14-alertconfig-events.yaml")
     assert cfg is not None
     kube.create_object(
