@@ -7,9 +7,9 @@ import pytest
 
 from evaluator.helpers import MIN, T0, Recorder, minutes, rule
 from klaxon.api.alertrule import ActiveSeries, AlertRuleStatus
+from klaxon.compile.engine_rule import engine_rule
 from klaxon.compile.query import value_query
 from klaxon.engine import compute_bounds, step
-from klaxon.engine.adapter import engine_rule
 from klaxon.engine.types import SeriesState
 from klaxon.evaluator import Evaluator
 from klaxon.prom.client import PrometheusClient

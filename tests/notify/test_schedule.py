@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from klaxon.api.common import Schedule
-from klaxon.engine.adapter import schedule_from_spec
+from klaxon.compile.engine_rule import schedule_from_spec
 from klaxon.engine.schedule import in_schedule as engine_in_schedule
 from klaxon.notify import in_schedule
 

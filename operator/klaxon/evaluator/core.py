@@ -24,6 +24,7 @@ from klaxon.api.alertrule import AlertRuleSpec, Query
 from klaxon.api.common import parse_duration
 from klaxon.api.refs import effective_interval
 from klaxon.compile import alert_name_for, compile_rule
+from klaxon.compile.engine_rule import NotEvaluable, engine_rule, single_level
 from klaxon.compile.query import absence_labels, count_query, raw_range, value_query
 from klaxon.engine import (
     SeriesState,
@@ -36,7 +37,6 @@ from klaxon.engine import (
     step_flags,
 )
 from klaxon.engine._tz import shift_local_weeks
-from klaxon.engine.adapter import NotEvaluable, engine_rule, single_level
 from klaxon.engine.state import default_bounds, in_alarm
 from klaxon.engine.types import ALARM_STATES, SEVERITY, EngineRule, iso
 from klaxon.evaluator import native

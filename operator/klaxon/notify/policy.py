@@ -23,7 +23,7 @@ from typing import Any, Literal
 from ..api.alertconfig import AlertConfigSpec, Matcher, Silence
 from ..api.alertrule import AlertRuleSpec, Mute
 from ..api.common import Schedule, parse_duration
-from ..engine.adapter import schedule_from_spec
+from ..compile.engine_rule import schedule_from_spec
 from ..engine.schedule import in_schedule as engine_in_schedule
 from ..engine.types import Schedule as EngineSchedule
 from .model import Notification

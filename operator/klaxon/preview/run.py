@@ -19,6 +19,7 @@ import numpy as np
 from klaxon.api.alertrule import AlertRuleSpec, Query
 from klaxon.api.manifests import load_paths
 from klaxon.api.validation import parse_object
+from klaxon.compile.engine_rule import NotEvaluable, engine_rule
 from klaxon.compile.query import absence_labels, count_query, group_labels, outer, series_selector, value_query
 from klaxon.engine import (
     EngineRule,
@@ -30,7 +31,6 @@ from klaxon.engine import (
     replay_grid,
     replay_many,
 )
-from klaxon.engine.adapter import NotEvaluable, engine_rule
 from klaxon.engine.thresholds import window_counts
 from klaxon.engine.types import iso
 from klaxon.preview.data import DataError, RawSeries

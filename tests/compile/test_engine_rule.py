@@ -8,8 +8,8 @@ import pytest
 
 from klaxon.api import AlertRuleSpec, parse_object
 from klaxon.api.manifests import load_paths
+from klaxon.compile.engine_rule import NotEvaluable, engine_rule
 from klaxon.engine import replay, validate_rule
-from klaxon.engine.adapter import NotEvaluable, engine_rule
 
 ROOT = Path(__file__).resolve().parents[2]
 
