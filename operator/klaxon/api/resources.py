@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -138,15 +138,3 @@ KINDS: dict[str, KindInfo] = {
         ),
     )
 }
-
-
-class Resource(BaseModel):
-    """A parsed object of one of the three kinds."""
-
-    model_config = ConfigDict(populate_by_name=True, extra="forbid")
-
-    api_version: Literal["klaxon.dev/v1alpha1"] = Field(alias="apiVersion")
-    kind: str
-    metadata: Metadata
-    spec: Any
-    status: Any = None

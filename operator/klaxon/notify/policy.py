@@ -126,15 +126,6 @@ def _compiled(template: str) -> tuple[tuple[bool, str], ...]:
     return tuple(parts)
 
 
-def dedup_template_problems(template: str) -> list[str]:
-    """Placeholders that are not plain field names (kept literally when rendered)."""
-    return [
-        f"placeholder {m.group(0)!r} is not a plain field name (allowed: {{field_name}})"
-        for m in _PLACEHOLDER.finditer(template)
-        if m.group(1) is not None and not _FIELD_NAME.match(m.group(1))
-    ]
-
-
 def default_dedup_key(n_rule: str, labels: Mapping[str, str]) -> str:
     """The key when a rule sets none: the rule and its labels, stable across label order."""
     return n_rule + "".join(f",{k}={labels[k]}" for k in sorted(labels))
@@ -208,7 +199,6 @@ class RulePolicy:
     acked_episodes: frozenset[str] = frozenset()
     acked_before: datetime | None = None
     channels: tuple[str, ...] = ()
-    dedup_template: str | None = None
 
     def acks(self, st: KeyState) -> bool:
         if st.episode_id is not None and st.episode_id in self.acked_episodes:
@@ -233,7 +223,6 @@ class RulePolicy:
                 mute=rule.mute,
                 schedule=rule.schedule if rule.events is None else None,
                 channels=tuple(rule.notify.channels),
-                dedup_template=rule.notify.dedup_key,
             )
         if config is not None:
             kw.update(

@@ -13,7 +13,6 @@ import math
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import aiohttp
@@ -142,9 +141,7 @@ class PrometheusClient:
     async def __aenter__(self) -> PrometheusClient:
         return self
 
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     def _get_session(self) -> aiohttp.ClientSession:
