@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from klaxon.api.alertrule import AlertRuleSpec
-from klaxon.engine.adapter import engine_rule
+from klaxon.compile.engine_rule import engine_rule
 from klaxon.preview.data import RawSeries
 from klaxon.preview.run import FileSource, LoadedRule, PreviewError, group, run_preview, sample_values
 

@@ -5,8 +5,9 @@ from .alertrule import AlertRuleSpec, AlertRuleStatus
 from .channel import NotificationChannelSpec, NotificationChannelStatus
 from .common import Condition, parse_duration
 from .constants import API_VERSION, GROUP, VERSION
+from .problems import Parsed, Problem
 from .resources import KINDS, KindInfo
-from .validation import Parsed, Problem, parse_object, parse_spec
+from .validation import parse_object, parse_spec
 
 __all__ = [
     "API_VERSION",

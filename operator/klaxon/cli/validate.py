@@ -15,7 +15,8 @@ from pathlib import Path
 from ..api.alertconfig import AlertConfigSpec
 from ..api.alertrule import AlertRuleSpec
 from ..api.manifests import Document, iter_files, load_file
-from ..api.validation import Problem, parse_object
+from ..api.problems import Problem
+from ..api.validation import parse_object
 from ..compile import engine_problems
 
 

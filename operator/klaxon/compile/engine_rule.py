@@ -6,14 +6,14 @@ evaluate a rule exactly alike.
 
 from __future__ import annotations
 
-from klaxon.api.alertconfig import AlertConfigSpec
-from klaxon.api.alertrule import AlertRuleSpec, ConditionSpec, SubCondition
-from klaxon.api.alertrule import DynamicSpec as ApiDynamic
-from klaxon.api.common import WEEKDAYS, parse_duration
-from klaxon.api.common import Schedule as ApiSchedule
-from klaxon.api.refs import effective_for, effective_interval
-from klaxon.engine.replay import grid_offset
-from klaxon.engine.types import (
+from ..api.alertconfig import AlertConfigSpec
+from ..api.alertrule import AlertRuleSpec, ConditionSpec, SubCondition
+from ..api.alertrule import DynamicSpec as ApiDynamic
+from ..api.common import WEEKDAYS, parse_duration
+from ..api.common import Schedule as ApiSchedule
+from ..api.refs import effective_for, effective_interval
+from ..engine.replay import grid_offset
+from ..engine.types import (
     Direction,
     DynamicSpec,
     EngineRule,

@@ -38,10 +38,11 @@ from typing import Any, Literal
 
 from ..api.alertconfig import AlertConfigSpec
 from ..api.alertrule import AlertRuleSpec, ConditionSpec, DynamicSpec, Query, SubCondition
+from ..api.checks import alert_rule_problems
 from ..api.common import parse_duration
 from ..api.constants import HASH_ANNOTATION, MANAGED_BY, RULE_LABEL, RULE_UID_LABEL
+from ..api.problems import Problem
 from ..api.refs import effective_for, effective_interval
-from ..api.validation import Problem, alert_rule_problems
 from . import promql
 from .promql import aggregate, number, paren, string_literal, template_text, window
 from .query import absence_query, group_labels, raw_range, value_query

@@ -9,7 +9,8 @@ from typing import Any
 
 from ..api.alertrule import AlertRuleSpec
 from ..api.constants import HASH_ANNOTATION
-from ..api.validation import INVALID_QUERY, parse_spec
+from ..api.problems import INVALID_QUERY
+from ..api.validation import parse_spec
 from ..compile import compile_rule
 from ..kube.apply import NotOwnedError, delete_owned, ensure_object, owner_reference, prepare
 from ..kube.client import Body, KubeError, Ref

@@ -9,7 +9,8 @@ import kopf
 
 from ..api import API_VERSION
 from ..api.alertrule import AlertRuleSpec
-from ..api.validation import Problem, parse_object
+from ..api.problems import Problem
+from ..api.validation import parse_object
 from ..compile import engine_problems
 
 
