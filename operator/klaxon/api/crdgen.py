@@ -118,31 +118,7 @@ def _clean(node: dict[str, Any], name: str, path: str) -> dict[str, Any]:
     if "description" in out and name:
         desc = " ".join(str(out["description"]).split())
         out["description"] = desc if desc.startswith(f"{name} ") else f"{name} {desc}"
-    rules = list(out.get("x-kubernetes-validations", []))
-    names: dict[str, Any] = node.get("propertyNames") or {}
-    if names:
-        if "pattern" in names:
-            rules.append(
-                {
-                    "rule": f"self.all(k, k.matches({_cel_string(names['pattern'])}))",
-                    "message": f"{name or 'map'} keys must match {names['pattern']}",
-                }
-            )
-        if "enum" in names:
-            allowed = ", ".join(f"'{v}'" for v in names["enum"])
-            rules.append(
-                {
-                    "rule": f"self.all(k, k in [{allowed}])",
-                    "message": f"{name or 'map'} keys must be one of {', '.join(names['enum'])}",
-                }
-            )
-        if "maxLength" in names:
-            rules.append(
-                {
-                    "rule": f"self.all(k, size(k) <= {names['maxLength']})",
-                    "message": f"{name or 'map'} keys must be at most {names['maxLength']} characters",
-                }
-            )
+    rules = list(out.get("x-kubernetes-validations", [])) + _key_rules(node.get("propertyNames") or {}, name)
     if rules:
         out["x-kubernetes-validations"] = rules
     if "properties" in out:
@@ -161,6 +137,26 @@ def _clean(node: dict[str, Any], name: str, path: str) -> dict[str, Any]:
     if "type" not in out:
         raise SchemaError(f"{path}: no type")
     return out
+
+
+def _key_rules(names: dict[str, Any], name: str) -> list[dict[str, str]]:
+    """CEL rules for a map's keys (structural schemas have no propertyNames)."""
+    what = name or "map"
+    rules = []
+    if "pattern" in names:
+        rule = f"self.all(k, k.matches({_cel_string(names['pattern'])}))"
+        rules.append({"rule": rule, "message": f"{what} keys must match {names['pattern']}"})
+    if "enum" in names:
+        allowed, listed = ", ".join(f"'{v}'" for v in names["enum"]), ", ".join(names["enum"])
+        rules.append({"rule": f"self.all(k, k in [{allowed}])", "message": f"{what} keys must be one of {listed}"})
+    if "maxLength" in names:
+        rules.append(
+            {
+                "rule": f"self.all(k, size(k) <= {names['maxLength']})",
+                "message": f"{what} keys must be at most {names['maxLength']} characters",
+            }
+        )
+    return rules
 
 
 def _cel_string(value: str) -> str:

@@ -45,6 +45,8 @@ _GO_NUMBER = re.compile(
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FIELD = re.compile(r"\.[A-Za-z_][A-Za-z0-9_]*")
 _VARIABLE = re.compile(r"\$[A-Za-z0-9_]*")
+_CHAR_CONSTANT = re.compile(r"'(\\.[^']*|[^\\'\n])'")
+_PUNCTUATION = {"|": "pipe", ",": "comma", "=": "assign"}
 _STRING_ESCAPE = re.compile(r"""\\([abfnrtv\\'"]|x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3})""")
 
 
@@ -137,43 +139,13 @@ class _Parser:
                 while j < len(text) and text[j] in " \t\r\n":
                     j += 1
                 if text.startswith("-}}", j):
-                    if depth:
-                        raise TemplateSyntaxError(i, "unclosed left paren")
-                    return tokens, j + 3
+                    return self._closed(tokens, i, depth), j + 3
                 i = j
                 continue
             if text.startswith("}}", i):
-                if depth:
-                    raise TemplateSyntaxError(i, "unclosed left paren")
-                return tokens, i + 2
-            if c == '"':
-                j = i + 1
-                while j < len(text) and text[j] != '"':
-                    if text[j] == "\n":
-                        raise TemplateSyntaxError(i, "unterminated quoted string")
-                    if text[j] == "\\":
-                        m = _STRING_ESCAPE.match(text, j)
-                        if m is None:
-                            raise TemplateSyntaxError(j, "invalid escape in quoted string")
-                        j = m.end()
-                        continue
-                    j += 1
-                if j >= len(text):
-                    raise TemplateSyntaxError(i, "unterminated quoted string")
-                tokens.append(_Token("string", text[i : j + 1], i))
-                i = j + 1
-            elif c == "`":
-                j = text.find("`", i + 1)
-                if j < 0:
-                    raise TemplateSyntaxError(i, "unterminated raw quoted string")
-                tokens.append(_Token("string", text[i : j + 1], i))
-                i = j + 1
-            elif c == "'":
-                m = re.compile(r"'(\\.[^']*|[^\\'\n])'").match(text, i)
-                if m is None:
-                    raise TemplateSyntaxError(i, "unterminated or malformed character constant")
-                tokens.append(_Token("number", m.group(0), i))
-                i = m.end()
+                return self._closed(tokens, i, depth), i + 2
+            if c in "\"`'":
+                i = self._quoted(tokens, i)
             elif c == "$":
                 m = _VARIABLE.match(text, i)
                 assert m is not None
@@ -192,18 +164,7 @@ class _Parser:
                 or c == "."
                 or (c in "+-" and i + 1 < len(text) and (text[i + 1].isdigit() or text[i + 1] == "."))
             ):
-                m = _NUMBER.match(text, i)
-                end = m.end() if m else i + 1
-                # Go's lexer takes every alphanumeric run after a number into it ("5x" is one bad number).
-                while end < len(text) and (text[end].isalnum() or text[end] == "_"):
-                    end += 1
-                word = text[i:end]
-                if not _GO_NUMBER.fullmatch(word):
-                    raise TemplateSyntaxError(i, f"bad number syntax: {word!r}")
-                if text[end : end + 1] == ".":
-                    raise TemplateSyntaxError(end, f"unexpected {text[end : end + 2]!r} in operand")
-                tokens.append(_Token("number", word, i))
-                i = end
+                i = self._number(tokens, i)
             elif c.isalpha() or c == "_":
                 m = _NAME.match(text, i)
                 assert m is not None
@@ -212,9 +173,6 @@ class _Parser:
                 if m.group(0) in _LITERALS and _FIELD.match(text, i):
                     raise TemplateSyntaxError(i, f"unexpected . after term {m.group(0)!r}")
                 i = self._fields(tokens, i)
-            elif c == "|":
-                tokens.append(_Token("pipe", "|", i))
-                i += 1
             elif c == "(":
                 depth += 1
                 tokens.append(_Token("lparen", "(", i))
@@ -225,17 +183,66 @@ class _Parser:
                     raise TemplateSyntaxError(i, "unexpected right paren")
                 tokens.append(_Token("rparen", ")", i))
                 i = self._fields(tokens, i + 1)
-            elif c == ",":
-                tokens.append(_Token("comma", ",", i))
-                i += 1
             elif text.startswith(":=", i):
                 tokens.append(_Token("declare", ":=", i))
                 i += 2
-            elif c == "=":
-                tokens.append(_Token("assign", "=", i))
+            elif c in _PUNCTUATION:
+                tokens.append(_Token(_PUNCTUATION[c], c, i))
                 i += 1
             else:
                 raise TemplateSyntaxError(i, f"unrecognized character in action: {c!r}")
+
+    @staticmethod
+    def _closed(tokens: list[_Token], i: int, depth: int) -> list[_Token]:
+        if depth:
+            raise TemplateSyntaxError(i, "unclosed left paren")
+        return tokens
+
+    def _quoted(self, tokens: list[_Token], i: int) -> int:
+        """A "string", a `raw string` or a 'c'haracter constant starting at i; returns the index after it."""
+        text, c = self.text, self.text[i]
+        if c == "`":
+            j = text.find("`", i + 1)
+            if j < 0:
+                raise TemplateSyntaxError(i, "unterminated raw quoted string")
+            tokens.append(_Token("string", text[i : j + 1], i))
+            return j + 1
+        if c == "'":
+            m = _CHAR_CONSTANT.match(text, i)
+            if m is None:
+                raise TemplateSyntaxError(i, "unterminated or malformed character constant")
+            tokens.append(_Token("number", m.group(0), i))
+            return m.end()
+        j = i + 1
+        while j < len(text) and text[j] != '"':
+            if text[j] == "\n":
+                raise TemplateSyntaxError(i, "unterminated quoted string")
+            if text[j] == "\\":
+                m = _STRING_ESCAPE.match(text, j)
+                if m is None:
+                    raise TemplateSyntaxError(j, "invalid escape in quoted string")
+                j = m.end()
+                continue
+            j += 1
+        if j >= len(text):
+            raise TemplateSyntaxError(i, "unterminated quoted string")
+        tokens.append(_Token("string", text[i : j + 1], i))
+        return j + 1
+
+    def _number(self, tokens: list[_Token], i: int) -> int:
+        text = self.text
+        m = _NUMBER.match(text, i)
+        end = m.end() if m else i + 1
+        # Go's lexer takes every alphanumeric run after a number into it ("5x" is one bad number).
+        while end < len(text) and (text[end].isalnum() or text[end] == "_"):
+            end += 1
+        word = text[i:end]
+        if not _GO_NUMBER.fullmatch(word):
+            raise TemplateSyntaxError(i, f"bad number syntax: {word!r}")
+        if text[end : end + 1] == ".":
+            raise TemplateSyntaxError(end, f"unexpected {text[end : end + 2]!r} in operand")
+        tokens.append(_Token("number", word, i))
+        return end
 
     def _fields(self, tokens: list[_Token], i: int) -> int:
         """Field chains after a variable, a field or a parenthesis: `$x.a.b`, `(f).a`."""

@@ -177,9 +177,46 @@ def _evaluate(
     passes_recovery: bool,
     outside: bool,
 ) -> tuple[SeriesState, list[Transition]]:
+    held, history, cand, active = _levels_held(rule, state, t, b)
+    any_b = any(bool(b.get(lv, False)) for lv in rule.levels)
+    normal = not cand and passes_recovery
+    nc = min(state.normal_count + 1, rule.recovery.normal_count) if normal else 0
+    cur = replace(
+        state,
+        held_since=held,
+        violations=history,
+        last_violation_t=t if any_b else state.last_violation_t,
+        normal_count=nc,
+        last_value=value if math.isfinite(value) else state.last_value,
+        last_eval_t=t,
+        missing_count=0,
+    )
+    if in_alarm(state):
+        return _from_alarm(rule, state, cur, t, cand, active, outside)
+    if active:
+        new = replace(cur, state="Firing", level=active[0], since=t)
+        return _changed(state, new, t, "Triggered", True, outside)
+    if cand:
+        if state.state == "Pending":
+            return replace(cur, level=cand[0]), []
+        new = replace(cur, state="Pending", level=cand[0], since=t, pending_since=t)
+        return _changed(state, new, t, "ConditionMet", False, outside)
+    if state.state == "Inactive":
+        return cur, []
+    # Leaving NoData/Error resolves what entering them notified.
+    reason = "ConditionBroken" if state.state == "Pending" else "DataReturned"
+    new = replace(cur, state="Inactive", level=None, since=t, pending_since=None)
+    return _changed(state, new, t, reason, state.state != "Pending", outside)
+
+
+def _levels_held(
+    rule: EngineRule, state: SeriesState, t: float, b: Mapping[str, bool]
+) -> tuple[dict[str, float], dict[str, tuple[float, ...]], list[Level], list[Level]]:
+    """Per level: since when it holds, its violation history, and whether it is a candidate
+    (its trigger holds) or active (held for its `for` too); candidates most severe first."""
     held: dict[str, float] = {}
     history: dict[str, tuple[float, ...]] = {}
-    cand: list[Level] = []  # most severe first
+    cand: list[Level] = []
     active: list[Level] = []
     for lv in rule.ordered_levels:
         spec = rule.levels[lv]
@@ -198,58 +235,41 @@ def _evaluate(
         cand.append(lv)
         if t - held[lv] >= spec.for_s - _EPS:
             active.append(lv)
-    any_b = any(bool(b.get(lv, False)) for lv in rule.levels)
-    normal = not cand and passes_recovery
-    nc = min(state.normal_count + 1, rule.recovery.normal_count) if normal else 0
-    cur = replace(
-        state,
-        held_since=held,
-        violations=history,
-        last_violation_t=t if any_b else state.last_violation_t,
-        normal_count=nc,
-        last_value=value if math.isfinite(value) else state.last_value,
-        last_eval_t=t,
-        missing_count=0,
-    )
+    return held, history, cand, active
 
-    if in_alarm(state):
-        assert state.level is not None
-        rank = SEVERITY[state.level]
-        target = next((lv for lv in cand if lv in active or SEVERITY[lv] <= rank), None)
-        if target is not None:
-            if state.state != "Firing":  # Recovering, or an alarm back from an outage
-                new = replace(cur, state="Firing", level=target, since=t)
-                reason = "Retriggered" if state.state == "Recovering" else "DataReturned"
-                return _changed(state, new, t, reason, target != state.level, outside)
-            if target == state.level:
-                return cur, []
-            reason = "Escalated" if SEVERITY[target] > rank else "Deescalated"
-            return _changed(state, replace(cur, level=target), t, reason, True, outside)
-        window = rule.recovery.window_s
-        quiet = window is None or cur.last_violation_t is None or cur.last_violation_t <= t - window
-        if nc >= rule.recovery.normal_count and quiet:
-            new = replace(cur, state="Inactive", level=None, since=t, pending_since=None)
-            return _changed(state, new, t, "Recovered", True, outside)
-        if state.state != "Recovering":
-            new = replace(cur, state="Recovering", since=t)
-            reason = "ConditionCleared" if state.state == "Firing" else "DataReturned"
-            return _changed(state, new, t, reason, False, outside)
-        return cur, []
 
-    if active:
-        new = replace(cur, state="Firing", level=active[0], since=t)
-        return _changed(state, new, t, "Triggered", True, outside)
-    if cand:
-        if state.state == "Pending":
-            return replace(cur, level=cand[0]), []
-        new = replace(cur, state="Pending", level=cand[0], since=t, pending_since=t)
-        return _changed(state, new, t, "ConditionMet", False, outside)
-    if state.state == "Inactive":
-        return cur, []
-    # Leaving NoData/Error resolves what entering them notified.
-    reason = "ConditionBroken" if state.state == "Pending" else "DataReturned"
-    new = replace(cur, state="Inactive", level=None, since=t, pending_since=None)
-    return _changed(state, new, t, reason, state.state != "Pending", outside)
+def _from_alarm(
+    rule: EngineRule,
+    state: SeriesState,
+    cur: SeriesState,
+    t: float,
+    cand: list[Level],
+    active: list[Level],
+    outside: bool,
+) -> tuple[SeriesState, list[Transition]]:
+    """The next state of a Firing or Recovering series (or one that was, before an outage)."""
+    assert state.level is not None
+    rank = SEVERITY[state.level]
+    target = next((lv for lv in cand if lv in active or SEVERITY[lv] <= rank), None)
+    if target is not None:
+        if state.state != "Firing":  # Recovering, or an alarm back from an outage
+            new = replace(cur, state="Firing", level=target, since=t)
+            reason = "Retriggered" if state.state == "Recovering" else "DataReturned"
+            return _changed(state, new, t, reason, target != state.level, outside)
+        if target == state.level:
+            return cur, []
+        reason = "Escalated" if SEVERITY[target] > rank else "Deescalated"
+        return _changed(state, replace(cur, level=target), t, reason, True, outside)
+    window = rule.recovery.window_s
+    quiet = window is None or cur.last_violation_t is None or cur.last_violation_t <= t - window
+    if cur.normal_count >= rule.recovery.normal_count and quiet:
+        new = replace(cur, state="Inactive", level=None, since=t, pending_since=None)
+        return _changed(state, new, t, "Recovered", True, outside)
+    if state.state != "Recovering":
+        new = replace(cur, state="Recovering", since=t)
+        reason = "ConditionCleared" if state.state == "Firing" else "DataReturned"
+        return _changed(state, new, t, reason, False, outside)
+    return cur, []
 
 
 def disable(state: SeriesState, t: float) -> tuple[SeriesState, list[Transition]]:

@@ -117,6 +117,19 @@ def validate_rule(rule: EngineRule) -> list[str]:
     if "warning" in rule.levels and "critical" in rule.levels:
         _check_stricter(rule, errs)
 
+    _check_kind(rule, errs)
+    _check_recovery(rule, errs)
+    zones = [z for z in (rule.timezone, rule.schedule.timezone if rule.schedule else None) if z]
+    for z in zones:
+        if not _valid_zone(z):
+            errs.append(f"timezone: {z!r} is not an IANA time zone (e.g. Europe/Berlin)")
+    if rule.schedule is not None and not rule.schedule.windows:
+        errs.append("schedule.windows: at least one window is required")
+    return errs
+
+
+def _check_kind(rule: EngineRule, errs: list[str]) -> None:
+    """A dynamic rule's baseline settings, a composite rule's operands."""
     if rule.kind == "dynamic":
         d = rule.dynamic
         if d is None:
@@ -146,7 +159,9 @@ def validate_rule(rule: EngineRule) -> list[str]:
     elif rule.children:
         errs.append("condition.conditions: only allowed on a composite rule")
 
-    rec = rule.recovery
+
+def _check_recovery(rule: EngineRule, errs: list[str]) -> None:
+    f, rec = rule.interval_s, rule.recovery
     if rec.normal_count < 1:
         errs.append("recovery.normalCount: must be at least 1")
     if rec.window_s is not None and f > 0:
@@ -167,11 +182,3 @@ def validate_rule(rule: EngineRule) -> list[str]:
                 if (rec.threshold > lenient) if above else (rec.threshold < lenient):
                     side = "at or below" if above else "at or above"
                     errs.append(f"recovery.threshold: must be {side} the trigger threshold {lenient:g}")
-
-    zones = [z for z in (rule.timezone, rule.schedule.timezone if rule.schedule else None) if z]
-    for z in zones:
-        if not _valid_zone(z):
-            errs.append(f"timezone: {z!r} is not an IANA time zone (e.g. Europe/Berlin)")
-    if rule.schedule is not None and not rule.schedule.windows:
-        errs.append("schedule.windows: at least one window is required")
-    return errs
