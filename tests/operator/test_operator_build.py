@@ -127,9 +127,9 @@ def test_role_grants_the_evaluator_rules_with_secrets_narrowed() -> None:
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "patch"],
          "resourceNames": ["klaxon-eval-c-0", "klaxon-eval-c-1"]},
     ]
-    # its own AlertConfig only
+    # its own AlertConfig only (a watch with fieldSelector metadata.name=c is checked against resourceNames)
     configs = [r for r in role["rules"] if r["resources"] == ["alertconfigs"]]
-    assert configs == [{"apiGroups": ["klaxon.dev"], "resources": ["alertconfigs"], "verbs": ["get"],
+    assert configs == [{"apiGroups": ["klaxon.dev"], "resources": ["alertconfigs"], "verbs": ["get", "list", "watch"],
                         "resourceNames": ["c"]}]
     assert covers(OPERATOR_RULES, role["rules"])  # the operator may only grant what it holds
     assert covers(role["rules"], EVALUATOR_RULES)  # every permission, narrowed by name where it can be

@@ -214,6 +214,21 @@ class Evaluator:
         else:
             self._rules[ref.uid] = _Rule(ref, engine, problem, restore_states(ref.status), native=is_native)
 
+    def set_config(self, config: AlertConfigSpec | None) -> None:
+        """A changed AlertConfig (defaults, endpoint): every rule is classified again; series states
+        stay (a rule whose engine or interval changed is evaluated at the next cycle)."""
+        if config == self.config:
+            return
+        self.config = config
+        for r in self._rules.values():
+            engine, problem, is_native = self._classify(r.ref)
+            if (engine, problem, is_native) == (r.engine, r.problem, r.native):
+                continue
+            if r.native != is_native:  # the other engine owns the alarm now; start afresh
+                r.states = {}
+            r.engine, r.problem, r.native = engine, problem, is_native
+            r.last_eval = None
+
     def remove(self, uid: str, t: float | None = None, *, resolve: bool = True) -> None:
         """Forget a rule. A deleted rule's alarms resolve (reason `RuleDeleted`, handed to the
         notifier with the next cycle); with `resolve=False` (moved to another config or shard,
