@@ -1,0 +1,162 @@
+"""An AlertConfig edit reaches a running evaluator, on a real API server: ``klaxon operator`` and
+``klaxon evaluator`` processes, a real Prometheus (the AlertConfig's endpoint), a webhook receiver.
+
+Events for two zones arrive all the time through ``POST /v1/events``; a silence for one zone is
+added to the AlertConfig (a plain merge patch, as ``kubectl edit`` does): that zone's
+notifications stop within 10 s while the other zone's go on; the silence is removed: they resume.
+The evaluator is never restarted (same process id throughout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from e2e.procs import evaluator_process, operator_process
+from e2e.scenario import Body, KubeClient, Ref, eventually, install_crds, namespaces
+from support.prometheus import prometheus_server  # noqa: F401 - fixture
+from support.receiver import ReceiverServer
+
+pytestmark = pytest.mark.e2e
+
+KLAXON = "klaxon.dev/v1alpha1"
+TOKEN = "e2e-live-config-token-5c1d"
+ZONES = ("north", "south")
+
+
+async def test_a_zone_silence_added_and_removed_live_stops_and_resumes_that_zone_only(
+    cluster: KubeClient, kubeconfig: str, prometheus_server: Any, tmp_path: Path  # noqa: F811
+) -> None:
+    await install_crds(cluster)
+    ns = f"klaxon-e2e-{secrets.token_hex(3)}"
+    prom = prometheus_server()
+    hook = ReceiverServer()
+    await hook.start()
+    rec = hook.receiver
+    config = Ref(KLAXON, "alertconfigs", ns, "main")
+    objects: list[Body] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "ingest", "namespace": ns},
+            "data": {"token": base64.b64encode(TOKEN.encode()).decode()},
+        },
+        {
+            "apiVersion": KLAXON,
+            "kind": "AlertConfig",
+            "metadata": {"name": "main", "namespace": ns},
+            "spec": {
+                "prometheus": {"url": prom.url},
+                "defaults": {"channels": ["hook"]},
+                "events": {"token": {"name": "ingest", "key": "token"}},
+                "allowPrivateChannelAddresses": True,
+            },
+        },
+        {
+            "apiVersion": KLAXON,
+            "kind": "NotificationChannel",
+            "metadata": {"name": "hook", "namespace": ns},
+            "spec": {"type": "webhook", "webhook": {"url": f"{rec.url}/zones"}, "rateLimit": {"perMinute": 10000}},
+        },
+        {
+            "apiVersion": KLAXON,
+            "kind": "AlertRule",
+            "metadata": {"name": "intrusion", "namespace": ns},
+            "spec": {
+                "configRef": {"name": "main"},
+                "severity": "critical",
+                "events": {"zones": list(ZONES), "riskThreshold": 50},
+                # one alert per zone, re-notified at most every second while events keep coming
+                "notify": {"dedupKey": "{zone_id}", "cooldown": "1s"},
+            },
+        },
+    ]
+    arrivals: dict[str, list[float]] = {z: [] for z in ZONES}
+
+    def on_accept(hit: Any) -> None:
+        body = hit.json
+        if body.get("kind") == "firing":
+            arrivals[str((body.get("labels") or {}).get("zone_id"))].append(time.monotonic())
+
+    rec.on_accept = on_accept
+
+    try:
+        async with namespaces(cluster, ns), operator_process(kubeconfig, [ns], tmp_path):
+            for body in objects:
+                await cluster.create(body)
+            evaluator = evaluator_process(kubeconfig, f"{ns}/main", (0, 1), tmp_path)
+            url = f"http://127.0.0.1:{evaluator.ports['metrics']}/v1/events"
+            pid = evaluator.popen.pid
+            stop = asyncio.Event()
+            sender = asyncio.create_task(_send_events(url, stop))
+            try:
+                await eventually(lambda: _both_arriving(arrivals), 90, "notifications for both zones")
+
+                until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+                silence = {"matchers": [{"label": "zone_id", "value": "north"}], "until": until, "reason": "e2e"}
+                await cluster.merge_patch(config, {"spec": {"silences": [silence]}})
+                patched = time.monotonic()
+                await asyncio.sleep(15)
+                north_after = [t - patched for t in arrivals["north"] if t > patched]
+                south_after = [t - patched for t in arrivals["south"] if t > patched]
+                assert not north_after or max(north_after) <= 10, north_after  # stopped within 10 s
+                assert len([t for t in south_after if t > 10]) >= 2, south_after  # the other zone goes on
+                stopped_after = max(north_after, default=0.0)
+
+                await cluster.merge_patch(config, {"spec": {"silences": None}})
+                removed = time.monotonic()
+                async def north_again() -> list[float]:
+                    return [t for t in arrivals["north"] if t > removed]
+
+                await eventually(north_again, 10, "north notified again within 10 s")
+                resumed_after = min(t for t in arrivals["north"] if t > removed) - removed
+                await asyncio.sleep(3)
+                assert len([t for t in arrivals["north"] if t > removed]) >= 2  # and goes on
+                assert evaluator.alive() and evaluator.popen.pid == pid  # never restarted
+                rule = await cluster.get(Ref(KLAXON, "alertrules", ns, "intrusion")) or {}
+                assert (rule.get("status") or {}).get("state") == "Firing"  # an event rule shows a state
+                print(
+                    f"\nreal API server: north silenced after {stopped_after:.1f}s (last notification), "
+                    f"resumed {resumed_after:.1f}s after the silence was removed; south never stopped"
+                )
+            finally:
+                stop.set()
+                await sender
+                evaluator.stop()
+    finally:
+        await hook.stop()
+
+
+async def _both_arriving(arrivals: dict[str, list[float]]) -> bool:
+    now = time.monotonic()
+    return all(any(now - t < 5 for t in arrivals[z]) for z in ZONES)
+
+
+async def _send_events(url: str, stop: asyncio.Event) -> None:
+    """Two events (one per zone) every 0.3 s until ``stop``; a refused batch (standby, not yet
+    listening) is retried with the next one."""
+    i = 0
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        while not stop.is_set():
+            now = datetime.now(UTC).isoformat()
+            batch = [
+                {"id": f"ev-{i}-{z}", "timestamp": now, "camera_id": "gate", "zone_ids": [z],
+                 "object_types": ["person"], "risk_score": 90.0, "confidence": 0.9}
+                for z in ZONES
+            ]  # fmt: skip
+            i += 1
+            try:
+                async with session.post(url, json=batch, headers=headers) as resp:
+                    await resp.read()
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.3)
