@@ -33,7 +33,10 @@ ZONES = ("north", "south")
 
 
 async def test_a_zone_silence_added_and_removed_live_stops_and_resumes_that_zone_only(
-    cluster: KubeClient, kubeconfig: str, prometheus_server: Any, tmp_path: Path  # noqa: F811
+    cluster: KubeClient,
+    kubeconfig: str,
+    prometheus_server: Any,
+    tmp_path: Path,  # noqa: F811
 ) -> None:
     await install_crds(cluster)
     ns = f"klaxon-e2e-{secrets.token_hex(3)}"
@@ -113,6 +116,7 @@ async def test_a_zone_silence_added_and_removed_live_stops_and_resumes_that_zone
 
                 await cluster.merge_patch(config, {"spec": {"silences": None}})
                 removed = time.monotonic()
+
                 async def north_again() -> list[float]:
                     return [t for t in arrivals["north"] if t > removed]
 
