@@ -35,8 +35,8 @@ ZONES = ("north", "south")
 async def test_a_zone_silence_added_and_removed_live_stops_and_resumes_that_zone_only(
     cluster: KubeClient,
     kubeconfig: str,
-    prometheus_server: Any,
-    tmp_path: Path,  # noqa: F811
+    prometheus_server: Any,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     await install_crds(cluster)
     ns = f"klaxon-e2e-{secrets.token_hex(3)}"
