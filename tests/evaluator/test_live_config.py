@@ -21,6 +21,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
 from evaluator.helpers import MIN, T0, minutes
 from klaxon.cli.evaluator_cmd import options
@@ -376,3 +378,13 @@ async def test_event_settings_change_live_keeping_cooldowns(kube: Any, live: Any
     assert "west" not in lv.firing()
     assert (await post(lv, [event(10, "west", t2 + timedelta(seconds=1))], "token-b-7d2a4b"))[0] == 202
     await until(lambda: "west" in lv.firing(), what="west notified after its second event")
+
+
+async def test_events_posted_while_the_process_starts_are_asked_to_come_back(kube_api: Any) -> None:
+    # /v1/events is served before the event service is up: a sender must hear "retry", not
+    # "ingestion is off" (which would be a lie for an AlertConfig that sets spec.events.token)
+    args = build_parser().parse_args(["evaluator", "--config", f"{NS}/main", "--metrics-port", "0"])
+    process = EvaluatorProcess(options(args), KubeClient(kube_api))
+    resp = await process._post_events(make_mocked_request("POST", "/v1/events"))
+    assert isinstance(resp, web.Response) and resp.status == 503 and resp.headers["Retry-After"] == "1"
+    assert resp.text is not None and "starting" in resp.text

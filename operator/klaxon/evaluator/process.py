@@ -202,8 +202,9 @@ class EvaluatorProcess:
         self._prom = await prometheus_client(self._read_secret, self.config)
         self._prom_built = self.config.prometheus
         self._stack.push_async_callback(self._close_prometheus)
-        self._evaluator = Evaluator(self._prom, self.config, self._adapter)
-        await self.apply_config(self.config)
+        evaluator = Evaluator(self._prom, self.config, self._adapter)
+        await self.apply_config(self.config)  # (the event service starts here)
+        self._evaluator = evaluator
         self._sync(await self._feed.relist(), self.clock())
         self._config_feed = ObjectFeed(
             self.kube, Ref.klaxon("AlertConfig", opts.config_namespace, opts.config_name)
@@ -327,6 +328,9 @@ class EvaluatorProcess:
 
     async def _post_events(self, request: web.Request) -> web.StreamResponse:
         events = self._events
+        if events is None and self._evaluator is None:  # still starting: come back in a moment
+            body = {"errors": [{"index": None, "field": None, "problem": "the evaluator is starting"}]}
+            return web.json_response(body, status=503, headers={"Retry-After": "1"})
         if events is None:
             problem = "event ingestion is off: the AlertConfig sets no spec.events.token"
             body = {"errors": [{"index": None, "field": "spec.events.token", "problem": problem}]}
