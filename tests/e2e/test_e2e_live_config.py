@@ -22,6 +22,7 @@ import pytest
 
 from e2e.procs import evaluator_process, operator_process
 from e2e.scenario import Body, KubeClient, Ref, eventually, install_crds, namespaces
+from support.live import METRIC, Exporter
 from support.prometheus import prometheus_server  # noqa: F401 - fixture
 from support.receiver import ReceiverServer
 
@@ -137,6 +138,147 @@ async def test_a_zone_silence_added_and_removed_live_stops_and_resumes_that_zone
                 evaluator.stop()
     finally:
         await hook.stop()
+
+
+async def test_prometheus_endpoint_auth_channels_and_budget_change_live_without_a_duplicate_or_a_loss(
+    cluster: KubeClient,
+    kubeconfig: str,
+    prometheus_server: Any,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A threshold rule fires on Prometheus A; the AlertConfig then names Prometheus B (basic auth
+    from a Secret), another default channel, another statusInterval and write budget, all in one
+    edit. A is stopped once the edit is in use: the rule goes on being evaluated (on B), the alert
+    under way is not notified again, a new series that crosses afterwards is notified once on the
+    new channel, and the resolution of the first one arrives once."""
+    await install_crds(cluster)
+    ns = f"klaxon-e2e-{secrets.token_hex(3)}"
+    exporter = Exporter()
+    await exporter.start()
+    exporter.values.update({"a": 95.0, "b": 10.0})
+    prom_a = prometheus_server(scrape=[exporter.target], scrape_interval="200ms")
+    prom_b = prometheus_server(scrape=[exporter.target], scrape_interval="200ms", basic_auth=("klaxon", "pw-b-41c9"))
+    hook = ReceiverServer()
+    await hook.start()
+    rec = hook.receiver
+    config = Ref(KLAXON, "alertconfigs", ns, "main")
+    rule = Ref(KLAXON, "alertrules", ns, "hot")
+    objects: list[Body] = [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "prom-b", "namespace": ns},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in (("user", "klaxon"), ("pass", "pw-b-41c9"))},
+        },
+        {
+            "apiVersion": KLAXON,
+            "kind": "AlertConfig",
+            "metadata": {"name": "main", "namespace": ns},
+            "spec": {
+                "prometheus": {"url": prom_a.url},
+                "defaults": {"channels": ["one"], "interval": "1s"},
+                "allowPrivateChannelAddresses": True,
+            },
+        },
+        *(
+            {
+                "apiVersion": KLAXON,
+                "kind": "NotificationChannel",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"type": "webhook", "webhook": {"url": f"{rec.url}/{name}"}},
+            }
+            for name in ("one", "two")
+        ),
+        {
+            "apiVersion": KLAXON,
+            "kind": "AlertRule",
+            "metadata": {"name": "hot", "namespace": ns},
+            "spec": {
+                "configRef": {"name": "main"},
+                "query": {"metric": METRIC, "splitBy": ["series"], "window": "2s", "aggregation": "last"},
+                "condition": {"operator": "gt", "threshold": 50},
+                "evaluation": {"engine": "evaluator", "interval": "1s"},
+            },
+        },
+    ]
+
+    def sent(kind: str) -> list[tuple[str, str]]:
+        """(series, path) of every accepted notification of ``kind``."""
+        hits = [h for h in rec.accepted if h.json.get("kind") == kind]
+        return [(str((h.json.get("labels") or {}).get("series")), h.path) for h in hits]
+
+    try:
+        async with namespaces(cluster, ns), operator_process(kubeconfig, [ns], tmp_path):
+            for body in objects:
+                await cluster.create(body)
+            evaluator = evaluator_process(kubeconfig, f"{ns}/main", (0, 1), tmp_path)
+            pid = evaluator.popen.pid
+            metrics_url = f"http://127.0.0.1:{evaluator.ports['metrics']}/metrics"
+            try:
+                await eventually(lambda: _truthy(sent("firing") == [("a", "/one")]), 90, "a notified on A")
+
+                auth = {"basicAuth": {"username": {"name": "prom-b", "key": "user"},
+                                      "password": {"name": "prom-b", "key": "pass"}}}  # fmt: skip
+                edited = await cluster.merge_patch(config, {"spec": {
+                    "prometheus": {"url": prom_b.url, "auth": auth},
+                    "defaults": {"channels": ["two"]},
+                    "evaluator": {"statusInterval": "30s", "maxStatusWritesPerMinute": 600},
+                }})  # fmt: skip
+                patched = time.monotonic()
+                generation = edited["metadata"]["generation"]
+                await eventually(lambda: _generation_in_use(metrics_url, generation), 20, f"generation {generation}")
+                applied_after = time.monotonic() - patched
+                errors = await _metric(metrics_url, "klaxon_evaluator_query_errors_total")
+                assert errors >= 0
+                prom_a.stop()  # from here on, a cycle still asking A would fail
+                queries_b = _queries(prom_b)
+                await eventually(lambda: _truthy(_queries(prom_b) >= queries_b + 3), 20, "cycles answered by B")
+
+                exporter.values["b"] = 95.0
+                await eventually(lambda: _truthy(("b", "/two") in sent("firing")), 30, "b notified on the new channel")
+                exporter.values["a"] = 10.0
+                await eventually(lambda: _truthy(("a", "/two") in sent("resolved")), 30, "a resolved (new channel)")
+                await asyncio.sleep(5)  # anything owed twice would come now
+
+                assert sorted(sent("firing")) == [("a", "/one"), ("b", "/two")], sent("firing")  # none twice
+                assert sent("resolved") == [("a", "/two")], sent("resolved")
+                assert await _metric(metrics_url, "klaxon_evaluator_query_errors_total") == errors  # none on A
+                status = (await cluster.get(rule) or {}).get("status") or {}
+                assert status.get("state") == "Firing" and status.get("reason") != "QueryError", status
+                assert evaluator.alive() and evaluator.popen.pid == pid  # never restarted
+                assert "Traceback" not in evaluator.output(), evaluator.output()[-4000:]
+                print(f"\nreal API server: the edit was in use {applied_after:.1f}s after the patch; "
+                      f"firing a once (before), b once (after, new channel), a resolved once")  # fmt: skip
+            except BaseException:
+                print(evaluator.output()[-6000:])
+                raise
+            finally:
+                evaluator.stop()
+    finally:
+        await hook.stop()
+        await exporter.stop()
+
+
+async def _truthy(value: bool) -> bool:
+    return value
+
+
+async def _metric(metrics_url: str, name: str) -> float:
+    """The value of an unlabelled sample on the evaluator's /metrics (-1: not there)."""
+    async with aiohttp.ClientSession() as s, s.get(metrics_url) as resp:
+        text = await resp.text()
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    return -1.0
+
+
+async def _generation_in_use(metrics_url: str, generation: int) -> bool:
+    return await _metric(metrics_url, "klaxon_evaluator_config_generation") >= generation
+
+
+def _queries(prom: Any) -> float:
+    return float(prom.http_requests("/api/v1/query") + prom.http_requests("/api/v1/query_range"))
 
 
 async def _both_arriving(arrivals: dict[str, list[float]]) -> bool:
