@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 
 from e2e.procs import evaluator_process, operator_process
-from e2e.scenario import Body, KubeClient, Ref, eventually, install_crds, namespaces
+from e2e.scenario import Body, KubeClient, Ref, cond, eventually, install_crds, namespaces
 from support.live import METRIC, Exporter
 from support.prometheus import prometheus_server  # noqa: F401 - fixture
 from support.receiver import ReceiverServer
@@ -103,10 +103,11 @@ async def test_a_zone_silence_added_and_removed_live_stops_and_resumes_that_zone
             sender = asyncio.create_task(_send_events(url, stop))
             try:
                 await eventually(lambda: _both_arriving(arrivals), 90, "notifications for both zones")
+                pods = await eventually(lambda: _pod_template(cluster, ns), 60, "the evaluator Deployment")
 
                 until = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
                 silence = {"matchers": [{"label": "zone_id", "value": "north"}], "until": until, "reason": "e2e"}
-                await cluster.merge_patch(config, {"spec": {"silences": [silence]}})
+                edited = await cluster.merge_patch(config, {"spec": {"silences": [silence]}})
                 patched = time.monotonic()
                 await asyncio.sleep(15)
                 north_after = [t - patched for t in arrivals["north"] if t > patched]
@@ -114,8 +115,10 @@ async def test_a_zone_silence_added_and_removed_live_stops_and_resumes_that_zone
                 assert not north_after or max(north_after) <= 10, north_after  # stopped within 10 s
                 assert len([t for t in south_after if t > 10]) >= 2, south_after  # the other zone goes on
                 stopped_after = max(north_after, default=0.0)
+                await eventually(lambda: _synced(cluster, config, edited), 30, "the operator saw the silence")
+                assert await _pod_template(cluster, ns) == pods  # a live field: the pods stay
 
-                await cluster.merge_patch(config, {"spec": {"silences": None}})
+                edited = await cluster.merge_patch(config, {"spec": {"silences": None}})
                 removed = time.monotonic()
 
                 async def north_again() -> list[float]:
@@ -128,6 +131,18 @@ async def test_a_zone_silence_added_and_removed_live_stops_and_resumes_that_zone
                 assert evaluator.alive() and evaluator.popen.pid == pid  # never restarted
                 rule = await cluster.get(Ref(KLAXON, "alertrules", ns, "intrusion")) or {}
                 assert (rule.get("status") or {}).get("state") == "Firing"  # an event rule shows a state
+                await eventually(lambda: _synced(cluster, config, edited), 30, "the operator saw the removal")
+                assert await _pod_template(cluster, ns) == pods
+
+                # what needs new pods rolls the Deployment: its pod template's hash changes
+                resources = {"requests": {"cpu": "60m", "memory": "128Mi"}}
+                await cluster.merge_patch(config, {"spec": {"evaluator": {"resources": resources}}})
+
+                async def rolled() -> bool:
+                    now = await _pod_template(cluster, ns)
+                    return now is not None and now[0] != pods[0]
+
+                await eventually(rolled, 30, "the pod template hash changed for new resources")
                 print(
                     f"\nreal API server: north silenced after {stopped_after:.1f}s (last notification), "
                     f"resumed {resumed_after:.1f}s after the silence was removed; south never stopped"
@@ -138,6 +153,22 @@ async def test_a_zone_silence_added_and_removed_live_stops_and_resumes_that_zone
                 evaluator.stop()
     finally:
         await hook.stop()
+
+
+async def _pod_template(cluster: KubeClient, ns: str) -> tuple[str, int] | None:
+    """The evaluator Deployment's pod-config-hash and generation (None: not there yet)."""
+    dep = await cluster.get(Ref("apps/v1", "deployments", ns, "klaxon-eval-main-0"))
+    if dep is None:
+        return None
+    annotations = dep["spec"]["template"]["metadata"].get("annotations") or {}
+    return str(annotations.get("klaxon.dev/pod-config-hash")), int(dep["metadata"]["generation"])
+
+
+async def _synced(cluster: KubeClient, config: Ref, edited: Body) -> bool:
+    """The operator reconciled the AlertConfig at (or after) the generation of ``edited``."""
+    body = await cluster.get(config) or {}
+    synced = cond(body, "Synced")
+    return synced.get("status") == "True" and synced.get("observedGeneration", 0) >= edited["metadata"]["generation"]
 
 
 async def test_prometheus_endpoint_auth_channels_and_budget_change_live_without_a_duplicate_or_a_loss(
