@@ -41,10 +41,11 @@ from klaxon.evaluator.connect import (
     prometheus_client,
 )
 from klaxon.evaluator.core import Evaluator, RuleRef
-from klaxon.evaluator.ingest import EventService, event_service_for
+from klaxon.evaluator.ingest import event_service_for
 from klaxon.evaluator.notifying import NotifyingAdapter
 from klaxon.evaluator.server import CycleHealth, EvaluatorMetrics, forward_events, serve_http
 from klaxon.evaluator.status import StatusWriter
+from klaxon.events.service import EventService
 from klaxon.kube.client import FAILURES, Body, KubeClient, Ref
 from klaxon.kube.lease import LeaderElector, Leadership, pod_identity
 from klaxon.kube.objectfeed import ObjectFeed
