@@ -109,7 +109,11 @@ async def test_a_zone_silence_added_and_removed_live_stops_and_resumes_that_zone
                 silence = {"matchers": [{"label": "zone_id", "value": "north"}], "until": until, "reason": "e2e"}
                 edited = await cluster.merge_patch(config, {"spec": {"silences": [silence]}})
                 patched = time.monotonic()
-                await asyncio.sleep(15)
+                metrics_url = f"http://127.0.0.1:{evaluator.ports['metrics']}/metrics"
+                generation = edited["metadata"]["generation"]
+                await eventually(lambda: _generation_in_use(metrics_url, generation), 10, f"generation {generation}")
+                applied_after = time.monotonic() - patched
+                await asyncio.sleep(15 - applied_after)
                 north_after = [t - patched for t in arrivals["north"] if t > patched]
                 south_after = [t - patched for t in arrivals["south"] if t > patched]
                 assert not north_after or max(north_after) <= 10, north_after  # stopped within 10 s
@@ -144,8 +148,9 @@ async def test_a_zone_silence_added_and_removed_live_stops_and_resumes_that_zone
 
                 await eventually(rolled, 30, "the pod template hash changed for new resources")
                 print(
-                    f"\nreal API server: north silenced after {stopped_after:.1f}s (last notification), "
-                    f"resumed {resumed_after:.1f}s after the silence was removed; south never stopped"
+                    f"\nreal API server: the silence was in use {applied_after:.1f}s after the patch; "
+                    f"{len(north_after)} north notification(s) after the patch (last at {stopped_after:.1f}s), "
+                    f"{len(south_after)} south; north resumed {resumed_after:.1f}s after the silence was removed"
                 )
             finally:
                 stop.set()
