@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -62,7 +61,6 @@ async def run_loop(
     elector: Any = None,
     *,
     clock: Callable[[], float],
-    rescope_s: float | None = None,
     **kwargs: Any,
 ) -> int:
     """``klaxon evaluator`` in process: the command line's options, a client over ``api_client``
@@ -72,7 +70,5 @@ async def run_loop(
     from klaxon.kube.client import KubeClient
 
     opts = options(args)
-    if rescope_s is not None:
-        opts = dataclasses.replace(opts, rescope_s=rescope_s)
     process = EvaluatorProcess(opts, KubeClient(api_client), clock=clock, notifier=notifier, elector=elector, **kwargs)
     return await process.run(stop)

@@ -169,7 +169,7 @@ async def test_grants_follow_the_spec_and_go_with_the_config(
     args = build_parser().parse_args(
         ["evaluator", "--config", "mon/main", "--tick", "0.05", "--metrics-port", "0", "--state-dir", str(tmp_path)]
     )
-    task = asyncio.create_task(run_loop(args, kube_api, stop, clock=lambda: NOW, rescope_s=0.1))
+    task = asyncio.create_task(run_loop(args, kube_api, stop, clock=lambda: NOW))
     try:
         await wait_for(lambda: rule_state(kube, "hot-room", "team") == "Firing", timeout=10)
         newcomer = kube.get_object(AR, "hot-room", "team")

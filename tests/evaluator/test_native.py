@@ -137,3 +137,61 @@ async def test_prometheus_rule_not_loaded_is_an_error_and_a_resolved_alert_notif
         assert [(n.labels, n.transition.to_state, n.transition.reason) for n in rec.seen] == [
             ({"room": "hall"}, "Inactive", "Recovered")
         ]
+
+
+async def test_an_alert_that_fires_and_ends_between_two_reads_is_notified_once_and_shown(prometheus_server) -> None:
+    """Prometheus evaluates the rule every second on live data; the evaluator reads it only twice.
+    The alert fires for a few seconds in between: not in either /api/v1/rules answer, yet the
+    ALERTS samples Prometheus wrote meanwhile make it a Firing then a resolution, notified once
+    each, and an entry of status.recentFirings."""
+    from support.live import METRIC, Exporter
+
+    exporter = Exporter()
+    await exporter.start()
+    exporter.values.update({"a": 10.0, "b": 10.0})
+    body = {
+        "query": {"metric": METRIC, "splitBy": ["series"], "window": "1s", "aggregation": "last"},
+        "condition": {"operator": "gt", "threshold": 50},
+        "evaluation": {"interval": "1s", "engine": "prometheus"},
+    }
+    ref = rule("blip", body, ns="mon")
+    res = compile_rule(ref.name, ref.namespace, ref.spec, uid=ref.uid)
+    assert res.engine == "prometheus" and not res.problems, res.problems
+    prom = prometheus_server(rules=rule_file(res.groups), scrape=[exporter.target], scrape_interval="200ms")
+    rec = Recorder()
+    try:
+        async with PrometheusClient(prom.url) as client:
+            ev = Evaluator(client, notifier=rec)
+            ev.upsert(ref)
+            first = await ev.cycle(time.time())
+            assert first.rules["mon/blip"].status["state"] == "Inactive"
+
+            exporter.values["a"] = 95.0  # a blip of a few seconds on series a
+            await _until(client, lambda alerts: any(a["state"] == "firing" for a in alerts), "the blip firing")
+            await asyncio.sleep(2)
+            exporter.values["a"] = 10.0
+            await _until(client, lambda alerts: not alerts, "the blip resolved in Prometheus")
+
+            second = await ev.cycle(time.time())
+            status = second.rules["mon/blip"].status
+            assert status["state"] == "Inactive"  # nothing is firing now...
+            seen = [(n.labels, n.transition.from_state, n.transition.to_state) for n in rec.seen]
+            assert seen == [({"series": "a"}, "Inactive", "Firing"), ({"series": "a"}, "Firing", "Inactive")]
+            (episode,) = status["recentFirings"]  # ...but it fired, and the status says when
+            assert episode["labels"] == {"series": "a"} and episode["since"] < episode["until"]
+            assert second.queries == 2  # /api/v1/rules plus one ALERTS history query
+
+            third = await ev.cycle(time.time() + 1)  # the overlap of the next window: no duplicate
+            assert len(rec.seen) == 2 and third.rules["mon/blip"].status["recentFirings"] == [episode]
+    finally:
+        await exporter.stop()
+
+
+async def _until(client: PrometheusClient, check: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alerts = [a for g in await client.rules() for r in g["rules"] for a in r.get("alerts", [])]
+        if check(alerts):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -40,11 +40,19 @@ def make(path: Path) -> Notifier:
     return Notifier(path, DictSecretResolver(), MemoryStatusSink())
 
 
+async def synced(notifier: Notifier, config: AlertConfigSpec) -> NotifyingAdapter:
+    """An adapter whose notifier knows the AlertConfig (as the evaluator's start makes it): the one
+    these rules use, having no configRef."""
+    adapter = NotifyingAdapter(notifier, "default", "default", config)
+    await adapter.sync_config(config)
+    return adapter
+
+
 async def test_an_episode_lasts_from_firing_to_inactive_and_survives_a_restart(tmp_path: Path) -> None:
     config = AlertConfigSpec.model_validate({"defaults": {"channels": ["ops"]}})
     ref = rule("hot", BODY)
     n1 = make(tmp_path / "o.sqlite")
-    a = NotifyingAdapter(n1, "default", "main", config)
+    a = await synced(n1, config)
 
     async def send(adapter: NotifyingAdapter, t: Transition) -> Any:
         out = adapter.to_notification(SeriesTransition(ref, dict(LAB), t, 95.0))
@@ -52,7 +60,8 @@ async def test_an_episode_lasts_from_firing_to_inactive_and_survives_a_restart(t
         return out
 
     first = await send(a, tr(100, "Inactive", "Firing"))
-    assert first.channels == ("ops",) and first.labels == {"room": "lab", "team": "facilities"}
+    # no channels of its own: the notifier sends to defaults.channels as they are at sending time
+    assert first.channels == () and first.labels == {"room": "lab", "team": "facilities"}
     assert first.dedup_key == "hot,room=lab" and first.severity == "warning"  # no levels: spec.severity
     assert (await send(a, tr(160, "Firing", "Recovering", None, "critical"))).episode_id == first.episode_id
     assert (await send(a, tr(220, "Recovering", "Firing"))).episode_id == first.episode_id
@@ -60,7 +69,7 @@ async def test_an_episode_lasts_from_firing_to_inactive_and_survives_a_restart(t
 
     # A new process: the adapter's memory is gone, the outbox still knows the episode.
     n2 = make(tmp_path / "o.sqlite")
-    b = NotifyingAdapter(n2, "default", "main", config)
+    b = await synced(n2, config)
     assert n2.episode("default", "hot", "hot,room=lab") == first.episode_id
     resolved = await send(b, tr(400, "Recovering", "Inactive", None, "critical"))
     assert resolved.episode_id == first.episode_id and resolved.level == "critical"
@@ -82,12 +91,12 @@ async def test_a_firing_replayed_after_a_lost_status_write_keeps_its_episode(tmp
         return out
 
     n1 = make(tmp_path / "o.sqlite")
-    first = await send(NotifyingAdapter(n1, "default", "main", config), tr(100, "Inactive", "Firing"))
+    first = await send(await synced(n1, config), tr(100, "Inactive", "Firing"))
     assert n1.outbox.counts() == {"pending": 1}
     n1.outbox.close()
 
     n2 = make(tmp_path / "o.sqlite")
-    b = NotifyingAdapter(n2, "default", "main", config)
+    b = await synced(n2, config)
     replay = await send(b, tr(160, "Pending", "Firing"))
     assert replay.episode_id == first.episode_id
     assert n2.outbox.counts() == {"pending": 1}  # nothing more queued: notified once
@@ -98,12 +107,12 @@ async def test_a_firing_replayed_after_a_lost_status_write_keeps_its_episode(tmp
     # ended while nobody watched): it is notified
     n2.outbox.close()
     n3 = make(tmp_path / "o.sqlite")
-    c = NotifyingAdapter(n3, "default", "main", config)
+    c = await synced(n3, config)
     late = await send(c, tr(100 + 3 * 3600, "Pending", "Firing"))
     assert late.episode_id != first.episode_id and n3.outbox.counts() == {"pending": 3}
     n3.outbox.close()
     n2 = make(tmp_path / "o.sqlite")
-    b = NotifyingAdapter(n2, "default", "main", config)
+    b = await synced(n2, config)
     # after the resolution, the next firing of the replayed series is a new episode again
     await send(b, tr(100 + 3 * 3600 + 60, "Firing", "Inactive", None, "critical"))
     again = await send(b, tr(100 + 4 * 3600, "Pending", "Firing"))
@@ -119,7 +128,7 @@ async def test_an_outage_inside_an_episode_neither_splits_nor_orphans_it(tmp_pat
     config = AlertConfigSpec.model_validate({"defaults": {"channels": ["ops"]}})
     ref = rule("hot", BODY)
     n1 = make(tmp_path / "o.sqlite")
-    a = NotifyingAdapter(n1, "default", "main", config)
+    a = await synced(n1, config)
 
     async def send(adapter: NotifyingAdapter, t: Transition) -> Any:
         out = adapter.to_notification(SeriesTransition(ref, dict(LAB), t, 95.0))
@@ -138,7 +147,7 @@ async def test_an_outage_inside_an_episode_neither_splits_nor_orphans_it(tmp_pat
     n1.outbox.close()
 
     n2 = make(tmp_path / "o.sqlite")  # a restart in the middle of the outage
-    b = NotifyingAdapter(n2, "default", "main", config)
+    b = await synced(n2, config)
     resolved, d = await send(b, tr(340, outage, "Inactive", None, "critical"))
     assert resolved.episode_id == first.episode_id and d.kind == "resolved" and d.notify
     assert kinds(n2) == ["firing", "resolved"]
@@ -163,14 +172,14 @@ async def test_an_episode_that_ended_while_no_evaluator_watched_is_resolved(tmp_
     config = AlertConfigSpec.model_validate({"defaults": {"channels": ["ops"]}})
     ref = rule("hot", BODY)
     n1 = make(tmp_path / "o.sqlite")
-    a = NotifyingAdapter(n1, "default", "main", config)
+    a = await synced(n1, config)
     await a.handle(SeriesTransition(ref, dict(LAB), tr(100, "Inactive", "Firing"), 95.0))
     await a.handle(SeriesTransition(ref, {"room": "hall"}, tr(100, "Inactive", "Firing"), 95.0))
     n1.outbox.close()
 
     # (its clock at the evaluation time: no repeatInterval falls due in between)
     n2 = Notifier(tmp_path / "o.sqlite", DictSecretResolver(), MemoryStatusSink(), clock=lambda: at(200))
-    b = NotifyingAdapter(n2, "default", "main", config)
+    b = await synced(n2, config)
     assert await b.settle(ref, [{"room": "hall"}], 200.0) == 1  # the lab ended unseen; the hall fires on
     kinds = [(r[0], json.loads(r[1])["dedup_key"]) for r in n2.outbox.db.execute(
         "SELECT kind, notification FROM outbox ORDER BY id")]
@@ -225,7 +234,7 @@ async def test_the_evaluator_settles_each_rule_once_after_a_good_evaluation(prom
 async def test_dedup_template_rule_channels_and_forgetting_a_rule(tmp_path: Path) -> None:
     ref = rule("hot", {**BODY, "notify": {"dedupKey": "{rule}:{room}:{team}:{missing}", "channels": ["pager"]}})
     n = make(tmp_path / "o.sqlite")
-    a = NotifyingAdapter(n, "default", "main", AlertConfigSpec.model_validate({"defaults": {"channels": ["ops"]}}))
+    a = await synced(n, AlertConfigSpec.model_validate({"defaults": {"channels": ["ops"]}}))
     out = a.to_notification(SeriesTransition(ref, dict(LAB), tr(100, "Inactive", "Firing"), float("nan")))
     assert out.dedup_key == "hot:lab:facilities:null" and out.channels == ("pager",) and out.value is None
     await n.handle(out)

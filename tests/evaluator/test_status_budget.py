@@ -129,3 +129,45 @@ async def test_heartbeats_get_their_turn_even_below_five_writes_a_cycle() -> Non
         written += [n for _, n in report.written]
     assert written.count("quiet") >= 10  # ~ one write in five of 60
     assert written.count("flap") >= 40
+
+
+async def test_writes_of_a_cycle_run_concurrently_but_bounded() -> None:
+    """A cycle's admitted writes overlap (a cycle does not take one round trip per write), never
+    more than ``concurrency`` at once, and the report keeps the queue's order."""
+    import asyncio
+
+    inflight = peak = 0
+    order: list[str] = []
+
+    async def slow(ns: str, name: str, st: dict[str, Any]) -> None:
+        nonlocal inflight, peak
+        inflight += 1
+        peak = max(peak, inflight)
+        await asyncio.sleep(0.01)
+        inflight -= 1
+        order.append(name)
+
+    writer = StatusWriter(slow, heartbeat_s=300, max_per_minute=30, concurrency=8)
+    names = [f"r{i:02d}" for i in range(40)]
+    report = await writer.write_all([("ns", n, status("Firing", 1.0)) for n in names], 1.0)
+    assert peak == 8
+    assert [n for _, n in report.written] == names[:30]  # the budget still caps the cycle
+    assert report.deferred_changes == 10 and sorted(order) == names[:30]
+
+
+async def test_configure_changes_budget_and_heartbeat_keeping_what_was_written() -> None:
+    sink = Sink()
+    writer = StatusWriter(sink, heartbeat_s=300, max_per_minute=6)
+    names = [f"r{i}" for i in range(10)]
+    first = await writer.write_all([("ns", n, status("Inactive", 0.0)) for n in names], 0.0)
+    assert len(first.written) == 6 and writer.bucket is not None and writer.bucket.tokens < 1
+    writer.configure(heartbeat_s=60, max_per_minute=600)
+    # not a fresh full bucket (no burst of 600 on a config edit): 1 s later 10 tokens came in
+    second = await writer.write_all([("ns", n, status("Inactive", 1.0)) for n in names], 1.0)
+    assert [n for _, n in second.written] == names[6:]
+    # unchanged statuses: no heartbeat before 60 s, all of them at 60 s (the new statusInterval)
+    assert (await writer.write_all([("ns", n, status("Inactive", 59.0)) for n in names], 59.0)).written == []
+    third = await writer.write_all([("ns", n, status("Inactive", 61.0)) for n in names], 61.0)
+    assert len(third.written) == 10
+    writer.configure(heartbeat_s=60, max_per_minute=None)
+    assert writer.bucket is None

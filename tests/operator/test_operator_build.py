@@ -127,9 +127,9 @@ def test_role_grants_the_evaluator_rules_with_secrets_narrowed() -> None:
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "patch"],
          "resourceNames": ["klaxon-eval-c-0", "klaxon-eval-c-1"]},
     ]
-    # its own AlertConfig only
+    # its own AlertConfig only (a watch with fieldSelector metadata.name=c is checked against resourceNames)
     configs = [r for r in role["rules"] if r["resources"] == ["alertconfigs"]]
-    assert configs == [{"apiGroups": ["klaxon.dev"], "resources": ["alertconfigs"], "verbs": ["get"],
+    assert configs == [{"apiGroups": ["klaxon.dev"], "resources": ["alertconfigs"], "verbs": ["get", "list", "watch"],
                         "resourceNames": ["c"]}]
     assert covers(OPERATOR_RULES, role["rules"])  # the operator may only grant what it holds
     assert covers(role["rules"], EVALUATOR_RULES)  # every permission, narrowed by name where it can be
@@ -289,3 +289,82 @@ def test_validate_handler_rejects_with_field_problems() -> None:
     message = str(err.value)
     assert "AlertRule bad is invalid" in message and "spec.severity" in message and "allowed" in message
     validate(body=kopf.Body(bad), operation="DELETE")  # deleting an invalid object is always allowed
+
+
+#: Every AlertConfig field the evaluator follows live (docs/evaluator.md), with a changed value.
+LIVE_EDITS: dict[str, dict[str, Any]] = {
+    "silences": {"silences": [{"matchers": [{"label": "zone", "value": "a"}], "until": "2030-01-01T00:00:00Z"}]},
+    "silencedUntil": {"silencedUntil": "2030-01-01T00:00:00Z"},
+    "muteTimeIntervals": {
+        "muteTimeIntervals": [
+            {
+                "name": "nights",
+                "schedule": {"timezone": "UTC", "windows": [{"days": ["Mon"], "start": "01:00", "end": "02:00"}]},
+            }
+        ]
+    },
+    "grouping": {"grouping": {"window": "10m", "minEvents": 3, "groupBy": ["zone"]}},
+    "defaults": {"defaults": {"interval": "30s", "channels": ["pager"]}},
+    "prometheus.url": {"prometheus": {"url": "http://other:9090"}},
+    "prometheus.auth": {"prometheus": {"url": "http://p:9090", "auth": {"bearerToken": {"name": "s", "key": "t"}}}},
+    "prometheus.tls": {"prometheus": {"url": "https://p:9090", "tls": {"insecureSkipVerify": True}}},
+    "prometheus.timeout": {"prometheus": {"url": "http://p:9090", "timeout": "5s"}},
+    "statusInterval": {"evaluator": {"statusInterval": "1m"}},
+    "maxStatusWritesPerMinute": {"evaluator": {"maxStatusWritesPerMinute": 7}},
+    "entries": {"entries": {"allowCustomAction": False, "ackMechanisms": ["button"]}},
+    "allowedNamespaces": {"allowedNamespaces": ["team-a", "team-b"]},
+    "events": {"events": {"token": {"name": "tok", "key": "token"}, "maxBatch": 10, "queueSize": 100}},
+    "prometheusRule": {"prometheusRule": {"labels": {"release": "x"}}},
+    "allowPrivateChannelAddresses": {"allowPrivateChannelAddresses": True},
+}
+
+
+def _pod_templates(spec: AlertConfigSpec, image: str = "img:1") -> list[Any]:
+    return [
+        (c["spec"]["template"], c["spec"]["replicas"])
+        for c in build_config_children("c", "ns", spec, image, [])
+        if c["kind"] == "Deployment"
+    ]
+
+
+@pytest.mark.parametrize("field", sorted(LIVE_EDITS))
+def test_a_live_applicable_field_leaves_the_evaluator_pods_alone(field: str) -> None:
+    """The evaluator follows these fields by watch: a change must not roll (restart) its pods."""
+    base = AlertConfigSpec.model_validate({"prometheus": {"url": "http://p:9090"}, "evaluator": {"shards": 2}})
+    edited = AlertConfigSpec.model_validate(
+        {**base.model_dump(mode="json", by_alias=True, exclude_defaults=True), **LIVE_EDITS[field]}
+        | ({"evaluator": {"shards": 2, **LIVE_EDITS[field]["evaluator"]}} if "evaluator" in LIVE_EDITS[field] else {})
+    )
+    assert edited != base
+    assert _pod_templates(edited) == _pod_templates(base)
+
+
+@pytest.mark.parametrize(
+    ("field", "evaluator"),
+    [
+        ("image", {"image": "registry.example/klaxon:2"}),
+        ("resources", {"resources": {"limits": {"memory": "1Gi"}}}),
+        ("shards", {"shards": 3}),
+    ],
+)
+def test_a_field_that_needs_new_pods_changes_the_pod_template_hash(field: str, evaluator: dict[str, Any]) -> None:
+    from klaxon.operator.build import POD_HASH_ANNOTATION
+
+    base = config_spec(evaluator={"shards": 2})
+    edited = config_spec(evaluator={"shards": 2, **evaluator})
+    before = {t["metadata"]["annotations"][POD_HASH_ANNOTATION] for t, _ in _pod_templates(base)}
+    after = {t["metadata"]["annotations"][POD_HASH_ANNOTATION] for t, _ in _pod_templates(edited)}
+    assert len(before) == len(after) == 1 and before != after  # every shard's pods roll
+
+
+def test_replicas_scale_without_a_rollout_and_the_operator_image_counts_in_the_hash() -> None:
+    from klaxon.operator.build import POD_HASH_ANNOTATION
+
+    one, three = _pod_templates(config_spec()), _pod_templates(config_spec(evaluator={"replicas": 3}))
+    assert [t for t, _ in one] == [t for t, _ in three] and [r for _, r in three] == [3]
+    hashes = {
+        t["metadata"]["annotations"][POD_HASH_ANNOTATION]
+        for img in ("a:1", "a:2")
+        for t, _ in _pod_templates(config_spec(), img)
+    }
+    assert len(hashes) == 2  # upgrading the operator's default evaluator image rolls the pods too

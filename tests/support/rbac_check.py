@@ -3,7 +3,8 @@
 The emulator does not enforce RBAC; this replays its log against the Roles, ClusterRoles and
 bindings stored in it, the way the API server's RBAC authorizer decides (verbs from the HTTP
 method and the watch flag, subresources as ``plural/sub``, ``resourceNames`` only for requests
-that name an object, ClusterRoles bound by a RoleBinding apply in that namespace only).
+that name an object — by path, or a list/watch by ``fieldSelector=metadata.name=X`` —
+ClusterRoles bound by a RoleBinding apply in that namespace only).
 """
 
 from __future__ import annotations
@@ -22,6 +23,21 @@ def verb_of(request: LoggedRequest) -> str:
             return "get"
         return "watch" if request.query.get("watch") in ("true", "1") else "list"
     return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}[request.method]
+
+
+def name_of(request: LoggedRequest) -> str | None:
+    """The object a request names: its path's, or for a list/watch ``fieldSelector=metadata.name=X``
+    (the API server's RequestInfo does the same, so resourceNames can allow such a watch)."""
+    if request.name:
+        return request.name
+    selector = request.query.get("fieldSelector") or ""
+    terms = [t.strip() for t in selector.split(",") if t.strip()]
+    for term in terms:
+        for op in ("==", "="):
+            key, sep, value = term.partition(op)
+            if sep and key.strip() == "metadata.name" and not value.startswith("="):
+                return value.strip()
+    return None
 
 
 def group_of(resource: str) -> tuple[str, str]:
@@ -67,7 +83,7 @@ def allowed(kube: EmulatedCluster, sa: tuple[str, str], request: LoggedRequest) 
         if not ({verb, "*"} & set(rule.get("verbs") or [])):
             continue
         names = rule.get("resourceNames")
-        if names and request.name not in names:
+        if names and name_of(request) not in names:
             continue
         return True
     return False

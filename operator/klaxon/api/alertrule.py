@@ -635,6 +635,15 @@ class Notified(KModel):
     reason: str = Field(default="", description="is why it was sent or suppressed.")
 
 
+class FiringEpisode(KModel):
+    model_config = ConfigDict(extra="ignore")
+
+    labels: dict[str, str] = Field(default_factory=dict, description="is the instance's labels.")
+    level: LevelName | None = Field(default=None, description="is the level it fired at.")
+    since: datetime | None = Field(default=None, description="is when it started firing.")
+    until: datetime | None = Field(default=None, description="is when it stopped firing.")
+
+
 class AlertEntry(KModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -669,6 +678,12 @@ class AlertRuleStatus(Status):
     )
     active_series_count: int = Field(default=0, description="is the number of non-inactive series.")
     last_notification: Notified | None = Field(default=None, description="is the last notification.")
+    recent_firings: list[FiringEpisode] = Field(
+        default_factory=list,
+        max_length=10,
+        description="is the last firing episodes that ended, newest first (at most 10), including ones "
+        "shorter than an evaluation cycle (engine: prometheus).",
+    )
     prometheus_rule_ref: ObjectReference | None = Field(default=None, description="is the generated PrometheusRule.")
     entries: list[AlertEntry] = Field(
         default_factory=list, max_length=50, description="is the open alert entries of an event rule (at most 50)."
@@ -686,6 +701,7 @@ __all__ = [
     "DynamicSpec",
     "Evaluation",
     "EventFilter",
+    "FiringEpisode",
     "Level",
     "Levels",
     "Mute",

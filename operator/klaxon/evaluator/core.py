@@ -38,7 +38,7 @@ from klaxon.engine import (
 )
 from klaxon.engine._tz import shift_local_weeks
 from klaxon.engine.state import default_bounds, in_alarm
-from klaxon.engine.types import ALARM_STATES, SEVERITY, EngineRule, iso
+from klaxon.engine.types import ALARM_STATES, SEVERITY, EngineRule, Level, iso
 from klaxon.evaluator import native
 from klaxon.prom.client import PrometheusClient, PrometheusError, RangeSeries, Sample
 
@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 
 SeriesKey = tuple[tuple[str, str], ...]
 MAX_ACTIVE_SERIES = 50
+#: Firing episodes kept in ``status.recentFirings`` (newest first).
+MAX_RECENT_FIRINGS = 10
+#: The `ALERTS` history read for `engine: prometheus` rules reaches this far behind the last read
+#: (a rule group evaluated just before a read writes its samples just after it).
+HISTORY_MARGIN_S = 60.0
 _ORDER = {"Firing": 0, "Recovering": 1, "Pending": 2, "Error": 3, "NoData": 3, "Inactive": 9}
 
 
@@ -134,6 +139,12 @@ class _Rule:
     native: bool = False
     #: The notifier was told which series are in alarm after a first good evaluation (``settle``).
     settled: bool = False
+    #: `engine: prometheus`: `ALERTS` samples up to here are accounted for (per instance, and for
+    #: all: the first read; what fired before it belongs to an earlier process)
+    native_floor: float | None = None
+    native_seen: dict[SeriesKey, float] = field(default_factory=dict)
+    #: Firing episodes that ended, newest first (``status.recentFirings``).
+    recent: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def engine_name(self) -> str:
@@ -212,7 +223,25 @@ class Evaluator:
             old.ref, old.engine, old.problem, old.native = ref, engine, problem, is_native
             old.last_eval = None
         else:
-            self._rules[ref.uid] = _Rule(ref, engine, problem, restore_states(ref.status), native=is_native)
+            recent = list((ref.status or {}).get("recentFirings") or [])[:MAX_RECENT_FIRINGS]
+            self._rules[ref.uid] = _Rule(
+                ref, engine, problem, restore_states(ref.status), native=is_native, recent=recent
+            )
+
+    def set_config(self, config: AlertConfigSpec | None) -> None:
+        """A changed AlertConfig (defaults, endpoint): every rule is classified again; series states
+        stay (a rule whose engine or interval changed is evaluated at the next cycle)."""
+        if config == self.config:
+            return
+        self.config = config
+        for r in self._rules.values():
+            engine, problem, is_native = self._classify(r.ref)
+            if (engine, problem, is_native) == (r.engine, r.problem, r.native):
+                continue
+            if r.native != is_native:  # the other engine owns the alarm now; start afresh
+                r.states = {}
+            r.engine, r.problem, r.native = engine, problem, is_native
+            r.last_eval = None
 
     def remove(self, uid: str, t: float | None = None, *, resolve: bool = True) -> None:
         """Forget a rule. A deleted rule's alarms resolve (reason `RuleDeleted`, handed to the
@@ -331,16 +360,19 @@ class Evaluator:
         result.query_errors = sum(isinstance(a, PrometheusError) for a in answers.values())
         if due_native:  # one /api/v1/rules call for every rule Prometheus evaluates
             groups: list[dict[str, Any]] | PrometheusError
+            history = asyncio.ensure_future(self._native_history(due_native, t))
             try:
                 groups = await self.client.rules()
             except PrometheusError as e:
                 groups = e
-            result.queries += 1
+            runs = await history
+            result.queries += 2 if any(r.native_floor is not None for r in due_native) else 1
             result.query_errors += isinstance(groups, PrometheusError)
             index = native.index_rules(groups) if not isinstance(groups, PrometheusError) else {}
             for r in due_native:
                 err = groups if isinstance(groups, PrometheusError) else None
-                result.rules[r.ref.key] = self._evaluate_native(r, t, index.get((r.ref.namespace, r.ref.name)), err)
+                key = (r.ref.namespace, r.ref.name)
+                result.rules[r.ref.key] = self._evaluate_native(r, t, index.get(key), err, runs.get(key, []))
         for r, plan in due:
             got = [(answers[main], [answers[b] for b in baseline]) for main, baseline in plan]
             if r.engine is not None and r.engine.kind == "composite":
@@ -557,11 +589,34 @@ class Evaluator:
                 del r.states[key]
         return RuleResult(self._status(r, t), transitions)
 
+    async def _native_history(
+        self, rules: Sequence[_Rule], t: float
+    ) -> dict[tuple[str, str], list[native.FiringRun]]:
+        """Instances Prometheus had firing since each rule's last read (raw `ALERTS` samples)."""
+        reads = [r.last_eval or r.native_floor for r in rules if r.native_floor is not None]
+        last = min((x for x in reads if x is not None), default=None)
+        if last is None:
+            return {}
+        expr = native.history_query({r.ref.namespace for r in rules}, t - last + HISTORY_MARGIN_S)
+        try:
+            return native.firing_runs(await self.client.query_matrix(expr, t))
+        except PrometheusError as e:  # the reads alone still work; only short alerts may go unseen
+            log.warning("reading the ALERTS history failed: %s", e)
+            return {}
+
     def _evaluate_native(
-        self, r: _Rule, t: float, found: native.NativeRule | None, error: PrometheusError | None
+        self,
+        r: _Rule,
+        t: float,
+        found: native.NativeRule | None,
+        error: PrometheusError | None,
+        runs: Sequence[native.FiringRun] = (),
     ) -> RuleResult:
-        """Status of a rule Prometheus evaluates, from its alerts in /api/v1/rules."""
+        """Status of a rule Prometheus evaluates, from its alerts in /api/v1/rules (plus what fired
+        and ended between two reads, from ``runs``)."""
         r.last_eval = t
+        if r.native_floor is None:  # what fired before the first read is an earlier process' business
+            r.native_floor = t
         if error is not None:  # keep the known instances: no false resolution while Prometheus is away
             return RuleResult(self._status(r, t, error=str(error)), [], str(error))
         if found is None:
@@ -578,11 +633,54 @@ class Evaluator:
             return RuleResult(status, [])
         levels = r.ref.spec.levels
         multi = levels is not None and (levels.warning is not None or levels.critical is not None)
-        new = native.instances(found, r.ref.spec.labels, None if multi else single_level(r.ref.spec), t)
-        r.states, transitions = native.diff(r.states, new, t)
+        level = None if multi else single_level(r.ref.spec)
+        new = native.instances(found, r.ref.spec.labels, level, t)
+        old = r.states
+        r.states, transitions = native.diff(old, new, t)
+        for key, st in old.items():  # episodes this read ended
+            if key not in r.states and st.state in ("Firing", "Recovering"):
+                self._remember_firing(r, key, st.level, st.since, t)
+        transitions = self._between_reads(r, runs, old, new, level, t) + transitions
         at = found.last_evaluation if found.last_evaluation is not None else t
         error_text = "; ".join(found.errors) if found.errors else None
         return RuleResult(self._status(r, at, error=error_text), transitions, error_text)
+
+    def _between_reads(
+        self,
+        r: _Rule,
+        runs: Sequence[native.FiringRun],
+        old: Mapping[SeriesKey, SeriesState],
+        new: Mapping[SeriesKey, SeriesState],
+        level: str | None,
+        t: float,
+    ) -> list[tuple[dict[str, str], Transition]]:
+        """Instances that fired after the last read and ended before this one: Triggered, then
+        Recovered, both notified (in that order), and remembered in ``recentFirings``."""
+        out: list[tuple[dict[str, str], Transition]] = []
+        floor = r.native_floor
+        if floor is not None:  # (always: set by the read)
+            for run in sorted(runs, key=lambda x: x.first):
+                key = native.instance_key(run.labels, r.ref.spec.labels)
+                seen = max(floor, r.native_seen.get(key, floor))
+                if run.last <= seen or key in old or key in new:
+                    continue
+                picked = level if level is not None else run.severity
+                lv: Level = "critical" if picked == "critical" else "warning"
+                labels = dict(key)
+                out.append((labels, Transition(run.first, "Inactive", "Firing", lv, "Triggered", None, True)))
+                out.append((labels, Transition(run.last, "Firing", "Inactive", None, "Recovered", lv, True)))
+                self._remember_firing(r, key, lv, run.first, run.last)
+                r.native_seen[key] = run.last
+        for key in {*old, *new}:  # accounted for by the reads themselves
+            r.native_seen[key] = t
+        # what is older than the next history window can go
+        r.native_seen = {k: v for k, v in r.native_seen.items() if v > t - 3600}
+        return out
+
+    @staticmethod
+    def _remember_firing(r: _Rule, key: SeriesKey, level: str | None, since: float | None, until: float) -> None:
+        episode = {"labels": dict(key), "level": level, "since": iso(since), "until": iso(until)}
+        r.recent = [episode, *r.recent][:MAX_RECENT_FIRINGS]
 
     @staticmethod
     def _baseline(
@@ -615,6 +713,8 @@ class Evaluator:
     def _status(self, r: _Rule, t: float, error: str | None = None) -> dict[str, Any]:
         status = build_status(r.states, t, error=error, limit=self.max_active_series)
         status["engine"] = r.engine_name
+        if r.recent:
+            status["recentFirings"] = r.recent
         if error is not None and r.native and status["state"] == "Inactive":
             status["state"] = "Error"  # known alerts stand (no false resolution) while Prometheus cannot be read
         if error is None and _muted(r.ref.spec, t):

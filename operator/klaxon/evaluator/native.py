@@ -7,6 +7,11 @@ restore and notifications go through the same code as for evaluator rules. Trans
 differences between two reads: an instance that appears firing or goes Pending -> Firing is
 `Triggered`, one whose level changes `Escalated`/`Deescalated`, a firing one that disappears
 `Recovered` (Prometheus resolved it, `keep_firing_for` included).
+
+An alert that starts and ends between two reads is not in either: ``history_query`` reads the raw
+`ALERTS{alertstate="firing"}` samples Prometheus wrote since the last read, and ``firing_runs``
+turns them into the instances that fired meanwhile, so that such an alert is still notified
+(firing, then resolved) and shown (``status.recentFirings``).
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from datetime import datetime
 from typing import Any
 
 from klaxon.compile.prometheusrule import RULE_NAME_LABEL, RULE_NAMESPACE_LABEL
+from klaxon.compile.promql import regex_quote, string_literal, window
 from klaxon.engine.types import SEVERITY, SeriesState, Transition
+from klaxon.prom.client import RangeSeries
 
 SeriesKey = tuple[tuple[str, str], ...]
 
@@ -119,6 +126,46 @@ def instances(
         old = out.get(key)
         if old is None or _rank(st) > _rank(old):
             out[key] = st
+    return out
+
+
+def instance_key(labels: Mapping[str, str], extra_labels: Iterable[str]) -> SeriesKey:
+    """The instance an alert's labels name: without the rule's own labels (as ``instances``)."""
+    drop = _RULE_LABELS | _SERIES_LABELS | set(extra_labels)
+    return tuple(sorted((k, v) for k, v in labels.items() if k not in drop))
+
+
+#: Labels of the `ALERTS` series that are not the alert's.
+_SERIES_LABELS = frozenset({"__name__", "alertstate"})
+
+
+@dataclass(frozen=True)
+class FiringRun:
+    """An alert instance seen firing in `ALERTS` samples: its labels and first and last sample."""
+
+    labels: dict[str, str]
+    severity: str | None
+    first: float
+    last: float
+
+
+def history_query(namespaces: Iterable[str], window_s: float) -> str:
+    """Raw `ALERTS` firing samples of Klaxon's alerting rules in ``namespaces`` over ``window_s``."""
+    pattern = "|".join(regex_quote(ns) for ns in sorted(set(namespaces)))
+    matchers = f'alertstate="firing",{RULE_NAMESPACE_LABEL}=~{string_literal(pattern)}'
+    return f"ALERTS{{{matchers}}}[{window(window_s)}]"
+
+
+def firing_runs(series: Iterable[RangeSeries]) -> dict[tuple[str, str], list[FiringRun]]:
+    """``history_query``'s answer per (namespace, name) of the AlertRule."""
+    out: dict[tuple[str, str], list[FiringRun]] = {}
+    for rs in series:
+        ns, name = rs.labels.get(RULE_NAMESPACE_LABEL), rs.labels.get(RULE_NAME_LABEL)
+        if not ns or not name or not len(rs.times):
+            continue
+        labels = {k: v for k, v in rs.labels.items() if k not in _SERIES_LABELS}
+        run = FiringRun(labels, labels.get("severity"), float(rs.times.min()), float(rs.times.max()))
+        out.setdefault((ns, name), []).append(run)
     return out
 
 

@@ -18,7 +18,9 @@
   firing (the status write after the notification was lost: no second "new episode" notification).
   A series the notifier holds firing never opens a second episode: it is resolved first — also
   when it ended while no evaluator watched (``settle``, after a rule's first evaluation);
-- channels: ``spec.notify.channels``, else the AlertConfig's ``defaults.channels``.
+- channels: ``spec.notify.channels``; else empty, and the notifier sends to the AlertConfig's
+  ``defaults.channels`` as they are when each notification goes out (a changed default applies to
+  repeats, late notifications after a silence and resolutions of episodes already under way).
 
 The evaluator's ``muted`` flag is not needed: the notifier applies ``spec.mute`` itself (and
 notifies a still-firing instance when the mute ends).
@@ -198,7 +200,7 @@ class NotifyingAdapter:
             annotations["description"] = spec.description
         level = tr.level or tr.from_level
         key = dedup_key(ref, n.labels)
-        channels = tuple(spec.notify.channels) or (tuple(self.config.defaults.channels) if self.config else ())
+        channels = tuple(spec.notify.channels)
         value = n.value if n.value is not None and math.isfinite(n.value) else None
         return Notification(
             rule_namespace=ref.namespace,

@@ -7,6 +7,9 @@ events, hand the rules and channels to the notifier, evaluate the due rules, wri
 statuses (plus a heartbeat) within ``maxStatusWritesPerMinute``. ``/metrics`` and ``/healthz``
 are served on the metrics port (``server.py``); Prometheus and the Notifier come from
 ``connect.py``. Time comes from the injected ``clock`` only.
+
+The AlertConfig itself is followed by watch too (``klaxon.kube.objectfeed``): a changed spec is
+applied live (``apply_config``), a changed ``status.grantedNamespaces`` rescopes the rule watch.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from klaxon.api.constants import API_VERSION, LEADER_ADDRESS_ANNOTATION
 from klaxon.api.refs import granted_namespaces, namespace_allowed, rules_scope
 from klaxon.api.sharding import parse_shard, shard_of
 from klaxon.api.validation import parse_spec
+from klaxon.engine.types import iso
 from klaxon.evaluator.connect import (
     DEFAULT_STATE_DIR,
     ConfigError,
@@ -41,18 +45,21 @@ from klaxon.evaluator.ingest import event_service_for
 from klaxon.evaluator.notifying import NotifyingAdapter
 from klaxon.evaluator.server import CycleHealth, EvaluatorMetrics, forward_events, serve_http
 from klaxon.evaluator.status import StatusWriter
+from klaxon.events.service import EventService
 from klaxon.kube.client import FAILURES, Body, KubeClient, Ref
 from klaxon.kube.lease import LeaderElector, Leadership, pod_identity
+from klaxon.kube.objectfeed import ObjectFeed
 from klaxon.kube.rulefeed import RuleFeed
-from klaxon.notify import Notifier
+from klaxon.notify import Notifier, SecretError
 from klaxon.notify.metrics import NotifierCollector
+from klaxon.prom.client import PrometheusClient
 
 log = logging.getLogger("klaxon.evaluator")
 
 #: How long ``once`` waits for queued notifications to be delivered before it exits.
 ONCE_DRAIN_S = 30.0
-#: With allowedNamespaces '*', how often the AlertConfig's status.grantedNamespaces is read again.
-RESCOPE_S = 10.0
+#: Why a new Prometheus client may not be buildable yet (a Secret not there or not readable).
+RENEW_FAILURES: tuple[type[Exception], ...] = (ConfigError, SecretError, *FAILURES)
 
 
 @dataclass(frozen=True)
@@ -74,8 +81,6 @@ class EvaluatorOptions:
     lease_duration: float = 15.0
     #: where standbys forward events while this replica leads ("": nowhere)
     address: str = ""
-    #: how often the granted namespaces are read again (allowedNamespaces '*')
-    rescope_s: float = RESCOPE_S
 
     @property
     def config(self) -> str:
@@ -130,12 +135,17 @@ class EvaluatorProcess:
         self._writer: StatusWriter | None = None
         self._evaluator: Evaluator | None = None
         self._feed: RuleFeed | None = None
+        self._config_feed: ObjectFeed | None = None
+        self._config_seen = 0  # the config feed's version last applied
+        self._prom: PrometheusClient | None = None
+        #: the spec.prometheus the client was built from; a failed renewal is retried every cycle
+        self._prom_built: Any = None
+        self._events: EventService | None = None
         self._stop: asyncio.Event | None = None
         #: every rule of the AlertConfig (valid or not, any shard), for the notifier
         self._known: dict[str, dict[str, Any]] = {}
         #: status.grantedNamespaces as last read
         self._granted: list[str] = []
-        self._next_rescope = 0.0
 
     # -- the whole life --------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> int:
@@ -147,8 +157,9 @@ class EvaluatorProcess:
             raise ConfigError(f"AlertConfig {self.options.config} not found")
         self.config = AlertConfigSpec.model_validate(cfg_obj.get("spec") or {})
         self._granted = granted_namespaces(cfg_obj)
-        self.tick_s = self.options.tick or min(10.0, parse_duration(self.config.defaults.interval))
-        self.health = CycleHealth(max(60.0, 10 * self.tick_s), self.monotonic)
+        self._generation(cfg_obj)
+        self._pace()
+        self.health = CycleHealth(self.health.stale_s, self.monotonic)
         if self.elector is not None:
             self._own_lease(cfg_obj)
             if not await self._stand_by(leadership):
@@ -156,21 +167,18 @@ class EvaluatorProcess:
         try:
             await self.start()
             while not stop.is_set():
-                if self._everywhere and self.monotonic() >= self._next_rescope:
-                    await self.resync()
                 await self.tick()
                 if self.options.once:
                     await self._drain()
                     break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.tick_s)
+                await self._sleep(stop)
         finally:
             await self.stop()
             await leadership.release()
         return 1 if leadership.lost or self.crashed else 0
 
     async def start(self) -> None:
-        """Build the components, list the rules once and start following them."""
+        """Build the components, list the rules once and start following them and the AlertConfig."""
         opts = self.options
         if self.notifier is None:
             self.notifier = make_notifier(self.kube, outbox_path(opts.state_dir, opts.shard), self.clock, self.secrets)
@@ -185,61 +193,179 @@ class EvaluatorProcess:
             self.config.evaluator.max_status_writes_per_minute,
         )
         self._feed = RuleFeed(self.kube, opts.config_namespace, opts.config_name, self._scope(self._granted))
-        await self.apply_config(self.config)
-        events = None
-        if self.index == 0:  # one place holds grouping and cooldown state: shard 0 (its leader)
-            events = await event_service_for(
-                self.kube, opts.config_namespace, opts.config_name, self.config, self.metrics.registry,
-                notifier=notifier, state_dir=opts.state_dir, secrets=self.secrets,
-            )
-        elif self.config.events.token is not None:
-            log.info("shard %d/%d: event ingestion runs on shard 0 only", self.index, self.shards)
+        self._stack.push_async_callback(self._stop_events)  # after the HTTP server (LIFO)
         if opts.metrics_port:
-            runner = await serve_http(self.metrics, self.health, opts.metrics_port, events=events)
+            # Shard 0 holds grouping and cooldown state: POST /v1/events goes to its event service
+            # while spec.events.token is set (it may come and go with the AlertConfig).
+            post = self._post_events if self.index == 0 else None
+            runner = await serve_http(self.metrics, self.health, opts.metrics_port, forward=post)
             self._stack.push_async_callback(runner.cleanup)
-        prom = await self._stack.enter_async_context(await prometheus_client(self._read_secret, self.config))
-        self._evaluator = Evaluator(prom, self.config, self._adapter)
-        self._next_rescope = self.monotonic() + opts.rescope_s
+        self._prom = await prometheus_client(self._read_secret, self.config)
+        self._prom_built = self.config.prometheus
+        self._stack.push_async_callback(self._close_prometheus)
+        evaluator = Evaluator(self._prom, self.config, self._adapter)
+        await self.apply_config(self.config)  # (the event service starts here)
+        self._evaluator = evaluator
         self._sync(await self._feed.relist(), self.clock())
-        watcher = asyncio.create_task(self._feed.run(), name="klaxon-rule-feed")
-        watcher.add_done_callback(self._watch_ended)
-        self._stack.push_async_callback(_cancel, watcher)
+        self._config_feed = ObjectFeed(
+            self.kube, Ref.klaxon("AlertConfig", opts.config_namespace, opts.config_name)
+        )
+        for name, run in (("AlertRule watch", self._feed.run), ("AlertConfig watch", self._config_feed.run)):
+            task = asyncio.create_task(run(), name=name)
+            task.add_done_callback(self._watch_ended)
+            self._stack.push_async_callback(_cancel, task)
 
     async def apply_config(self, spec: AlertConfigSpec) -> None:
-        """Make ``spec`` the AlertConfig the process works with.
+        """Make ``spec`` the AlertConfig the process works with — at start and for every change the
+        AlertConfig watch brings, without a restart and keeping every series' state.
 
-        The seam for following AlertConfig edits live: the process reads ``self.config`` (scope,
-        shard filter, defaults) rather than copies; today this runs once at start and hands the
-        spec to the notifier (silences, grouping, default channels). What a later call must also
-        renew: the status writer's budget and heartbeat, the evaluator's rule classification, the
-        Prometheus client (endpoint, auth), the event service and the rule scope.
+        Renewed here: the notifier's view (silences, mute intervals, grouping, default channels),
+        the status writer's budget and heartbeat (statusInterval, maxStatusWritesPerMinute), the
+        cycle length (defaults.interval), the evaluator's rule classification (defaults), the
+        Prometheus client (endpoint, auth, TLS, timeout), the event service (token, grouping,
+        silences, entries; shard 0) and the rule scope (allowedNamespaces). What needs new pods
+        (image, resources, shard count) rolls the Deployment instead (``operator/build.py``).
         """
         self.config = spec
-        assert self._adapter is not None
+        assert self._adapter is not None and self._writer is not None
         await self._adapter.sync_config(spec)
+        ev = spec.evaluator
+        self._writer.configure(parse_duration(ev.status_interval), ev.max_status_writes_per_minute)
+        self._pace()
+        if self._evaluator is not None:
+            await self._renew_prometheus()
+            self._evaluator.set_config(spec)
+        if self.index == 0:
+            await self._renew_events()
+        elif spec.events.token is not None:
+            log.info("shard %d/%d: event ingestion runs on shard 0 only", self.index, self.shards)
+        if self._feed is not None:
+            self._feed.rescope(self._scope(self._granted))
+            self._forget_outside_scope()
 
-    async def resync(self) -> None:
-        """Read ``status.grantedNamespaces`` again and follow the namespaces it adds or drops."""
-        self._next_rescope = self.monotonic() + self.options.rescope_s
-        assert self._feed is not None
-        try:
-            cfg_obj = await self._read_config()
-        except FAILURES as e:
-            log.warning(
-                "reading AlertConfig %s failed (%s): namespaces unchanged", self.options.config, e, exc_info=True
+    def _pace(self) -> None:
+        """The cycle length: ``--tick``, else min(10 s, defaults.interval)."""
+        self.tick_s = self.options.tick or min(10.0, parse_duration(self.config.defaults.interval))
+        self.health.stale_s = max(60.0, 10 * self.tick_s)
+
+    async def _follow_config(self) -> None:
+        """Apply what the AlertConfig watch brought since the last cycle (spec, grantedNamespaces)."""
+        feed = self._config_feed
+        if feed is None or feed.version == self._config_seen:
+            return
+        self._config_seen = feed.version
+        feed.changed.clear()
+        obj = feed.latest
+        if obj is None:
+            log.warning("AlertConfig %s is gone: working on with its last spec", self.options.config)
+            return
+        model, problems = parse_spec("AlertConfig", obj.get("spec"))
+        if problems or not isinstance(model, AlertConfigSpec):
+            log.error(
+                "AlertConfig %s: the new spec is not valid (%s); working on with the last valid one",
+                self.options.config, "; ".join(str(p) for p in problems)[:1000],
             )
             return
-        if cfg_obj is None:
-            log.warning("AlertConfig %s not found: namespaces unchanged", self.options.config)
+        self._granted = granted_namespaces(obj)
+        if model != self.config:
+            log.info("AlertConfig %s changed: applying it live", self.options.config)
+            await self.apply_config(model)
+        elif self._feed is not None:
+            self._feed.rescope(self._scope(self._granted))
+        self._generation(obj)
+
+    def _generation(self, obj: Mapping[str, Any]) -> None:
+        generation = (obj.get("metadata") or {}).get("generation")
+        if isinstance(generation, int):
+            self.metrics.config_generation.set(generation)
+
+    async def _renew_prometheus(self) -> None:
+        """A new client when spec.prometheus changed. One that cannot be built yet (say, its Secret
+        comes a moment after the AlertConfig) leaves the old one at work and is tried every cycle."""
+        if self.config.prometheus == self._prom_built or self._evaluator is None:
             return
-        self._granted = granted_namespaces(cfg_obj)
-        self._feed.rescope(self._scope(self._granted))
+        try:
+            fresh = await prometheus_client(self._read_secret, self.config)
+        except RENEW_FAILURES as e:
+            log.error(
+                "AlertConfig %s: spec.prometheus cannot be used yet (%s); the previous endpoint stays in "
+                "use, trying again next cycle", self.options.config, e,
+            )
+            return
+        old, self._prom, self._prom_built = self._prom, fresh, self.config.prometheus
+        self._evaluator.client = fresh
+        if old is not None:
+            await old.close()
+        log.info("AlertConfig %s: Prometheus client renewed", self.options.config)
+
+    async def _close_prometheus(self) -> None:
+        if self._prom is not None:
+            await self._prom.close()
+
+    async def _renew_events(self) -> None:
+        """Shard 0's event service follows spec.events.token: started when it is set, stopped
+        (its state saved) when it is removed, and handed every other change (``set_config``)."""
+        opts = self.options
+        if self.config.events.token is None:
+            if self._events is not None:
+                log.info("spec.events.token removed: POST /v1/events is off")
+                await self._stop_events()
+            return
+        if self._events is not None:
+            self._events.set_config(self.config)
+            return
+        assert self.notifier is not None
+        self._events = await event_service_for(
+            self.kube, opts.config_namespace, opts.config_name, self.config, self.metrics.registry,
+            notifier=self.notifier, state_dir=opts.state_dir, secrets=self.secrets,
+        )
+        if self._events is not None:
+            await self._events.start()
+
+    async def _stop_events(self) -> None:
+        events, self._events = self._events, None
+        if events is not None:
+            await events.stop()
+
+    async def _post_events(self, request: web.Request) -> web.StreamResponse:
+        events = self._events
+        if events is None and self._evaluator is None:  # still starting: come back in a moment
+            body = {"errors": [{"index": None, "field": None, "problem": "the evaluator is starting"}]}
+            return web.json_response(body, status=503, headers={"Retry-After": "1"})
+        if events is None:
+            problem = "event ingestion is off: the AlertConfig sets no spec.events.token"
+            body = {"errors": [{"index": None, "field": "spec.events.token", "problem": problem}]}
+            return web.json_response(body, status=404)
+        return await events.post_events(request)
+
+    def _forget_outside_scope(self) -> None:
+        """Rules no longer allowed (allowedNamespaces shrank) are nobody's now: they resolve."""
+        ev, writer = self._evaluator, self._writer
+        if ev is None or writer is None:
+            return
+        for ref in ev.rules:
+            if not self._mine(ref):
+                ev.remove(ref.uid, self.clock(), resolve=True)
+                writer.forget(ref.namespace, ref.name)
+
+    async def _sleep(self, stop: asyncio.Event) -> None:
+        """Until the next cycle, or earlier when the AlertConfig changed (applied at once)."""
+        waits = [asyncio.ensure_future(stop.wait())]
+        if self._config_feed is not None:
+            waits.append(asyncio.ensure_future(self._config_feed.changed.wait()))
+        try:
+            await asyncio.wait(waits, timeout=self.tick_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     async def tick(self) -> None:
         """One cycle at ``clock()``: watch events, notifier sync, evaluation, status writes, metrics."""
         assert self._feed is not None and self._evaluator is not None and self._writer is not None
         notifier = self.notifier
         assert notifier is not None and self._adapter is not None
+        await self._follow_config()
+        await self._renew_prometheus()  # (a no-op unless a renewal is still owed)
         now = self.clock()
         for kind, obj in self._feed.drain():
             if kind == "SYNC":
@@ -260,6 +386,9 @@ class EvaluatorProcess:
         for key, rr in res.rules.items():
             ns, _, name = key.partition("/")
             items.append((ns, name, rr.status))
+        for ns, name, status in self._event_rule_statuses(now):
+            states[f"{ns}/{name}"] = status["state"]
+            items.append((ns, name, status))
         report = await self._writer.write_all(items, now)
         deferred = report.deferred_changes + report.deferred_heartbeats
         self.metrics.status_writes.inc(len(report.written))
@@ -271,6 +400,31 @@ class EvaluatorProcess:
             "cycle: %d rules, %d queries, %d notifications, %d status writes (%d deferred), %.3fs",
             len(res.rules), res.queries, len(res.notifications), len(report.written), deferred, res.duration_s,
         )
+
+    def _event_rule_statuses(self, now: float) -> list[tuple[str, str, dict[str, Any]]]:
+        """State of the event rules shard 0 ingests for: Firing while an alert entry is open, else
+        Inactive, with a lastEvaluation (written on change and as a heartbeat, within the budget;
+        the entries themselves are the event service's to write)."""
+        events = self._events
+        if events is None:
+            return []
+        out = []
+        for ns, name in sorted(events.rules):
+            try:
+                open_ = int(events.entries_status(ns, name).get("entriesCount") or 0)
+            except KeyError:  # removed meanwhile
+                continue
+            spec = events.rules[(ns, name)].spec
+            firing = open_ > 0 and spec.enabled
+            message = f"{open_} open alert entr{'y' if open_ == 1 else 'ies'}" if open_ else "no open alert entries"
+            out.append((ns, name, {
+                "engine": "evaluator",
+                "state": ("Firing" if firing else "Inactive") if spec.enabled else "Disabled",
+                "level": spec.severity if firing else None,
+                "reason": "OpenEntries" if firing else (None if spec.enabled else "Disabled"),
+                "lastEvaluation": {"time": iso(now), "value": None, "message": message},
+            }))
+        return out
 
     async def stop(self) -> None:
         """Stop following rules, close Prometheus, the HTTP server and the notifier (in that order)."""
@@ -325,11 +479,6 @@ class EvaluatorProcess:
         return leading
 
     # -- the rules -------------------------------------------------------------------------
-    @property
-    def _everywhere(self) -> bool:
-        """allowedNamespaces '*': follow the namespaces the operator grants."""
-        return "*" in self.config.allowed_namespaces
-
     def _scope(self, granted: list[str]) -> list[str]:
         return rules_scope(self.options.config_namespace, self.config.allowed_namespaces, granted)
 
@@ -383,7 +532,7 @@ class EvaluatorProcess:
     def _watch_ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
             return
-        log.error("the AlertRule watch stopped; exiting", exc_info=task.exception())
+        log.error("the %s stopped; exiting", task.get_name(), exc_info=task.exception())
         self.crashed = True
         if self._stop is not None:
             self._stop.set()

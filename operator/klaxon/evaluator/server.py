@@ -56,6 +56,11 @@ class EvaluatorMetrics:
         self.last_cycle = Gauge(
             "klaxon_evaluator_last_cycle_timestamp_seconds", "When the last cycle finished.", registry=r
         )
+        self.config_generation = Gauge(
+            "klaxon_evaluator_config_generation",
+            "metadata.generation of the AlertConfig whose spec is in use (it follows the AlertConfig live).",
+            registry=r,
+        )
         # One series per rule (value 1, its current state): rules x 1, not rules x states.
         self.rule_state = Gauge(
             "klaxon_rule_state",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -73,6 +74,9 @@ class WriteReport:
 
 #: With both waiting, one write in this many goes to a heartbeat (the rest to changes).
 HEARTBEAT_SHARE = 5
+#: Status writes of one cycle in flight at once: a cycle with many writes due takes about
+#: writes / CONCURRENCY round trips instead of one round trip per write.
+CONCURRENCY = 16
 
 
 class StatusWriter:
@@ -81,16 +85,32 @@ class StatusWriter:
     With `max_per_minute` (the AlertConfig's `evaluator.maxStatusWritesPerMinute`) writes draw
     from a token bucket: `write_all` spends it on changed statuses first (new rules included) —
     except that every ``HEARTBEAT_SHARE``-th write goes to the oldest due heartbeat — then on the
-    remaining heartbeats, oldest first; what does not fit waits for the next cycle.
+    remaining heartbeats, oldest first; what does not fit waits for the next cycle. The writes a
+    cycle's budget admits go out concurrently, at most ``concurrency`` at a time.
     """
 
-    def __init__(self, write: WriteFn, heartbeat_s: float, max_per_minute: float | None = None) -> None:
+    def __init__(
+        self, write: WriteFn, heartbeat_s: float, max_per_minute: float | None = None, concurrency: int = CONCURRENCY
+    ) -> None:
         self._write = write
         self.heartbeat_s = heartbeat_s
         self.bucket = TokenBucket(max_per_minute) if max_per_minute is not None else None
+        self.concurrency = max(1, concurrency)
         self._last: dict[tuple[str, str], tuple[dict[str, Any], float]] = {}
         self.writes = 0
         self._changes_since_beat = 0  # changes written since the last heartbeat, across cycles
+
+    def configure(self, heartbeat_s: float, max_per_minute: float | None) -> None:
+        """A changed AlertConfig (statusInterval, maxStatusWritesPerMinute): what was written stays
+        known; a new budget starts with the tokens left (at most its own burst), not a full bucket."""
+        self.heartbeat_s = heartbeat_s
+        if max_per_minute is None:
+            self.bucket = None
+        elif self.bucket is None or self.bucket.capacity != max_per_minute:
+            old, self.bucket = self.bucket, TokenBucket(max_per_minute)
+            if old is not None:
+                self.bucket.tokens = min(self.bucket.capacity, old.tokens)
+                self.bucket._at = old._at
 
     def seed(self, namespace: str, name: str, status: Mapping[str, Any], at: float) -> None:
         """Remember a status already on the object (e.g. read at start) as written at `at`."""
@@ -133,23 +153,33 @@ class StatusWriter:
             else:
                 queue.append((True, *changes[ci]))
                 ci += 1
-        for i, (_is_change, ns, name, status) in enumerate(queue):
-            if self.bucket is not None and not self.bucket.take(now):
-                rest = queue[i:]
-                report.deferred_changes = sum(1 for c, *_ in rest if c)
-                report.deferred_heartbeats = len(rest) - report.deferred_changes
-                break
-            self._changes_since_beat = self._changes_since_beat + 1 if _is_change else 0
-            try:
-                await self._write(ns, name, status)
-            except Exception as e:  # any API failure: retried next cycle
-                code = getattr(e, "status", "")
-                log.warning("status write for %s/%s failed: %s %s", ns, name, type(e).__name__, code)
-                report.failed.append((ns, name))
-                continue
+        admitted = queue
+        if self.bucket is not None:
+            for i in range(len(queue)):
+                if not self.bucket.take(now):
+                    admitted, rest = queue[:i], queue[i:]
+                    report.deferred_changes = sum(1 for c, *_ in rest if c)
+                    report.deferred_heartbeats = len(rest) - report.deferred_changes
+                    break
+        for is_change, *_ in admitted:
+            self._changes_since_beat = self._changes_since_beat + 1 if is_change else 0
+        sem = asyncio.Semaphore(self.concurrency)
+
+        async def one(ns: str, name: str, status: dict[str, Any]) -> bool:
+            async with sem:
+                try:
+                    await self._write(ns, name, status)
+                except Exception as e:  # any API failure: retried next cycle
+                    code = getattr(e, "status", "")
+                    log.warning("status write for %s/%s failed: %s %s", ns, name, type(e).__name__, code)
+                    return False
             self._last[(ns, name)] = (significant(status), now)
             self.writes += 1
-            report.written.append((ns, name))
+            return True
+
+        done = await asyncio.gather(*(one(ns, name, st) for _, ns, name, st in admitted))
+        for (_, ns, name, _st), ok in zip(admitted, done, strict=True):
+            (report.written if ok else report.failed).append((ns, name))
         return report
 
     def needs_write(self, namespace: str, name: str, status: Mapping[str, Any], now: float) -> bool:

@@ -244,16 +244,23 @@ class KubeClient:
     async def list(self, ref: Ref, label_selector: str | None = None) -> list[Body]:
         return (await self.list_with_version(ref, label_selector))[0]
 
-    async def list_with_version(self, ref: Ref, label_selector: str | None = None) -> tuple[Items, str]:
+    async def list_with_version(
+        self, ref: Ref, label_selector: str | None = None, field_selector: str | None = None
+    ) -> tuple[Items, str]:
         """The items of a collection and the list's resourceVersion (where a watch starts)."""
-        query = {"labelSelector": label_selector} if label_selector else None
-        result = await self.request("GET", ref.path(), query=query)
+        query = {"labelSelector": label_selector} if label_selector else {}
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        result = await self.request("GET", ref.path(), query=query or None)
         items: Items = [*(result.get("items") or [])]
         return items, str((result.get("metadata") or {}).get("resourceVersion", ""))
 
-    async def watch(self, ref: Ref, resource_version: str = "") -> AsyncIterator[tuple[str, Body]]:
+    async def watch(
+        self, ref: Ref, resource_version: str = "", field_selector: str | None = None
+    ) -> AsyncIterator[tuple[str, Body]]:
         """(type, object) of each change of a collection after ``resource_version``: ADDED, MODIFIED,
-        DELETED and BOOKMARK (only its resourceVersion counts).
+        DELETED and BOOKMARK (only its resourceVersion counts). ``field_selector`` (e.g.
+        ``metadata.name=NAME``) narrows it; RBAC then checks a Role's resourceNames.
 
         Ends when the server ends the watch (after 5-10 minutes): resume from the last
         resourceVersion seen. An ERROR event (410 Gone: that version is too old) raises KubeError.
@@ -262,6 +269,8 @@ class KubeClient:
         query = {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": str(timeout)}
         if resource_version:
             query["resourceVersion"] = resource_version
+        if field_selector:
+            query["fieldSelector"] = field_selector
         path = ref.path()
         self.requests += 1
         resp = await self.api.call_api(

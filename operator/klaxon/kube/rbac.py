@@ -59,8 +59,9 @@ OPERATOR_RULES: list[Rule] = [
 EVALUATOR_RULES: list[Rule] = [
     # Rules are listed and watched namespace by namespace; `get` names the object of an Event.
     {"apiGroups": [GROUP], "resources": [ALERT_RULES], "verbs": list(READ)},
-    # Its own AlertConfig, re-read every few seconds (the operator narrows it by resourceNames).
-    {"apiGroups": [GROUP], "resources": [ALERT_CONFIGS], "verbs": ["get"]},
+    # Its own AlertConfig, followed by watch (fieldSelector metadata.name: the operator narrows
+    # it by resourceNames, which the API server applies to such a list and watch too).
+    {"apiGroups": [GROUP], "resources": [ALERT_CONFIGS], "verbs": list(READ)},
     {"apiGroups": [GROUP], "resources": [NOTIFICATION_CHANNELS], "verbs": ["get", "list"]},
     {"apiGroups": [GROUP], "resources": [f"{ALERT_RULES}/status", f"{NOTIFICATION_CHANNELS}/status"],
      "verbs": ["patch"]},

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -22,6 +23,10 @@ METRICS_PORT = 8080
 EVALUATOR_UID = 65532
 #: The evaluator's state volume (notification outbox), `klaxon evaluator --state-dir`.
 STATE_DIR = "/var/lib/klaxon"
+#: On the evaluator's pod template: a hash of the AlertConfig fields a running evaluator cannot
+#: take over live (``pod_hash``). Changing them rolls the pods; every other field is followed by
+#: the evaluator's own AlertConfig watch and leaves the template (and the pods) alone.
+POD_HASH_ANNOTATION = "klaxon.dev/pod-config-hash"
 
 
 def short_name(*parts: str, limit: int = 63) -> str:
@@ -158,6 +163,14 @@ def build_events_service(config_name: str, namespace: str) -> Body:
     return _service(events_service_name(config_name), config_name, namespace, selector, "events")
 
 
+def pod_hash(spec: AlertConfigSpec, image: str) -> str:
+    """The hash of what needs new evaluator pods: the image, resources and shard count (each pod's
+    ``--shard i/n``). Replicas only scale the Deployment; the rest applies live (docs/evaluator.md)."""
+    ev = spec.evaluator
+    fields = {"image": ev.image or image, "resources": ev.resources.model_dump(mode="json"), "shards": ev.shards}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def build_evaluator_deployment(
     config_name: str,
     namespace: str,
@@ -227,7 +240,7 @@ def build_evaluator_deployment(
             "replicas": spec.evaluator.replicas,
             "selector": {"matchLabels": selector},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": labels, "annotations": {POD_HASH_ANNOTATION: pod_hash(spec, image)}},
                 "spec": {
                     "serviceAccountName": evaluator_name(config_name),
                     "automountServiceAccountToken": True,
