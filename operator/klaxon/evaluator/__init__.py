@@ -1,10 +1,9 @@
 """klaxon.evaluator: query Prometheus, run the engine per series, write status, hand over notifications."""
 
 from klaxon.api.sharding import assigned, parse_shard, shard_of
-from klaxon.evaluator.core import (
+from klaxon.evaluator.core import Evaluator
+from klaxon.evaluator.results import (
     CycleResult,
-    Evaluator,
-    LogNotifier,
     RuleRef,
     RuleResult,
     SeriesTransition,
@@ -18,7 +17,6 @@ from klaxon.evaluator.status import StatusWriter, significant
 __all__ = [
     "CycleResult",
     "Evaluator",
-    "LogNotifier",
     "RuleRef",
     "RuleResult",
     "SeriesTransition",

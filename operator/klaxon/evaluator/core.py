@@ -15,116 +15,47 @@ import math
 import time as _time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from klaxon.api.alertconfig import AlertConfigSpec
-from klaxon.api.alertrule import AlertRuleSpec, Query
 from klaxon.api.common import parse_duration
 from klaxon.api.refs import effective_interval
 from klaxon.compile import alert_name_for, compile_rule
 from klaxon.compile.engine_rule import NotEvaluable, engine_rule, single_level
-from klaxon.compile.query import absence_labels, count_query, raw_range, value_query
+from klaxon.compile.query import absence_labels
 from klaxon.engine import (
     SeriesState,
     Transition,
     compute_bounds,
     disable,
-    point_violations,
-    rule_state,
     step,
     step_flags,
 )
-from klaxon.engine._tz import shift_local_weeks
 from klaxon.engine.state import default_bounds, in_alarm
-from klaxon.engine.types import ALARM_STATES, SEVERITY, EngineRule, Level, iso
+from klaxon.engine.types import EngineRule, iso
 from klaxon.evaluator import native
-from klaxon.prom.client import PrometheusClient, PrometheusError, RangeSeries, Sample
+from klaxon.evaluator.composite import combine, operand_flags
+from klaxon.evaluator.queries import QueryKey, QueryResult, operands, pooled_baseline, rule_queries, run_queries
+from klaxon.evaluator.results import (
+    MAX_ACTIVE_SERIES,
+    MAX_RECENT_FIRINGS,
+    CycleResult,
+    RuleRef,
+    RuleResult,
+    SeriesKey,
+    SeriesTransition,
+    TransitionSink,
+    build_status,
+    disabled_status,
+    muted_at,
+    restore_states,
+    series_key,
+)
+from klaxon.prom.client import PrometheusClient, PrometheusError, Sample
 
 log = logging.getLogger(__name__)
-
-SeriesKey = tuple[tuple[str, str], ...]
-MAX_ACTIVE_SERIES = 50
-#: Firing episodes kept in ``status.recentFirings`` (newest first).
-MAX_RECENT_FIRINGS = 10
-#: The `ALERTS` history read for `engine: prometheus` rules reaches this far behind the last read
-#: (a rule group evaluated just before a read writes its samples just after it).
-HISTORY_MARGIN_S = 60.0
-_ORDER = {"Firing": 0, "Recovering": 1, "Pending": 2, "Error": 3, "NoData": 3, "Inactive": 9}
-
-
-def series_key(labels: Mapping[str, str]) -> SeriesKey:
-    return tuple(sorted((k, v) for k, v in labels.items() if k != "__name__"))
-
-
-@dataclass(frozen=True)
-class RuleRef:
-    """An AlertRule as the evaluator sees it: identity, spec and (for restore) its current status."""
-
-    namespace: str
-    name: str
-    uid: str
-    spec: AlertRuleSpec
-    status: Mapping[str, Any] | None = None
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-
-@dataclass(frozen=True)
-class SeriesTransition:
-    """A state change worth telling someone about (Transition.notify was true)."""
-
-    rule: RuleRef
-    labels: dict[str, str]
-    transition: Transition
-    value: float | None
-    #: The rule is muted (`spec.mute`): the notifier records but does not send.
-    muted: bool = False
-
-
-class TransitionSink(Protocol):
-    """What the evaluator hands transitions to (``klaxon.evaluator.notifying.NotifyingAdapter``
-    passes them on to ``klaxon.notify.Notifier``).
-
-    A sink may also have ``settle(rule, alarms, t)``: called once per rule and process, after
-    the rule's first evaluation that reached Prometheus, with the series then in alarm — so it can
-    resolve what it still holds as firing but is not (the resolution was lost with a restart).
-    """
-
-    async def handle(self, notification: SeriesTransition) -> None: ...
-
-
-class LogNotifier:
-    """A TransitionSink that logs each transition."""
-
-    async def handle(self, notification: SeriesTransition) -> None:
-        tr = notification.transition
-        log.info(
-            "notify %s %s: %s -> %s (%s, level %s)%s",
-            notification.rule.key, notification.labels, tr.from_state, tr.to_state, tr.reason, tr.level,
-            " [muted]" if notification.muted else "",
-        )
-
-
-@dataclass
-class RuleResult:
-    status: dict[str, Any]
-    transitions: list[tuple[dict[str, str], Transition]]
-    error: str | None = None
-
-
-@dataclass
-class CycleResult:
-    t: float
-    rules: dict[str, RuleResult] = field(default_factory=dict)
-    #: Distinct Prometheus queries sent this cycle (after batching).
-    queries: int = 0
-    query_errors: int = 0
-    notifications: list[SeriesTransition] = field(default_factory=list)
-    duration_s: float = 0.0
 
 
 @dataclass
@@ -134,7 +65,6 @@ class _Rule:
     problem: str | None
     states: dict[SeriesKey, SeriesState] = field(default_factory=dict)
     last_eval: float | None = None
-    last_status: dict[str, Any] | None = None
     #: Evaluated by Prometheus (the compiled PrometheusRule): status comes from /api/v1/rules.
     native: bool = False
     #: The notifier was told which series are in alarm after a first good evaluation (``settle``).
@@ -149,29 +79,6 @@ class _Rule:
     @property
     def engine_name(self) -> str:
         return "prometheus" if self.native else "evaluator"
-
-
-QueryKey = tuple[str, str, float]  # (kind "vector"/"matrix", expr, time)
-_QueryResult = list[Sample] | list[RangeSeries] | PrometheusError
-
-
-def restore_states(status: Mapping[str, Any] | None) -> dict[SeriesKey, SeriesState]:
-    """SeriesStates from `status.activeSeries[].engineState` (what a previous evaluator wrote)."""
-    out: dict[SeriesKey, SeriesState] = {}
-    for item in (status or {}).get("activeSeries") or []:
-        engine_state = item.get("engineState") if isinstance(item, Mapping) else None
-        if not isinstance(engine_state, Mapping):
-            continue
-        try:
-            out[series_key(item.get("labels") or {})] = SeriesState.from_dict(engine_state)
-        except (ValueError, TypeError) as e:
-            log.warning("ignoring unreadable engineState %r: %s", item.get("labels"), e)
-    return out
-
-
-def _muted(spec: AlertRuleSpec, t: float) -> bool:
-    mute = spec.mute
-    return mute is not None and (mute.until is None or mute.until.timestamp() > t)
 
 
 class Evaluator:
@@ -252,7 +159,7 @@ class Evaluator:
         if r is None or not resolve:
             return
         t = _time.time() if t is None else t
-        muted = _muted(r.ref.spec, t)
+        muted = muted_at(r.ref.spec, t)
         for key, st in r.states.items():
             if in_alarm(st):
                 tr = Transition(t, st.state, "Inactive", None, "RuleDeleted", st.level, True)
@@ -289,50 +196,6 @@ class Evaluator:
             interval = parse_duration(effective_interval(r.ref.spec, self.config))
         return t - r.last_eval >= interval - 1e-3
 
-    def _operands(self, r: _Rule) -> list[tuple[EngineRule, Query]]:
-        """(engine rule, query) of every operand: the rule itself, or each composite condition."""
-        er = r.engine
-        assert er is not None
-        if er.kind == "composite":
-            cond = r.ref.spec.condition
-            assert cond is not None
-            return [(child, sub.query) for child, sub in zip(er.children, cond.conditions or [], strict=True)]
-        assert r.ref.spec.query is not None
-        return [(er, r.ref.spec.query)]
-
-    @staticmethod
-    def _operand_queries(er: EngineRule, q: Query, t: float) -> tuple[QueryKey, list[QueryKey]]:
-        main_expr = count_query(q, er.interval_s) if er.kind == "absence" else value_query(q, er.interval_s)
-        main: QueryKey = ("vector", main_expr, t)
-        baseline: list[QueryKey] = []
-        if er.kind == "dynamic" and er.dynamic is not None:
-            w = er.dynamic.window_s if er.dynamic.window_s is not None else er.window_s
-            expr = raw_range(q, w, er.interval_s)
-            tz = er.baseline_timezone
-            for k in range(1, er.dynamic.lookback_weeks + 1):
-                te = float(shift_local_weeks(tz, np.array([t]), k)[0])
-                baseline.append(("matrix", expr, te))
-        return main, baseline
-
-    def _queries(self, r: _Rule, t: float) -> list[tuple[QueryKey, list[QueryKey]]]:
-        return [self._operand_queries(er, q, t) for er, q in self._operands(r)]
-
-    async def _run_queries(self, keys: Iterable[QueryKey]) -> dict[QueryKey, _QueryResult]:
-        sem = asyncio.Semaphore(self.concurrency)
-
-        async def one(key: QueryKey) -> tuple[QueryKey, _QueryResult]:
-            kind, expr, t = key
-            async with sem:
-                try:
-                    if kind == "matrix":
-                        return key, await self.client.query_matrix(expr, t)
-                    return key, await self.client.query(expr, t)
-                except PrometheusError as e:
-                    return key, e
-
-        pairs = await asyncio.gather(*(one(k) for k in keys))
-        return dict(pairs)
-
     async def cycle(self, t: float | None = None, *, force: bool = False) -> CycleResult:
         """Evaluate every due rule at `t` (default now), notify, and return per-rule status."""
         started = _time.perf_counter()
@@ -348,31 +211,19 @@ class Evaluator:
             elif r.native:
                 due_native.append(r)
             else:
-                due.append((r, self._queries(r, t)))
+                assert r.engine is not None
+                due.append((r, rule_queries(r.engine, r.ref.spec, t)))
         wanted: dict[QueryKey, None] = {}
         for _, plan in due:
             for main, baseline in plan:
                 wanted[main] = None
                 for b in baseline:
                     wanted[b] = None
-        answers = await self._run_queries(wanted)
+        answers = await run_queries(self.client, wanted, self.concurrency)
         result.queries = len(answers)
         result.query_errors = sum(isinstance(a, PrometheusError) for a in answers.values())
-        if due_native:  # one /api/v1/rules call for every rule Prometheus evaluates
-            groups: list[dict[str, Any]] | PrometheusError
-            history = asyncio.ensure_future(self._native_history(due_native, t))
-            try:
-                groups = await self.client.rules()
-            except PrometheusError as e:
-                groups = e
-            runs = await history
-            result.queries += 2 if any(r.native_floor is not None for r in due_native) else 1
-            result.query_errors += isinstance(groups, PrometheusError)
-            index = native.index_rules(groups) if not isinstance(groups, PrometheusError) else {}
-            for r in due_native:
-                err = groups if isinstance(groups, PrometheusError) else None
-                key = (r.ref.namespace, r.ref.name)
-                result.rules[r.ref.key] = self._evaluate_native(r, t, index.get(key), err, runs.get(key, []))
+        if due_native:
+            await self._read_native(due_native, t, result)
         for r, plan in due:
             got = [(answers[main], [answers[b] for b in baseline]) for main, baseline in plan]
             if r.engine is not None and r.engine.kind == "composite":
@@ -383,7 +234,7 @@ class Evaluator:
             rr_opt = result.rules.get(r.ref.key)
             if rr_opt is None:
                 continue
-            muted = _muted(r.ref.spec, t)
+            muted = muted_at(r.ref.spec, t)
             for labels, tr in rr_opt.transitions:
                 if tr.notify:
                     st = r.states.get(series_key(labels))
@@ -423,20 +274,9 @@ class Evaluator:
             _, trs = disable(st, t)
             transitions += [(dict(key), tr) for tr in trs]
         r.states = {}
-        status: dict[str, Any] = {
-            "engine": r.engine_name,
-            "state": "Disabled",
-            "level": None,
-            "reason": "Disabled",
-            "lastEvaluation": {"time": iso(t), "value": None, "message": "rule is disabled"},
-            "firingSince": None,
-            "activeSeries": [],
-            "activeSeriesCount": 0,
-        }
-        r.last_status = status
-        return RuleResult(status, transitions)
+        return RuleResult(disabled_status(r.engine_name, t), transitions)
 
-    def _evaluate(self, r: _Rule, t: float, main: _QueryResult, baseline: Sequence[_QueryResult]) -> RuleResult:
+    def _evaluate(self, r: _Rule, t: float, main: QueryResult, baseline: Sequence[QueryResult]) -> RuleResult:
         er = r.engine
         assert er is not None
         r.last_eval = t
@@ -474,7 +314,7 @@ class Evaluator:
             return RuleResult(self._status(r, t), transitions)
 
         assert r.ref.spec.query is not None
-        pooled = self._baseline(r.ref.spec.query, baseline) if er.kind == "dynamic" else {}
+        pooled = pooled_baseline(r.ref.spec.query, baseline) if er.kind == "dynamic" else {}
         static_bounds = default_bounds(er, t) if er.kind != "dynamic" else None  # the same for every series
         for key, value in values.items():
             state = r.states.get(key, SeriesState())
@@ -495,40 +335,8 @@ class Evaluator:
                 del r.states[key]
         return RuleResult(self._status(r, t), transitions)
 
-    def _operand_flags(
-        self, er: EngineRule, q: Query, t: float, main: _QueryResult, baseline: Sequence[_QueryResult],
-        common: Sequence[str],
-    ) -> dict[SeriesKey, tuple[bool, bool]]:
-        """Per group of the common splitBy labels: (known, violating) of one composite operand.
-
-        A group is known when one of the operand's series has a value, violating when one of
-        them violates (as `C1 and on(G) C2` matches on the common labels).
-        """
-        assert not isinstance(main, PrometheusError)
-        values: dict[SeriesKey, float] = {series_key(s.labels): s.value for s in main if isinstance(s, Sample)}
-        if er.kind == "absence" and not values and not q.split_by:
-            values[series_key(absence_labels(q))] = 0.0
-        pooled = self._baseline(q, baseline) if er.kind == "dynamic" else {}
-        static_bounds = default_bounds(er, t) if er.kind != "dynamic" else None
-        out: dict[SeriesKey, tuple[bool, bool]] = {}
-        for key, x in values.items():
-            labels = dict(key)
-            group = series_key({g: labels[g] for g in common if g in labels})
-            known, bad = out.get(group, (False, False))
-            if not math.isfinite(x):
-                out[group] = (known, bad)
-                continue
-            bounds = static_bounds
-            if er.kind == "dynamic":
-                times, vals = pooled.get(key, (np.empty(0), np.empty(0)))
-                bounds = compute_bounds(er, np.array([t]), times, vals).at(0)
-            assert bounds is not None
-            flags = point_violations(er, x, bounds)
-            out[group] = (True, bad or any(flags.values()))
-        return out
-
     def _evaluate_composite(
-        self, r: _Rule, t: float, got: Sequence[tuple[_QueryResult, Sequence[_QueryResult]]]
+        self, r: _Rule, t: float, got: Sequence[tuple[QueryResult, Sequence[QueryResult]]]
     ) -> RuleResult:
         """Each operand's point violation from its own query, combined per group by `logic`.
 
@@ -553,12 +361,13 @@ class Evaluator:
             for key in list(r.states) or [()]:
                 apply(key, *step_flags(er, r.states.get(key, SeriesState()), t, None, status="error"))
             return RuleResult(self._status(r, t, error=str(error)), transitions, str(error))
-        operands = self._operands(r)
-        splits = [set(q.split_by) for _, q in operands]
+        assert r.engine is not None
+        ops = operands(r.engine, r.ref.spec)
+        splits = [set(q.split_by) for _, q in ops]
         common = sorted(set.intersection(*splits)) if splits else []
         per_operand = [
-            self._operand_flags(child, q, t, main, base, common)
-            for (child, q), (main, base) in zip(operands, got, strict=True)
+            operand_flags(child, q, t, main, base, common)
+            for (child, q), (main, base) in zip(ops, got, strict=True)
         ]
         groups = {g for flags in per_operand for g in flags}
         if not any(known for flags in per_operand for known, _ in flags.values()):
@@ -571,15 +380,7 @@ class Evaluator:
                 apply(key, *step_flags(er, st, t, dict.fromkeys(er.levels, False)))
                 del r.states[key]
         for key in sorted(groups | set(r.states)):
-            cells = [flags.get(key, (False, False)) for flags in per_operand]
-            known = [k for k, _ in cells]
-            truth = [k and b for k, b in cells]
-            if er.logic == "all":
-                value = not any(k and not b for k, b in zip(known, truth, strict=True))
-                decided = not value or all(known)
-            else:
-                value = any(truth)
-                decided = value or all(known)
+            value, decided = combine(er.logic, [flags.get(key, (False, False)) for flags in per_operand])
             state = r.states.get(key, SeriesState())
             if decided:
                 apply(key, *step_flags(er, state, t, dict.fromkeys(er.levels, value)))
@@ -589,6 +390,23 @@ class Evaluator:
                 del r.states[key]
         return RuleResult(self._status(r, t), transitions)
 
+    async def _read_native(self, rules: Sequence[_Rule], t: float, result: CycleResult) -> None:
+        """One /api/v1/rules call (and one `ALERTS` history query) for every rule Prometheus evaluates."""
+        groups: list[dict[str, Any]] | PrometheusError
+        history = asyncio.ensure_future(self._native_history(rules, t))
+        try:
+            groups = await self.client.rules()
+        except PrometheusError as e:
+            groups = e
+        runs = await history
+        result.queries += 2 if any(r.native_floor is not None for r in rules) else 1
+        result.query_errors += isinstance(groups, PrometheusError)
+        index = native.index_rules(groups) if not isinstance(groups, PrometheusError) else {}
+        for r in rules:
+            err = groups if isinstance(groups, PrometheusError) else None
+            key = (r.ref.namespace, r.ref.name)
+            result.rules[r.ref.key] = self._evaluate_native(r, t, index.get(key), err, runs.get(key, []))
+
     async def _native_history(
         self, rules: Sequence[_Rule], t: float
     ) -> dict[tuple[str, str], list[native.FiringRun]]:
@@ -597,12 +415,7 @@ class Evaluator:
         last = min((x for x in reads if x is not None), default=None)
         if last is None:
             return {}
-        expr = native.history_query({r.ref.namespace for r in rules}, t - last + HISTORY_MARGIN_S)
-        try:
-            return native.firing_runs(await self.client.query_matrix(expr, t))
-        except PrometheusError as e:  # the reads alone still work; only short alerts may go unseen
-            log.warning("reading the ALERTS history failed: %s", e)
-            return {}
+        return await native.firing_history(self.client, {r.ref.namespace for r in rules}, last, t)
 
     def _evaluate_native(
         self,
@@ -656,59 +469,22 @@ class Evaluator:
     ) -> list[tuple[dict[str, str], Transition]]:
         """Instances that fired after the last read and ended before this one: Triggered, then
         Recovered, both notified (in that order), and remembered in ``recentFirings``."""
+        if r.native_floor is None:  # (never: set by the read)
+            return []
+        episodes, r.native_seen = native.between_reads(
+            runs, r.native_floor, r.native_seen, {*old, *new}, level, t, r.ref.spec.labels
+        )
         out: list[tuple[dict[str, str], Transition]] = []
-        floor = r.native_floor
-        if floor is not None:  # (always: set by the read)
-            for run in sorted(runs, key=lambda x: x.first):
-                key = native.instance_key(run.labels, r.ref.spec.labels)
-                seen = max(floor, r.native_seen.get(key, floor))
-                if run.last <= seen or key in old or key in new:
-                    continue
-                picked = level if level is not None else run.severity
-                lv: Level = "critical" if picked == "critical" else "warning"
-                labels = dict(key)
-                out.append((labels, Transition(run.first, "Inactive", "Firing", lv, "Triggered", None, True)))
-                out.append((labels, Transition(run.last, "Firing", "Inactive", None, "Recovered", lv, True)))
-                self._remember_firing(r, key, lv, run.first, run.last)
-                r.native_seen[key] = run.last
-        for key in {*old, *new}:  # accounted for by the reads themselves
-            r.native_seen[key] = t
-        # what is older than the next history window can go
-        r.native_seen = {k: v for k, v in r.native_seen.items() if v > t - 3600}
+        for key, lv, first, last in episodes:
+            out.append((dict(key), Transition(first, "Inactive", "Firing", lv, "Triggered", None, True)))
+            out.append((dict(key), Transition(last, "Firing", "Inactive", None, "Recovered", lv, True)))
+            self._remember_firing(r, key, lv, first, last)
         return out
 
     @staticmethod
     def _remember_firing(r: _Rule, key: SeriesKey, level: str | None, since: float | None, until: float) -> None:
         episode = {"labels": dict(key), "level": level, "since": iso(since), "until": iso(until)}
         r.recent = [episode, *r.recent][:MAX_RECENT_FIRINGS]
-
-    @staticmethod
-    def _baseline(
-        q: Query, answers: Sequence[_QueryResult]
-    ) -> dict[SeriesKey, tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]:
-        """Raw baseline samples pooled per splitBy group."""
-        group = list(q.split_by)
-        parts: dict[SeriesKey, tuple[list[np.ndarray[Any, Any]], list[np.ndarray[Any, Any]]]] = {}
-        for ans in answers:
-            assert not isinstance(ans, PrometheusError)
-            for rs in ans:
-                if not isinstance(rs, RangeSeries):
-                    continue
-                if group:
-                    key = series_key({g: rs.labels[g] for g in group if g in rs.labels})
-                elif q.metric is None:
-                    key = series_key(rs.labels)
-                else:
-                    key = ()
-                ts, vs = parts.setdefault(key, ([], []))
-                ts.append(rs.times)
-                vs.append(rs.values)
-        out = {}
-        for key, (ts, vs) in parts.items():
-            times, vals = np.concatenate(ts), np.concatenate(vs)
-            order = np.argsort(times, kind="stable")
-            out[key] = (times[order], vals[order])
-        return out
 
     def _status(self, r: _Rule, t: float, error: str | None = None) -> dict[str, Any]:
         status = build_status(r.states, t, error=error, limit=self.max_active_series)
@@ -717,59 +493,6 @@ class Evaluator:
             status["recentFirings"] = r.recent
         if error is not None and r.native and status["state"] == "Inactive":
             status["state"] = "Error"  # known alerts stand (no false resolution) while Prometheus cannot be read
-        if error is None and _muted(r.ref.spec, t):
+        if error is None and muted_at(r.ref.spec, t):
             status["reason"] = "Muted"  # evaluation goes on; notifications are flagged muted
-        r.last_status = status
         return status
-
-
-def build_status(
-    states: Mapping[SeriesKey, SeriesState],
-    t: float,
-    *,
-    error: str | None = None,
-    limit: int = MAX_ACTIVE_SERIES,
-) -> dict[str, Any]:
-    """The rule's `status` fields written by the evaluator (AlertRuleStatus, camelCase)."""
-    items = sorted(
-        ((k, s) for k, s in states.items() if s.state != "Inactive"),
-        key=lambda ks: (_ORDER.get(ks[1].state, 5), -SEVERITY.get(ks[1].level or "", 0), ks[0]),
-    )
-    state = rule_state(states.values())
-    alarm = [s for _, s in items if s.state in ALARM_STATES]
-    level = max((s.level for s in alarm if s.level), key=lambda lv: SEVERITY[lv], default=None)
-    firing_since = min((s.since for s in alarm if s.since is not None), default=None)
-    top = items[0][1] if items else next(iter(states.values()), None)
-    value = top.last_value if top is not None else None
-    if error is not None:
-        reason: str | None = "QueryError"
-        message = error[:1024]
-    else:
-        reason = top.reason if top is not None and top.state != "Inactive" else None
-        counts: dict[str, int] = {}
-        for s in states.values():
-            counts[s.state] = counts.get(s.state, 0) + 1
-        message = ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "no series"
-    return {
-        "state": state,
-        "level": level,
-        "reason": reason,
-        "lastEvaluation": {
-            "time": iso(t),
-            "value": value if value is not None and math.isfinite(value) else None,
-            "message": message,
-        },
-        "firingSince": iso(firing_since),
-        "activeSeries": [
-            {
-                "labels": dict(k),
-                "state": s.state,
-                "level": s.level,
-                "value": s.last_value if s.last_value is not None and math.isfinite(s.last_value) else None,
-                "since": iso(s.since),
-                "engineState": s.to_dict(),
-            }
-            for k, s in items[:limit]
-        ],
-        "activeSeriesCount": len(items),
-    }

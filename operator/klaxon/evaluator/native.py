@@ -16,6 +16,7 @@ turns them into the instances that fired meanwhile, so that such an alert is sti
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -25,10 +26,15 @@ from typing import Any
 
 from klaxon.compile.prometheusrule import RULE_NAME_LABEL, RULE_NAMESPACE_LABEL
 from klaxon.compile.promql import regex_quote, string_literal, window
-from klaxon.engine.types import SEVERITY, SeriesState, Transition
-from klaxon.prom.client import RangeSeries
+from klaxon.engine.types import SEVERITY, Level, SeriesState, Transition
+from klaxon.prom.client import PrometheusClient, PrometheusError, RangeSeries
+
+log = logging.getLogger(__name__)
 
 SeriesKey = tuple[tuple[str, str], ...]
+#: The `ALERTS` history read reaches this far behind the last read (a rule group evaluated just
+#: before a read writes its samples just after it).
+HISTORY_MARGIN_S = 60.0
 
 #: Labels Prometheus/Klaxon put on every alert of a rule; the rest identify the instance.
 _RULE_LABELS = frozenset({"alertname", "severity", RULE_NAME_LABEL, RULE_NAMESPACE_LABEL})
@@ -208,3 +214,45 @@ def diff(
             (dict(key), Transition(t, prev.state, "Inactive", None, reason, prev.level, prev.state != "Pending"))
         )
     return out, trs
+
+
+def between_reads(
+    runs: Iterable[FiringRun],
+    floor: float,
+    seen: Mapping[SeriesKey, float],
+    read: Iterable[SeriesKey],
+    level: str | None,
+    t: float,
+    rule_labels: Iterable[str],
+) -> tuple[list[tuple[SeriesKey, Level, float, float]], dict[SeriesKey, float]]:
+    """Episodes (instance, level, first, last) that fired after the last read (`floor`, or an
+    instance's own `seen` mark) and ended before this one, none of them in either read (`read`);
+    and the new `seen` marks: up to each episode's end, up to `t` for what the reads hold, kept
+    for an hour (longer than the next history window)."""
+    marks = dict(seen)
+    shown = set(read)
+    out: list[tuple[SeriesKey, Level, float, float]] = []
+    for run in sorted(runs, key=lambda x: x.first):
+        key = instance_key(run.labels, rule_labels)
+        if run.last <= max(floor, marks.get(key, floor)) or key in shown:
+            continue
+        picked = level if level is not None else run.severity
+        lv: Level = "critical" if picked == "critical" else "warning"
+        out.append((key, lv, run.first, run.last))
+        marks[key] = run.last
+    for key in shown:
+        marks[key] = t
+    return out, {k: v for k, v in marks.items() if v > t - 3600}
+
+
+async def firing_history(
+    client: PrometheusClient, namespaces: Iterable[str], last: float, t: float
+) -> dict[tuple[str, str], list[FiringRun]]:
+    """The firing runs of the namespaces' rules since `last` (the oldest read), from `ALERTS`;
+    empty when Prometheus cannot answer (the reads alone still work; only short alerts may go unseen)."""
+    expr = history_query(namespaces, t - last + HISTORY_MARGIN_S)
+    try:
+        return firing_runs(await client.query_matrix(expr, t))
+    except PrometheusError as e:
+        log.warning("reading the ALERTS history failed: %s", e)
+        return {}

@@ -45,7 +45,7 @@ from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
 from klaxon.api.channel import NotificationChannelSpec
 from klaxon.api.validation import parse_spec
-from klaxon.evaluator.core import RuleRef, SeriesKey, SeriesTransition, series_key
+from klaxon.evaluator.results import RuleRef, SeriesKey, SeriesTransition, series_key
 from klaxon.notify import ACK_ANNOTATION, TEST_ANNOTATION, Notification, Notifier, render_dedup_key
 from klaxon.notify.policy import default_dedup_key
 

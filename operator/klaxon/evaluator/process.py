@@ -40,9 +40,10 @@ from klaxon.evaluator.connect import (
     outbox_path,
     prometheus_client,
 )
-from klaxon.evaluator.core import Evaluator, RuleRef
+from klaxon.evaluator.core import Evaluator
 from klaxon.evaluator.ingest import event_service_for
 from klaxon.evaluator.notifying import NotifyingAdapter
+from klaxon.evaluator.results import RuleRef
 from klaxon.evaluator.server import CycleHealth, EvaluatorMetrics, forward_events, serve_http
 from klaxon.evaluator.status import StatusWriter
 from klaxon.events.service import EventService

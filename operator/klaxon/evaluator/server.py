@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from klaxon.engine.types import STATES
-from klaxon.evaluator.core import CycleResult
+from klaxon.evaluator.results import CycleResult
 from klaxon.events.http import EVENTS_PATH, mount_event_routes
 from klaxon.events.service import EventService
 

@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from klaxon.kube.client import KubeError
+
 log = logging.getLogger(__name__)
 
 WriteFn = Callable[[str, str, dict[str, Any]], Awaitable[None]]
@@ -169,9 +171,11 @@ class StatusWriter:
             async with sem:
                 try:
                     await self._write(ns, name, status)
-                except Exception as e:  # any API failure: retried next cycle
-                    code = getattr(e, "status", "")
-                    log.warning("status write for %s/%s failed: %s %s", ns, name, type(e).__name__, code)
+                except KubeError as e:  # an API failure: retried next cycle
+                    log.warning("status write for %s/%s failed: %s", ns, name, e)
+                    return False
+                except Exception:  # not the API's answer: a bug, shown in full; the cycle goes on
+                    log.exception("status write for %s/%s failed", ns, name)
                     return False
             self._last[(ns, name)] = (significant(status), now)
             self.writes += 1
