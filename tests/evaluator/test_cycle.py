@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from evaluator.helpers import MIN, T0, Recorder, minutes, rule
-from klaxon.api.alertrule import ActiveSeries, AlertRuleStatus
+from klaxon.api.alertrule_status import ActiveSeries, AlertRuleStatus
 from klaxon.compile.engine_rule import engine_rule
 from klaxon.compile.query import value_query
 from klaxon.engine import compute_bounds, step

@@ -1,7 +1,8 @@
 """The three kinds as pydantic models: the single source of truth for CRDs and validation."""
 
 from .alertconfig import AlertConfigSpec, AlertConfigStatus
-from .alertrule import AlertRuleSpec, AlertRuleStatus
+from .alertrule import AlertRuleSpec
+from .alertrule_status import AlertRuleStatus
 from .channel import NotificationChannelSpec, NotificationChannelStatus
 from .common import Condition, parse_duration
 from .constants import API_VERSION, GROUP, VERSION

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
+from .alertrule_cel import SPEC_RULES
 from .common import (
     MAX_EXPR,
     MAX_LIST,
@@ -21,13 +21,11 @@ from .common import (
     PositiveDuration,
     Schedule,
     ShortText,
-    Status,
     Text,
     Timestamp,
     cel,
     cel_rules,
 )
-from .constants import DEFAULT_INTERVAL
 
 Operator = Literal["gt", "gte", "lt", "lte", "eq", "ne"]
 Aggregation = Literal["avg", "min", "max", "sum", "count", "last", "p50", "p90", "p95", "p99"]
@@ -367,163 +365,8 @@ class EventFilter(KModel):
     )
 
 
-def _level_for(name: str) -> str:
-    """CEL for a level's effective ``for``: its own, else trigger.for, else 0s (as ``effective_for``)."""
-    lv = f"self.levels.{name}"
-    trigger = "(has(self.trigger) && has(self.trigger.__for__) ? duration(self.trigger.__for__) : duration('0s'))"
-    return f"(has({lv}.__for__) ? duration({lv}.__for__) : {trigger})"
-
-
-def _level_rules(name: str) -> list[dict[str, Any]]:
-    lv = f"self.levels.{name}"
-    has = f"!has(self.levels) || !has({lv}) || !has(self.condition) || "
-    op = f"(has({lv}.operator) ? {lv}.operator : self.condition.operator)"
-    return [
-        cel(
-            has + f"self.condition.type != 'threshold' || has({lv}.threshold)",
-            "required for a threshold rule's level",
-            f".levels.{name}.threshold",
-        ),
-        cel(
-            has + f"!(self.condition.type in ['absence', 'composite']) || !has({lv}.threshold)",
-            "a level threshold has no meaning for an absence or composite condition",
-            f".levels.{name}.threshold",
-        ),
-        cel(
-            has + f"!has(self.levels.warning) || !has(self.levels.critical) || !({op} in ['eq', 'ne'])",
-            "warning and critical levels need an ordering operator",
-            f".levels.{name}.operator",
-        ),
-        cel(
-            f"!has(self.levels) || !has({lv}) || !has({lv}.violations) || {lv}.violations <= 1 || "
-            "(has(self.trigger) && has(self.trigger.violationWindow))",
-            "violations above 1 needs trigger.violationWindow",
-            f".levels.{name}.violations",
-        ),
-        cel(
-            f"!has(self.levels) || !has({lv}) || !has({lv}.violations) || !has(self.trigger) || "
-            f"!has(self.trigger.violationWindow) || int({lv}.violations) * {_IV_MS} <= {_VW_MS}",
-            "violations cannot fit in trigger.violationWindow at one evaluation per interval",
-            f".levels.{name}.violations",
-        ),
-    ]
-
-
-# int(...) around counts: a client sending JSON 2.0 (kubectl sends 2) passes the schema's
-# integer check, and CEL arithmetic would fail on the double.
-# The evaluation interval as the webhook and `klaxon validate` assume it (the AlertConfig's
-# default is not known here; the operator checks again with it).
-_IV = (
-    "(has(self.evaluation) && has(self.evaluation.interval) ? duration(self.evaluation.interval) "
-    f": duration('{DEFAULT_INTERVAL}'))"
-)
-_IV_MS = f"{_IV}.getMilliseconds()"
-_VW_MS = "duration(self.trigger.violationWindow).getMilliseconds()"
-_HAS_VW = "!has(self.trigger) || !has(self.trigger.violationWindow) || "
-_LEVEL_RULES = [*_level_rules("warning"), *_level_rules("critical")]
-_WINDOW_RULES = [
-    cel(
-        _HAS_VW + f"duration(self.trigger.violationWindow) >= {_IV}",
-        "shorter than the evaluation interval",
-        ".trigger.violationWindow",
-    ),
-    cel(
-        _HAS_VW + f"int(self.trigger.requiredViolations) * {_IV_MS} <= {_VW_MS}",
-        "requiredViolations cannot fit in violationWindow at one evaluation per interval",
-        ".trigger.requiredViolations",
-    ),
-    cel(
-        _HAS_VW + "!has(self.recovery) || !has(self.recovery.window) || "
-        f"duration(self.recovery.window).getMilliseconds() >= "
-        f"{_VW_MS} - (int(self.trigger.requiredViolations) - 1) * {_IV_MS}",
-        "recovery could hold while the trigger still holds",
-        ".recovery.window",
-    ),
-]
-# The features `engine: prometheus` cannot hold, as klaxon.compile.evaluator_reasons lists them.
-_LEVEL_COUNTED = (
-    "(has(self.levels) && ((has(self.levels.warning) && has(self.levels.warning.violations) && "
-    "self.levels.warning.violations > 1) || (has(self.levels.critical) && has(self.levels.critical.violations) && "
-    "self.levels.critical.violations > 1)))"
-)
-_EVALUATOR_ONLY = [
-    ("has(self.events)", "event rules (spec.events)"),
-    ("has(self.schedule)", "schedules in a time zone (spec.schedule)"),
-    ("has(self.recovery) && has(self.recovery.threshold)", "recovery hysteresis (spec.recovery.threshold)"),
-    (
-        "has(self.recovery) && self.recovery.normalCount > 1 && has(self.recovery.window)",
-        "recovery after N normal evaluations and a quiet window (spec.recovery.normalCount with spec.recovery.window)",
-    ),
-    (
-        "has(self.recovery) && has(self.recovery.window) && has(self.trigger) && has(self.trigger.violationWindow) && "
-        f"(self.trigger.requiredViolations > 1 || {_LEVEL_COUNTED})",
-        "a quiet recovery window with counted violations (spec.recovery.window with spec.trigger.requiredViolations)",
-    ),
-    (
-        "has(self.levels) && has(self.levels.warning) && has(self.levels.critical) && has(self.recovery) && "
-        "(self.recovery.normalCount > 1 || has(self.recovery.window))",
-        "escalation and de-escalation of one instance between warning and critical "
-        "with delayed recovery (spec.levels with spec.recovery)",
-    ),
-    ("self.noData != 'NoData'", "noData policy other than NoData (spec.noData)"),
-    ("self.onError != 'Error'", "onError policy other than Error (spec.onError)"),
-]
-_ENGINE_RULES = [
-    cel(
-        f"!has(self.evaluation) || self.evaluation.engine != 'prometheus' || !({test})",
-        f"rule needs the evaluator for {reason}",
-        ".evaluation.engine",
-    )
-    for test, reason in _EVALUATOR_ONLY
-]
-
-
 class AlertRuleSpec(KModel):
-    model_config = ConfigDict(
-        json_schema_extra=cel_rules(
-            cel(
-                "has(self.events) ? !has(self.query) : (has(self.query) != "
-                "(has(self.condition) && self.condition.type == 'composite'))",
-                "set exactly one of query (metric rules), events (event rules) or a composite condition",
-            ),
-            cel(
-                "!has(self.condition) || self.condition.type != 'threshold' || has(self.condition.threshold) || "
-                "has(self.condition.upper) || has(self.condition.lower) || has(self.levels)",
-                "a threshold condition needs condition.threshold, upper, lower or levels",
-                ".condition.threshold",
-            ),
-            cel(
-                "!has(self.levels) || !has(self.levels.warning) || !has(self.levels.critical) || "
-                "!has(self.levels.warning.threshold) || !has(self.levels.critical.threshold) || "
-                "((has(self.condition) && self.condition.type == 'dynamic') ? "
-                "self.levels.critical.threshold > self.levels.warning.threshold : "
-                "(has(self.levels.warning.operator) ? self.levels.warning.operator : "
-                "(has(self.condition) ? self.condition.operator : 'gt')) in ['gt', 'gte'] ? "
-                "self.levels.critical.threshold > self.levels.warning.threshold : "
-                "((has(self.levels.warning.operator) ? self.levels.warning.operator : "
-                "(has(self.condition) ? self.condition.operator : 'gt')) in ['lt', 'lte'] ? "
-                "self.levels.critical.threshold < self.levels.warning.threshold : true))",
-                "levels.critical.threshold must be stricter than levels.warning.threshold",
-                ".levels.critical.threshold",
-            ),
-            cel(
-                "!has(self.events) || !has(self.condition)",
-                "condition applies to query rules only; event rules match with events",
-                ".condition",
-            ),
-            cel("!has(self.query) || has(self.condition)", "required field is missing for a query rule", ".condition"),
-            cel("!has(self.events) || !has(self.levels)", "levels apply to query rules only", ".levels"),
-            cel(
-                "!has(self.levels) || !has(self.levels.warning) || !has(self.levels.critical) || "
-                f"{_level_for('critical')} >= {_level_for('warning')}",
-                "critical.for must not be shorter than warning.for",
-                ".levels.critical.for",
-            ),
-            *_LEVEL_RULES,
-            *_WINDOW_RULES,
-            *_ENGINE_RULES,
-        )
-    )
+    model_config = ConfigDict(json_schema_extra=cel_rules(*SPEC_RULES))
 
     description: Text = Field(default="", description="is what the rule watches and why. Defaults to empty.")
     enabled: bool = Field(
@@ -601,107 +444,13 @@ class AlertRuleSpec(KModel):
     )
 
 
-class Evaluated(KModel):
-    model_config = ConfigDict(extra="ignore")
-
-    time: datetime | None = Field(default=None, description="is when the rule was last evaluated.")
-    value: float | None = Field(default=None, description="is the value at the last evaluation, if any.")
-    message: Annotated[str, StringConstraints(max_length=1024)] = Field(
-        default="", description="is a short account of the last evaluation."
-    )
-
-
-class ActiveSeries(KModel):
-    model_config = ConfigDict(extra="ignore")
-
-    labels: dict[str, str] = Field(default_factory=dict, description="is the series' splitBy labels.")
-    state: State = Field(default="Inactive", description="is the series' state.")
-    level: LevelName | None = Field(default=None, description="is the active level, if any.")
-    value: float | None = Field(default=None, description="is the series' last value.")
-    since: datetime | None = Field(default=None, description="is when the series entered its state.")
-    engine_state: dict[str, Any] | None = Field(
-        default=None,
-        description="is the evaluator's counting state, kept so a restart loses nothing.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
-    )
-
-
-class Notified(KModel):
-    model_config = ConfigDict(extra="ignore")
-
-    time: datetime | None = Field(default=None, description="is when the last notification went out.")
-    channel: str = Field(default="", description="is the channel it went to.")
-    outcome: Literal["Delivered", "Failed", "Suppressed", ""] = Field(default="", description="is its outcome.")
-    reason: str = Field(default="", description="is why it was sent or suppressed.")
-
-
-class FiringEpisode(KModel):
-    model_config = ConfigDict(extra="ignore")
-
-    labels: dict[str, str] = Field(default_factory=dict, description="is the instance's labels.")
-    level: LevelName | None = Field(default=None, description="is the level it fired at.")
-    since: datetime | None = Field(default=None, description="is when it started firing.")
-    until: datetime | None = Field(default=None, description="is when it stopped firing.")
-
-
-class AlertEntry(KModel):
-    model_config = ConfigDict(extra="ignore")
-
-    key: str = Field(description="is the entry's dedup key.")
-    state: Literal["Open", "Acknowledged", "Closed"] = Field(default="Open", description="is the entry's state.")
-    first_event_time: datetime | None = Field(default=None, description="is the first event's time.")
-    last_event_time: datetime | None = Field(default=None, description="is the latest event's time.")
-    event_count: int = Field(default=0, description="is how many events the entry absorbed.")
-    acknowledged_by: str | None = Field(default=None, description="is who acknowledged it.")
-    action: str | None = Field(default=None, description="is the action taken (preset tag).")
-    root_cause: str | None = Field(default=None, description="is the root cause (preset tag).")
-
-
-class AlertRuleStatus(Status):
-    engine: Literal["prometheus", "evaluator"] | None = Field(
-        default=None, description="is the engine that evaluates the rule, as resolved from evaluation.engine."
-    )
-    engine_reasons: list[str] = Field(
-        default_factory=list,
-        max_length=16,
-        description="is why the rule needs the evaluator (features PromQL cannot hold).",
-    )
-    state: State | None = Field(default=None, description="is the most severe state over the rule's series.")
-    level: LevelName | None = Field(default=None, description="is the highest active level.")
-    reason: Annotated[str, StringConstraints(max_length=256)] | None = Field(
-        default=None, description="is a CamelCase word explaining the state (e.g. OutsideSchedule, Muted)."
-    )
-    last_evaluation: Evaluated | None = Field(default=None, description="is the last evaluation.")
-    firing_since: datetime | None = Field(default=None, description="is when the rule started firing.")
-    active_series: list[ActiveSeries] = Field(
-        default_factory=list, max_length=50, description="is the non-inactive series (at most 50)."
-    )
-    active_series_count: int = Field(default=0, description="is the number of non-inactive series.")
-    last_notification: Notified | None = Field(default=None, description="is the last notification.")
-    recent_firings: list[FiringEpisode] = Field(
-        default_factory=list,
-        max_length=10,
-        description="is the last firing episodes that ended, newest first (at most 10), including ones "
-        "shorter than an evaluation cycle (engine: prometheus).",
-    )
-    prometheus_rule_ref: ObjectReference | None = Field(default=None, description="is the generated PrometheusRule.")
-    entries: list[AlertEntry] = Field(
-        default_factory=list, max_length=50, description="is the open alert entries of an event rule (at most 50)."
-    )
-    entries_count: int = Field(default=0, description="is the number of open alert entries.")
-
-
 __all__ = [
-    "ActiveSeries",
-    "AlertEntry",
     "AlertRuleSpec",
-    "AlertRuleStatus",
     "Condition",
     "ConditionSpec",
     "DynamicSpec",
     "Evaluation",
     "EventFilter",
-    "FiringEpisode",
     "Level",
     "Levels",
     "Mute",

@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from .alertconfig import AlertConfigSpec, AlertConfigStatus
-from .alertrule import AlertRuleSpec, AlertRuleStatus
+from .alertrule import AlertRuleSpec
+from .alertrule_status import AlertRuleStatus
 from .channel import NotificationChannelSpec, NotificationChannelStatus
 from .common import Status
 from .constants import ALERT_CONFIGS, ALERT_RULES, GROUP, NOTIFICATION_CHANNELS

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from klaxon.api.alertconfig import Entries
-from klaxon.api.alertrule import AlertEntry
+from klaxon.api.alertrule_status import AlertEntry
 
 from .pipeline import EventResult
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..api.alertrule import Notified
+from ..api.alertrule_status import Notified
 from ..api.channel import NotificationChannelStatus
 from ..api.constants import API_VERSION
 from .client import KubeClient, KubeError, Ref

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from ..api.alertrule import Notified
+from ..api.alertrule_status import Notified
 from ..api.channel import Retry
 from ..api.common import parse_duration
 from .drivers import DeliveryError, HttpRequest, prepare, send_email, send_http

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from ..api.alertrule import Notified
+from ..api.alertrule_status import Notified
 from ..api.channel import NotificationChannelStatus
 
 Source = Literal["metric", "event"]

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..api.alertconfig import AlertConfigSpec
-from ..api.alertrule import AlertRuleSpec, Notified
+from ..api.alertrule import AlertRuleSpec
+from ..api.alertrule_status import Notified
 from ..api.channel import NotificationChannelSpec, NotificationChannelStatus
 from ..api.common import Condition, SecretKeySelector
 from .delivery import Delivery, DeliveryOptions
