@@ -146,19 +146,8 @@ class _Parser:
                 return self._closed(tokens, i, depth), i + 2
             if c in "\"`'":
                 i = self._quoted(tokens, i)
-            elif c == "$":
-                m = _VARIABLE.match(text, i)
-                assert m is not None
-                tokens.append(_Token("var", m.group(0), i))
-                i = self._fields(tokens, m.end())
-            elif c == "." and not (i + 1 < len(text) and text[i + 1].isdigit()):
-                m = _FIELD.match(text, i)
-                if m is None:
-                    tokens.append(_Token("dot", ".", i))
-                    i += 1
-                else:
-                    tokens.append(_Token("field", m.group(0), i))
-                    i = self._fields(tokens, m.end())
+            elif c == "$" or (c == "." and not (i + 1 < len(text) and text[i + 1].isdigit())):
+                i = self._lex_variable(tokens, i)
             elif (
                 c.isdigit()
                 or c == "."
@@ -191,6 +180,15 @@ class _Parser:
                 i += 1
             else:
                 raise TemplateSyntaxError(i, f"unrecognized character in action: {c!r}")
+
+    def _lex_variable(self, tokens: list[_Token], i: int) -> int:
+        """A variable (`$x`), a field (`.a`) or the dot, with the field chain after it."""
+        m = _VARIABLE.match(self.text, i) if self.text[i] == "$" else _FIELD.match(self.text, i)
+        if m is None:
+            tokens.append(_Token("dot", ".", i))
+            return i + 1
+        tokens.append(_Token("var" if self.text[i] == "$" else "field", m.group(0), i))
+        return self._fields(tokens, m.end())
 
     @staticmethod
     def _closed(tokens: list[_Token], i: int, depth: int) -> list[_Token]:

@@ -171,18 +171,11 @@ def pod_hash(spec: AlertConfigSpec, image: str) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_evaluator_deployment(
-    config_name: str,
-    namespace: str,
-    spec: AlertConfigSpec,
-    shard: int,
-    image: str,
-    pull_policy: str = "IfNotPresent",
-    pull_secrets: Iterable[str] = (),
-) -> Body:
+def _evaluator_container(
+    config_name: str, namespace: str, spec: AlertConfigSpec, shard: int, image: str, pull_policy: str
+) -> dict[str, Any]:
+    """The evaluator container of one shard: its arguments, probes, resources and a locked-down context."""
     shards = spec.evaluator.shards
-    labels = {**evaluator_labels(config_name), SHARD_LABEL: str(shard)}
-    selector = {**selector_labels(config_name), SHARD_LABEL: str(shard)}
     ident = f"{namespace}/{config_name}"
     probe = {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10, "timeoutSeconds": 5}
     # /readyz: the leader while its cycles keep finishing, and any standby (it forwards events to
@@ -232,6 +225,21 @@ def build_evaluator_deployment(
             {"name": "state", "mountPath": STATE_DIR},
         ],
     }
+    return container
+
+
+def build_evaluator_deployment(
+    config_name: str,
+    namespace: str,
+    spec: AlertConfigSpec,
+    shard: int,
+    image: str,
+    pull_policy: str = "IfNotPresent",
+    pull_secrets: Iterable[str] = (),
+) -> Body:
+    labels = {**evaluator_labels(config_name), SHARD_LABEL: str(shard)}
+    selector = {**selector_labels(config_name), SHARD_LABEL: str(shard)}
+    container = _evaluator_container(config_name, namespace, spec, shard, image, pull_policy)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
