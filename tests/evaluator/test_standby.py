@@ -83,6 +83,18 @@ async def serving(url: str) -> bool:
     return True
 
 
+async def _poll_until_leading(url: str, kube: Any, refused: list[float]) -> None:
+    """Ask `url` every 10 ms until a second after pod-b holds the Lease; note each refused connection."""
+    loop = asyncio.get_running_loop()
+    until: float | None = None
+    while until is None or loop.time() < until:
+        if until is None and holder(kube) == "pod-b":
+            until = loop.time() + 1.0
+        if not await serving(url):
+            refused.append(loop.time())
+        await asyncio.sleep(0.01)
+
+
 def holder(kube: Any) -> str | None:
     return ((kube.get_object(LEASES, LEASE, "mon") or {}).get("spec") or {}).get("holderIdentity")
 
@@ -122,10 +134,13 @@ async def test_one_replica_evaluates_the_other_stands_by_and_takes_over(
 
         # the standby never wrote: only pod-a's status writes exist (one writer at a time)
         writes_before = len(kube.requests("PATCH", AR, subresource="status"))
+        refused: list[float] = []
+        polling = asyncio.create_task(_poll_until_leading(f"{base_b}/healthz", kube, refused))
         stops["a"].set()
         assert await asyncio.wait_for(a, 10) == 0
         await wait_for(lambda: holder(kube) == "pod-b", timeout=10)
-        await wait_for(lambda: serving(f"{base_b}/readyz"), timeout=5)
+        await asyncio.wait_for(polling, 15)
+        assert refused == []  # one server from standby to leader: no gap in /healthz or POST /v1/events
         assert await status_of(f"{base_b}/readyz") == 200
         kube.patch_object(AR, "hot", {"spec": {"condition": {"threshold": 99}}}, namespace="mon")
         clock["t"] += MIN  # pod-b sees the change and resolves the rule

@@ -142,6 +142,7 @@ class EvaluatorProcess:
         #: the spec.prometheus the client was built from; a failed renewal is retried every cycle
         self._prom_built: Any = None
         self._events: EventService | None = None
+        self._runner: web.AppRunner | None = None
         self._stop: asyncio.Event | None = None
         #: every rule of the AlertConfig (valid or not, any shard), for the notifier
         self._known: dict[str, dict[str, Any]] = {}
@@ -164,6 +165,7 @@ class EvaluatorProcess:
         if self.elector is not None:
             self._own_lease(cfg_obj)
             if not await self._stand_by(leadership):
+                await self._close_server()
                 return 0
         try:
             await self.start()
@@ -175,6 +177,7 @@ class EvaluatorProcess:
                 await self._sleep(stop)
         finally:
             await self.stop()
+            await self._close_server()  # (when start failed before handing it to the stack)
             await leadership.release()
         return 1 if leadership.lost or self.crashed else 0
 
@@ -195,12 +198,8 @@ class EvaluatorProcess:
         )
         self._feed = RuleFeed(self.kube, opts.config_namespace, opts.config_name, self._scope(self._granted))
         self._stack.push_async_callback(self._stop_events)  # after the HTTP server (LIFO)
-        if opts.metrics_port:
-            # Shard 0 holds grouping and cooldown state: POST /v1/events goes to its event service
-            # while spec.events.token is set (it may come and go with the AlertConfig).
-            post = self._post_events if self.index == 0 else None
-            runner = await serve_http(self.metrics, self.health, opts.metrics_port, forward=post)
-            self._stack.push_async_callback(runner.cleanup)
+        await self._serve()  # (a standby's server goes on serving: no gap in /healthz or events)
+        self._stack.push_async_callback(self._close_server)
         self._prom = await prometheus_client(self._read_secret, self.config)
         self._prom_built = self.config.prometheus
         self._stack.push_async_callback(self._close_prometheus)
@@ -322,6 +321,25 @@ class EvaluatorProcess:
         )
         if self._events is not None:
             await self._events.start()
+
+    async def _serve(self) -> None:
+        """The one HTTP server of the process (metrics, health, events), from standby to the end."""
+        if self._runner is None and self.options.metrics_port:
+            self._runner = await serve_http(self.metrics, self.health, self.options.metrics_port, forward=self._route)
+
+    async def _close_server(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        """``POST /v1/events``: a standby hands it to the leader; shard 0's leader holds grouping and
+        cooldown state and takes it (while spec.events.token is set); other shards have no such route."""
+        if not self.health.leading and self.elector is not None:
+            return await forward_events(request, self.elector.holder_annotation(LEADER_ADDRESS_ANNOTATION))
+        if self.index != 0:
+            raise web.HTTPNotFound()
+        return await self._post_events(request)
 
     async def _stop_events(self) -> None:
         events, self._events = self._events, None
@@ -461,20 +479,10 @@ class EvaluatorProcess:
     async def _stand_by(self, leadership: Leadership) -> bool:
         """Serve /healthz and /readyz and forward ``POST /v1/events`` to the leader until the Lease
         is ours (True) or we stop (False)."""
-        elector = self.elector
-        assert elector is not None
+        assert self.elector is not None
         self.health.leading = False
-
-        async def forward(request: web.Request) -> web.StreamResponse:
-            return await forward_events(request, elector.holder_annotation(LEADER_ADDRESS_ANNOTATION))
-
-        port = self.options.metrics_port
-        runner = await serve_http(self.metrics, self.health, port, forward=forward) if port else None
-        try:
-            leading = await leadership.acquire()
-        finally:
-            if runner is not None:
-                await runner.cleanup()
+        await self._serve()
+        leading = await leadership.acquire()
         if leading:
             self.health.lead()
         return leading
