@@ -5,6 +5,7 @@ others may share.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -96,10 +97,8 @@ class ControlPlane:
         killed = time.monotonic()
         deadline = killed + 10
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
-            try:  # cluster.sh started it with setsid: it is no child of ours, nothing to reap
+            with contextlib.suppress(ChildProcessError):  # a restarted one is our child: reap it
                 os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
             time.sleep(0.01)
         return killed
 
@@ -171,9 +170,11 @@ def control_plane() -> Iterator[ControlPlane]:
                 ["bash", str(tools / "cluster.sh"), "start"], env=env, capture_output=True, text=True, timeout=180
             )
             if started.returncode != 0:
-                log = (base / "run" / "apiserver.log").read_text(errors="replace")[-3000:] if (
-                    base / "run" / "apiserver.log"
-                ).exists() else ""
+                log = (
+                    (base / "run" / "apiserver.log").read_text(errors="replace")[-3000:]
+                    if (base / "run" / "apiserver.log").exists()
+                    else ""
+                )
                 raise AssertionError(f"cluster.sh start failed: {started.stderr}\n{log}")
             yield plane
         finally:

@@ -112,6 +112,15 @@ class KubeError(Exception):
 #: What a call to the API server raises when the call failed (the server said no, or the
 #: connection broke) rather than the caller: retry these, let anything else surface.
 FAILURES: tuple[type[Exception], ...] = (KubeError, aiohttp.ClientError, TimeoutError)
+
+
+def unexpected(exc: BaseException) -> bool:
+    """Whether a failure of an API call deserves a traceback in the log: only what the client did
+    not turn into a KubeError (an API server that is away or says no is an outage or a refusal to
+    report, not a bug)."""
+    return not isinstance(exc, KubeError)
+
+
 #: Answers that say "not now" rather than "no": the request may succeed when sent again.
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 #: ... and those after which the server has certainly not acted (safe to send a create again).
@@ -252,6 +261,8 @@ class KubeClient:
         self.field_manager = field_manager
         self.retry = retry
         self.requests = 0
+        #: the last call got no answer from the server (see _retrying)
+        self.unreachable = False
 
     @classmethod
     async def connect(
@@ -317,21 +328,33 @@ class KubeClient:
 
     async def _retrying(self, method: str, path: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt()``, again while it fails transiently and ``self.retry`` allows; a failure
-        is raised as KubeError."""
+        is raised as KubeError.
+
+        Once a call has spent its whole budget without reaching the server, later calls try once
+        until the server answers again: a process that writes many objects in a row (an
+        evaluator's status writes) must not wait out a budget for each of them.
+        """
         started = time.monotonic()
         delays = self.retry.delays()
         while True:
             self.requests += 1
             try:
-                return await attempt()
+                result = await attempt()
             except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
+                if isinstance(exc, ApiException):
+                    self.unreachable = False  # it answered (a restarting server says 503 for a while)
+                budget = 0.0 if self.unreachable else self.retry.budget
                 pause = _retry_after(exc, next(delays))
-                if not transient(exc, method) or time.monotonic() - started + pause > self.retry.budget:
+                if not transient(exc, method) or time.monotonic() - started + pause > budget:
                     if isinstance(exc, ApiException):
                         raise KubeError.from_api(exc) from None
+                    self.unreachable = True
                     raise transport_error(exc) from None
                 API_RETRIES.labels(method, _resource_of(path)).inc()
                 await asyncio.sleep(pause)
+            else:
+                self.unreachable = False
+                return result
 
     async def get(self, ref: Ref) -> Body | None:
         try:
