@@ -227,7 +227,10 @@ BURST_OUTAGE_S = 15.0
 
 async def test_a_burst_of_creates_converges_across_an_outage(plane: ControlPlane, tmp_path: Path) -> None:
     """500 AlertRules created 20 at a time; the server killed after 150, back 15 s later; the
-    creates resume. Every rule converges to exactly one PrometheusRule; no traceback."""
+    creates resume. The operator reconciles again within 15 s of the server's return (no backoff
+    holds it back); every rule converges to exactly one PrometheusRule; no traceback. (How soon
+    the rules created before the kill are all reconciled is printed, not bounded: they queue
+    with the 350 creates made after the return, so it measures throughput on this machine.)"""
     figures: list[str] = []
     async with client(plane) as kube:
         await install_crds(kube)
@@ -238,7 +241,7 @@ async def test_a_burst_of_creates_converges_across_an_outage(plane: ControlPlane
             async with namespaces(kube, ns), operator_process(plane.kubeconfig, (ns,), workdir) as op:
                 try:
                     await kube.create(config(ns))
-                    figures.append(f"round {rep}: " + await burst(plane, kube, ns))
+                    figures.append(f"round {rep}: " + await burst(plane, kube, ns, op))
                     check_process(op)
                 except BaseException:
                     print(op.output()[-8000:])
@@ -246,14 +249,27 @@ async def test_a_burst_of_creates_converges_across_an_outage(plane: ControlPlane
     print(f"\nburst of {BURST} creates, leader election on, {BURST_OUTAGE_S:.0f} s outage:\n  " + "\n  ".join(figures))
 
 
-async def burst(plane: ControlPlane, kube: KubeClient, ns: str) -> str:
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d [\d:]{8},\d{3}) INFO kopf\.objects: Handler 'reconcile' succeeded", re.M)
+
+
+def first_reconcile_after(op: Proc, wall: float) -> float | None:
+    """time.time() of the first successful reconcile the operator logged after ``wall``."""
+    for match in LOG_TIME.finditer(op.output()):
+        at = datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()  # local, as logged
+        if at >= wall:
+            return at
+    return None
+
+
+async def burst(plane: ControlPlane, kube: KubeClient, ns: str, op: Proc) -> str:
     """Create BURST rules, with an outage after KILL_AFTER of them; wait for convergence."""
     names = [f"b{i:03d}" for i in range(BURST)]
     created: set[str] = set()
     failures = 0
+    all_created = 0.0
 
     async def creator(mine: list[str]) -> None:
-        nonlocal failures
+        nonlocal failures, all_created
         for name in mine:
             while name not in created:
                 try:
@@ -265,6 +281,7 @@ async def burst(plane: ControlPlane, kube: KubeClient, ns: str) -> str:
                     else:
                         failures += 1
                         await asyncio.sleep(0.5)
+        all_created = max(all_created, time.monotonic())
 
     async def enough() -> bool:
         return len(created) >= KILL_AFTER
@@ -273,9 +290,11 @@ async def burst(plane: ControlPlane, kube: KubeClient, ns: str) -> str:
         status = r.get("status") or {}
         return bool(status.get("observedGeneration") == r["metadata"]["generation"] and status.get("prometheusRuleRef"))
 
+    async def done_names() -> set[str]:
+        return {r["metadata"]["name"] for r in await kube.list(Ref(KLAXON, "alertrules", ns)) if reconciled(r)}
+
     async def settled(wanted: set[str]) -> bool:
-        rules = await kube.list(Ref(KLAXON, "alertrules", ns))
-        return wanted <= {r["metadata"]["name"] for r in rules if reconciled(r)}
+        return wanted <= await done_names()
 
     async def converged() -> bool:
         rules = await kube.list(Ref(KLAXON, "alertrules", ns))
@@ -290,22 +309,28 @@ async def burst(plane: ControlPlane, kube: KubeClient, ns: str) -> str:
     await eventually(enough, 120, f"{KILL_AFTER} creates", 0.02)
     before = set(created)  # their reconciles were queued, running or done when the server died
     killed, ready = await outage(plane, BURST_OUTAGE_S)
-    await eventually(lambda: settled(before), 60, f"the {len(before)} rules created before the kill", 0.25)
+    ready_wall = time.time() - (time.monotonic() - ready)
+
+    async def progress() -> float | None:
+        # From the operator's log: this test's own lists of 500 rules lag on a loaded machine.
+        return first_reconcile_after(op, ready_wall)
+
+    # No backoff holds the operator back once the server is back: it reconciles again soon.
+    resumed = await eventually(progress, 60, "a reconcile after the server's return", 0.1) - ready_wall
+    assert resumed <= LANDS_WITHIN_S, f"the first reconcile came {resumed:.1f} s after the server was ready"
+    await eventually(lambda: settled(before), 120, f"the {len(before)} rules created before the kill", 0.25)
     cut_settled = time.monotonic() - ready
     await asyncio.gather(*creators)
-    all_created = time.monotonic()
     await eventually(converged, 240, f"{BURST} rules, one PrometheusRule each", 0.5)
     done = time.monotonic()
     prs = await kube.list(Ref(PROMRULES, "prometheusrules", ns))
     assert len(prs) == BURST
-    figure = (
-        f"killed {killed - started:.1f} s into the burst, down {ready - killed:.1f} s, the {len(before)} rules "
-        f"created before the kill reconciled {cut_settled:.1f} s after ready, {failures} failed creates retried, "
-        f"all created {all_created - ready:.1f} s and converged {done - ready:.1f} s after ready "
-        f"({len(prs)} PrometheusRules for {BURST} rules)"
+    return (
+        f"killed {killed - started:.1f} s into the burst, down {ready - killed:.1f} s; after ready: reconciling "
+        f"again in {resumed:.1f} s, the {len(before)} rules created before the kill reconciled in "
+        f"{cut_settled:.1f} s, all created in {all_created - ready:.1f} s ({failures} failed creates retried), "
+        f"converged in {done - ready:.1f} s ({len(prs)} PrometheusRules for {BURST} rules)"
     )
-    assert cut_settled <= LANDS_WITHIN_S, figure
-    return figure
 
 
 async def test_the_evaluator_survives_an_api_server_restart(
@@ -371,6 +396,57 @@ async def test_the_evaluator_survives_an_api_server_restart(
     print("\nevaluator, API server restarted (killed, started at once):\n  " + "\n  ".join(figures))
 
 
+async def sample_until_exit(op: Proc, since: float, limit: float) -> list[tuple[float, int]]:
+    """/healthz every 50 ms while ``op`` runs (at most ``limit`` s after ``since``): (when, status)."""
+    seen: list[tuple[float, int]] = []
+    while op.alive() and time.monotonic() - since < limit:
+        seen.append((time.monotonic(), await asyncio.to_thread(healthz, op)))
+        await asyncio.sleep(0.05)
+    return seen
+
+
+def check_failed_exit(op: Proc, seen: list[tuple[float, int]], limit: float) -> float:
+    """The process ended non-zero and /healthz answered 500 from the failure on; when the first 500 was."""
+    assert not op.alive(), f"still up {limit:.0f} s after the fault:\n{op.output()[-4000:]}"
+    code = op.popen.returncode
+    failing = [t for t, status in seen if status == 500]
+    assert code != 0 and failing, (code, seen[-5:], op.output()[-4000:])
+    assert all(status in (500, 0) for t, status in seen if t >= failing[0]), seen  # 0: gone
+    assert "kopf's machinery failed" in op.output(), op.output()[-4000:]
+    return failing[0]
+
+
+async def test_the_server_away_longer_than_kopfs_retries_ends_the_process(plane: ControlPlane, tmp_path: Path) -> None:
+    """kopf retries its own requests (its watches) for --api-retry-seconds (3 s here, 300 s by
+    default), then gives up the watcher and with it the orchestrator. The operator must then exit
+    non-zero, /healthz 500 from the failure on, rather than stay up reconciling nothing."""
+    ns = unique("away")
+    limit = 60.0
+    async with client(plane) as kube:
+        await install_crds(kube)
+        env = {**NO_LEADER_ELECTION, "KLAXON_API_RETRY_SECONDS": "3"}
+        async with namespaces(kube, ns), operator_process(plane.kubeconfig, (ns,), tmp_path, env=env) as op:
+            try:
+                await kube.create(config(ns))
+                await kube.create(rule(ns, "r0", 500))
+                await eventually(lambda: landed(kube, ns, {"r0": 500}), 60, "the first PrometheusRule")
+                killed = await asyncio.to_thread(plane.kill_apiserver)
+                try:
+                    seen = await sample_until_exit(op, killed, limit)
+                    exited = time.monotonic()
+                finally:
+                    plane.start_apiserver()
+                    await asyncio.to_thread(plane.wait_ready)
+                failed = check_failed_exit(op, seen, limit)
+                print(
+                    f"\nAPI server away (kopf retries 3 s): /healthz 500 {failed - killed:.1f} s after the kill, "
+                    f"the process gone {exited - failed:.1f} s later with exit code {op.popen.returncode}"
+                )
+            except BaseException:
+                print(op.output()[-8000:])
+                raise
+
+
 async def test_a_fatal_failure_of_kopf_ends_the_process_and_healthz_says_so_at_once(tmp_path: Path) -> None:
     """kopf gives up a watch whose requests failed for --api-retry-seconds (3 s here), and with it
     its whole orchestrator. Here the AlertRule CRD's conversion webhook is down, so once the API
@@ -388,20 +464,13 @@ async def test_a_fatal_failure_of_kopf_ends_the_process_and_healthz_says_so_at_o
                     await kube.create({**rule(ns, "r0", 500), "apiVersion": "klaxon.dev/v1alpha2"})
                     await outage(own, 0.0)
                     restarted = time.monotonic()
-                    seen: list[tuple[float, int]] = []
-                    while op.alive() and time.monotonic() - restarted < 120:
-                        seen.append((time.monotonic(), await asyncio.to_thread(healthz, op)))
-                        await asyncio.sleep(0.05)
+                    seen = await sample_until_exit(op, restarted, 120)
                     exited = time.monotonic()
-                    assert not op.alive(), f"still up 120 s after the restart:\n{op.output()[-4000:]}"
-                    code = op.popen.returncode
-                    failing = [t for t, status in seen if status == 500]
-                    assert code != 0 and failing, (code, seen[-5:], op.output()[-4000:])
-                    assert all(status in (500, 0) for t, status in seen if t >= failing[0]), seen  # 0: gone
-                    assert "kopf's machinery failed" in op.output() and "multitasker" in op.output()
+                    failed = check_failed_exit(op, seen, 120)
+                    assert "multitasker" in op.output()
                     print(
-                        f"\nfatal kopf failure: /healthz 500 from {failing[0] - restarted:.1f} s after the restart, "
-                        f"the process gone {exited - failing[0]:.1f} s later with exit code {code}"
+                        f"\nfatal kopf failure: /healthz 500 from {failed - restarted:.1f} s after the restart, "
+                        f"the process gone {exited - failed:.1f} s later with exit code {op.popen.returncode}"
                     )
                 except BaseException:
                     print(op.output()[-8000:])
