@@ -60,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="seconds the leader keeps failing to renew before it stops ($KLAXON_RENEW_DEADLINE_SECONDS, default 10)")
     add("--retry-period", type=float, default=float(_env("RETRY_PERIOD_SECONDS", "2")),
         help="seconds between acquire/renew attempts ($KLAXON_RETRY_PERIOD_SECONDS, default 2)")
+    add("--api-retry-seconds", type=float, default=float(_env("API_RETRY_SECONDS", "300")),
+        help="how long kopf retries a failing API request (a watch, its own annotations) before the operator "
+        "gives up and exits to be restarted ($KLAXON_API_RETRY_SECONDS, default 300)")
     add("--evaluator-image", default=_env("EVALUATOR_IMAGE", os.environ.get("KLAXON_IMAGE", DEFAULT_IMAGE)),
         help="image of evaluator Deployments unless an AlertConfig sets one ($KLAXON_EVALUATOR_IMAGE)")
     add("--evaluator-image-pull-policy", default=_env("EVALUATOR_IMAGE_PULL_POLICY", "IfNotPresent"),
@@ -106,6 +109,7 @@ def options(args: argparse.Namespace) -> OperatorOptions:
         lease_duration=args.lease_duration,
         renew_deadline=args.renew_deadline,
         retry_period=args.retry_period,
+        api_retry_seconds=args.api_retry_seconds,
     )
 
 

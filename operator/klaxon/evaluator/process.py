@@ -47,7 +47,7 @@ from klaxon.evaluator.results import RuleRef
 from klaxon.evaluator.server import CycleHealth, EvaluatorMetrics, forward_events, serve_http
 from klaxon.evaluator.status import StatusWriter
 from klaxon.events.service import EventService
-from klaxon.kube.client import FAILURES, Body, KubeClient, Ref
+from klaxon.kube.client import FAILURES, Body, KubeClient, Ref, unexpected
 from klaxon.kube.lease import LeaderElector, Leadership, pod_identity
 from klaxon.kube.objectfeed import ObjectFeed
 from klaxon.kube.rulefeed import RuleFeed
@@ -566,7 +566,7 @@ class EvaluatorProcess:
             try:
                 channels = await self.kube.list(Ref.klaxon("NotificationChannel", ns))
             except FAILURES as e:
-                log.warning("listing NotificationChannels in %s failed: %s", ns, e, exc_info=True)
+                log.warning("listing NotificationChannels in %s failed: %s", ns, e, exc_info=unexpected(e))
                 continue
             await adapter.sync_channels(ns, channels)
 

@@ -4,17 +4,22 @@ operator and the evaluator alike: get, list, watch, create, merge-patch (of the 
 
 Generic on purpose: every call names ``apiVersion`` + plural, so the same code reads and
 writes PrometheusRules, Deployments and our own kinds, and every request is counted.
+
+An API server that restarts, is briefly unreachable or overloaded is retried here, with a short
+bounded backoff (``Retry``): callers see a failure only once it lasted the whole budget, and then
+always as a ``KubeError`` (a transport failure is a 503, a timeout a 504), never as an aiohttp error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from kubernetes_asyncio import client as k8s
@@ -26,6 +31,7 @@ from ..api.constants import API_VERSION
 from ..api.constants import PLURALS as KLAXON_PLURALS
 
 Body = dict[str, Any]
+T = TypeVar("T")
 Items = list[Body]  # (a name of its own: KubeClient.list shadows the builtin in the class body)
 #: The connection settings type, for modules outside klaxon.kube (which never import the client library).
 Configuration = k8s.Configuration
@@ -41,6 +47,11 @@ API_LATENCY = Histogram(
     "klaxon_operator_api_request_duration_seconds",
     "Latency of Kubernetes API requests made by Klaxon.",
     ["method"],
+)
+API_RETRIES = Counter(
+    "klaxon_operator_api_retries_total",
+    "Kubernetes API requests Klaxon's client retried after a transport error, a timeout, 5xx or 429.",
+    ["method", "resource"],
 )
 
 #: Kinds Klaxon generates or reads, by (apiVersion, kind): their plural and whether namespaced.
@@ -63,11 +74,18 @@ PLURALS: dict[tuple[str, str], str] = {
 class KubeError(Exception):
     """An API error with the status code and the server's message (what users need to read)."""
 
-    def __init__(self, status: int, reason: str, message: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, *, unreachable: bool = False) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        #: no answer at all (connection refused or broken, timeout): the status is ours, not the server's
+        self.unreachable = unreachable
+
+    @property
+    def transient(self) -> bool:
+        """Worth trying again later: the server was unreachable, busy or failing (429, 5xx)."""
+        return self.unreachable or self.status in TRANSIENT_STATUS
 
     @property
     def resource_missing(self) -> bool:
@@ -94,6 +112,66 @@ class KubeError(Exception):
 #: What a call to the API server raises when the call failed (the server said no, or the
 #: connection broke) rather than the caller: retry these, let anything else surface.
 FAILURES: tuple[type[Exception], ...] = (KubeError, aiohttp.ClientError, TimeoutError)
+
+
+def unexpected(exc: BaseException) -> bool:
+    """Whether a failure of an API call deserves a traceback in the log: only what the client did
+    not turn into a KubeError (an API server that is away or says no is an outage or a refusal to
+    report, not a bug)."""
+    return not isinstance(exc, KubeError)
+
+
+#: Answers that say "not now" rather than "no": the request may succeed when sent again.
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+#: ... and those after which the server has certainly not acted (safe to send a create again).
+NOT_ACTED_STATUS = frozenset({429, 503})
+#: One attempt's limits: connecting, and silence while reading (the API server itself gives up
+#: on a request after 60 s); without them a hung server holds a call forever.
+ATTEMPT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=70)
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How a request that failed transiently is retried: after ``first`` seconds, doubling up to
+    ``cap`` (each delay jittered down by up to half), for as long as ``budget`` seconds in all
+    since the first attempt. Short on purpose: a restarted API server is used within ``cap``
+    seconds of coming back, and a longer outage is the caller's to handle (it sees a KubeError)."""
+
+    first: float = 0.2
+    cap: float = 2.0
+    budget: float = 10.0
+
+    def delays(self) -> Iterator[float]:
+        delay = self.first
+        while True:
+            yield delay * random.uniform(0.5, 1.0)
+            delay = min(self.cap, delay * 2)
+
+
+NO_RETRY = Retry(budget=0.0)
+
+
+def transient(exc: BaseException, method: str) -> bool:
+    """Whether ``exc`` from a ``method`` call is worth sending again: transport errors and
+    timeouts, 429 and 5xx; for POST (not idempotent) only what the server never acted on."""
+    if isinstance(exc, ApiException):
+        return int(exc.status or 0) in (NOT_ACTED_STATUS if method == "POST" else TRANSIENT_STATUS)
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):  # a wrong CA stays wrong
+        return False
+    if method == "POST":
+        return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
+    return isinstance(exc, aiohttp.ClientConnectionError | aiohttp.ClientPayloadError | TimeoutError)
+
+
+def transport_error(exc: BaseException) -> KubeError:
+    """A failure to get an answer at all, as the KubeError callers handle: 504 for a timeout, else 503."""
+    if isinstance(exc, TimeoutError):
+        return KubeError(
+            504, "Timeout", f"no answer from the API server in time ({type(exc).__name__})", unreachable=True
+        )
+    return KubeError(503, "ServiceUnavailable", f"the API server could not be reached: {exc}"[:500], unreachable=True)
+
+
 #: A watch asks the server to end it after 5-10 minutes (as client-go does), then resumes.
 WATCH_TIMEOUT_S = (300, 600)
 #: The longest watch event line read (etcd keeps objects up to 1.5 MiB).
@@ -141,6 +219,16 @@ def _resource_of(path: str) -> str:
     return rest[0] if rest else ""
 
 
+def _retry_after(exc: BaseException, delay: float) -> float:
+    """The delay before sending again: a 429's ``Retry-After`` when it asks for longer (bounded)."""
+    headers = getattr(exc, "headers", None) or {}
+    try:
+        asked = float(headers.get("Retry-After") or 0)
+    except (TypeError, ValueError):
+        asked = 0.0
+    return max(delay, min(asked, 10.0))
+
+
 def plural_of(api_version: str, kind: str) -> str:
     try:
         return PLURALS[(api_version, kind)]
@@ -168,10 +256,13 @@ async def _next_event(resp: Any) -> dict[str, Any] | None:
 class KubeClient:
     """Thin async wrapper over kubernetes-asyncio's ApiClient: JSON in, JSON out."""
 
-    def __init__(self, api: k8s.ApiClient, field_manager: str = "klaxon-operator") -> None:
+    def __init__(self, api: k8s.ApiClient, field_manager: str = "klaxon-operator", retry: Retry = Retry()) -> None:
         self.api = api
         self.field_manager = field_manager
+        self.retry = retry
         self.requests = 0
+        #: the last call got no answer from the server (see _retrying)
+        self.unreachable = False
 
     @classmethod
     async def connect(
@@ -208,29 +299,62 @@ class KubeClient:
         content_type: str = "application/json",
     ) -> Any:
         headers = {"Accept": "application/json", "Content-Type": content_type}
-        resource = _resource_of(path)
+
+        async def attempt() -> Any:
+            started = time.monotonic()
+            code = "0"
+            try:
+                result = await self.api.call_api(
+                    path,
+                    method,
+                    query_params=list((query or {}).items()),
+                    header_params=headers,
+                    body=body,
+                    response_types_map={200: "object", 201: "object", 202: "object"},
+                    auth_settings=["BearerToken"],
+                    _return_http_data_only=True,
+                    _request_timeout=ATTEMPT_TIMEOUT,
+                )
+                code = "2xx"
+                return result
+            except ApiException as exc:
+                code = str(exc.status)
+                raise
+            finally:
+                API_REQUESTS.labels(method, _resource_of(path), code).inc()
+                API_LATENCY.labels(method).observe(time.monotonic() - started)
+
+        return await self._retrying(method, path, attempt)
+
+    async def _retrying(self, method: str, path: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()``, again while it fails transiently and ``self.retry`` allows; a failure
+        is raised as KubeError.
+
+        Once a call has spent its whole budget without reaching the server, later calls try once
+        until the server answers again: a process that writes many objects in a row (an
+        evaluator's status writes) must not wait out a budget for each of them.
+        """
         started = time.monotonic()
-        self.requests += 1
-        code = "0"
-        try:
-            result = await self.api.call_api(
-                path,
-                method,
-                query_params=list((query or {}).items()),
-                header_params=headers,
-                body=body,
-                response_types_map={200: "object", 201: "object", 202: "object"},
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-            )
-            code = "2xx"
-            return result
-        except ApiException as exc:
-            code = str(exc.status)
-            raise KubeError.from_api(exc) from None
-        finally:
-            API_REQUESTS.labels(method, resource, code).inc()
-            API_LATENCY.labels(method).observe(time.monotonic() - started)
+        delays = self.retry.delays()
+        while True:
+            self.requests += 1
+            try:
+                result = await attempt()
+            except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
+                if isinstance(exc, ApiException):
+                    self.unreachable = False  # it answered (a restarting server says 503 for a while)
+                budget = 0.0 if self.unreachable else self.retry.budget
+                pause = _retry_after(exc, next(delays))
+                if not transient(exc, method) or time.monotonic() - started + pause > budget:
+                    if isinstance(exc, ApiException):
+                        raise KubeError.from_api(exc) from None
+                    self.unreachable = True
+                    raise transport_error(exc) from None
+                API_RETRIES.labels(method, _resource_of(path)).inc()
+                await asyncio.sleep(pause)
+            else:
+                self.unreachable = False
+                return result
 
     async def get(self, ref: Ref) -> Body | None:
         try:
@@ -272,20 +396,8 @@ class KubeClient:
         if field_selector:
             query["fieldSelector"] = field_selector
         path = ref.path()
-        self.requests += 1
-        resp = await self.api.call_api(
-            path,
-            "GET",
-            query_params=list(query.items()),
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,  # the response as it streams
-            _request_timeout=aiohttp.ClientTimeout(sock_connect=30, sock_read=timeout + 30),
-        )
-        API_REQUESTS.labels("WATCH", _resource_of(path), "2xx" if resp.status < 300 else str(resp.status)).inc()
+        resp = await self._open_watch(path, query, timeout)
         try:
-            if resp.status >= 300:
-                raise KubeError.from_status(resp.status, str(resp.reason or ""), await resp.read())
             while (event := await _next_event(resp)) is not None:
                 kind, obj = str(event.get("type", "")), event.get("object")
                 if not isinstance(obj, dict):
@@ -294,8 +406,36 @@ class KubeClient:
                     code, reason = int(obj.get("code") or 500), str(obj.get("reason", ""))
                     raise KubeError(code, reason, str(obj.get("message", "")))
                 yield kind, obj
+        except (aiohttp.ClientError, TimeoutError) as exc:  # the stream broke (e.g. the server went away)
+            raise transport_error(exc) from None
         finally:
             resp.close()
+
+    async def _open_watch(self, path: str, query: Mapping[str, str], timeout: int) -> Any:
+        """The streaming response of a watch, opened like any request (retried while transient)."""
+
+        async def attempt() -> Any:
+            resp = await self.api.call_api(
+                path,
+                "GET",
+                query_params=list(query.items()),
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+                _preload_content=False,  # the response as it streams
+                _request_timeout=aiohttp.ClientTimeout(sock_connect=10, sock_read=timeout + 30),
+            )
+            API_REQUESTS.labels("WATCH", _resource_of(path), "2xx" if resp.status < 300 else str(resp.status)).inc()
+            if resp.status < 300:
+                return resp
+            try:
+                refused = ApiException(status=resp.status, reason=str(resp.reason or ""))
+                refused.body = await resp.read()
+                refused.headers = resp.headers
+            finally:
+                resp.close()
+            raise refused
+
+        return await self._retrying("GET", path, attempt)
 
     async def create(self, body: Body) -> Body:
         ref = Ref.of(body)

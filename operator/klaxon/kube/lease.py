@@ -15,7 +15,9 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from .client import Body, KubeClient, KubeError, Ref
 
@@ -147,13 +149,18 @@ class LeaderElector:
             return False
 
     async def keep(self) -> None:
-        """Renew until renewals have failed for ``deadline`` seconds (or another took over); then ``lost``."""
-        deadline = asyncio.get_running_loop().time() + self.deadline
+        """Renew until renewals have failed for ``deadline`` seconds (or another took over); then ``lost``.
+
+        Each attempt ends by the deadline, however long the client would retry: a leader cut off
+        from the API server must stop before the Lease can expire and another replica take over.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline
         while True:
-            await asyncio.sleep(self.renew)
-            if await self._attempt():
-                deadline = asyncio.get_running_loop().time() + self.deadline
-            elif asyncio.get_running_loop().time() > deadline or await self._taken():
+            await asyncio.sleep(min(self.renew, max(0.0, deadline - loop.time())))
+            if await _by(deadline, self._attempt()):
+                deadline = loop.time() + self.deadline
+            elif loop.time() >= deadline or await _by(deadline, self._taken()):
                 logger.error("Lost the leadership (Lease %s/%s).", self.namespace, self.name)
                 self.leading.clear()
                 self.lost.set()
@@ -170,19 +177,30 @@ class LeaderElector:
         """Give the Lease up on a clean exit so a standby takes over at once."""
         if not self.leading.is_set():
             return
-        try:
-            lease = await self.kube.get(self.ref)
-            if lease is not None and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-                await self.kube.merge_patch(
-                    self.ref,
-                    {
-                        "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
-                        "spec": {"holderIdentity": None, "renewTime": None},
-                    },
-                )
-        except KubeError as exc:
-            logger.warning("Could not release the Lease: %s", exc)
+        try:  # bounded: an unreachable API server must not hold up the exit
+            await asyncio.wait_for(self._release(), self.deadline)
+        except (KubeError, TimeoutError) as exc:
+            logger.warning("Could not release the Lease: %s", str(exc) or "the API server did not answer in time")
         self.leading.clear()
+
+    async def _release(self) -> None:
+        lease = await self.kube.get(self.ref)
+        if lease is not None and (lease.get("spec") or {}).get("holderIdentity") == self.identity:
+            await self.kube.merge_patch(
+                self.ref,
+                {
+                    "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
+                    "spec": {"holderIdentity": None, "renewTime": None},
+                },
+            )
+
+
+async def _by(deadline: float, attempt: Coroutine[Any, Any, bool]) -> bool:
+    """``attempt``'s answer, or False when it has not answered by ``deadline`` (loop time)."""
+    try:
+        return await asyncio.wait_for(attempt, max(0.0, deadline - asyncio.get_running_loop().time()))
+    except TimeoutError:
+        return False
 
 
 class Leadership:

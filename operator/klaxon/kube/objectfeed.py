@@ -4,7 +4,8 @@ A list narrowed by ``fieldSelector=metadata.name=NAME`` (a Role's ``resourceName
 then a watch from that list's resourceVersion. ``latest`` is the object as last seen (None while
 it does not exist) and ``version`` counts the changes, so a consumer polls cheaply once per cycle
 and ``changed`` wakes one that waits. A watch that ends resumes; one that fails lists again with
-backoff (up to 30 s) and keeps the last object meanwhile: an outage never looks like a deletion.
+backoff (up to 5 s, as the rule feed) and keeps the last object meanwhile: an outage never looks
+like a deletion.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from .client import FAILURES, Body, KubeClient, Ref
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 30.0
+#: Short: the object is listed again this soon after the API server returns from an outage.
+MAX_BACKOFF_S = 5.0
 
 
 class ObjectFeed:
@@ -77,7 +79,8 @@ class ObjectFeed:
             except FAILURES as e:
                 log.warning(
                     "watch of %s %s/%s failed (%s); listing again in %.0fs",
-                    self.collection.plural, self.collection.namespace, self.name, type(e).__name__, delay,
+                    self.collection.plural, self.collection.namespace, self.name,
+                    str(e)[:300] or type(e).__name__, delay,
                 )
                 listed = False
                 await asyncio.sleep(delay)

@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from ..api.refs import config_key
-from .client import FAILURES, Body, KubeClient, Ref
+from .client import FAILURES, Body, KubeClient, KubeError, Ref, unexpected
 
 log = logging.getLogger(__name__)
 
-MAX_BACKOFF_S = 30.0
+#: Short: a namespace is listed again this soon after the API server returns from an outage.
+MAX_BACKOFF_S = 5.0
 
 
 class RuleFeed:
@@ -25,7 +26,7 @@ class RuleFeed:
 
     A watch that ends is resumed from the last resourceVersion; one that fails (410 Gone, a
     connection error, 403 while its Role is not there yet) lists that namespace again — with
-    backoff up to 30 s — and queues the whole picture as one ``SYNC`` event. A namespace that cannot
+    backoff up to 5 s — and queues the whole picture as one ``SYNC`` event. A namespace that cannot
     be listed keeps the rules last seen there: a transient error never looks like deleted rules.
     Anything else a follower raises is a bug: ``run`` raises it, nothing is swallowed.
     """
@@ -53,7 +54,7 @@ class RuleFeed:
         try:
             found, rv = await self.kube.list_with_version(Ref.klaxon("AlertRule", namespace))
         except FAILURES as e:
-            log.warning("listing AlertRules in %s failed: %s", namespace, _why(e), exc_info=True)
+            log.warning("listing AlertRules in %s failed: %s", namespace, _why(e), exc_info=unexpected(e))
             self.failing.add(namespace)
             return False
         self.items[namespace] = {_uid(o): o for o in found if self._ours(o)}
@@ -139,7 +140,9 @@ class RuleFeed:
                     self._track(namespace, kind, obj)
                     self.events.put_nowait((kind, obj))
             except FAILURES as e:
-                log.warning("watch of AlertRules in %s failed (%s); listing again", namespace, _why(e), exc_info=True)
+                log.warning(
+                    "watch of AlertRules in %s failed (%s); listing again", namespace, _why(e), exc_info=unexpected(e)
+                )
                 self.failing.add(namespace)
                 await asyncio.sleep(delay)
 
@@ -170,6 +173,8 @@ class RuleFeed:
 
 
 def _why(e: BaseException) -> str:
+    if isinstance(e, KubeError):  # the server's answer, or why there was none
+        return str(e)[:300]
     code = getattr(e, "status", None)
     return f"{type(e).__name__} {code}" if code else type(e).__name__
 

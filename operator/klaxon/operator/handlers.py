@@ -14,9 +14,10 @@ through the watch events (``on.event``) instead of delete handlers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import kopf
@@ -33,7 +34,7 @@ from ..api.constants import (
 )
 from ..api.refs import config_key
 from ..kube.apply import diff_state
-from ..kube.client import KubeClient
+from ..kube.client import KubeClient, KubeError
 from ..kube.login import connection_info
 from . import metrics
 from .channels import reconcile_channel
@@ -69,6 +70,18 @@ def rt_of(memo: Any, kwargs: Mapping[str, Any]) -> Runtime:
     rt: Runtime = memo.klaxon
     rt.capture(kwargs)
     return rt
+
+
+@contextlib.contextmanager
+def api_failures_retried(rt: Runtime, retry: int) -> Iterator[None]:
+    """A reconcile cut off by the API server is retried soon (Runtime.api_retry_delay), without
+    a traceback; kopf's default for other errors (60 s) would hold back edits made meanwhile."""
+    try:
+        yield
+    except KubeError as exc:
+        if not exc.transient:
+            raise
+        raise kopf.TemporaryError(str(exc), delay=rt.api_retry_delay(exc, retry)) from None
 
 
 # ----------------------------------------------------------------------------- kicks
@@ -275,27 +288,31 @@ def make_registry(
     @on.resume(GROUP, VERSION, ALERT_RULES, id="reconcile", registry=registry)
     @on.create(GROUP, VERSION, ALERT_RULES, id="reconcile", registry=registry)
     @on.update(GROUP, VERSION, ALERT_RULES, id="reconcile", registry=registry)
-    async def rule_changed(body: kopf.Body, memo: kopf.Memo, reason: str, **kwargs: Any) -> None:
+    async def rule_changed(body: kopf.Body, memo: kopf.Memo, reason: str, retry: int, **kwargs: Any) -> None:
         rt = rt_of(memo, kwargs)
-        outcome = await reconcile_rule(rt, _plain(body), str(reason))
+        with api_failures_retried(rt, retry):
+            outcome = await reconcile_rule(rt, _plain(body), str(reason))
         if outcome.retry:
             raise kopf.TemporaryError(
-                "applying the PrometheusRule failed; see status", delay=opts.retry_seconds
+                "applying the PrometheusRule failed; see status",
+                delay=min(opts.retry_seconds, 2.0**retry),
             )
 
     @on.resume(GROUP, VERSION, ALERT_CONFIGS, id="reconcile", registry=registry)
     @on.create(GROUP, VERSION, ALERT_CONFIGS, id="reconcile", registry=registry)
     @on.update(GROUP, VERSION, ALERT_CONFIGS, id="reconcile", registry=registry)
-    async def config_changed(body: kopf.Body, memo: kopf.Memo, reason: str, **kwargs: Any) -> None:
+    async def config_changed(body: kopf.Body, memo: kopf.Memo, reason: str, retry: int, **kwargs: Any) -> None:
         rt = rt_of(memo, kwargs)
-        await reconcile_config(rt, _plain(body), str(reason))
+        with api_failures_retried(rt, retry):
+            await reconcile_config(rt, _plain(body), str(reason))
 
     @on.resume(GROUP, VERSION, NOTIFICATION_CHANNELS, id="reconcile", registry=registry)
     @on.create(GROUP, VERSION, NOTIFICATION_CHANNELS, id="reconcile", registry=registry)
     @on.update(GROUP, VERSION, NOTIFICATION_CHANNELS, id="reconcile", registry=registry)
-    async def channel_changed(body: kopf.Body, memo: kopf.Memo, reason: str, **kwargs: Any) -> None:
+    async def channel_changed(body: kopf.Body, memo: kopf.Memo, reason: str, retry: int, **kwargs: Any) -> None:
         rt = rt_of(memo, kwargs)
-        await reconcile_channel(rt, _plain(body), str(reason))
+        with api_failures_retried(rt, retry):
+            await reconcile_channel(rt, _plain(body), str(reason))
 
     # --- references, both ways: dependents follow their referents' events at once
     @on.event(GROUP, VERSION, ALERT_RULES, registry=registry)

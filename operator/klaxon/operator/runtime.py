@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..kube.client import Body, Configuration, KubeClient
+from ..kube.client import Body, Configuration, KubeClient, KubeError
 from .conditions import Cond
 from .refs import Key, SingleView
 
@@ -48,6 +48,8 @@ class Options:
 
 
 ObjKey = tuple[str, str, str]  # (kind, namespace, name)
+#: See Runtime.api_retry_delay.
+UNREACHABLE_RETRY_CAP_S = 5.0
 
 
 @dataclass
@@ -97,8 +99,11 @@ class Runtime:
     def lock(self, key: ObjKey) -> asyncio.Lock:
         return self.locks.setdefault(key, asyncio.Lock())
 
-    def kick(self, key: ObjKey, factory: Callable[[], Awaitable[object]], delay: float | None = None) -> None:
-        """Reconcile ``key`` soon, once: kicks that arrive before it starts are coalesced."""
+    def kick(
+        self, key: ObjKey, factory: Callable[[], Awaitable[object]], delay: float | None = None, failures: int = 0
+    ) -> None:
+        """Reconcile ``key`` soon, once: kicks that arrive before it starts are coalesced. One
+        that fails for want of the API server is kicked again, with backoff."""
         if key in self.pending:
             return
         wait = self.options.debounce_seconds if delay is None else delay
@@ -110,6 +115,13 @@ class Runtime:
                 self.pending.pop(key, None)
             try:
                 await factory()
+            except KubeError as exc:
+                if not exc.transient:
+                    logger.warning("Reconciling %s %s/%s failed: %s", *key, exc)
+                    return
+                again = self.api_retry_delay(exc, failures)
+                logger.warning("Reconciling %s %s/%s failed: %s; again in %.1f s.", *key, exc, again)
+                self.kick(key, factory, delay=again, failures=failures + 1)
             except Exception:
                 logger.exception("Reconciling %s %s/%s failed.", *key)
 
@@ -117,6 +129,16 @@ class Runtime:
         self.pending[key] = task
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def api_retry_delay(self, exc: KubeError, retry: int) -> float:
+        """How long to wait before reconciling again after ``exc`` (the ``retry``-th time in a row).
+
+        Doubling from 1 s; capped at 5 s while the API server cannot be reached at all (kopf
+        wakes a delayed handler for nothing, not even an edit, so the cap is how late an edit
+        made right after the server's return may start), else at ``retry_seconds``.
+        """
+        cap = UNREACHABLE_RETRY_CAP_S if exc.unreachable else self.options.retry_seconds
+        return float(min(cap, self.options.retry_seconds, 2.0**retry))
 
     def spawn(self, coro: Awaitable[None], name: str) -> None:
         async def wrap() -> None:

@@ -15,6 +15,27 @@ WEBHOOK_CERT = "tls.crt"
 WEBHOOK_KEY = "tls.key"
 
 
+#: kopf's API requests are retried after these delays (then capped, as often as the budget allows).
+API_RETRY_FIRST = (0.2, 0.5, 1.0)
+API_RETRY_CAP = 2.0
+
+
+def api_backoffs(total: float) -> list[float]:
+    """Delays between kopf's attempts of one API request, ``total`` seconds in all.
+
+    Short and capped: kopf's sleeps between attempts cannot be woken, so the cap is how late a
+    returning API server is noticed. Long in all: when kopf runs out of attempts for a watch or
+    its own patch it gives up altogether (the process then exits), so an ordinary API server
+    restart must fit in easily. (kopf's default, 1 s to 21 s over 54 s, did neither.)
+    """
+    delays: list[float] = []
+    for delay in (*API_RETRY_FIRST, *[API_RETRY_CAP] * int(total / API_RETRY_CAP + 1)):
+        if sum(delays) + delay > total:
+            break
+        delays.append(delay)
+    return delays
+
+
 def configure(
     settings: kopf.OperatorSettings,
     *,
@@ -22,6 +43,7 @@ def configure(
     webhook_port: int = 9443,
     webhook_addr: str = "0.0.0.0",
     webhook_insecure: bool = False,
+    api_retry_seconds: float = 300.0,
 ) -> kopf.OperatorSettings:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=PREFIX)
@@ -31,6 +53,8 @@ def configure(
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
+    settings.networking.error_backoffs = api_backoffs(api_retry_seconds)
     settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
     if webhook_cert_dir is not None or webhook_insecure:
         configure_webhook(
