@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+import os
 import re
 import secrets
 import time
@@ -38,7 +39,9 @@ PROMRULES = "monitoring.coreos.com/v1"
 LANDS_WITHIN_S = 15.0
 #: Outages longer than the operator's renew deadline (10 s) and lease (15 s): the Lease is lost.
 OUTAGE_S = 20.0
-REPEATS = 3
+#: Rounds per case: 1 in the suite (each round is a 20 s outage); the figures in docs/testing.md
+#: were measured with KLAXON_OUTAGE_ROUNDS=3.
+REPEATS = int(os.environ.get("KLAXON_OUTAGE_ROUNDS", "1"))
 NO_LEADER_ELECTION = {"KLAXON_LEADER_ELECTION": "false"}
 
 
