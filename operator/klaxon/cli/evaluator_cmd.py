@@ -10,7 +10,8 @@ import signal
 
 from klaxon.api.sharding import parse_shard
 from klaxon.evaluator.connect import DEFAULT_STATE_DIR, ConfigError
-from klaxon.evaluator.process import EvaluatorOptions, EvaluatorProcess
+from klaxon.evaluator.options import EvaluatorOptions
+from klaxon.evaluator.process import EvaluatorProcess
 
 
 def options(args: argparse.Namespace) -> EvaluatorOptions:

@@ -20,7 +20,7 @@ from typing import Any
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.common import SecretKeySelector, parse_duration
 from klaxon.api.sharding import parse_shard
-from klaxon.kube.client import KubeClient, KubeError
+from klaxon.kube.client import FAILURES, KubeClient, KubeError
 from klaxon.kube.notify_io import KubeStatusSink
 from klaxon.kube.secrets import read_secret
 from klaxon.notify import Notifier, SecretError
@@ -34,6 +34,10 @@ ReadSecret = Callable[[str, str], Awaitable[str]]
 
 class ConfigError(Exception):
     """The AlertConfig cannot be used as it is (the message names the field)."""
+
+
+#: Why a new Prometheus client may not be buildable yet (a Secret not there or not readable).
+RENEW_FAILURES: tuple[type[Exception], ...] = (ConfigError, SecretError, *FAILURES)
 
 
 def outbox_path(state_dir: str | Path, shard: str) -> Path:

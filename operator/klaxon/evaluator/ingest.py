@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.refs import config_key, granted_namespaces, rules_scope
+from klaxon.engine.types import iso
 from klaxon.evaluator.connect import KubeSecretResolver
 from klaxon.events import state
 from klaxon.events.service import EventNotifier, EventService, sync_rules, tune_gc
@@ -128,3 +129,28 @@ class RuleLister:
                 log.warning("listing event rules in %s failed: %s", ns, exc, exc_info=True)
         if complete or last:
             sync_rules(self.service, [r for items in last.values() for r in items], complete=complete)
+
+
+def event_rule_statuses(events: EventService | None, now: float) -> list[tuple[str, str, dict[str, Any]]]:
+    """State of the event rules shard 0 ingests for: Firing while an alert entry is open, else
+    Inactive, with a lastEvaluation (written on change and as a heartbeat, within the budget;
+    the entries themselves are the event service's to write)."""
+    if events is None:
+        return []
+    out = []
+    for ns, name in sorted(events.rules):
+        try:
+            open_ = int(events.entries_status(ns, name).get("entriesCount") or 0)
+        except KeyError:  # removed meanwhile
+            continue
+        spec = events.rules[(ns, name)].spec
+        firing = open_ > 0 and spec.enabled
+        message = f"{open_} open alert entr{'y' if open_ == 1 else 'ies'}" if open_ else "no open alert entries"
+        out.append((ns, name, {
+            "engine": "evaluator",
+            "state": ("Firing" if firing else "Inactive") if spec.enabled else "Disabled",
+            "level": spec.severity if firing else None,
+            "reason": "OpenEntries" if firing else (None if spec.enabled else "Disabled"),
+            "lastEvaluation": {"time": iso(now), "value": None, "message": message},
+        }))
+    return out

@@ -19,21 +19,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from klaxon.api.alertconfig import AlertConfigSpec
-from klaxon.api.alertrule import AlertRuleSpec
 from klaxon.api.common import parse_duration
 from klaxon.api.constants import API_VERSION, LEADER_ADDRESS_ANNOTATION
 from klaxon.api.refs import granted_namespaces, namespace_allowed, rules_scope
 from klaxon.api.sharding import parse_shard, shard_of
 from klaxon.api.validation import parse_spec
-from klaxon.engine.types import iso
 from klaxon.evaluator.connect import (
-    DEFAULT_STATE_DIR,
+    RENEW_FAILURES,
     ConfigError,
     KubeSecretResolver,
     make_notifier,
@@ -41,61 +38,22 @@ from klaxon.evaluator.connect import (
     prometheus_client,
 )
 from klaxon.evaluator.core import Evaluator
-from klaxon.evaluator.ingest import event_service_for
+from klaxon.evaluator.ingest import event_rule_statuses, event_service_for
 from klaxon.evaluator.notifying import NotifyingAdapter
-from klaxon.evaluator.results import RuleRef
+from klaxon.evaluator.options import ONCE_DRAIN_S, EvaluatorOptions, elector_for
+from klaxon.evaluator.results import RuleRef, rule_ref
 from klaxon.evaluator.server import CycleHealth, EvaluatorMetrics, forward_events, serve_http
 from klaxon.evaluator.status import StatusWriter
 from klaxon.events.service import EventService
 from klaxon.kube.client import FAILURES, Body, KubeClient, Ref, unexpected
-from klaxon.kube.lease import LeaderElector, Leadership, pod_identity
+from klaxon.kube.lease import LeaderElector, Leadership
 from klaxon.kube.objectfeed import ObjectFeed
 from klaxon.kube.rulefeed import RuleFeed
-from klaxon.notify import Notifier, SecretError
+from klaxon.notify import Notifier
 from klaxon.notify.metrics import NotifierCollector
 from klaxon.prom.client import PrometheusClient
 
 log = logging.getLogger("klaxon.evaluator")
-
-#: How long ``once`` waits for queued notifications to be delivered before it exits.
-ONCE_DRAIN_S = 30.0
-#: Why a new Prometheus client may not be buildable yet (a Secret not there or not readable).
-RENEW_FAILURES: tuple[type[Exception], ...] = (ConfigError, SecretError, *FAILURES)
-
-
-@dataclass(frozen=True)
-class EvaluatorOptions:
-    """What ``klaxon evaluator`` is told; everything else comes from the AlertConfig."""
-
-    config_namespace: str
-    config_name: str
-    shard: str = "0/1"
-    #: port of /metrics, /healthz, /readyz and POST /v1/events (0: none)
-    metrics_port: int = 8081
-    #: seconds between cycles; 0: min(10 s, the AlertConfig's default interval)
-    tick: float = 0.0
-    #: run one cycle, deliver what it queued and exit
-    once: bool = False
-    state_dir: str = DEFAULT_STATE_DIR
-    #: the shard's Lease (in the AlertConfig's namespace); "": no election
-    lease: str = ""
-    lease_duration: float = 15.0
-    #: where standbys forward events while this replica leads ("": nowhere)
-    address: str = ""
-
-    @property
-    def config(self) -> str:
-        return f"{self.config_namespace}/{self.config_name}"
-
-
-def rule_ref(obj: Mapping[str, Any]) -> RuleRef | None:
-    """The RuleRef of a valid AlertRule object (invalid ones are the operator's to report)."""
-    meta = obj.get("metadata") or {}
-    model, problems = parse_spec("AlertRule", obj.get("spec"))
-    if problems or not isinstance(model, AlertRuleSpec):
-        log.info("skipping invalid rule %s/%s", meta.get("namespace"), meta.get("name"))
-        return None
-    return RuleRef(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""), model, obj.get("status"))
 
 
 class EvaluatorProcess:
@@ -124,7 +82,7 @@ class EvaluatorProcess:
         self.monotonic = monotonic
         self.index, self.shards = parse_shard(options.shard)
         self.notifier = notifier
-        self.elector = elector if elector is not None else self._elector()
+        self.elector = elector if elector is not None else elector_for(self.kube, options)
         self.adapter_class = adapter
         self.metrics = EvaluatorMetrics()
         self.config = AlertConfigSpec()
@@ -405,7 +363,7 @@ class EvaluatorProcess:
         for key, rr in res.rules.items():
             ns, _, name = key.partition("/")
             items.append((ns, name, rr.status))
-        for ns, name, status in self._event_rule_statuses(now):
+        for ns, name, status in event_rule_statuses(self._events, now):
             states[f"{ns}/{name}"] = status["state"]
             items.append((ns, name, status))
         report = await self._writer.write_all(items, now)
@@ -420,54 +378,11 @@ class EvaluatorProcess:
             len(res.rules), res.queries, len(res.notifications), len(report.written), deferred, res.duration_s,
         )
 
-    def _event_rule_statuses(self, now: float) -> list[tuple[str, str, dict[str, Any]]]:
-        """State of the event rules shard 0 ingests for: Firing while an alert entry is open, else
-        Inactive, with a lastEvaluation (written on change and as a heartbeat, within the budget;
-        the entries themselves are the event service's to write)."""
-        events = self._events
-        if events is None:
-            return []
-        out = []
-        for ns, name in sorted(events.rules):
-            try:
-                open_ = int(events.entries_status(ns, name).get("entriesCount") or 0)
-            except KeyError:  # removed meanwhile
-                continue
-            spec = events.rules[(ns, name)].spec
-            firing = open_ > 0 and spec.enabled
-            message = f"{open_} open alert entr{'y' if open_ == 1 else 'ies'}" if open_ else "no open alert entries"
-            out.append((ns, name, {
-                "engine": "evaluator",
-                "state": ("Firing" if firing else "Inactive") if spec.enabled else "Disabled",
-                "level": spec.severity if firing else None,
-                "reason": "OpenEntries" if firing else (None if spec.enabled else "Disabled"),
-                "lastEvaluation": {"time": iso(now), "value": None, "message": message},
-            }))
-        return out
-
     async def stop(self) -> None:
         """Stop following rules, close Prometheus, the HTTP server and the notifier (in that order)."""
         await self._stack.aclose()
 
     # -- leadership ------------------------------------------------------------------------
-    def _elector(self) -> LeaderElector | None:
-        """``lease``: one active replica per shard, the others stand by (Lease in the config's namespace)."""
-        opts = self.options
-        if not opts.lease:
-            return None
-        d = opts.lease_duration
-        return LeaderElector(
-            self.kube,
-            opts.config_namespace,
-            opts.lease,
-            pod_identity(),
-            duration=d,
-            renew=max(0.2, d / 3),
-            retry=max(0.2, d / 3),
-            deadline=max(0.5, d * 2 / 3),
-            annotations={LEADER_ADDRESS_ANNOTATION: opts.address} if opts.address else {},
-        )
-
     def _own_lease(self, cfg_obj: Mapping[str, Any]) -> None:
         assert self.elector is not None
         meta = cfg_obj.get("metadata") or {}

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from klaxon.api.alertrule import AlertRuleSpec
+from klaxon.api.validation import parse_spec
 from klaxon.engine import SeriesState, Transition, rule_state
 from klaxon.engine.types import ALARM_STATES, SEVERITY, iso
 
@@ -167,3 +168,13 @@ def muted_at(spec: AlertRuleSpec, t: float) -> bool:
     """Whether `spec.mute` holds at `t` (evaluation goes on; notifications are flagged muted)."""
     mute = spec.mute
     return mute is not None and (mute.until is None or mute.until.timestamp() > t)
+
+
+def rule_ref(obj: Mapping[str, Any]) -> RuleRef | None:
+    """The RuleRef of a valid AlertRule object (invalid ones are the operator's to report)."""
+    meta = obj.get("metadata") or {}
+    model, problems = parse_spec("AlertRule", obj.get("spec"))
+    if problems or not isinstance(model, AlertRuleSpec):
+        log.info("skipping invalid rule %s/%s", meta.get("namespace"), meta.get("name"))
+        return None
+    return RuleRef(meta.get("namespace", ""), meta.get("name", ""), meta.get("uid", ""), model, obj.get("status"))
