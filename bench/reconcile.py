@@ -217,8 +217,8 @@ async def create_rules(raw: Raw, ns: str, n: int, then: Any = None) -> None:
     async def one(i: int) -> None:
         async with sem:
             created = await raw.send("POST", Ref("klaxon.dev/v1alpha1", "alertrules", ns).path(), rule(i, ns))
-            if then is not None:
-                await then(created)
+        if then is not None:  # on its own pool, as the operator would
+            await then(created)
 
     await asyncio.gather(*(one(i) for i in range(n)))
 
@@ -276,7 +276,8 @@ class Operator:
         self.kubeconfig, self.ns = kubeconfig, ns
         self.metrics_port, self.health_port = _free_port(), _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
-        self.log = tempfile.NamedTemporaryFile(prefix="klaxon-bench-operator-", suffix=".log", delete=False)
+        # kept open for the operator's lifetime (its stdout), and kept afterwards for a look
+        self.log = tempfile.NamedTemporaryFile(prefix="klaxon-bench-operator-", suffix=".log", delete=False)  # noqa: SIM115
 
     async def start(self, timeout: float = 120) -> float:
         started = time.monotonic()

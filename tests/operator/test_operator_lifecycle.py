@@ -60,7 +60,11 @@ async def test_rule_lifecycle(kube: EmulatedCluster, operator: OperatorRunner) -
         "Synced": "Applied",
         "Ready": "Ready",
     }
-    await wait_for(lambda: [e for e in events_for(kube, "latency") if e["reason"] == "Ready"])
+    # a first status that is all good is no news: no Event (failures and recoveries have one)
+    await asyncio.sleep(0.3)
+    assert events_for(kube, "latency") == []
+    # created without a GET first: one POST, no read of the PrometheusRule
+    assert kube.requests("GET", PR, name="klaxon-latency") == [] and len(kube.requests("POST", PR)) == 1
 
     # update: the PrometheusRule follows, observedGeneration too; one write of the child
     kube.patch_object(AR, "latency", {"spec": {"condition": {"threshold": 0.9}}}, NS)

@@ -24,6 +24,8 @@ INDEX_NAMES = (
     "klaxon_secret_keys",
 )
 
+INDEX_OF_KIND = {"AlertRule": "klaxon_rules", "AlertConfig": "klaxon_configs", "NotificationChannel": "klaxon_channels"}
+
 
 @dataclass
 class Options:
@@ -45,6 +47,9 @@ class Options:
     evaluation_check_seconds: float = 15.0
     #: How long a shard Lease lookup is reused: one GET per shard per this long, whatever the rule count.
     lease_ttl_seconds: float = 10.0
+    #: Kicked reconciles running at once (a burst of 10,000 new rules is worked off this many at a
+    #: time, so their transient objects never all live together; the API client has 100 connections).
+    max_reconciles: int = 64
 
 
 ObjKey = tuple[str, str, str]  # (kind, namespace, name)
@@ -55,15 +60,18 @@ class Runtime:
     options: Options
     kube: KubeClient
     locks: dict[ObjKey, asyncio.Lock] = field(default_factory=dict)
-    pending: dict[ObjKey, asyncio.Task[None]] = field(default_factory=dict)
+    pending: dict[ObjKey, tuple[asyncio.Task[None], float]] = field(default_factory=dict)
     indices: dict[str, Mapping[Any, Any]] = field(default_factory=dict)
-    #: Our own status fields as we last wrote them, by (kind, ns, name, uid): authoritative for
-    #: "did anything change" because only the operator writes them.
-    written: dict[tuple[str, str, str, str], Body] = field(default_factory=dict)
+    #: Our own status fields as we last wrote them, by (kind, ns, name, uid), with the resourceVersion
+    #: the write made: authoritative for "did anything change" because only the operator writes
+    #: them, until the watch shows that version (then the body says the same; see forget_written).
+    written: dict[tuple[str, str, str, str], tuple[str, Body]] = field(default_factory=dict)
     #: The config each rule was last counted under (to recount the old one when it moves).
     rule_config: dict[Key, Key] = field(default_factory=dict)
-    #: The last desired PrometheusRule per (ns, name), prepared: lets the drift watch ignore our own writes.
-    desired_cache: dict[Key, Body] = field(default_factory=dict)
+    #: resourceVersion of each managed PrometheusRule (ns, name) as last written by us or seen by the
+    #: watch ("" while our write is in flight): the drift watch ignores our own writes coming back,
+    #: and a new rule whose PrometheusRule is not here is created without a GET first.
+    promrules: dict[Key, str] = field(default_factory=dict)
     #: Per AlertConfig (ns, name, uid): its shard Deployments and Synced, as last applied.
     config_children: dict[tuple[str, str, str], tuple[dict[int, Body], Cond]] = field(default_factory=dict)
     #: Per AlertConfig (ns, name, uid): namespaces its evaluator should hold a Role in besides its own
@@ -77,6 +85,7 @@ class Runtime:
     #: (namespace, lease name) -> (monotonic time read, holder or None): see evaluation.lease_holder.
     lease_cache: dict[Key, tuple[float, str | None]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    slots: asyncio.Semaphore | None = None
 
     def capture(self, kwargs: Mapping[str, Any]) -> None:
         """Keep the live kopf index objects (the same objects on every call) for background work."""
@@ -97,24 +106,46 @@ class Runtime:
     def lock(self, key: ObjKey) -> asyncio.Lock:
         return self.locks.setdefault(key, asyncio.Lock())
 
+    def remember_written(self, kind: str, meta: Mapping[str, Any], version: str, status: Body) -> None:
+        key = (str(meta["namespace"]), str(meta["name"]))
+        current = self.view(INDEX_OF_KIND.get(kind, "")).get(key) or {}
+        if (current.get("metadata") or {}).get("resourceVersion") == version:
+            return  # the watch was faster than the response: the body shows it already
+        self.written[(kind, key[0], key[1], str(meta.get("uid", "")))] = (version, status)
+
+    def forget_written(self, kind: str, key: Key, meta: Mapping[str, Any], deleted: bool = False) -> None:
+        """The watch caught up with our last status write (or the object went): the body is the truth again."""
+        wkey = (kind, key[0], key[1], str(meta.get("uid", "")))
+        entry = self.written.get(wkey)
+        if entry is not None and (deleted or entry[0] == str(meta.get("resourceVersion") or "")):
+            del self.written[wkey]
+
     def kick(self, key: ObjKey, factory: Callable[[], Awaitable[object]], delay: float | None = None) -> None:
-        """Reconcile ``key`` soon, once: kicks that arrive before it starts are coalesced."""
-        if key in self.pending:
-            return
+        """Reconcile ``key`` soon, once: kicks that arrive before it starts are coalesced (the
+        earliest start wins: an object's own change is not held back by a dependent's debounce)."""
+        loop = asyncio.get_running_loop()
         wait = self.options.debounce_seconds if delay is None else delay
+        due = loop.time() + wait
+        pending = self.pending.get(key)
+        if pending is not None:
+            if pending[1] <= due:
+                return
+            pending[0].cancel()  # still asleep: nothing started
 
         async def run() -> None:
-            try:
-                await asyncio.sleep(wait)
-            finally:
-                self.pending.pop(key, None)
-            try:
-                await factory()
-            except Exception:
-                logger.exception("Reconciling %s %s/%s failed.", *key)
+            await asyncio.sleep(wait)
+            if self.slots is None:
+                self.slots = asyncio.Semaphore(self.options.max_reconciles)
+            async with self.slots:
+                if self.pending.get(key, (None, 0.0))[0] is task:
+                    del self.pending[key]
+                try:
+                    await factory()
+                except Exception:
+                    logger.exception("Reconciling %s %s/%s failed.", *key)
 
-        task = asyncio.get_running_loop().create_task(run(), name=f"klaxon-kick-{'/'.join(key)}")
-        self.pending[key] = task
+        task = loop.create_task(run(), name=f"klaxon-kick-{'/'.join(key)}")
+        self.pending[key] = (task, due)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
