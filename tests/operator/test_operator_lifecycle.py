@@ -375,11 +375,14 @@ async def test_restart_resumes_without_duplicates(kube: EmulatedCluster, operato
     await wait_condition(kube, NC, "pager", "True")
     await _quiet(kube)  # a fixed sleep let late first-pass writes count as restart writes under load
     writes_before = [r for r in kube.log if r.is_write and r.resource != EVENTS]
+    reads_before = [r for r in kube.requests("GET", PR) if r.name]
 
     await operator.restart()
     await asyncio.sleep(1.5)
     writes_after = [r for r in kube.log if r.is_write and r.resource != EVENTS][len(writes_before) :]
     assert [(r.method, r.resource, r.name) for r in writes_after] == []
+    # each PrometheusRule is compared with what the watch listed: no GET of one per rule
+    assert [r.name for r in kube.requests("GET", PR) if r.name][len(reads_before) :] == []
     assert len(kube.list_objects(PR, NS)) == 4 and len(kube.list_objects(DEPLOY, NS)) == 1
     for i in range(4):
         assert condition(kube, AR, f"keep-{i}")["status"] == "True"

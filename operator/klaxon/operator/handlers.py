@@ -32,6 +32,7 @@ from ..api.constants import (
     VERSION,
 )
 from ..api.refs import config_key
+from ..kube.apply import managed_digest
 from ..kube.client import KubeClient
 from ..kube.login import connection_info
 from . import metrics
@@ -333,7 +334,10 @@ def make_registry(
         old = rt.rule_config.get(key)
         if spec_changed(rt, "AlertRule", key, type, meta):
             if type != "DELETED":  # new here, or a new generation: our status writes keep it
-                kick_rule(rt, key, rule_trigger(type, status), delay=0)
+                trigger = rule_trigger(type, status)
+                # A resume waits the debounce: the PrometheusRules' listing comes meanwhile, and
+                # with it what each needs compared (no GET per rule).
+                kick_rule(rt, key, trigger, delay=None if trigger == "resume" else 0)
         elif awaits_evaluation(rt, key, status):
             kick_rule(rt, key, "evaluation")  # the evaluator reported: the rule may be in effect now
         rt.forget_written("AlertRule", key, meta, deleted=type == "DELETED")
@@ -413,7 +417,9 @@ def make_registry(
         version = str(body.metadata.get("resourceVersion") or "")
         if type == "DELETED":
             rt.promrules.pop(key, None)
+            rt.promrule_digests.pop(key, None)
         else:
+            rt.promrule_digests[key] = managed_digest(body)
             if type is None or rt.promrules.get(key) in (version, ""):
                 rt.promrules[key] = version
                 return  # the initial listing (each rule's resume compares), or our own write (in flight)

@@ -12,7 +12,16 @@ from ..api.constants import HASH_ANNOTATION
 from ..api.problems import INVALID_QUERY
 from ..api.validation import parse_spec
 from ..compile import compile_rule
-from ..kube.apply import NotOwnedError, Outcome, delete_owned, ensure_object, owner_reference
+from ..kube.apply import (
+    Applied,
+    NotOwnedError,
+    Outcome,
+    delete_owned,
+    ensure_object,
+    managed_digest,
+    owner_reference,
+    prepare,
+)
 from ..kube.client import Body, KubeError, Ref
 from ..kube.events import post_event
 from . import metrics
@@ -198,15 +207,20 @@ async def _apply(
         # Never applied (no prometheusRuleRef) and not seen by the watch: create without a GET
         # (a 409 falls back to get-and-compare). Anything else compares with the live object.
         fresh = not old_ref and key not in rt.promrules
-        live = None if fresh else await rt.kube.get(ref)
-        rt.promrules.setdefault(key, "")  # our write in flight: the watch event that races it is ours
-        try:
-            applied = await ensure_object(rt.kube, desired, owner, live=live)
-        except BaseException:
-            if rt.promrules.get(key) == "":
-                del rt.promrules[key]
-            raise
-        rt.promrules[key] = str(applied.body.get("metadata", {}).get("resourceVersion") or "")
+        prepared = prepare(desired, owner)
+        if key in rt.promrule_digests and rt.promrule_digests[key] == managed_digest(prepared):
+            applied = Applied(Outcome.UNCHANGED, prepared)  # as the watch shows it: no GET, no write
+        else:
+            live = None if fresh else await rt.kube.get(ref)
+            rt.promrules.setdefault(key, "")  # our write in flight: the watch event that races it is ours
+            try:
+                applied = await ensure_object(rt.kube, prepared, owner, live=live)
+            except BaseException:
+                if rt.promrules.get(key) == "":
+                    del rt.promrules[key]
+                raise
+            rt.promrules[key] = str(applied.body.get("metadata", {}).get("resourceVersion") or "")
+            rt.promrule_digests[key] = managed_digest(applied.body)
         if old_ref and old_ref.get("name") != ref.name:  # renamed: drop the old one
             await delete_owned(
                 rt.kube,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +60,9 @@ ObjKey = tuple[str, str, str]  # (kind, namespace, name)
 class Runtime:
     options: Options
     kube: KubeClient
-    locks: dict[ObjKey, asyncio.Lock] = field(default_factory=dict)
+    #: One lock per object being reconciled, with how many hold or await it (dropped at zero:
+    #: 10,000 idle rules keep none).
+    locks: dict[ObjKey, tuple[asyncio.Lock, list[int]]] = field(default_factory=dict)
     pending: dict[ObjKey, tuple[asyncio.Task[None], float]] = field(default_factory=dict)
     indices: dict[str, Mapping[Any, Any]] = field(default_factory=dict)
     #: Our own status fields as we last wrote them, by (kind, ns, name, uid), with the resourceVersion
@@ -72,6 +75,9 @@ class Runtime:
     #: watch ("" while our write is in flight): the drift watch ignores our own writes coming back,
     #: and a new rule whose PrometheusRule is not here is created without a GET first.
     promrules: dict[Key, str] = field(default_factory=dict)
+    #: managed_digest of each managed PrometheusRule as the watch (or our write) last showed it: a
+    #: reconcile whose desired object has the same digest needs neither a GET nor a write (a resume).
+    promrule_digests: dict[Key, str] = field(default_factory=dict)
     #: Per AlertConfig (ns, name, uid): its shard Deployments and Synced, as last applied.
     config_children: dict[tuple[str, str, str], tuple[dict[int, Body], Cond]] = field(default_factory=dict)
     #: Per AlertConfig (ns, name, uid): namespaces its evaluator should hold a Role in besides its own
@@ -103,8 +109,17 @@ class Runtime:
     def keys(self, name: str) -> Collection[Key]:
         return list(self.indices.get(name) or {})
 
-    def lock(self, key: ObjKey) -> asyncio.Lock:
-        return self.locks.setdefault(key, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def lock(self, key: ObjKey) -> AsyncIterator[None]:
+        lock, users = self.locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self.locks[key]
 
     def remember_written(self, kind: str, meta: Mapping[str, Any], version: str, status: Body) -> None:
         key = (str(meta["namespace"]), str(meta["name"]))
