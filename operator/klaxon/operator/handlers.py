@@ -40,6 +40,7 @@ from .channels import reconcile_channel
 from .configs import forget_config, reconcile_config
 from .evaluation import last_evaluation, rule_evaluation
 from .grants import collect_orphans
+from .kopf_fixes import wake_toggle_waiters_on_flip
 from .refs import Key, raw_rule_channels
 from .rules import owner_rule_key, reconcile_rule
 from .runtime import Options, Runtime
@@ -245,6 +246,7 @@ def make_registry(
     ``webhook``: register the validating handlers (needs ``settings.admission.server``).
     """
     opts = options or Options()
+    wake_toggle_waiters_on_flip()  # startup with thousands of rules (see kopf_fixes)
     registry = kopf.OperatorRegistry()
     on = kopf.on
 
