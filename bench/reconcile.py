@@ -319,7 +319,8 @@ class Operator:
 
     async def resumed(self) -> int:
         samples = (await self.metrics()).get("klaxon_operator_reconciles_total", {})
-        return int(sum(v for (kind, trigger), v in samples.items() if kind == "AlertRule" and trigger == "resume"))
+        # any trigger: a config's own resume kicks its rules too, and the kicks coalesce
+        return int(sum(v for (kind, _trigger), v in samples.items() if kind == "AlertRule"))
 
     def _proc_status(self, field: str) -> float:
         assert self.proc is not None

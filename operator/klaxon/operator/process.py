@@ -9,6 +9,7 @@ handlers and webhook are up), so only the active replica receives admission requ
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import socket
 from dataclasses import dataclass, field
 
@@ -95,6 +96,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+TLS_READ_BUFFER = 32 * 1024
+
+
 async def run_operator(options: OperatorOptions) -> int:
     """Run until kopf exits; 1 when the Lease was lost (the pod restarts as a standby)."""
     import kopf
@@ -102,6 +106,9 @@ async def run_operator(options: OperatorOptions) -> int:
     from .handlers import make_registry
     from .settings import configure
 
+    # asyncio keeps a 256 KiB read buffer per TLS connection (tens of connections to the API
+    # server: ~20 MiB resident); API responses stream through a smaller one just as well.
+    asyncio.sslproto.SSLProtocol.max_size = min(asyncio.sslproto.SSLProtocol.max_size, TLS_READ_BUFFER)
     if options.metrics_port:
         from prometheus_client import start_http_server
 
