@@ -60,7 +60,11 @@ async def test_rule_lifecycle(kube: EmulatedCluster, operator: OperatorRunner) -
         "Synced": "Applied",
         "Ready": "Ready",
     }
-    await wait_for(lambda: [e for e in events_for(kube, "latency") if e["reason"] == "Ready"])
+    # a first status that is all good is no news: no Event (failures and recoveries have one)
+    await asyncio.sleep(0.3)
+    assert events_for(kube, "latency") == []
+    # created without a GET first: one POST, no read of the PrometheusRule
+    assert kube.requests("GET", PR, name="klaxon-latency") == [] and len(kube.requests("POST", PR)) == 1
 
     # update: the PrometheusRule follows, observedGeneration too; one write of the child
     kube.patch_object(AR, "latency", {"spec": {"condition": {"threshold": 0.9}}}, NS)
@@ -371,11 +375,14 @@ async def test_restart_resumes_without_duplicates(kube: EmulatedCluster, operato
     await wait_condition(kube, NC, "pager", "True")
     await _quiet(kube)  # a fixed sleep let late first-pass writes count as restart writes under load
     writes_before = [r for r in kube.log if r.is_write and r.resource != EVENTS]
+    reads_before = [r for r in kube.requests("GET", PR) if r.name]
 
     await operator.restart()
     await asyncio.sleep(1.5)
     writes_after = [r for r in kube.log if r.is_write and r.resource != EVENTS][len(writes_before) :]
     assert [(r.method, r.resource, r.name) for r in writes_after] == []
+    # each PrometheusRule is compared with what the watch listed: no GET of one per rule
+    assert [r.name for r in kube.requests("GET", PR) if r.name][len(reads_before) :] == []
     assert len(kube.list_objects(PR, NS)) == 4 and len(kube.list_objects(DEPLOY, NS)) == 1
     for i in range(4):
         assert condition(kube, AR, f"keep-{i}")["status"] == "True"

@@ -88,7 +88,10 @@ cannot grant cluster-scoped resources. No update verb: nothing is ever replaced 
 */}}
 {{- define "klaxon.rules.namespaced" -}}
 - apiGroups: ["klaxon.dev"]
-  resources: ["alertrules", "alertconfigs", "notificationchannels"]
+  resources: ["alertrules"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["klaxon.dev"]
+  resources: ["alertconfigs", "notificationchannels"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["klaxon.dev"]
   resources: ["alertrules/status", "alertconfigs/status", "notificationchannels/status"]

@@ -115,6 +115,12 @@ def diff_state(desired: Body, live: Body) -> str | None:
     return None
 
 
+def managed_digest(body: Mapping[str, Any]) -> str:
+    """A hash of the fields we manage, as they are: equal digests of desired and live mean no write."""
+    canonical = json.dumps(_managed(body), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
 def _managed(body: Mapping[str, Any]) -> Body:
     meta = body.get("metadata") or {}
     out: Body = {k: v for k, v in body.items() if k not in ("metadata", "status", "apiVersion", "kind")}

@@ -30,10 +30,12 @@ MANAGE = ["get", "list", "watch", "create", "patch", "delete"]
 KLAXON_KINDS = [ALERT_RULES, ALERT_CONFIGS, NOTIFICATION_CHANNELS]
 
 OPERATOR_RULES: list[Rule] = [
-    # Our kinds: kopf lists, watches and patches metadata (finalizers, progress annotations); it
-    # never writes spec, and status goes through the subresource. `get` only because the
-    # evaluator's Role grants it (a Role may hold only what its creator holds).
-    {"apiGroups": [GROUP], "resources": list(KLAXON_KINDS), "verbs": [*READ, "patch"]},
+    # Our kinds: kopf lists and watches them; on configs and channels it patches metadata
+    # (progress annotations); rules follow their watch events, nothing patches them. Never spec;
+    # status goes through the subresource. `get` only because the evaluator's Role grants it (a
+    # Role may hold only what its creator holds).
+    {"apiGroups": [GROUP], "resources": [ALERT_RULES], "verbs": list(READ)},
+    {"apiGroups": [GROUP], "resources": [ALERT_CONFIGS, NOTIFICATION_CHANNELS], "verbs": [*READ, "patch"]},
     {"apiGroups": [GROUP], "resources": [f"{k}/status" for k in KLAXON_KINDS], "verbs": ["patch"]},
     # What it generates: PrometheusRules, and per AlertConfig an evaluator with its identity;
     # watched for drift, deleted when no longer wanted (engine, shards, allowedNamespaces change).

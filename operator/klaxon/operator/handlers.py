@@ -33,7 +33,7 @@ from ..api.constants import (
     VERSION,
 )
 from ..api.refs import config_key
-from ..kube.apply import diff_state
+from ..kube.apply import managed_digest
 from ..kube.client import KubeClient, KubeError
 from ..kube.login import connection_info
 from . import metrics
@@ -41,6 +41,7 @@ from .channels import reconcile_channel
 from .configs import forget_config, reconcile_config
 from .evaluation import last_evaluation, rule_evaluation
 from .grants import collect_orphans
+from .kopf_fixes import wake_toggle_waiters_on_flip
 from .refs import Key, raw_rule_channels
 from .rules import owner_rule_key, reconcile_rule
 from .runtime import Options, Runtime
@@ -49,6 +50,7 @@ from .webhook import validator
 logger = logging.getLogger("klaxon.operator")
 
 PROMRULE_CRD = "prometheusrules.monitoring.coreos.com"
+
 CHILD_KINDS = (
     ("apps", "v1", "deployments"),
     ("", "v1", "services"),
@@ -58,8 +60,35 @@ CHILD_KINDS = (
 )
 
 
+def rule_trigger(type_: str | None, status: Mapping[str, Any] | None) -> str:
+    """What a rule's watch event means, as kopf would name it: the initial listing (None) resumes
+    a rule reconciled before, and creates one never reconciled."""
+    if type_ is None:
+        return "resume" if (status or {}).get("observedGeneration") is not None else "create"
+    return "create" if type_ == "ADDED" else "update"
+
+
 def _plain(body: Mapping[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(dict(body))
+
+
+def _slim(body: kopf.Body) -> dict[str, Any]:
+    """What reconciling a rule reads, sharing the event's parsed spec and status (never mutated):
+    no managedFields, annotations or a deep copy per event."""
+    meta = body.metadata
+    return {
+        "apiVersion": body.get("apiVersion"),
+        "kind": body.get("kind"),
+        "metadata": {
+            "name": meta.get("name"),
+            "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"),
+            "generation": meta.get("generation"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "spec": body.get("spec") or {},
+        "status": body.get("status") or {},
+    }
 
 
 def _key(meta: Mapping[str, Any]) -> Key:
@@ -85,15 +114,22 @@ def api_failures_retried(rt: Runtime, retry: int) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------- kicks
-def kick_rule(rt: Runtime, key: Key, trigger: str) -> None:
+def kick_rule(rt: Runtime, key: Key, trigger: str, delay: float | None = None) -> None:
+    """Reconcile the rule soon with its latest body; a failure is retried after ``retry_seconds``."""
+
     async def run() -> None:
         body = rt.view("klaxon_rules").get(key)
-        if body is not None:
+        if body is None:
+            return
+        try:
             outcome = await reconcile_rule(rt, body, trigger)
-            if outcome.retry:
-                rt.kick(("AlertRule", *key), run, delay=rt.options.retry_seconds)
+        except Exception:
+            rt.kick(("AlertRule", *key), run, delay=rt.options.retry_seconds)
+            raise
+        if outcome.retry:
+            rt.kick(("AlertRule", *key), run, delay=rt.options.retry_seconds)
 
-    rt.kick(("AlertRule", *key), run)
+    rt.kick(("AlertRule", *key), run, delay=delay)
 
 
 def kick_config(rt: Runtime, key: Key, trigger: str) -> None:
@@ -223,6 +259,7 @@ def make_registry(
     ``webhook``: register the validating handlers (needs ``settings.admission.server``).
     """
     opts = options or Options()
+    wake_toggle_waiters_on_flip()  # startup with thousands of rules (see kopf_fixes)
     registry = kopf.OperatorRegistry()
     on = kopf.on
 
@@ -253,7 +290,7 @@ def make_registry(
     # --- indices: who references whom (values are plain data; Secrets keep key names only)
     @kopf.index(GROUP, VERSION, ALERT_RULES, id="klaxon_rules", registry=registry)
     async def klaxon_rules(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[Key, Any]:
-        return {_key(meta): _plain(body)}
+        return {_key(meta): _slim(body)}
 
     @kopf.index(GROUP, VERSION, ALERT_RULES, id="klaxon_rules_by_config", registry=registry)
     async def klaxon_rules_by_config(spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[Key, Key]:
@@ -284,20 +321,9 @@ def make_registry(
             | frozenset((body.get("stringData") or {}).keys())
         }
 
-    # --- the three kinds: create/update/resume all converge on one reconcile
-    @on.resume(GROUP, VERSION, ALERT_RULES, id="reconcile", registry=registry)
-    @on.create(GROUP, VERSION, ALERT_RULES, id="reconcile", registry=registry)
-    @on.update(GROUP, VERSION, ALERT_RULES, id="reconcile", registry=registry)
-    async def rule_changed(body: kopf.Body, memo: kopf.Memo, reason: str, retry: int, **kwargs: Any) -> None:
-        rt = rt_of(memo, kwargs)
-        with api_failures_retried(rt, retry):
-            outcome = await reconcile_rule(rt, _plain(body), str(reason))
-        if outcome.retry:
-            raise kopf.TemporaryError(
-                "applying the PrometheusRule failed; see status",
-                delay=min(opts.retry_seconds, 2.0**retry),
-            )
-
+    # --- configs and channels: create/update/resume converge on one reconcile. Rules (the many)
+    # are driven by their watch events and their generation instead (rule_event): kopf's
+    # bookkeeping would cost a PATCH of every rule and a wait for it to come back.
     @on.resume(GROUP, VERSION, ALERT_CONFIGS, id="reconcile", registry=registry)
     @on.create(GROUP, VERSION, ALERT_CONFIGS, id="reconcile", registry=registry)
     @on.update(GROUP, VERSION, ALERT_CONFIGS, id="reconcile", registry=registry)
@@ -323,13 +349,19 @@ def make_registry(
         key = _key(meta)
         ckey = config_key(key[0], dict(spec))
         old = rt.rule_config.get(key)
-        if type not in ("DELETED", None) and awaits_evaluation(rt, key, status):
+        if spec_changed(rt, "AlertRule", key, type, meta):
+            if type != "DELETED":  # new here, or a new generation: our status writes keep it
+                trigger = rule_trigger(type, status)
+                # A resume waits the debounce: the PrometheusRules' listing comes meanwhile, and
+                # with it what each needs compared (no GET per rule).
+                kick_rule(rt, key, trigger, delay=None if trigger == "resume" else 0)
+        elif awaits_evaluation(rt, key, status):
             kick_rule(rt, key, "evaluation")  # the evaluator reported: the rule may be in effect now
+        rt.forget_written("AlertRule", key, meta, deleted=type == "DELETED")
         if type == "DELETED":
             rt.rule_config.pop(key, None)
             rt.evaluations.pop(key, None)
             metrics.record_ready("AlertRule", *key, None)
-            rt.written = {k: v for k, v in rt.written.items() if k[:3] != ("AlertRule", *key)}
         else:
             rt.rule_config[key] = ckey
         if old != ckey or type in ("DELETED", None, "ADDED"):
@@ -398,13 +430,20 @@ def make_registry(
     @on.event("monitoring.coreos.com", "v1", "prometheusrules", labels=MANAGED_BY, registry=registry)
     async def promrule_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         rt = rt_of(memo, kwargs)
+        key = _key(body.metadata)
+        version = str(body.metadata.get("resourceVersion") or "")
+        if type == "DELETED":
+            rt.promrules.pop(key, None)
+            rt.promrule_digests.pop(key, None)
+        else:
+            rt.promrule_digests[key] = managed_digest(body)
+            if type is None or rt.promrules.get(key) in (version, ""):
+                rt.promrules[key] = version
+                return  # the initial listing (each rule's resume compares), or our own write (in flight)
+            rt.promrules[key] = version
         owner = owner_rule_key(body)
-        if owner is None:
-            return
-        desired = rt.desired_cache.get(_key(body.metadata))
-        if type != "DELETED" and desired is not None and diff_state(desired, _plain(body)) is None:
-            return  # our own write coming back
-        kick_rule(rt, owner, "drift")
+        if owner is not None:
+            kick_rule(rt, owner, "drift")
 
     for group, version, plural in CHILD_KINDS:
 

@@ -12,7 +12,16 @@ from ..api.constants import HASH_ANNOTATION
 from ..api.problems import INVALID_QUERY
 from ..api.validation import parse_spec
 from ..compile import compile_rule
-from ..kube.apply import NotOwnedError, delete_owned, ensure_object, owner_reference, prepare
+from ..kube.apply import (
+    Applied,
+    NotOwnedError,
+    Outcome,
+    delete_owned,
+    ensure_object,
+    managed_digest,
+    owner_reference,
+    prepare,
+)
 from ..kube.client import Body, KubeError, Ref
 from ..kube.events import post_event
 from . import metrics
@@ -46,9 +55,10 @@ def previous_status(rt: Runtime, body: Mapping[str, Any], kind: str = KIND) -> M
     """
     meta = body["metadata"]
     status = dict(body.get("status") or {})
-    cached = rt.written.get((kind, meta["namespace"], meta["name"], meta.get("uid", "")))
-    if cached is None:
+    written = rt.written.get((kind, meta["namespace"], meta["name"], meta.get("uid", "")))
+    if written is None:
         return status
+    cached = written[1]
     mine = list(cached.get("conditions") or [])
     types = {c.get("type") for c in mine}
     others = [c for c in status.get("conditions") or [] if c.get("type") not in types]
@@ -193,9 +203,24 @@ async def _apply(
             "metadata": {**desired["metadata"], "namespace": owner["metadata"]["namespace"]},
         }
         ref = _ref(desired)
-        live = await rt.kube.get(ref)
-        applied = await ensure_object(rt.kube, desired, owner, live=live)
-        rt.desired_cache[(ref.namespace or "", ref.name or "")] = prepare(desired, owner)
+        key = (ref.namespace or "", ref.name or "")
+        # Never applied (no prometheusRuleRef) and not seen by the watch: create without a GET
+        # (a 409 falls back to get-and-compare). Anything else compares with the live object.
+        fresh = not old_ref and key not in rt.promrules
+        prepared = prepare(desired, owner)
+        if key in rt.promrule_digests and rt.promrule_digests[key] == managed_digest(prepared):
+            applied = Applied(Outcome.UNCHANGED, prepared)  # as the watch shows it: no GET, no write
+        else:
+            live = None if fresh else await rt.kube.get(ref)
+            rt.promrules.setdefault(key, "")  # our write in flight: the watch event that races it is ours
+            try:
+                applied = await ensure_object(rt.kube, prepared, owner, live=live)
+            except BaseException:
+                if rt.promrules.get(key) == "":
+                    del rt.promrules[key]
+                raise
+            rt.promrules[key] = str(applied.body.get("metadata", {}).get("resourceVersion") or "")
+            rt.promrule_digests[key] = managed_digest(applied.body)
         if old_ref and old_ref.get("name") != ref.name:  # renamed: drop the old one
             await delete_owned(
                 rt.kube,
@@ -230,7 +255,12 @@ async def _apply(
             pr_ref,
             False,
         )
-    if live is None and _synced_before(before, generation) and old_ref and old_ref.get("name") == ref.name:
+    if (
+        applied.outcome is Outcome.CREATED
+        and _synced_before(before, generation)
+        and old_ref
+        and old_ref.get("name") == ref.name
+    ):
         return (
             Cond("Synced", True, "DriftCorrected", f"{where} was deleted by hand; recreated"),
             pr_ref,
@@ -266,7 +296,8 @@ async def write_status(
     events: bool = True,
 ) -> None:
     """Write status only when it changes; post one Event per reconcile that changed a condition
-    (unless ``events`` is False: someone else reports this change)."""
+    (unless ``events`` is False: someone else reports this change), except for a first status
+    that is all True."""
     meta = body["metadata"]
     generation = meta.get("generation")
     previous = list(before.get("conditions") or [])
@@ -280,15 +311,17 @@ async def write_status(
         return
     changed = transitions(previous, mine)
     try:
-        await rt.kube.patch_status(Ref.of(body), wanted)
+        patched = await rt.kube.patch_status(Ref.of(body), wanted)
     except KubeError as exc:
         if exc.status != 404:
             raise
         # deleted while we reconciled: its watch event (DELETED) follows, nothing is left to report on
         logger.debug("%s %s/%s is gone; its status is not written", kind, meta["namespace"], meta["name"])
         return
-    rt.written[(kind, meta["namespace"], meta["name"], meta.get("uid", ""))] = {**wanted, "conditions": mine}
-    if changed and events:
+    version = str((patched.get("metadata") or {}).get("resourceVersion") or "")
+    rt.remember_written(kind, meta, version, {**wanted, "conditions": mine})
+    # A first status that is all good is no news: Events are for failures, recoveries and drift.
+    if changed and events and (previous or any(c["status"] != "True" for c in changed)):
         first = next(
             (c for c in changed if c["type"] == "Synced" and c["reason"] == "DriftCorrected"), None
         ) or next((c for c in changed if c["type"] == "Ready"), changed[0])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,8 @@ INDEX_NAMES = (
     "klaxon_channels_by_secret",
     "klaxon_secret_keys",
 )
+
+INDEX_OF_KIND = {"AlertRule": "klaxon_rules", "AlertConfig": "klaxon_configs", "NotificationChannel": "klaxon_channels"}
 
 
 @dataclass
@@ -45,6 +49,9 @@ class Options:
     evaluation_check_seconds: float = 15.0
     #: How long a shard Lease lookup is reused: one GET per shard per this long, whatever the rule count.
     lease_ttl_seconds: float = 10.0
+    #: Kicked reconciles running at once (a burst of 10,000 new rules is worked off this many at a
+    #: time, so their transient objects never all live together; the API client has 100 connections).
+    max_reconciles: int = 64
 
 
 ObjKey = tuple[str, str, str]  # (kind, namespace, name)
@@ -56,16 +63,24 @@ UNREACHABLE_RETRY_CAP_S = 5.0
 class Runtime:
     options: Options
     kube: KubeClient
-    locks: dict[ObjKey, asyncio.Lock] = field(default_factory=dict)
-    pending: dict[ObjKey, asyncio.Task[None]] = field(default_factory=dict)
+    #: One lock per object being reconciled, with how many hold or await it (dropped at zero:
+    #: 10,000 idle rules keep none).
+    locks: dict[ObjKey, tuple[asyncio.Lock, list[int]]] = field(default_factory=dict)
+    pending: dict[ObjKey, tuple[asyncio.Task[None], float]] = field(default_factory=dict)
     indices: dict[str, Mapping[Any, Any]] = field(default_factory=dict)
-    #: Our own status fields as we last wrote them, by (kind, ns, name, uid): authoritative for
-    #: "did anything change" because only the operator writes them.
-    written: dict[tuple[str, str, str, str], Body] = field(default_factory=dict)
+    #: Our own status fields as we last wrote them, by (kind, ns, name, uid), with the resourceVersion
+    #: the write made: authoritative for "did anything change" because only the operator writes
+    #: them, until the watch shows that version (then the body says the same; see forget_written).
+    written: dict[tuple[str, str, str, str], tuple[str, Body]] = field(default_factory=dict)
     #: The config each rule was last counted under (to recount the old one when it moves).
     rule_config: dict[Key, Key] = field(default_factory=dict)
-    #: The last desired PrometheusRule per (ns, name), prepared: lets the drift watch ignore our own writes.
-    desired_cache: dict[Key, Body] = field(default_factory=dict)
+    #: resourceVersion of each managed PrometheusRule (ns, name) as last written by us or seen by the
+    #: watch ("" while our write is in flight): the drift watch ignores our own writes coming back,
+    #: and a new rule whose PrometheusRule is not here is created without a GET first.
+    promrules: dict[Key, str] = field(default_factory=dict)
+    #: managed_digest of each managed PrometheusRule as the watch (or our write) last showed it: a
+    #: reconcile whose desired object has the same digest needs neither a GET nor a write (a resume).
+    promrule_digests: dict[Key, str] = field(default_factory=dict)
     #: Per AlertConfig (ns, name, uid): its shard Deployments and Synced, as last applied.
     config_children: dict[tuple[str, str, str], tuple[dict[int, Body], Cond]] = field(default_factory=dict)
     #: Per AlertConfig (ns, name, uid): namespaces its evaluator should hold a Role in besides its own
@@ -79,6 +94,8 @@ class Runtime:
     #: (namespace, lease name) -> (monotonic time read, holder or None): see evaluation.lease_holder.
     lease_cache: dict[Key, tuple[float, str | None]] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    slots: asyncio.Semaphore | None = None
+    trim: asyncio.TimerHandle | None = None
 
     def capture(self, kwargs: Mapping[str, Any]) -> None:
         """Keep the live kopf index objects (the same objects on every call) for background work."""
@@ -96,37 +113,70 @@ class Runtime:
     def keys(self, name: str) -> Collection[Key]:
         return list(self.indices.get(name) or {})
 
-    def lock(self, key: ObjKey) -> asyncio.Lock:
-        return self.locks.setdefault(key, asyncio.Lock())
+    @contextlib.asynccontextmanager
+    async def lock(self, key: ObjKey) -> AsyncIterator[None]:
+        lock, users = self.locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self.locks[key]
+
+    def remember_written(self, kind: str, meta: Mapping[str, Any], version: str, status: Body) -> None:
+        key = (str(meta["namespace"]), str(meta["name"]))
+        current = self.view(INDEX_OF_KIND.get(kind, "")).get(key) or {}
+        if (current.get("metadata") or {}).get("resourceVersion") == version:
+            return  # the watch was faster than the response: the body shows it already
+        self.written[(kind, key[0], key[1], str(meta.get("uid", "")))] = (version, status)
+
+    def forget_written(self, kind: str, key: Key, meta: Mapping[str, Any], deleted: bool = False) -> None:
+        """The watch caught up with our last status write (or the object went): the body is the truth again."""
+        wkey = (kind, key[0], key[1], str(meta.get("uid", "")))
+        entry = self.written.get(wkey)
+        if entry is not None and (deleted or entry[0] == str(meta.get("resourceVersion") or "")):
+            del self.written[wkey]
 
     def kick(
         self, key: ObjKey, factory: Callable[[], Awaitable[object]], delay: float | None = None, failures: int = 0
     ) -> None:
-        """Reconcile ``key`` soon, once: kicks that arrive before it starts are coalesced. One
-        that fails for want of the API server is kicked again, with backoff."""
-        if key in self.pending:
-            return
+        """Reconcile ``key`` soon, once: kicks that arrive before it starts are coalesced (the
+        earliest start wins: an object's own change is not held back by a dependent's debounce).
+        One that fails for want of the API server is kicked again, with backoff."""
+        loop = asyncio.get_running_loop()
         wait = self.options.debounce_seconds if delay is None else delay
+        due = loop.time() + wait
+        pending = self.pending.get(key)
+        if pending is not None:
+            if pending[1] <= due:
+                return
+            pending[0].cancel()  # still asleep: nothing started
 
         async def run() -> None:
-            try:
-                await asyncio.sleep(wait)
-            finally:
-                self.pending.pop(key, None)
-            try:
-                await factory()
-            except KubeError as exc:
-                if not exc.transient:
-                    logger.warning("Reconciling %s %s/%s failed: %s", *key, exc)
-                    return
-                again = self.api_retry_delay(exc, failures)
-                logger.warning("Reconciling %s %s/%s failed: %s; again in %.1f s.", *key, exc, again)
-                self.kick(key, factory, delay=again, failures=failures + 1)
-            except Exception:
-                logger.exception("Reconciling %s %s/%s failed.", *key)
+            await asyncio.sleep(wait)
+            if self.slots is None:
+                self.slots = asyncio.Semaphore(self.options.max_reconciles)
+            async with self.slots:
+                if self.pending.get(key, (None, 0.0))[0] is task:
+                    del self.pending[key]
+                try:
+                    await factory()
+                except KubeError as exc:
+                    if not exc.transient:
+                        logger.warning("Reconciling %s %s/%s failed: %s", *key, exc)
+                    else:
+                        again = self.api_retry_delay(exc, failures)
+                        logger.warning("Reconciling %s %s/%s failed: %s; again in %.1f s.", *key, exc, again)
+                        self.kick(key, factory, delay=again, failures=failures + 1)
+                except Exception:
+                    logger.exception("Reconciling %s %s/%s failed.", *key)
+            if not self.pending:
+                self.trim_soon(loop)
 
-        task = asyncio.get_running_loop().create_task(run(), name=f"klaxon-kick-{'/'.join(key)}")
-        self.pending[key] = task
+        task = loop.create_task(run(), name=f"klaxon-kick-{'/'.join(key)}")
+        self.pending[key] = (task, due)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -140,6 +190,19 @@ class Runtime:
         cap = UNREACHABLE_RETRY_CAP_S if exc.unreachable else self.options.retry_seconds
         return float(min(cap, self.options.retry_seconds, 2.0**retry))
 
+    def trim_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A burst of reconciles is over: give the heap it freed back to the system (glibc keeps
+        it otherwise; a burst of 10,000 rules would stay in RSS)."""
+        if self.trim is None:
+            self.trim = loop.call_later(2.0, self._trim)
+
+    def _trim(self) -> None:
+        self.trim = None
+        if self.pending:
+            return  # the next burst started: trim after it
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).malloc_trim(0)  # glibc only; elsewhere nothing to do
+
     def spawn(self, coro: Awaitable[None], name: str) -> None:
         async def wrap() -> None:
             await coro
@@ -149,6 +212,8 @@ class Runtime:
         task.add_done_callback(self.tasks.discard)
 
     async def close(self) -> None:
+        if self.trim is not None:
+            self.trim.cancel()
         tasks = list(self.tasks)
         for task in tasks:
             task.cancel()
