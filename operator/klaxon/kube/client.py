@@ -25,10 +25,10 @@ import aiohttp
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 from kubernetes_asyncio.client.exceptions import ApiException
-from prometheus_client import Counter, Histogram
 
 from ..api.constants import API_VERSION
 from ..api.constants import PLURALS as KLAXON_PLURALS
+from .metrics import API_LATENCY, API_REQUESTS, API_RETRIES
 
 Body = dict[str, Any]
 T = TypeVar("T")
@@ -37,22 +37,6 @@ Items = list[Body]  # (a name of its own: KubeClient.list shadows the builtin in
 Configuration = k8s.Configuration
 
 MERGE_PATCH = "application/merge-patch+json"
-
-API_REQUESTS = Counter(
-    "klaxon_operator_api_requests_total",
-    "Kubernetes API requests made by Klaxon's own client.",
-    ["method", "resource", "code"],
-)
-API_LATENCY = Histogram(
-    "klaxon_operator_api_request_duration_seconds",
-    "Latency of Kubernetes API requests made by Klaxon.",
-    ["method"],
-)
-API_RETRIES = Counter(
-    "klaxon_operator_api_retries_total",
-    "Kubernetes API requests Klaxon's client retried after a transport error, a timeout, 5xx or 429.",
-    ["method", "resource"],
-)
 
 #: Kinds Klaxon generates or reads, by (apiVersion, kind): their plural and whether namespaced.
 PLURALS: dict[tuple[str, str], str] = {
