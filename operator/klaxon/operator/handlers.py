@@ -13,7 +13,6 @@ through the watch events (``on.event``) instead of delete handlers.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import copy
 import logging
@@ -39,11 +38,22 @@ from ..kube.login import connection_info
 from . import metrics
 from .channels import reconcile_channel
 from .configs import forget_config, reconcile_config
-from .evaluation import last_evaluation, rule_evaluation
-from .grants import collect_orphans
+from .kicks import (
+    awaits_evaluation,
+    configs_granting,
+    delivery_flipped,
+    evaluation_loop,
+    kick_channel,
+    kick_config,
+    kick_config_counts,
+    kick_rule,
+    resync_loop,
+    rules_of_channel,
+    spec_changed,
+)
 from .kopf_fixes import wake_toggle_waiters_on_flip
 from .refs import Key, raw_rule_channels
-from .rules import owner_rule_key, reconcile_rule
+from .rules import owner_rule_key
 from .runtime import Options, Runtime
 from .webhook import validator
 
@@ -113,144 +123,6 @@ def api_failures_retried(rt: Runtime, retry: int) -> Iterator[None]:
         raise kopf.TemporaryError(str(exc), delay=rt.api_retry_delay(exc, retry)) from None
 
 
-# ----------------------------------------------------------------------------- kicks
-def kick_rule(rt: Runtime, key: Key, trigger: str, delay: float | None = None) -> None:
-    """Reconcile the rule soon with its latest body; a failure is retried after ``retry_seconds``."""
-
-    async def run() -> None:
-        body = rt.view("klaxon_rules").get(key)
-        if body is None:
-            return
-        try:
-            outcome = await reconcile_rule(rt, body, trigger)
-        except Exception:
-            rt.kick(("AlertRule", *key), run, delay=rt.options.retry_seconds)
-            raise
-        if outcome.retry:
-            rt.kick(("AlertRule", *key), run, delay=rt.options.retry_seconds)
-
-    rt.kick(("AlertRule", *key), run, delay=delay)
-
-
-def kick_config(rt: Runtime, key: Key, trigger: str) -> None:
-    async def run() -> None:
-        body = rt.view("klaxon_configs").get(key)
-        if body is not None:
-            await reconcile_config(rt, body, trigger)
-
-    rt.kick(("AlertConfig", *key), run)
-
-
-def kick_config_counts(rt: Runtime, key: Key) -> None:
-    """Rules came or went: recount soon, batched (a burst of new rules is one status write)."""
-
-    async def run() -> None:
-        body = rt.view("klaxon_configs").get(key)
-        if body is not None:
-            await reconcile_config(rt, body, "rule", counts_only=True)
-
-    rt.kick(("AlertConfig-counts", *key), run, delay=max(rt.options.debounce_seconds, 1.0))
-
-
-def kick_channel(rt: Runtime, key: Key, trigger: str) -> None:
-    async def run() -> None:
-        body = rt.view("klaxon_channels").get(key)
-        if body is not None:
-            await reconcile_channel(rt, body, trigger)
-
-    rt.kick(("NotificationChannel", *key), run)
-
-
-def rules_of_channel(rt: Runtime, key: Key) -> set[Key]:
-    """Rules naming the channel, and rules falling back to it through their config's defaults."""
-    found = set(rt.many("klaxon_rules_by_channel", key))
-    for ckey, config in rt.view("klaxon_configs").items():
-        if ckey[0] == key[0] and key[1] in (
-            ((config.get("spec") or {}).get("defaults") or {}).get("channels") or []
-        ):
-            found.update(rt.many("klaxon_rules_by_config", ckey))
-    return found
-
-
-def delivery_flipped(status: Mapping[str, Any] | None) -> bool:
-    """The evaluator's ``status.queue`` says deliveries fail (or work again) and Ready does not say so yet."""
-    failing = bool(((status or {}).get("queue") or {}).get("failingSince"))
-    ready = next((c for c in (status or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
-    return ready is not None and failing != (ready.get("reason") == "DeliveryFailing")
-
-
-def spec_changed(rt: Runtime, kind: str, key: Key, type_: str | None, meta: Mapping[str, Any]) -> bool:
-    """Whether dependents must look again: the object appeared, went, or its spec changed."""
-    seen = (kind, *key)
-    now = (meta.get("uid"), meta.get("generation"))
-    if type_ == "DELETED":
-        rt.generations.pop(seen, None)
-        return True
-    if rt.generations.get(seen) == now:
-        return False
-    rt.generations[seen] = now
-    return True
-
-
-async def resync_loop(rt: Runtime) -> None:
-    while True:
-        await asyncio.sleep(rt.options.resync_seconds)
-        for key in rt.keys("klaxon_configs"):
-            kick_config(rt, key, "resync")
-        for key in rt.keys("klaxon_channels"):
-            kick_channel(rt, key, "resync")
-        for key in rt.keys("klaxon_rules"):
-            kick_rule(rt, key, "resync")
-        # Grants in other namespaces of AlertConfigs deleted while no operator was running.
-        live = {str((b.get("metadata") or {}).get("uid")) for b in rt.view("klaxon_configs").values()}
-        try:
-            await collect_orphans(rt.kube, live, rt.options.namespaces)
-        except Exception:
-            logger.exception("Collecting orphaned evaluator grants failed.")
-
-
-def awaits_evaluation(rt: Runtime, key: Key, status: Mapping[str, Any] | None) -> bool:
-    """A rule held back from Ready for want of an evaluation that now shows one."""
-    verdict = rt.evaluations.get(key)
-    return verdict is not None and verdict[0] is False and last_evaluation(status) is not None and (
-        verdict[1] in ("AwaitingEvaluation", "EvaluatorNotReady", "EvaluationStale")
-    )
-
-
-async def evaluation_loop(rt: Runtime) -> None:
-    """Re-check evaluator-run rules: a lastEvaluation going stale or a shard losing its leader
-    changes no object, so time has to be watched; only rules whose verdict changed are reconciled."""
-    while True:
-        await asyncio.sleep(rt.options.evaluation_check_seconds)
-        try:
-            for key in await changed_evaluations(rt):
-                kick_rule(rt, key, "evaluation")
-        except Exception:
-            logger.exception("Checking the evaluation of evaluator-run rules failed.")
-
-
-async def changed_evaluations(rt: Runtime) -> list[Key]:
-    rules = rt.view("klaxon_rules")
-    changed = []
-    for key, (ok, reason, expect) in list(rt.evaluations.items()):
-        body = rules.get(key)
-        if body is not None:
-            cond = await rule_evaluation(rt, body, expect)
-            if (cond.ok, cond.reason) != (ok, reason):
-                changed.append(key)
-    return changed
-
-
-def configs_granting(rt: Runtime, namespace: str) -> list[Key]:
-    """AlertConfigs whose evaluator holds (or should hold) a Role in ``namespace``."""
-    return [
-        (k[0], k[1])
-        for k, (wanted, _) in list(rt.config_grants.items())
-        if namespace in wanted and (k[0], k[1]) in rt.view("klaxon_configs")
-    ]
-
-
-# ------------------------------------------------------------------------ registry
 def make_registry(
     options: Options | None = None, *, login: bool = False, webhook: bool = False
 ) -> kopf.OperatorRegistry:
@@ -261,6 +133,19 @@ def make_registry(
     opts = options or Options()
     wake_toggle_waiters_on_flip()  # startup with thousands of rules (see kopf_fixes)
     registry = kopf.OperatorRegistry()
+    _lifecycle(registry, opts, login)
+    _indices(registry)
+    _reconcilers(registry, opts)
+    _reference_events(registry, opts)
+    _config_and_channel_events(registry, opts)
+    _namespace_and_secret_events(registry, opts)
+    _drift(registry, opts)
+    _admission(registry, opts, webhook)
+    return registry
+
+
+def _lifecycle(registry: kopf.OperatorRegistry, opts: Options, login: bool) -> None:
+    """Login, startup (the Runtime and its loops) and cleanup."""
     on = kopf.on
 
     if login:
@@ -287,7 +172,10 @@ def make_registry(
         if rt is not None:
             await rt.close()
 
-    # --- indices: who references whom (values are plain data; Secrets keep key names only)
+
+def _indices(registry: kopf.OperatorRegistry) -> None:
+    """Indices: who references whom (values are plain data; Secrets keep key names only)."""
+
     @kopf.index(GROUP, VERSION, ALERT_RULES, id="klaxon_rules", registry=registry)
     async def klaxon_rules(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[Key, Any]:
         return {_key(meta): _slim(body)}
@@ -321,9 +209,13 @@ def make_registry(
             | frozenset((body.get("stringData") or {}).keys())
         }
 
-    # --- configs and channels: create/update/resume converge on one reconcile. Rules (the many)
-    # are driven by their watch events and their generation instead (rule_event): kopf's
-    # bookkeeping would cost a PATCH of every rule and a wait for it to come back.
+
+def _reconcilers(registry: kopf.OperatorRegistry, opts: Options) -> None:
+    """Configs and channels: create/update/resume converge on one reconcile. Rules (the many) are
+    driven by their watch events and their generation instead (``rule_event``): kopf's bookkeeping
+    would cost a PATCH of every rule and a wait for it to come back."""
+    on = kopf.on
+
     @on.resume(GROUP, VERSION, ALERT_CONFIGS, id="reconcile", registry=registry)
     @on.create(GROUP, VERSION, ALERT_CONFIGS, id="reconcile", registry=registry)
     @on.update(GROUP, VERSION, ALERT_CONFIGS, id="reconcile", registry=registry)
@@ -340,7 +232,11 @@ def make_registry(
         with api_failures_retried(rt, retry):
             await reconcile_channel(rt, _plain(body), str(reason))
 
-    # --- references, both ways: dependents follow their referents' events at once
+
+def _reference_events(registry: kopf.OperatorRegistry, opts: Options) -> None:
+    """References, both ways: dependents follow their referents' events at once."""
+    on = kopf.on
+
     @on.event(GROUP, VERSION, ALERT_RULES, registry=registry)
     async def rule_event(
         type: str | None, meta: kopf.Meta, spec: kopf.Spec, status: kopf.Status, memo: kopf.Memo, **kwargs: Any
@@ -367,6 +263,11 @@ def make_registry(
         if old != ckey or type in ("DELETED", None, "ADDED"):
             for k in {ckey, old} - {None}:
                 kick_config_counts(rt, k)  # type: ignore[arg-type]
+
+
+def _config_and_channel_events(registry: kopf.OperatorRegistry, opts: Options) -> None:
+    """The rules of a config or channel that came, changed or went are reconciled at once."""
+    on = kopf.on
 
     @on.event(GROUP, VERSION, ALERT_CONFIGS, registry=registry)
     async def config_event(
@@ -408,6 +309,12 @@ def make_registry(
         for ckey in configs_granting(rt, key[0]):  # ... and so do its Roles in other namespaces
             kick_config(rt, ckey, "channel")
 
+
+def _namespace_and_secret_events(registry: kopf.OperatorRegistry, opts: Options) -> None:
+    """A namespace that comes or goes changes which configs grant it; a Secret's keys, the channels
+    that read it."""
+    on = kopf.on
+
     @on.event("", "v1", "namespaces", registry=registry)
     async def namespace_event(type: str | None, meta: kopf.Meta, memo: kopf.Memo, **kwargs: Any) -> None:
         """A namespace an AlertConfig lists appeared: give its evaluator access there now."""
@@ -426,7 +333,11 @@ def make_registry(
             for rule in rules_of_channel(rt, channel):
                 kick_rule(rt, rule, "secret")
 
-    # --- drift: children edited or deleted by hand are restored
+
+def _drift(registry: kopf.OperatorRegistry, opts: Options) -> None:
+    """Drift: children edited or deleted by hand are restored."""
+    on = kopf.on
+
     @on.event("monitoring.coreos.com", "v1", "prometheusrules", labels=MANAGED_BY, registry=registry)
     async def promrule_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
         rt = rt_of(memo, kwargs)
@@ -472,7 +383,10 @@ def make_registry(
         for key in rt.keys("klaxon_rules"):
             kick_rule(rt, key, "crd")
 
-    # --- admission (kopf refuses admission handlers without settings.admission.server)
+
+def _admission(registry: kopf.OperatorRegistry, opts: Options, webhook: bool) -> None:
+    """Admission (kopf refuses admission handlers without ``settings.admission.server``)."""
+    on = kopf.on
     kinds = tuple(PLURALS.items())
     for kind, plural in kinds if webhook else ():
         on.validate(
@@ -483,5 +397,3 @@ def make_registry(
             registry=registry,
             operations=["CREATE", "UPDATE"],
         )(validator(kind))
-
-    return registry
