@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..api.alertconfig import AlertConfigSpec
 from ..api.alertrule import AlertRuleSpec
 from ..api.constants import HASH_ANNOTATION
 from ..api.problems import INVALID_QUERY
@@ -94,12 +95,7 @@ async def reconcile_rule(rt: Runtime, body: Mapping[str, Any], trigger: str = "h
 
 async def _reconcile(rt: Runtime, body: Mapping[str, Any]) -> RuleOutcome:
     meta = body["metadata"]
-    ns, name, uid, generation = (
-        str(meta["namespace"]),
-        str(meta["name"]),
-        meta.get("uid"),
-        meta.get("generation"),
-    )
+    ns, name, uid, generation = str(meta["namespace"]), str(meta["name"]), meta.get("uid"), meta.get("generation")
     before = previous_status(rt, body)
     status_patch: dict[str, Any] = {}
     retry = False
@@ -148,25 +144,37 @@ async def _reconcile(rt: Runtime, body: Mapping[str, Any]) -> RuleOutcome:
     )
     if channels is not None:
         conds.append(channels)
-    expect: Expectation | None = None
-    if result.engine == "evaluator" and config is not None:
-        if not config.evaluator.enabled:
-            conds.append(
-                Cond(
-                    "Evaluator",
-                    False,
-                    "EvaluatorDisabled",
-                    f"the rule needs the evaluator but AlertConfig {ckey[0]}/{ckey[1]} disables it",
-                )
-            )
-        elif spec.enabled:
-            expect = Expectation.of(ckey, config, spec)
-            evaluated = await rule_evaluation(rt, body, expect)
-            conds.append(evaluated)
-            rt.evaluations[(ns, name)] = (evaluated.ok, evaluated.reason, expect)
-    if expect is None:
-        rt.evaluations.pop((ns, name), None)
+    needs = config if result.engine == "evaluator" else None  # (None: no evaluator involved)
+    evaluator = await _evaluator_condition(rt, body, spec, ckey, needs)
+    if evaluator is not None:
+        conds.append(evaluator)
     return await _finish(rt, body, before, conds, status_patch, retry)
+
+
+async def _evaluator_condition(
+    rt: Runtime, body: Mapping[str, Any], spec: AlertRuleSpec, ckey: Key, config: AlertConfigSpec | None
+) -> Cond | None:
+    """Whether the evaluator the rule needs is on and evaluates it (remembered for the sweep)."""
+    meta = body["metadata"]
+    key = (str(meta["namespace"]), str(meta["name"]))
+    if config is None:
+        rt.evaluations.pop(key, None)
+        return None
+    if not config.evaluator.enabled:
+        rt.evaluations.pop(key, None)
+        return Cond(
+            "Evaluator",
+            False,
+            "EvaluatorDisabled",
+            f"the rule needs the evaluator but AlertConfig {ckey[0]}/{ckey[1]} disables it",
+        )
+    if not spec.enabled:
+        rt.evaluations.pop(key, None)
+        return None
+    expect = Expectation.of(ckey, config, spec)
+    evaluated = await rule_evaluation(rt, body, expect)
+    rt.evaluations[key] = (evaluated.ok, evaluated.reason, expect)
+    return evaluated
 
 
 async def _apply(
@@ -182,11 +190,7 @@ async def _apply(
     try:
         if desired is None:
             if old_ref:
-                await delete_owned(
-                    rt.kube,
-                    Ref(PROMRULE_API, "prometheusrules", old_ref.get("namespace"), old_ref.get("name")),
-                    uid,
-                )
+                await delete_owned(rt.kube, _old(old_ref), uid)
             return (
                 Cond(
                     "Synced",
@@ -203,73 +207,74 @@ async def _apply(
             "metadata": {**desired["metadata"], "namespace": owner["metadata"]["namespace"]},
         }
         ref = _ref(desired)
-        key = (ref.namespace or "", ref.name or "")
-        # Never applied (no prometheusRuleRef) and not seen by the watch: create without a GET
-        # (a 409 falls back to get-and-compare). Anything else compares with the live object.
-        fresh = not old_ref and key not in rt.promrules
-        prepared = prepare(desired, owner)
-        if key in rt.promrule_digests and rt.promrule_digests[key] == managed_digest(prepared):
-            applied = Applied(Outcome.UNCHANGED, prepared)  # as the watch shows it: no GET, no write
-        else:
-            live = None if fresh else await rt.kube.get(ref)
-            rt.promrules.setdefault(key, "")  # our write in flight: the watch event that races it is ours
-            try:
-                applied = await ensure_object(rt.kube, prepared, owner, live=live)
-            except BaseException:
-                if rt.promrules.get(key) == "":
-                    del rt.promrules[key]
-                raise
-            rt.promrules[key] = str(applied.body.get("metadata", {}).get("resourceVersion") or "")
-            rt.promrule_digests[key] = managed_digest(applied.body)
+        applied = await _ensure(rt, ref, prepare(desired, owner), owner, fresh=not old_ref)
         if old_ref and old_ref.get("name") != ref.name:  # renamed: drop the old one
-            await delete_owned(
-                rt.kube,
-                Ref(PROMRULE_API, "prometheusrules", old_ref.get("namespace"), old_ref.get("name")),
-                uid,
-            )
+            await delete_owned(rt.kube, _old(old_ref), uid)
     except KubeError as exc:
-        if exc.resource_missing:
-            return (
-                Cond(
-                    "Synced",
-                    False,
-                    "PrometheusRuleCRDMissing",
-                    "the PrometheusRule CRD (monitoring.coreos.com/v1) is not installed; install "
-                    "prometheus-operator's CRDs and the rule is applied at once",
-                ),
-                old_ref,
-                False,
-            )
-        return (
-            Cond("Synced", False, "ApplyFailed", f"applying PrometheusRule failed: {exc}"),
-            old_ref,
-            exc.status >= 500 or exc.status in (409, 429),
-        )
+        return _apply_failed(exc), old_ref, exc.status >= 500 or exc.status in (409, 429)
     except NotOwnedError as exc:
         return Cond("Synced", False, "ApplyFailed", str(exc)), old_ref, False
     pr_ref = {"name": ref.name or "", "namespace": ref.namespace or ""}
-    where = f"PrometheusRule {ref.namespace}/{ref.name}"
-    if applied.drift == "modified":
-        return (
-            Cond("Synced", True, "DriftCorrected", f"{where} was modified by hand; restored"),
-            pr_ref,
+    return _synced(applied, before, generation, old_ref, pr_ref), pr_ref, False
+
+
+def _old(old_ref: Mapping[str, Any]) -> Ref:
+    return Ref(PROMRULE_API, "prometheusrules", old_ref.get("namespace"), old_ref.get("name"))
+
+
+async def _ensure(rt: Runtime, ref: Ref, prepared: Body, owner: Mapping[str, Any], fresh: bool) -> Applied:
+    """Create or update the PrometheusRule. Never applied (``fresh``) and not seen by the watch:
+    create without a GET (a 409 falls back to get-and-compare); as the watch shows it: nothing."""
+    key = (ref.namespace or "", ref.name or "")
+    if key in rt.promrule_digests and rt.promrule_digests[key] == managed_digest(prepared):
+        return Applied(Outcome.UNCHANGED, prepared)  # no GET, no write
+    live = None if fresh and key not in rt.promrules else await rt.kube.get(ref)
+    rt.promrules.setdefault(key, "")  # our write in flight: the watch event that races it is ours
+    try:
+        applied = await ensure_object(rt.kube, prepared, owner, live=live)
+    except BaseException:
+        if rt.promrules.get(key) == "":
+            del rt.promrules[key]
+        raise
+    rt.promrules[key] = str(applied.body.get("metadata", {}).get("resourceVersion") or "")
+    rt.promrule_digests[key] = managed_digest(applied.body)
+    return applied
+
+
+def _apply_failed(exc: KubeError) -> Cond:
+    if exc.resource_missing:
+        return Cond(
+            "Synced",
             False,
+            "PrometheusRuleCRDMissing",
+            "the PrometheusRule CRD (monitoring.coreos.com/v1) is not installed; install "
+            "prometheus-operator's CRDs and the rule is applied at once",
         )
+    return Cond("Synced", False, "ApplyFailed", f"applying PrometheusRule failed: {exc}")
+
+
+def _synced(
+    applied: Applied,
+    before: Mapping[str, Any],
+    generation: int | None,
+    old_ref: Mapping[str, Any] | None,
+    pr_ref: dict[str, str],
+) -> Cond:
+    """Synced=True, saying whether a hand edit or deletion was undone (now or before)."""
+    where = f"PrometheusRule {pr_ref['namespace']}/{pr_ref['name']}"
+    if applied.drift == "modified":
+        return Cond("Synced", True, "DriftCorrected", f"{where} was modified by hand; restored")
     if (
         applied.outcome is Outcome.CREATED
         and _synced_before(before, generation)
         and old_ref
-        and old_ref.get("name") == ref.name
+        and old_ref.get("name") == pr_ref["name"]
     ):
-        return (
-            Cond("Synced", True, "DriftCorrected", f"{where} was deleted by hand; recreated"),
-            pr_ref,
-            False,
-        )
+        return Cond("Synced", True, "DriftCorrected", f"{where} was deleted by hand; recreated")
     if not applied.wrote and (kept := kept_drift(before, generation)) is not None:
-        return kept, pr_ref, False
+        return kept
     hash_ = applied.body.get("metadata", {}).get("annotations", {}).get(HASH_ANNOTATION, "")
-    return Cond("Synced", True, "Applied", f"{where} is up to date (input hash {hash_})"), pr_ref, False
+    return Cond("Synced", True, "Applied", f"{where} is up to date (input hash {hash_})")
 
 
 async def _finish(
