@@ -28,7 +28,7 @@ import yaml
 from hypothesis import strategies as st
 
 from klaxon.api import AlertRuleSpec, parse_object
-from klaxon.cli.preview import PrometheusFetch
+from klaxon.preview.prometheus import PrometheusFetch
 from klaxon.compile import compile_rule
 from klaxon.compile.query import group_labels, outer, quantile
 from klaxon.engine import grid_offset

@@ -12,26 +12,20 @@ kubectl plugin: ``kubectl klaxon entries ...``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
 import sys
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..api.alertconfig import AlertConfigSpec
-from ..api.refs import config_key
-from ..events.entries import (
-    ENTRIES_ANNOTATION,
-    Action,
-    Record,
-    parse_entries_annotation,
-    set_record,
-    tag_problem,
-)
+from ..api.constants import GROUP
+from .errors import UsageError
 
 if TYPE_CHECKING:
+    from ..events.entries import Action
     from ..kube.client import KubeClient
+
+#: klaxon.events.entries.ENTRIES_ANNOTATION (not imported: registering the command stays cheap)
+ENTRIES_ANNOTATION = f"{GROUP}/entries"
 
 
 def _who(args: argparse.Namespace) -> str:
@@ -45,6 +39,8 @@ def _who(args: argparse.Namespace) -> str:
 
 def entry_rows(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per open entry: rule, status fields, and who/when from the annotation's records."""
+    from ..events.entries import parse_entries_annotation
+
     rows: list[dict[str, Any]] = []
     for rule in rules:
         meta = rule.get("metadata") or {}
@@ -86,6 +82,9 @@ def _missing(args: argparse.Namespace) -> int:
 
 async def run_with(args: argparse.Namespace, kube: KubeClient) -> int:
     """The command against a cluster (tests pass a client bound to an emulated one)."""
+    from ..api.alertconfig import AlertConfigSpec
+    from ..api.refs import config_key
+    from ..events.entries import Record, set_record, tag_problem
     from ..kube.client import Ref
 
     action = args.action or "list"
@@ -135,6 +134,8 @@ async def run_with(args: argparse.Namespace, kube: KubeClient) -> int:
         if problem is not None:
             print(f"klaxon entries: {problem}", file=sys.stderr)
             return 2
+    from datetime import UTC, datetime
+
     record = Record(args.key, what, _who(args), datetime.now(UTC).replace(microsecond=0), text)
     await kube.update_annotation(rule_ref, ENTRIES_ANNOTATION, lambda old: set_record(old, record))
     label = "acknowledged" if what == "ack" else f"tagged {what}={text!r}"
@@ -143,16 +144,17 @@ async def run_with(args: argparse.Namespace, kube: KubeClient) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from ..kube.client import connected
+    from .cluster import cluster
 
-    async with connected(args.kubeconfig) as kube:
+    async with cluster(args.kubeconfig) as kube:
         return await run_with(args, kube)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action in ("ack", "tag") and not (args.rule and args.key):
-        print("klaxon entries: ack and tag need RULE and KEY", file=sys.stderr)
-        return 2
+        raise UsageError("ack and tag need RULE and KEY")
+    import asyncio
+
     return asyncio.run(_main(args))
 
 

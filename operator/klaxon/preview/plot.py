@@ -101,7 +101,6 @@ def plot(res: PreviewResult, path: str | Path, max_panels: int = MAX_PANELS) -> 
     if left_out:
         fig.text(0.99, 0.005, f"{left_out} more series not shown", ha="right", va="bottom", fontsize=9)
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=DPI)
     plt.close(fig)
     return out

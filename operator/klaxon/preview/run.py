@@ -33,10 +33,9 @@ from klaxon.engine import (
 )
 from klaxon.engine.thresholds import window_counts
 from klaxon.engine.types import iso
+from klaxon.preview import SERIES_LIMIT_DEFAULT, SERIES_LIMIT_MAX
 from klaxon.preview.data import DataError, RawSeries
 
-SERIES_LIMIT_DEFAULT = 20
-SERIES_LIMIT_MAX = 50
 #: Labels that identify where a sample came from, not what it measures.
 META_LABELS = frozenset({"__name__", "operand"})
 
