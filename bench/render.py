@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import io
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -91,20 +92,24 @@ def main() -> int:
         write_rules(root, args.rules)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "operator"),
                                                               os.environ.get("PYTHONPATH", "")])}
-        times = []
+        times, cpus = [], []
         for _ in range(args.repeat):
             with open(Path(tmp) / "out.yaml", "wb") as sink:
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t0 = time.perf_counter()
                 proc = subprocess.run([sys.executable, "-m", "klaxon.cli", "render", str(root)],
                                       stdout=sink, stderr=subprocess.PIPE, env=env, check=False)
                 times.append(time.perf_counter() - t0)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
             if proc.returncode != 0:
                 print(proc.stderr.decode()[-2000:], file=sys.stderr)
                 return 1
         manifests = (Path(tmp) / "out.yaml").read_text().count("kind: PrometheusRule")
         print(f"klaxon render of {args.rules} AlertRules in {len(list(root.iterdir()))} files: "
               f"{manifests} PrometheusRules")
-        print(f"command wall time: best {min(times):.2f} s, worst {max(times):.2f} s (of {args.repeat})")
+        print(f"command wall time: best {min(times):.2f} s, worst {max(times):.2f} s (of {args.repeat}); "
+              f"CPU (user+sys) best {min(cpus):.2f} s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         with contextlib.redirect_stderr(io.StringIO()):
             split = phases(root)
         print("in-process phases: " + ", ".join(
