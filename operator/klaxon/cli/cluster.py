@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING
 from .errors import CliError, UsageError
 
 if TYPE_CHECKING:
-    from ..kube.client import KubeClient
+    from ..kube.client import Configuration, KubeClient
 
 
-async def credentials_problem(kubeconfig: str | None, context: str | None = None) -> None:
-    """Raise ``UsageError`` when there are no usable credentials (long-running commands check first)."""
+async def credentials(kubeconfig: str | None, context: str | None = None) -> Configuration:
+    """The client configuration, or ``UsageError`` when there are no usable credentials."""
     from ..kube.kubeconfig import CredentialsError, configuration
 
     try:
-        await configuration(kubeconfig, context)
+        return await configuration(kubeconfig, context)
     except CredentialsError as e:
         raise UsageError(str(e)) from None
 
@@ -48,12 +48,8 @@ async def cluster(
 ) -> AsyncIterator[KubeClient]:
     """A client for the duration of a command; API failures inside the block become ``CliError``."""
     from ..kube.client import FAILURES, KubeClient
-    from ..kube.kubeconfig import CredentialsError, configuration
 
-    try:
-        cfg = await configuration(kubeconfig, context)
-    except CredentialsError as e:
-        raise UsageError(str(e)) from None
+    cfg = await credentials(kubeconfig, context)
     kube = await KubeClient.connect(configuration=cfg, field_manager=field_manager)
     try:
         yield kube

@@ -75,8 +75,12 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
+def _prog(args: argparse.Namespace) -> str:
+    return str(getattr(args, "prog", "klaxon"))  # tests call run_with without the parser's defaults
+
+
 def _missing(args: argparse.Namespace) -> int:
-    print(f"klaxon entries: AlertRule {args.namespace}/{args.rule} not found", file=sys.stderr)
+    print(f"{_prog(args)} entries: AlertRule {args.namespace}/{args.rule} not found", file=sys.stderr)
     return 1
 
 
@@ -121,7 +125,7 @@ async def run_with(args: argparse.Namespace, kube: KubeClient) -> int:
     keys = {e.get("key") for e in (rule.get("status") or {}).get("entries") or []}
     if args.key not in keys and not args.force:
         print(
-            f"klaxon entries: {args.rule} has no open entry {args.key!r} (use --force to record anyway)",
+            f"{_prog(args)} entries: {args.rule} has no open entry {args.key!r} (use --force to record anyway)",
             file=sys.stderr,
         )
         return 1
@@ -132,7 +136,7 @@ async def run_with(args: argparse.Namespace, kube: KubeClient) -> int:
         if problem is None and what == "ack" and "button" not in settings.ack_mechanisms:
             problem = f"acknowledging by button is not enabled (ackMechanisms: {', '.join(settings.ack_mechanisms)})"
         if problem is not None:
-            print(f"klaxon entries: {problem}", file=sys.stderr)
+            print(f"{_prog(args)} entries: {problem}", file=sys.stderr)
             return 2
     from datetime import UTC, datetime
 
@@ -156,6 +160,17 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     return asyncio.run(_main(args))
+
+
+ACTIONS = ("list", "ack", "tag")
+
+
+def with_default_action(argv: list[str]) -> list[str]:
+    """``entries -A`` / ``entries RULE -n NS`` mean ``entries list ...`` (as documented): argparse cannot
+    make a subcommand optional and still take its options, so ``list`` is put in."""
+    if argv[:1] == ["entries"] and len(argv) > 1 and argv[1] not in (*ACTIONS, "-h", "--help"):
+        return ["entries", "list", *argv[1:]]
+    return argv
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

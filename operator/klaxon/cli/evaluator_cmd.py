@@ -6,10 +6,12 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
+from .cluster import api_problem, credentials
 from .errors import CliError, UsageError
 
 if TYPE_CHECKING:
     from klaxon.evaluator.options import EvaluatorOptions
+    from klaxon.kube.client import Configuration
 
 #: klaxon.evaluator.connect.DEFAULT_STATE_DIR, for the help text (a test keeps the two equal)
 STATE_DIR_HELP_DEFAULT = "/var/lib/klaxon"
@@ -37,18 +39,13 @@ def options(args: argparse.Namespace) -> EvaluatorOptions:
     )
 
 
-async def _main(args: argparse.Namespace) -> int:
+async def _main(args: argparse.Namespace, cfg: Configuration) -> int:
     import asyncio
     import signal
 
     from klaxon.evaluator.process import EvaluatorProcess
-    from klaxon.kube.client import KubeClient
-    from klaxon.kube.kubeconfig import CredentialsError, configuration
+    from klaxon.kube.client import FAILURES, KubeClient
 
-    try:
-        cfg = await configuration(args.kubeconfig)
-    except CredentialsError as e:
-        raise UsageError(str(e)) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -56,6 +53,8 @@ async def _main(args: argparse.Namespace) -> int:
     kube = await KubeClient.connect(configuration=cfg, field_manager="klaxon-evaluator")
     try:
         return await EvaluatorProcess(options(args), kube).run(stop)
+    except FAILURES as e:  # the API server failed the process (unreachable, forbidden): say so in one line
+        raise CliError(api_problem(e, str(cfg.host))) from None
     finally:
         await kube.close()
 
@@ -65,7 +64,6 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from klaxon.api.sharding import parse_shard
-    from klaxon.evaluator.connect import ConfigError
 
     namespace, _, name = args.config.partition("/")
     if not (namespace and name) or "/" in name:
@@ -74,9 +72,13 @@ def run(args: argparse.Namespace) -> int:
         parse_shard(args.shard)
     except ValueError:
         raise UsageError(f"--shard {args.shard!r}: expected I/N with 0 <= I < N, e.g. 0/1") from None
+    cfg = asyncio.run(credentials(args.kubeconfig))  # before the evaluator's imports: a usage error is quick
+
+    from klaxon.evaluator.connect import ConfigError
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        return asyncio.run(_main(args))
+        return asyncio.run(_main(args, cfg))
     except ConfigError as e:
         raise CliError(str(e)) from None
 

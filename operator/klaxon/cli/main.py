@@ -31,6 +31,7 @@ def _validate(args: argparse.Namespace) -> int:
 def build_parser(prog: str = "klaxon") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description="Klaxon: alerting as Kubernetes custom resources.")
     parser.add_argument("--version", action="version", version=f"klaxon {__version__}")
+    parser.set_defaults(prog=prog)  # for the few commands that print their own messages
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -52,8 +53,10 @@ def build_parser(prog: str = "klaxon") -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, prog: str = "klaxon") -> int:
     """Parse and run one command; a ``CliError`` becomes one line on stderr and its exit status."""
+    from .entries import with_default_action
+
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(with_default_action(list(sys.argv[1:] if argv is None else argv)))
     func: Command = args.func
     try:
         return func(args)

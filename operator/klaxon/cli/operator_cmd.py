@@ -6,10 +6,8 @@ Every flag has a ``KLAXON_*`` environment default: that is how the chart configu
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import UsageError
 
@@ -116,24 +114,10 @@ def options(args: argparse.Namespace) -> OperatorOptions:
     )
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from ..operator.process import run_operator
-    from .cluster import credentials_problem
+    from .cluster import credentials
 
     if args.log_level not in LOG_LEVELS:  # argparse checks choices on the command line, not on $KLAXON_LOG_LEVEL
         raise UsageError(f"log level {args.log_level!r} (allowed: {', '.join(LOG_LEVELS)})")
@@ -144,11 +128,9 @@ def run(args: argparse.Namespace) -> int:
                 f"--webhook-cert-dir {args.webhook_cert_dir}: no {' or '.join(missing)} there "
                 "(mount the webhook certificate's Secret, or leave the option unset to run without the webhook)"
             )
-    asyncio.run(credentials_problem(args.kubeconfig, args.context))  # one line, before anything starts
-    handler = logging.StreamHandler()
-    if args.log_format == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=args.log_level, handlers=[handler])
+    asyncio.run(credentials(args.kubeconfig, args.context))  # one line, before anything starts
+
+    from ..operator.process import configure_logging, run_operator
+
+    configure_logging(args.log_level, args.log_format)
     return asyncio.run(run_operator(options(args)))

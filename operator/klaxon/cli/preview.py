@@ -13,6 +13,7 @@ import argparse
 import importlib.util
 import json
 import os
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -215,6 +216,10 @@ def prometheus_options(args: argparse.Namespace) -> tuple[str | None, tuple[str,
         raise UsageError("--prometheus: credentials in the URL are not sent (use --basic-auth or --token)")
     if args.ca_file:
         readable_file(args.ca_file, "--ca-file")
+        try:
+            ssl.create_default_context(cafile=args.ca_file)
+        except (ssl.SSLError, ValueError) as e:
+            raise UsageError(f"--ca-file {args.ca_file}: not a PEM CA bundle ({e})") from None
     token = args.token or os.environ.get("KLAXON_PROMETHEUS_TOKEN") or None
     basic = args.basic_auth or os.environ.get("KLAXON_PROMETHEUS_BASIC_AUTH") or None
     if token and basic:

@@ -40,11 +40,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _main(args: argparse.Namespace) -> int:
-    return run(args.paths, output_dir=args.output_dir, fmt=args.format, namespace=args.namespace)
+    return run(args.paths, output_dir=args.output_dir, fmt=args.format, namespace=args.namespace, prog=args.prog)
 
 
 def run(paths: Sequence[str], output_dir: str | None = None, fmt: str = "prometheus-operator",
-        namespace: str = "default", stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+        namespace: str = "default", stdout: TextIO | None = None, stderr: TextIO | None = None,
+        prog: str = "klaxon") -> int:
     from ..api.alertconfig import AlertConfigSpec
     from ..api.alertrule import AlertRuleSpec
     from ..api.manifests import dump_yaml, load_paths
@@ -59,7 +60,7 @@ def run(paths: Sequence[str], output_dir: str | None = None, fmt: str = "prometh
         if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
             raise UsageError(f"--output-dir {output_dir}: exists and is not a directory")
     except UsageError as e:
-        print(f"klaxon render: {e}", file=err)
+        print(f"{prog} render: {e}", file=err)
         return 2
     docs = load_paths(paths)
 
@@ -124,7 +125,7 @@ def run(paths: Sequence[str], output_dir: str | None = None, fmt: str = "prometh
             for stem, _, body in outputs:
                 (target / f"{stem}.yaml").write_text(dump_yaml(body))
         except OSError as e:
-            print(f"klaxon render: --output-dir {target}: cannot write ({e.strerror or e})", file=err)
+            print(f"{prog} render: --output-dir {target}: cannot write ({e.strerror or e})", file=err)
             return 2
         what = "rule file(s)" if fmt == "prometheus" else "PrometheusRule(s)"
         print(f"{len(outputs)} {what} written to {target}", file=err)

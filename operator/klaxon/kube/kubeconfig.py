@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import yaml
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
@@ -26,16 +27,26 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _check_readable(path: Path, source: str) -> None:
+def _check_file(path: Path, source: str) -> None:
+    """Readable, YAML, a mapping: what the library assumes before it fails with a type error."""
     if not path.exists():
         raise CredentialsError(f"{source} {path}: no such file (pass an existing kubeconfig file)")
     if path.is_dir():
         raise CredentialsError(f"{source} {path}: is a directory (pass a kubeconfig file)")
     try:
-        with path.open("rb"):
-            pass
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise CredentialsError(f"{source} {path}: cannot be read ({e.strerror or _one_line(e)})") from None
+    except UnicodeDecodeError:
+        raise CredentialsError(f"{source} {path}: not a kubeconfig (not UTF-8 text)") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise CredentialsError(f"{source} {path}: not valid YAML ({_one_line(e)})") from None
+    if not isinstance(doc, dict):
+        raise CredentialsError(
+            f"{source} {path}: not a kubeconfig (expected a YAML mapping with clusters, contexts and users)"
+        )
 
 
 async def _load_file(config_file: str | None, shown: str, context: str | None, cfg: k8s.Configuration) -> None:
@@ -51,7 +62,7 @@ async def configuration(kubeconfig: str | None = None, context: str | None = Non
     cfg = k8s.Configuration()
     if kubeconfig:
         path = Path(kubeconfig).expanduser()
-        _check_readable(path, "--kubeconfig")
+        _check_file(path, "--kubeconfig")
         await _load_file(str(path), str(path), context, cfg)
         return cfg
     if os.environ.get(_SERVICE_HOST):
@@ -70,6 +81,6 @@ async def configuration(kubeconfig: str | None = None, context: str | None = Non
             "(pass --kubeconfig FILE or set KUBECONFIG)"
         )
     for p in found:
-        _check_readable(p, "$KUBECONFIG" if env else "kubeconfig")
+        _check_file(p, "$KUBECONFIG" if env else "kubeconfig")
     await _load_file(env or None, env or str(candidates[0]), context, cfg)
     return cfg

@@ -45,8 +45,9 @@ async def _bounded(calls: Iterable[Callable[[], Awaitable[T]]], limit: int) -> l
     return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
-def chunks(size: int, per: int = RANGE_POINTS) -> list[tuple[int, int]]:
-    """``[a, b)`` index ranges covering ``size`` evaluations, ``per`` at most each."""
+def chunks(size: int, per: int | None = None) -> list[tuple[int, int]]:
+    """``[a, b)`` index ranges covering ``size`` evaluations, ``per`` (``RANGE_POINTS``) at most each."""
+    per = per or RANGE_POINTS
     return [(a, min(size, a + per)) for a in range(0, size, per)]
 
 
