@@ -42,7 +42,15 @@ async def _bounded(calls: Iterable[Callable[[], Awaitable[T]]], limit: int) -> l
         async with gate:
             return await call()
 
-    return list(await asyncio.gather(*(one(c) for c in calls)))
+    tasks = [asyncio.ensure_future(one(c)) for c in calls]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        # the first failure ends the read: the others stop before the caller closes their session
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def chunks(size: int, per: int | None = None) -> list[tuple[int, int]]:
