@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import klaxon.notify.events
+import klaxon.events.pipeline
 import klaxon.preview.run
 from klaxon.api.alertconfig import AlertConfigSpec
 from klaxon.api.alertrule import AlertRuleSpec
@@ -93,7 +93,7 @@ def no_work(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("work started before every input was checked")
 
     monkeypatch.setattr(klaxon.preview.run, "run_preview", started)
-    monkeypatch.setattr(klaxon.notify.events, "run_test_rule", started)
+    monkeypatch.setattr(klaxon.events.pipeline, "run_test_rule", started)
 
 
 @pytest.mark.parametrize(
