@@ -135,7 +135,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help=f"members of a split rule to replay (default {SERIES_LIMIT_DEFAULT}, max {SERIES_LIMIT_MAX})",
     )
     p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
-    p.add_argument("--plot", metavar="FILE.png|.svg", help="draw the series, each level's band, violations and alarms by level")
+    p.add_argument("--plot", metavar="FILE.png|.svg",
+                   help="draw the series, each level's band, violations and alarms by level")
     p.set_defaults(func=run)
 
 
