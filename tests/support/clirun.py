@@ -49,9 +49,25 @@ def clean_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run(argv: Sequence[str], env: dict[str, str], *, closed_stdout: bool = False, timeout: float = 90.0) -> Result:
-    """Run a command; with ``closed_stdout`` its stdout is a pipe nobody reads (``| head -c 0``)."""
+def run(
+    argv: Sequence[str],
+    env: dict[str, str],
+    *,
+    closed_stdout: bool = False,
+    timeout: float = 90.0,
+    stop_after: float | None = None,
+) -> Result:
+    """Run a command; with ``closed_stdout`` its stdout is a pipe nobody reads (``| head -c 0``);
+    with ``stop_after`` a long-running one gets SIGTERM after that many seconds (as a pod does)."""
     argv = list(argv)
+    if stop_after is not None:
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = proc.communicate(timeout=stop_after)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            out, err = proc.communicate(timeout=timeout)
+        return Result(argv, proc.returncode, out, err)
     if not closed_stdout:
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
         return Result(argv, proc.returncode, proc.stdout, proc.stderr)

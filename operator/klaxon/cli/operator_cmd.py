@@ -9,7 +9,7 @@ import argparse
 import os
 from typing import TYPE_CHECKING
 
-from .errors import UsageError
+from .errors import CliError, UsageError
 
 if TYPE_CHECKING:
     from ..operator.process import OperatorOptions
@@ -117,7 +117,7 @@ def options(args: argparse.Namespace) -> OperatorOptions:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .cluster import credentials
+    from .cluster import api_problem, credentials
 
     if args.log_level not in LOG_LEVELS:  # argparse checks choices on the command line, not on $KLAXON_LOG_LEVEL
         raise UsageError(f"log level {args.log_level!r} (allowed: {', '.join(LOG_LEVELS)})")
@@ -128,9 +128,13 @@ def run(args: argparse.Namespace) -> int:
                 f"--webhook-cert-dir {args.webhook_cert_dir}: no {' or '.join(missing)} there "
                 "(mount the webhook certificate's Secret, or leave the option unset to run without the webhook)"
             )
-    asyncio.run(credentials(args.kubeconfig, args.context))  # one line, before anything starts
+    cfg = asyncio.run(credentials(args.kubeconfig, args.context))  # one line, before anything starts
 
+    from ..kube.client import FAILURES
     from ..operator.process import configure_logging, run_operator
 
     configure_logging(args.log_level, args.log_format)
-    return asyncio.run(run_operator(options(args)))
+    try:
+        return asyncio.run(run_operator(options(args)))
+    except FAILURES as e:  # the API server failed the process (unreachable, forbidden): one line, exit 1
+        raise CliError(api_problem(e, str(cfg.host))) from None
