@@ -8,7 +8,7 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m pip install "build>=1.2"
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY operator/ ./operator/
 RUN python -m build --wheel --outdir /dist .
 RUN python -m venv /opt/klaxon \

@@ -143,7 +143,7 @@ def test_wheel_installs_into_a_fresh_venv_and_the_entry_point_runs(tmp_path: Pat
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(ctx), "-w", str(dist)],
                    check=True, capture_output=True, text=True, timeout=300)
-    [wheel] = dist.glob("klaxon-*.whl")
+    [wheel] = dist.glob("klaxon_operator-*.whl")  # the distribution klaxon-operator
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]

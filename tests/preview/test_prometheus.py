@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import klaxon.preview.prometheus
 from klaxon.api.alertrule import Query
 from klaxon.cli.main import main
 from klaxon.compile.query import series_selector
@@ -77,7 +78,7 @@ def test_prometheus_gives_the_same_transitions_as_the_file(
 
 
 def test_dynamic_rule_from_prometheus_reads_weeks_of_baseline_in_slices(
-    prometheus_server, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    prometheus_server, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """28 days of warmup: the value query runs in several range queries (11,000 points each at most),
     the baseline's raw samples in day-long range-vector queries; the same transitions as the file."""
@@ -108,8 +109,15 @@ def test_dynamic_rule_from_prometheus_reads_weeks_of_baseline_in_slices(
                 for s in doc["series"] for tr in s["transitions"]]
 
     from_file = run("--data", str(shifted))
+    before = prom.http_requests("/api/v1/query_range")
     from_prom = run("--prometheus", prom.url)
     assert from_prom == from_file
+    # 28 days of warm-up and 12 hours at 1m: 41,000+ evaluations, 10,000 a range query
+    assert prom.http_requests("/api/v1/query_range") - before == 5
+    # the limit is the server's, not ours: one chunk past it is refused, and said in one line
+    monkeypatch.setattr(klaxon.preview.prometheus, "RANGE_POINTS", 12_000)
+    main(["preview", str(EX / "12-api-latency-dynamic.yaml"), *window, "--prometheus", prom.url])
+    assert "exceeded maximum resolution of 11,000 points" in capsys.readouterr().err
     assert [(m, f, to, lv) for m, _, f, to, lv, _ in from_prom] == [  # examples/data/README.md
         ("host=api-2", "Inactive", "Firing", "warning"),
         ("host=api-2", "Firing", "Firing", "critical"),

@@ -28,13 +28,13 @@ import yaml
 from hypothesis import strategies as st
 
 from klaxon.api import AlertRuleSpec, parse_object
-from klaxon.cli.preview import PrometheusFetch
 from klaxon.compile import compile_rule
 from klaxon.compile.query import group_labels, outer, quantile
 from klaxon.engine import grid_offset
 from klaxon.engine.types import ALARM_STATES, SEVERITY
 from klaxon.evaluator import Evaluator, RuleRef
 from klaxon.preview.data import RawSeries
+from klaxon.preview.prometheus import PrometheusFetch
 from klaxon.preview.run import FileSource, LoadedRule, PreviewResult, member_key, run_preview
 from klaxon.prom.client import PrometheusClient
 from support.compile_harness import metric_string

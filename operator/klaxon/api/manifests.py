@@ -18,13 +18,15 @@ from typing import Any
 
 import yaml
 from yaml.constructor import ConstructorError
-from yaml.nodes import MappingNode, Node
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from .constants import GROUP
 
 YAML_SUFFIXES = (".yaml", ".yml", ".json")
 
 _Base: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's C parser when present
+_DumperBase: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's C emitter: ~7x the pure-Python one
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 class KubeLoader(_Base):  # type: ignore[misc]
@@ -37,21 +39,40 @@ class KubeLoader(_Base):  # type: ignore[misc]
     def construct_mapping(self, node: Node, deep: bool = False) -> dict[str, Any]:
         if not isinstance(node, MappingNode):
             raise ConstructorError(None, None, f"expected a mapping, found {type(node).__name__}", node.start_mark)
-        seen: dict[str, int] = {}
+        if any(key_node.tag == _MERGE for key_node, _ in node.value):
+            return self._construct_merged(node, deep)
+        out: dict[str, Any] = {}
+        seen: dict[str, Node] = {}
+        for key_node, value_node in node.value:  # one pass: this loader reads every manifest of a run
+            key = _key_text(self.construct_object(key_node, deep=True))
+            if not isinstance(key, str):
+                raise ConstructorError(
+                    None, None, "a mapping key must be a string, number or boolean", key_node.start_mark
+                )
+            if key in seen:
+                raise self._duplicate(key, seen[key], key_node)
+            seen[key] = key_node
+            out[key] = self.construct_object(value_node, deep=deep)
+        return out
+
+    def _duplicate(self, key: str, first: Node, again: Node) -> ConstructorError:
+        a, b = (self.line_offset + n.start_mark.line + 1 for n in (first, again))
+        return ConstructorError(
+            None, None, f"duplicate key {key!r} at lines {a} and {b} (remove one; kubectl would keep the last)",
+            again.start_mark,
+        )
+
+    def _construct_merged(self, node: MappingNode, deep: bool) -> dict[str, Any]:
+        """A mapping with ``<<`` merge keys: its own keys are checked for duplicates before merging."""
+        seen: dict[str, Node] = {}
         for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
+            if key_node.tag == _MERGE:
                 continue
             key = _key_text(self.construct_object(key_node, deep=True))
-            line = self.line_offset + key_node.start_mark.line + 1
             if isinstance(key, str) and key in seen:
-                raise ConstructorError(
-                    None,
-                    None,
-                    f"duplicate key {key!r} at lines {seen[key]} and {line} (remove one; kubectl would keep the last)",
-                    key_node.start_mark,
-                )
+                raise self._duplicate(key, seen[key], key_node)
             if isinstance(key, str):
-                seen[key] = line
+                seen[key] = key_node
         self.flatten_mapping(node)
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -217,6 +238,31 @@ def load_documents(text: str, file: str = "<stdin>") -> list[Document]:
     return docs
 
 
+class _Dumper(_DumperBase):  # type: ignore[misc]
+    """SafeDumper's output for plain JSON-like data, without its per-node alias bookkeeping (never
+    wanted in a manifest) and with a direct path for the str/dict/list nodes that make up most of it."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+    def represent_data(self, data: Any) -> Node:
+        kind = type(data)
+        if kind is str:
+            return ScalarNode("tag:yaml.org,2002:str", data)
+        if kind is dict:
+            pairs = [(self.represent_data(k), self.represent_data(v)) for k, v in data.items()]
+            return MappingNode("tag:yaml.org,2002:map", pairs, flow_style=False)
+        if kind is list:
+            return SequenceNode("tag:yaml.org,2002:seq", [self.represent_data(v) for v in data], flow_style=False)
+        node: Node = super().represent_data(data)
+        return node
+
+
+def dump_yaml(obj: Any) -> str:
+    """``obj`` as block YAML in key order (what ``klaxon render`` writes), with libyaml when present."""
+    return str(yaml.dump(obj, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True))
+
+
 def load_yaml_all(text: str) -> list[Any]:
     """The documents' values (raises ValueError on the first invalid one)."""
     out = []
@@ -257,7 +303,10 @@ def iter_files(paths: Iterable[str | Path]) -> Iterator[Path]:
 
 
 def load_file(path: Path) -> list[Document]:
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:  # unreadable (permissions, a device, gone since listed): one problem, not a crash
+        return [Document(str(path), 1, None, f"cannot be read ({exc.strerror or exc})")]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

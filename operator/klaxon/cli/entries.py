@@ -12,26 +12,20 @@ kubectl plugin: ``kubectl klaxon entries ...``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
 import sys
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..api.alertconfig import AlertConfigSpec
-from ..api.refs import config_key
-from ..events.entries import (
-    ENTRIES_ANNOTATION,
-    Action,
-    Record,
-    parse_entries_annotation,
-    set_record,
-    tag_problem,
-)
+from ..api.constants import GROUP
+from .errors import UsageError
 
 if TYPE_CHECKING:
+    from ..events.entries import Action
     from ..kube.client import KubeClient
+
+#: klaxon.events.entries.ENTRIES_ANNOTATION (not imported: registering the command stays cheap)
+ENTRIES_ANNOTATION = f"{GROUP}/entries"
 
 
 def _who(args: argparse.Namespace) -> str:
@@ -45,6 +39,8 @@ def _who(args: argparse.Namespace) -> str:
 
 def entry_rows(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per open entry: rule, status fields, and who/when from the annotation's records."""
+    from ..events.entries import parse_entries_annotation
+
     rows: list[dict[str, Any]] = []
     for rule in rules:
         meta = rule.get("metadata") or {}
@@ -79,13 +75,20 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
+def _prog(args: argparse.Namespace) -> str:
+    return str(getattr(args, "prog", "klaxon"))  # tests call run_with without the parser's defaults
+
+
 def _missing(args: argparse.Namespace) -> int:
-    print(f"klaxon entries: AlertRule {args.namespace}/{args.rule} not found", file=sys.stderr)
+    print(f"{_prog(args)} entries: AlertRule {args.namespace}/{args.rule} not found", file=sys.stderr)
     return 1
 
 
 async def run_with(args: argparse.Namespace, kube: KubeClient) -> int:
     """The command against a cluster (tests pass a client bound to an emulated one)."""
+    from ..api.alertconfig import AlertConfigSpec
+    from ..api.refs import config_key
+    from ..events.entries import Record, set_record, tag_problem
     from ..kube.client import Ref
 
     action = args.action or "list"
@@ -122,7 +125,7 @@ async def run_with(args: argparse.Namespace, kube: KubeClient) -> int:
     keys = {e.get("key") for e in (rule.get("status") or {}).get("entries") or []}
     if args.key not in keys and not args.force:
         print(
-            f"klaxon entries: {args.rule} has no open entry {args.key!r} (use --force to record anyway)",
+            f"{_prog(args)} entries: {args.rule} has no open entry {args.key!r} (use --force to record anyway)",
             file=sys.stderr,
         )
         return 1
@@ -133,8 +136,10 @@ async def run_with(args: argparse.Namespace, kube: KubeClient) -> int:
         if problem is None and what == "ack" and "button" not in settings.ack_mechanisms:
             problem = f"acknowledging by button is not enabled (ackMechanisms: {', '.join(settings.ack_mechanisms)})"
         if problem is not None:
-            print(f"klaxon entries: {problem}", file=sys.stderr)
+            print(f"{_prog(args)} entries: {problem}", file=sys.stderr)
             return 2
+    from datetime import UTC, datetime
+
     record = Record(args.key, what, _who(args), datetime.now(UTC).replace(microsecond=0), text)
     await kube.update_annotation(rule_ref, ENTRIES_ANNOTATION, lambda old: set_record(old, record))
     label = "acknowledged" if what == "ack" else f"tagged {what}={text!r}"
@@ -143,17 +148,29 @@ async def run_with(args: argparse.Namespace, kube: KubeClient) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from ..kube.client import connected
+    from .cluster import cluster
 
-    async with connected(args.kubeconfig) as kube:
+    async with cluster(args.kubeconfig) as kube:
         return await run_with(args, kube)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.action in ("ack", "tag") and not (args.rule and args.key):
-        print("klaxon entries: ack and tag need RULE and KEY", file=sys.stderr)
-        return 2
+        raise UsageError("ack and tag need RULE and KEY")
+    import asyncio
+
     return asyncio.run(_main(args))
+
+
+ACTIONS = ("list", "ack", "tag")
+
+
+def with_default_action(argv: list[str]) -> list[str]:
+    """``entries -A`` / ``entries RULE -n NS`` mean ``entries list ...`` (as documented): argparse cannot
+    make a subcommand optional and still take its options, so ``list`` is put in."""
+    if argv[:1] == ["entries"] and len(argv) > 1 and argv[1] not in (*ACTIONS, "-h", "--help"):
+        return ["entries", "list", *argv[1:]]
+    return argv
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

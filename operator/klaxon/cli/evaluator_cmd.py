@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
-import signal
+from typing import TYPE_CHECKING
 
-from klaxon.api.sharding import parse_shard
-from klaxon.evaluator.connect import DEFAULT_STATE_DIR, ConfigError
-from klaxon.evaluator.options import EvaluatorOptions
-from klaxon.evaluator.process import EvaluatorProcess
+from .cluster import api_problem, credentials
+from .errors import CliError, UsageError
+
+if TYPE_CHECKING:
+    from klaxon.evaluator.options import EvaluatorOptions
+    from klaxon.kube.client import Configuration
+
+#: klaxon.evaluator.connect.DEFAULT_STATE_DIR, for the help text (a test keeps the two equal)
+STATE_DIR_HELP_DEFAULT = "/var/lib/klaxon"
 
 
 def options(args: argparse.Namespace) -> EvaluatorOptions:
     """The process' options from the parsed command line (and the pod's IP from the environment)."""
+    from klaxon.evaluator.connect import DEFAULT_STATE_DIR
+    from klaxon.evaluator.options import EvaluatorOptions
+
     namespace, _, name = args.config.partition("/")
     pod_ip = os.environ.get("POD_IP")
     return EvaluatorOptions(
@@ -25,7 +31,7 @@ def options(args: argparse.Namespace) -> EvaluatorOptions:
         metrics_port=args.metrics_port,
         tick=args.tick,
         once=args.once,
-        state_dir=args.state_dir,
+        state_dir=args.state_dir or DEFAULT_STATE_DIR,
         lease=args.lease,
         lease_duration=args.lease_duration,
         # where standbys forward events: this pod's address while it leads
@@ -33,26 +39,48 @@ def options(args: argparse.Namespace) -> EvaluatorOptions:
     )
 
 
-async def _main(args: argparse.Namespace) -> int:
-    from klaxon.kube.client import connected
+async def _main(args: argparse.Namespace, cfg: Configuration) -> int:
+    import asyncio
+    import signal
+
+    from klaxon.evaluator.process import EvaluatorProcess
+    from klaxon.kube.client import FAILURES, KubeClient
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with connected(args.kubeconfig, field_manager="klaxon-evaluator") as kube:
+    kube = await KubeClient.connect(configuration=cfg, field_manager="klaxon-evaluator")
+    try:
         return await EvaluatorProcess(options(args), kube).run(stop)
+    except FAILURES as e:  # the API server failed the process (unreachable, forbidden): say so in one line
+        raise CliError(api_problem(e, str(cfg.host))) from None
+    finally:
+        await kube.close()
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if "/" not in args.config:
-        raise SystemExit("--config must be NAMESPACE/NAME")
-    parse_shard(args.shard)
+    import asyncio
+    import logging
+
+    from klaxon.api.sharding import parse_shard
+
+    namespace, _, name = args.config.partition("/")
+    if not (namespace and name) or "/" in name:
+        raise UsageError(f"--config {args.config!r}: expected NAMESPACE/NAME of the AlertConfig")
     try:
-        return asyncio.run(_main(args))
+        parse_shard(args.shard)
+    except ValueError:
+        raise UsageError(f"--shard {args.shard!r}: expected I/N with 0 <= I < N, e.g. 0/1") from None
+    cfg = asyncio.run(credentials(args.kubeconfig))  # before the evaluator's imports: a usage error is quick
+
+    from klaxon.evaluator.connect import ConfigError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        return asyncio.run(_main(args, cfg))
     except ConfigError as e:
-        raise SystemExit(str(e)) from None
+        raise CliError(str(e)) from None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,9 +98,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--once", action="store_true", help="run one cycle, deliver what it queued and exit")
     p.add_argument(
         "--state-dir",
-        default=DEFAULT_STATE_DIR,
+        default=None,
         metavar="PATH",
-        help=f"directory of the notification outbox (SQLite). Default {DEFAULT_STATE_DIR}",
+        help=f"directory of the notification outbox (SQLite). Default {STATE_DIR_HELP_DEFAULT}",
     )
     p.add_argument(
         "--lease",

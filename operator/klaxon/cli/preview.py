@@ -1,37 +1,35 @@
-"""`klaxon preview`: replay an AlertRule over sample data or a Prometheus range (SEMANTICS §7)."""
+"""`klaxon preview`: replay an AlertRule over sample data or a Prometheus range (SEMANTICS §7).
+
+This module parses the options and checks every input before any work starts (a missing
+file, an unknown data format, a plot path in a directory that does not exist, a malformed
+Prometheus URL are one line and exit 2, and nothing is written); the work is
+``klaxon.preview`` (imported when the command runs: numpy and the engine are not needed to
+start ``klaxon``).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import importlib.util
 import json
 import os
+import ssl
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
+from urllib.parse import urlsplit
 
-import numpy as np
+from klaxon.preview import SERIES_LIMIT_DEFAULT, SERIES_LIMIT_MAX
 
-from klaxon.api.alertrule import Query
-from klaxon.api.common import parse_duration
-from klaxon.api.refs import effective_interval
-from klaxon.compile.query import raw_range, series_selector
-from klaxon.preview.data import DataError, RawSeries, load_file, parse_timestamp
-from klaxon.preview.run import (
-    SERIES_LIMIT_DEFAULT,
-    SERIES_LIMIT_MAX,
-    FileSource,
-    LoadedRule,
-    PreviewError,
-    PreviewResult,
-    build_engine_rule,
-    load_rule,
-    run_preview,
-    write_text,
-)
+from .errors import CliError, UsageError
+from .inputs import readable_file, writable_file
 
 if TYPE_CHECKING:
-    from klaxon.prom.client import PrometheusClient
+    from klaxon.preview.prometheus import PrometheusFetch
+    from klaxon.preview.run import FileSource, LoadedRule, PreviewResult
+
+PLOT_SUFFIXES = (".png", ".svg")
 
 DESCRIPTION = """\
 Replay an AlertRule over history without a cluster: the evaluator's evaluation on its grid,
@@ -71,6 +69,8 @@ EPILOG = (
 
 
 def _time(raw: str) -> float:
+    from klaxon.preview.data import DataError, parse_timestamp
+
     try:
         return parse_timestamp(raw, "--from/--to")
     except DataError as e:
@@ -88,10 +88,22 @@ def _limit(raw: str) -> int:
 
 
 def _duration(raw: str) -> float:
+    from klaxon.api.common import parse_duration
+
     try:
         return parse_duration(raw)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _seconds(raw: str) -> float:
+    try:
+        t = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
+    if not 0 < t <= 3600:
+        raise argparse.ArgumentTypeError(f"{raw} is out of range (allowed: more than 0, at most 3600 seconds)")
+    return t
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -111,7 +123,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--basic-auth", metavar="USER:PASS", help="basic auth (default $KLAXON_PROMETHEUS_BASIC_AUTH)")
     p.add_argument("--ca-file", help="CA bundle for TLS")
     p.add_argument("--insecure", action="store_true", help="skip TLS verification")
-    p.add_argument("--timeout", type=float, default=30.0, help="Prometheus request timeout in seconds")
+    p.add_argument("--timeout", type=_seconds, default=30.0, help="Prometheus request timeout in seconds")
     p.add_argument("--from", dest="start", type=_time, metavar="TIME", help="RFC 3339 or unix seconds")
     p.add_argument("--to", dest="end", type=_time, metavar="TIME", help="RFC 3339 or unix seconds")
     p.add_argument("--warmup", type=_duration, metavar="DURATION", help="override the warmup before --from")
@@ -123,7 +135,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help=f"members of a split rule to replay (default {SERIES_LIMIT_DEFAULT}, max {SERIES_LIMIT_MAX})",
     )
     p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
-    p.add_argument("--plot", metavar="FILE.png|.svg", help="draw the series, band, violations and alarms")
+    p.add_argument("--plot", metavar="FILE.png|.svg",
+                   help="draw the series, each level's band, violations and alarms by level")
     p.set_defaults(func=run)
 
 
@@ -146,124 +159,114 @@ class ProgressBar:
         self.stream.flush()
 
 
-def file_source(specs: list[str]) -> FileSource:
-    src = FileSource()
+def data_files(specs: list[str]) -> list[tuple[str | None, Path]]:
+    """``[OPERAND=]FILE`` options as (operand, file): each file readable with a known format, each
+    (operand, file) once (``--data F --data F`` is the same as ``--data F``)."""
+    from klaxon.preview.data import DataError, data_format
+
+    out: list[tuple[str | None, Path]] = []
+    seen: set[tuple[str | None, Path]] = set()
     for item in specs:
         name, sep, path = item.partition("=")
+        operand: str | None = None
         if sep and name.replace("_", "").isalnum() and not os.path.exists(item):
-            src.per_operand[name] = load_file(path)
-            src.names.append(path)
+            operand, item = name, path
+        p = readable_file(item, "--data")
+        try:
+            data_format(p)
+        except DataError as e:
+            raise UsageError(f"--data {e}") from None
+        key = (operand, p.resolve())
+        if key not in seen:
+            seen.add(key)
+            out.append((operand, p))
+    return out
+
+
+def file_source(files: list[tuple[str | None, Path]]) -> FileSource:
+    """The samples of the data files; a series in two files would count twice, so it is refused."""
+    from klaxon.preview.data import load_file
+    from klaxon.preview.run import FileSource, PreviewError
+
+    src = FileSource()
+    origin: dict[tuple[str | None, tuple[tuple[str, str], ...]], Path] = {}
+    for operand, path in files:
+        series = load_file(path)
+        for s in series:
+            key = (operand, tuple(sorted(s.labels.items())))
+            if key in origin:
+                raise PreviewError(
+                    f"{path}: series {dict(key[1]) or '(no labels)'} is also in {origin[key]} "
+                    "(allowed: each series in one file)"
+                )
+            origin[key] = path
+        if operand is not None:
+            src.per_operand.setdefault(operand, []).extend(series)
         else:
-            src.default += load_file(item)
-            src.names.append(item)
+            src.default += series
+        src.names.append(str(path))
     return src
 
 
-def prometheus_fetch(args: argparse.Namespace, ref: LoadedRule) -> PrometheusFetch:
+def prometheus_options(args: argparse.Namespace) -> tuple[str | None, tuple[str, str] | None]:
+    """(token, basic auth) after checking the Prometheus options; UsageError names the option."""
+    url = urlsplit(args.prometheus)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise UsageError(f"--prometheus {args.prometheus!r}: not an http(s) URL (allowed: e.g. http://prometheus:9090)")
+    if url.username or url.password:
+        raise UsageError("--prometheus: credentials in the URL are not sent (use --basic-auth or --token)")
+    if args.ca_file:
+        readable_file(args.ca_file, "--ca-file")
+        try:
+            ssl.create_default_context(cafile=args.ca_file)
+        except (ssl.SSLError, ValueError) as e:
+            raise UsageError(f"--ca-file {args.ca_file}: not a PEM CA bundle ({e})") from None
     token = args.token or os.environ.get("KLAXON_PROMETHEUS_TOKEN") or None
     basic = args.basic_auth or os.environ.get("KLAXON_PROMETHEUS_BASIC_AUTH") or None
+    if token and basic:
+        raise UsageError("--token and --basic-auth (or their environment variables) both set: use one")
     auth: tuple[str, str] | None = None
     if basic:
         user, sep, password = basic.partition(":")
-        if not sep:
-            raise PreviewError("--basic-auth must be USER:PASS")
+        if not sep or not user:
+            raise UsageError("--basic-auth must be USER:PASS")
         auth = (user, password)
+    return token, auth
+
+
+def prometheus_fetch(
+    args: argparse.Namespace, ref: LoadedRule, token: str | None, auth: tuple[str, str] | None
+) -> PrometheusFetch:
+    from klaxon.api.common import parse_duration
+    from klaxon.api.refs import effective_interval
+    from klaxon.preview.prometheus import PrometheusFetch
+
     interval = parse_duration(effective_interval(ref.spec))
     return PrometheusFetch(args.prometheus, interval, token, auth, args.ca_file, args.insecure, args.timeout)
 
 
-#: Evaluations per range query (Prometheus refuses more than 11,000 points per series).
-RANGE_POINTS = 10_000
-#: Raw samples are read in slices of this many seconds (one range-vector query each).
-RAW_SLICE_S = 86_400.0
-
-
-class PrometheusFetch:
-    """A rule's data from Prometheus through `klaxon.prom.client.PrometheusClient` (imported lazily).
-
-    `evaluate` runs a query at every evaluation time (range queries on the rule's grid); calling
-    the object reads raw samples (range-vector queries), which only a dynamic rule's baseline needs.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        interval_s: float,
-        token: str | None = None,
-        basic_auth: tuple[str, str] | None = None,
-        ca_file: str | None = None,
-        insecure: bool = False,
-        timeout: float = 30.0,
-    ) -> None:
-        self.url, self.interval_s, self.token, self.basic_auth = url, interval_s, token, basic_auth
-        self.ca_file, self.insecure, self.timeout = ca_file, insecure, timeout
-
-    def _client(self) -> PrometheusClient:
-        from klaxon.prom.client import PrometheusClient
-
-        return PrometheusClient(
-            self.url,
-            token=self.token,
-            basic_auth=self.basic_auth,
-            ca_file=self.ca_file,
-            insecure=self.insecure,
-            timeout=self.timeout,
-        )
-
-    async def _evaluate(self, expr: str, grid: np.ndarray) -> list[tuple[dict[str, str], np.ndarray]]:
-        from klaxon.prom.client import PrometheusError
-
-        out: dict[tuple[tuple[str, str], ...], tuple[dict[str, str], np.ndarray]] = {}
-        try:
-            async with self._client() as client:
-                for a in range(0, grid.size, RANGE_POINTS):
-                    chunk = grid[a : a + RANGE_POINTS]
-                    for r in await client.query_range(expr, float(chunk[0]), float(chunk[-1]), self.interval_s):
-                        key = tuple(sorted(r.labels.items()))
-                        x = out.setdefault(key, (dict(r.labels), np.full(grid.shape, np.nan)))[1]
-                        idx = a + np.rint((r.times - chunk[0]) / self.interval_s).astype(np.int64)
-                        x[idx] = r.values
-        except PrometheusError as e:
-            raise PreviewError(f"{self.url}: query {expr!r} failed: {e}") from None
-        return [out[k] for k in sorted(out)]
-
-    def evaluate(self, expr: str, grid: np.ndarray) -> list[tuple[dict[str, str], np.ndarray]]:
-        return asyncio.run(self._evaluate(expr, grid)) if grid.size else []
-
-    async def _raw(self, q: Query, start: float, end: float) -> list[RawSeries]:
-        from klaxon.prom.client import PrometheusError
-
-        parts: dict[tuple[tuple[str, str], ...], list[tuple[np.ndarray, np.ndarray]]] = {}
-        t = end
-        try:
-            async with self._client() as client:
-                while t > start:
-                    span = min(RAW_SLICE_S, t - start)
-                    for r in await client.query_matrix(raw_range(q, span, self.interval_s), t):
-                        parts.setdefault(tuple(sorted(r.labels.items())), []).append((r.times, r.values))
-                    t -= span
-        except PrometheusError as e:
-            raise PreviewError(f"{self.url}: reading the samples of {series_selector(q)} failed: {e}") from None
-        out = []
-        for key, chunks in sorted(parts.items()):
-            times = np.concatenate([c[0] for c in reversed(chunks)])
-            values = np.concatenate([c[1] for c in reversed(chunks)])
-            ok = np.isfinite(values)  # drop NaN (stale markers)
-            out.append(RawSeries(dict(key), times[ok], values[ok], self.url))
-        return out
-
-    def __call__(self, q: Query, operand: str | None, start: float, end: float) -> list[RawSeries]:
-        return asyncio.run(self._raw(q, start, end))
-
-
 def run(args: argparse.Namespace) -> int:
+    # Inputs first: nothing is read, queried or written before every path and option is known good.
+    readable_file(args.rule_file, "RULE.yaml")
+    files = data_files(args.data) if args.data else []
+    token, auth = prometheus_options(args) if args.prometheus else (None, None)
+    if args.plot:
+        writable_file(args.plot, "--plot", PLOT_SUFFIXES)
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UsageError("--plot needs matplotlib: pip install 'klaxon-operator[plot]'")
+    if args.start is not None and args.end is not None and args.end < args.start:
+        raise UsageError("--to is before --from")
+
+    from klaxon.preview.data import DataError
+    from klaxon.preview.run import PreviewError, build_engine_rule, load_rule, run_preview
+
     try:
         ref = load_rule(args.rule_file, args.rule)
         build_engine_rule(ref)  # event rules fail here, before any data is read
         if args.prometheus:
             end = args.end if args.end is not None else time.time()
             start = args.start if args.start is not None else end - 86400.0
-            fetch = prometheus_fetch(args, ref)
+            fetch = prometheus_fetch(args, ref, token, auth)
             res = run_preview(
                 ref,
                 fetch,
@@ -277,7 +280,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             res = run_preview(
                 ref,
-                file_source(args.data).fetch,
+                file_source(files).fetch,
                 args.start,
                 args.end,
                 series_limit=args.series_limit,
@@ -292,12 +295,13 @@ def run(args: argparse.Namespace) -> int:
             path = plot(res, args.plot)
             print(f"wrote {path} ({time.monotonic() - t0:.2f}s)", file=sys.stderr)
     except (PreviewError, DataError) as e:
-        print(f"klaxon preview: {e}", file=sys.stderr)
-        return 1
+        raise CliError(str(e)) from None
     return 0
 
 
 def emit(res: PreviewResult, output: str, out: TextIO) -> None:
+    from klaxon.preview.run import write_text
+
     if output == "json":
         json.dump(res.to_dict(), out, separators=(",", ":"))
         out.write("\n")

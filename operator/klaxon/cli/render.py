@@ -14,14 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
-from ..api.alertconfig import AlertConfigSpec
-from ..api.alertrule import AlertRuleSpec
-from ..api.manifests import load_paths
-from ..api.refs import config_key
-from ..api.validation import parse_object
-from ..compile import compile_rule, rule_file
+from .errors import UsageError
+from .inputs import readable_paths
 
 FORMATS = ("prometheus-operator", "prometheus")
 
@@ -46,22 +40,29 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _main(args: argparse.Namespace) -> int:
-    return run(args.paths, output_dir=args.output_dir, fmt=args.format, namespace=args.namespace)
-
-
-def _dump(obj: Any) -> str:
-    return yaml.safe_dump(obj, sort_keys=False, width=120, allow_unicode=True)
+    return run(args.paths, output_dir=args.output_dir, fmt=args.format, namespace=args.namespace, prog=args.prog)
 
 
 def run(paths: Sequence[str], output_dir: str | None = None, fmt: str = "prometheus-operator",
-        namespace: str = "default", stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+        namespace: str = "default", stdout: TextIO | None = None, stderr: TextIO | None = None,
+        prog: str = "klaxon") -> int:
+    from ..api.alertconfig import AlertConfigSpec
+    from ..api.alertrule import AlertRuleSpec
+    from ..api.manifests import dump_yaml, load_paths
+    from ..api.refs import config_key
+    from ..api.validation import parse_object
+    from ..compile import compile_rule, rule_file
+
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     try:
-        docs = load_paths(paths)
-    except FileNotFoundError as exc:
-        print(f"klaxon render: no such file or directory: {exc}", file=err)
+        readable_paths(paths)
+        if output_dir is not None and Path(output_dir).exists() and not Path(output_dir).is_dir():
+            raise UsageError(f"--output-dir {output_dir}: exists and is not a directory")
+    except UsageError as e:
+        print(f"{prog} render: {e}", file=err)
         return 2
+    docs = load_paths(paths)
 
     bad = 0
     parsed = []
@@ -119,13 +120,17 @@ def run(paths: Sequence[str], output_dir: str | None = None, fmt: str = "prometh
 
     if output_dir is not None:
         target = Path(output_dir)
-        target.mkdir(parents=True, exist_ok=True)
-        for stem, _, body in outputs:
-            (target / f"{stem}.yaml").write_text(_dump(body))
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            for stem, _, body in outputs:
+                (target / f"{stem}.yaml").write_text(dump_yaml(body))
+        except OSError as e:
+            print(f"{prog} render: --output-dir {target}: cannot write ({e.strerror or e})", file=err)
+            return 2
         what = "rule file(s)" if fmt == "prometheus" else "PrometheusRule(s)"
         print(f"{len(outputs)} {what} written to {target}", file=err)
     elif fmt == "prometheus":
-        out.write(_dump(rule_file(all_groups)))
+        out.write(dump_yaml(rule_file(all_groups)))
     else:
-        out.write("".join(f"---\n{_dump(body)}" for _, _, body in outputs))
+        out.write("".join(f"---\n{dump_yaml(body)}" for _, _, body in outputs))
     return 1 if bad else 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -78,9 +77,9 @@ async def run_with(args: argparse.Namespace, kube: KubeClient) -> int:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from ..kube.client import connected
+    from .cluster import cluster
 
-    async with connected(args.kubeconfig) as kube:
+    async with cluster(args.kubeconfig) as kube:
         return await run_with(args, kube)
 
 
@@ -95,4 +94,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="list every namespace")
     p.add_argument("--kubeconfig", default=None, help="kubeconfig file (default: in-cluster, then ~/.kube/config)")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
-    p.set_defaults(func=lambda args: asyncio.run(_main(args)))
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    return asyncio.run(_main(args))

@@ -7,7 +7,6 @@ invalid, 2 on usage errors, else 0 (warnings alone do not fail).
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from ..api.manifests import Document, iter_files, load_file
 from ..api.problems import Problem
 from ..api.validation import parse_object
 from ..compile import engine_problems
+from .inputs import readable_paths
 
 
 @dataclass
@@ -99,11 +99,8 @@ def _channel_warnings(verdicts: Iterable[Verdict]) -> None:
 
 
 def run(paths: Sequence[str], quiet: bool = False) -> int:
-    try:
-        files = list(iter_files(paths))
-    except FileNotFoundError as exc:
-        print(f"klaxon validate: no such file or directory: {exc}", file=sys.stderr)
-        return 2
+    readable_paths(paths)
+    files = list(iter_files(paths))
     verdicts: list[Verdict] = []
     for file in files:
         verdicts += check_file(file)

@@ -31,18 +31,16 @@ _STRING_ESCAPES = {
 _MS = 0.001
 
 
+# Every escape at once, for str.translate (string literals are built ~10 times per compiled rule).
+_STRING_TABLE = {
+    **{c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)},
+    **{ord(ch): esc for ch, esc in _STRING_ESCAPES.items()},
+}
+
+
 def string_literal(value: str) -> str:
     """``value`` as a double-quoted PromQL string literal (Go escape rules)."""
-    out = []
-    for ch in value:
-        esc = _STRING_ESCAPES.get(ch)
-        if esc is not None:
-            out.append(esc)
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+    return '"' + value.translate(_STRING_TABLE) + '"'
 
 
 def regex_quote(value: str) -> str:

@@ -239,6 +239,9 @@ def _finish(rule: EngineRule, inp: _Inputs, start: float, fast: bool) -> ReplayR
         level=levels[first:],
         state=states[first:],
         reason=reasons[first:],
+        bands={}
+        if bounds is None
+        else {lv: (bounds.lower[lv][keep], bounds.upper[lv][keep]) for lv in rule.ordered_levels},
     )
     shown = tuple(tr for tr in transitions if tr.t >= start)
     return ReplayResult(points, shown, _summarise(points, shown, rule.interval_s), final)

@@ -313,6 +313,7 @@ class Points(Sequence[PointResult]):
         level: Sequence[Level | None],
         state: Sequence[State],
         reason: Sequence[str | None],
+        bands: Mapping[Level, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] | None = None,
     ) -> None:
         self.t = t
         self.value = value
@@ -325,6 +326,9 @@ class Points(Sequence[PointResult]):
         self.level = level
         self.state = state
         self.reason = reason
+        #: Per level, its (lower, upper) edges at every point (``lower``/``upper`` are the least
+        #: severe level's): what the plot draws as one band per level.
+        self.bands: Mapping[Level, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]] = bands or {}
 
     def __len__(self) -> int:
         return int(self.t.shape[0])

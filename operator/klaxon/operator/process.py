@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.sslproto
+import json
 import logging
 import os
 import signal
@@ -267,6 +268,29 @@ def _exit_now() -> None:
     """End the process although tasks still run (asyncio.run would wait for them forever)."""
     logging.shutdown()
     os._exit(EXIT_FAILED)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Root logging for the process: ``fmt`` is ``text`` or ``json`` (one object a line)."""
+    handler = logging.StreamHandler()
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def _free_port() -> int:

@@ -259,17 +259,31 @@ def load_openmetrics(path: Path, text: str) -> list[RawSeries]:
     return b.build()
 
 
+#: Data file suffixes and their loaders' formats (the suffix picks the format).
+SUFFIXES = {".csv": "csv", ".json": "json", ".om": "om", ".txt": "om", ".prom": "om", ".openmetrics": "om"}
+SUFFIXES_ALLOWED = ".csv, .json, .om/.txt/.prom for OpenMetrics"
+
+
+def data_format(path: str | Path) -> str:
+    """The format of a data file by its suffix (DataError for an unknown one): checked before reading."""
+    p = Path(path)
+    fmt = SUFFIXES.get(p.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{p}: unknown data format {p.suffix.lower() or '(no suffix)'!r} (allowed: {SUFFIXES_ALLOWED})")
+    return fmt
+
+
 def load_file(path: str | Path) -> list[RawSeries]:
     p = Path(path)
+    fmt = data_format(p)
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
-        raise DataError(f"{p}: cannot read: {e.strerror}") from None
-    suffix = p.suffix.lower()
-    if suffix == ".csv":
+        raise DataError(f"{p}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p}: not UTF-8 text (byte {e.start}; allowed: {SUFFIXES_ALLOWED} as text)") from None
+    if fmt == "csv":
         return load_csv(p, text)
-    if suffix == ".json":
+    if fmt == "json":
         return load_json(p, text)
-    if suffix in (".om", ".txt", ".prom", ".openmetrics"):
-        return load_openmetrics(p, text)
-    raise DataError(f"{p}: unknown data format {suffix!r} (allowed: .csv, .json, .om/.txt/.prom for OpenMetrics)")
+    return load_openmetrics(p, text)

@@ -33,10 +33,9 @@ from klaxon.engine import (
 )
 from klaxon.engine.thresholds import window_counts
 from klaxon.engine.types import iso
+from klaxon.preview import SERIES_LIMIT_DEFAULT, SERIES_LIMIT_MAX
 from klaxon.preview.data import DataError, RawSeries
 
-SERIES_LIMIT_DEFAULT = 20
-SERIES_LIMIT_MAX = 50
 #: Labels that identify where a sample came from, not what it measures.
 META_LABELS = frozenset({"__name__", "operand"})
 
@@ -251,6 +250,8 @@ class PreviewResult:
     series: list[SeriesResult]
     rule_series: ReplayResult | None
     total_members: int
+    #: What the value is, with its unit when the metric's name tells it (the plot's y-axis).
+    value_label: str = "value"
 
     def summary(self) -> dict[str, Any]:
         if self.rule_series is not None:
@@ -434,7 +435,31 @@ def run_preview(
         )
         results = [SeriesResult(m.key, m.labels, many[m.key], m.times, m.values) for m in shown]
     progress(len(queries) + 1, len(queries) + 1, "done")
-    return PreviewResult(ref.name, ref.namespace, rule.kind, s, e, w, results, None, len(members))
+    label = value_label(spec.query, rule.kind)
+    return PreviewResult(ref.name, ref.namespace, rule.kind, s, e, w, results, None, len(members), label)
+
+
+#: Prometheus' naming conventions: the unit is the metric name's last word.
+UNIT_SUFFIXES = {
+    "ms": "ms", "milliseconds": "ms", "seconds": "s", "bytes": "bytes", "ratio": "ratio",
+    "percent": "%", "celsius": "°C", "volts": "V", "amperes": "A", "joules": "J", "grams": "g",
+    "meters": "m", "hertz": "Hz", "total": "count", "count": "count", "errors": "count",
+}
+
+
+def value_label(q: Query, kind: str) -> str:
+    """The y-axis label of a rule's value: ``metric (unit)`` when the name has a unit suffix."""
+    if kind == "absence":
+        return f"samples in the {q.window} window"
+    if q.metric is None:
+        expr = " ".join((q.expr or "").split())
+        return f"value of {expr if len(expr) <= 40 else expr[:39] + '…'}"
+    what = q.metric if q.aggregation in ("avg", "min", "max", "last", "sum") else f"{q.aggregation}({q.metric})"
+    if q.aggregation == "count":
+        return f"{what} (samples)"
+    words = q.metric.split("_")
+    unit = next((UNIT_SUFFIXES[w] for w in reversed(words[-2:]) if w in UNIT_SUFFIXES), None)
+    return f"{what} ({unit})" if unit else what
 
 
 # --- text output ---------------------------------------------------------------------------

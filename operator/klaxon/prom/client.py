@@ -65,13 +65,17 @@ def _float(v: Any) -> float:
         return math.nan
 
 
-def _matrix(result: list[dict[str, Any]]) -> list[RangeSeries]:
+def _matrix(result: Any, path: str) -> list[RangeSeries]:
     out: list[RangeSeries] = []
-    for r in result:
-        vals = r.get("values", [])
-        times = np.fromiter((float(v[0]) for v in vals), dtype=np.float64, count=len(vals))
-        values = np.fromiter((_float(v[1]) for v in vals), dtype=np.float64, count=len(vals))
-        out.append(RangeSeries(dict(r.get("metric", {})), times, values))
+    try:
+        for r in result:
+            vals = r.get("values", [])
+            times = np.fromiter((float(v[0]) for v in vals), dtype=np.float64, count=len(vals))
+            values = np.fromiter((_float(v[1]) for v in vals), dtype=np.float64, count=len(vals))
+            out.append(RangeSeries(dict(r.get("metric", {})), times, values))
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError):
+        # not Prometheus' matrix format (a proxy, another API): say so instead of failing on it later
+        raise PrometheusError(f"{path}: the answer is not a Prometheus matrix", error_type="bad_data") from None
     return out
 
 
@@ -175,7 +179,7 @@ class PrometheusClient:
                 except (ValueError, aiohttp.ContentTypeError):
                     text = (await resp.text())[:200]
                     raise PrometheusError(f"{path}: non-JSON answer {text!r}", status=resp.status) from None
-                if not isinstance(body, dict):
+                if not isinstance(body, dict) or not isinstance(body.get("data", {}), dict):
                     raise PrometheusError(f"{path}: unexpected answer", status=resp.status)
                 if resp.status >= 400 or body.get("status") != "success":
                     raise PrometheusError(
@@ -209,10 +213,14 @@ class PrometheusClient:
         data = await self._request("POST", "/api/v1/query", {"query": expr, "time": _ts(time)})
         rtype = data.get("resultType")
         result = data.get("result")
-        if rtype == "vector":
-            return [Sample(dict(r.get("metric", {})), _float(r["value"][1])) for r in result]
-        if rtype == "scalar":
-            return [Sample({}, _float(result[1]))]
+        try:
+            if rtype == "vector":
+                return [Sample(dict(r.get("metric", {})), _float(r["value"][1])) for r in result]
+            if rtype == "scalar":
+                return [Sample({}, _float(result[1]))]
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError):
+            what = f"/api/v1/query: the answer is not a Prometheus {rtype}"
+            raise PrometheusError(what, error_type="bad_data") from None
         raise PrometheusError(f"/api/v1/query: expected a vector, got {rtype}", error_type="bad_data")
 
     async def query_matrix(self, expr: str, time: float) -> list[RangeSeries]:
@@ -220,7 +228,7 @@ class PrometheusClient:
         data = await self._request("POST", "/api/v1/query", {"query": expr, "time": _ts(time)})
         if data.get("resultType") != "matrix":
             raise PrometheusError(f"/api/v1/query: expected a matrix, got {data.get('resultType')}")
-        return _matrix(data.get("result", []))
+        return _matrix(data.get("result", []), "/api/v1/query")
 
     async def query_range(self, expr: str, start: float, end: float, step: float) -> list[RangeSeries]:
         """Range query over `[start, end]` every `step` seconds."""
@@ -231,7 +239,7 @@ class PrometheusClient:
         )
         if data.get("resultType") != "matrix":
             raise PrometheusError(f"/api/v1/query_range: expected a matrix, got {data.get('resultType')}")
-        return _matrix(data.get("result", []))
+        return _matrix(data.get("result", []), "/api/v1/query_range")
 
     async def rules(self) -> list[dict[str, Any]]:
         """Rule groups of `/api/v1/rules`."""
