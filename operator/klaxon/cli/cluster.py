@@ -42,15 +42,21 @@ def api_problem(exc: BaseException, server: str) -> str:
     return f"cannot reach the Kubernetes API at {server}: {what} (is the cluster up and the kubeconfig's server right?)"
 
 
+#: A person waits for these commands: a restarting API server is retried this long, not the
+#: processes' 10 s, before the command says what is wrong.
+INTERACTIVE_RETRY_S = 3.0
+
+
 @asynccontextmanager
 async def cluster(
     kubeconfig: str | None, context: str | None = None, field_manager: str = "klaxon-cli"
 ) -> AsyncIterator[KubeClient]:
     """A client for the duration of a command; API failures inside the block become ``CliError``."""
-    from ..kube.client import FAILURES, KubeClient
+    from ..kube.client import FAILURES, KubeClient, Retry
 
     cfg = await credentials(kubeconfig, context)
     kube = await KubeClient.connect(configuration=cfg, field_manager=field_manager)
+    kube.retry = Retry(budget=INTERACTIVE_RETRY_S)
     try:
         yield kube
     except FAILURES as e:
