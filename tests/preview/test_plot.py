@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from klaxon.preview.data import load_file
-from klaxon.preview.run import FileSource, load_rule, run_preview, value_label
+from klaxon.preview.run import FileSource, load_rule, run_preview
+from klaxon.preview.units import value_label
 
 ROOT = Path(__file__).resolve().parents[2]
 EX = ROOT / "examples"

@@ -300,7 +300,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def emit(res: PreviewResult, output: str, out: TextIO) -> None:
-    from klaxon.preview.run import write_text
+    from klaxon.preview.report import write_text
 
     if output == "json":
         json.dump(res.to_dict(), out, separators=(",", ":"))

@@ -8,11 +8,10 @@ samples give the same transitions.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 
@@ -35,6 +34,7 @@ from klaxon.engine.thresholds import window_counts
 from klaxon.engine.types import iso
 from klaxon.preview import SERIES_LIMIT_DEFAULT, SERIES_LIMIT_MAX
 from klaxon.preview.data import DataError, RawSeries
+from klaxon.preview.units import value_label
 
 #: Labels that identify where a sample came from, not what it measures.
 META_LABELS = frozenset({"__name__", "operand"})
@@ -369,57 +369,14 @@ def run_preview(
         raise PreviewError("a preview from Prometheus needs --from and --to")
     rule = build_engine_rule(ref)
     w = default_warmup(rule) if warmup is None else warmup
-    lo = (start - w) if start is not None else -math.inf
-    hi = end if end is not None else math.inf
     spec = ref.spec
-    cond = spec.condition
-    assert cond is not None
-    queries: list[tuple[Query, str | None, EngineRule]]
-    if rule.kind == "composite":
-        subs = cond.conditions or ()
-        queries = [(sub.query, sub.name, child) for sub, child in zip(subs, rule.children, strict=True)]
-    else:
-        assert spec.query is not None
-        queries = [(spec.query, None, rule)]
-
-    loaded: list[tuple[list[Member], dict[str, np.ndarray]]] = []
-    if evaluate is None:
-        per_query = []
-        for i, (q, operand, child) in enumerate(queries):
-            progress(i, len(queries) + 1, f"loading {operand or ''}".strip())
-            per_query.append(_from_data(q, operand, child, fetch, lo, hi))
-        s, e = _range([m for ms in per_query for m in ms], start, end, w)
-        grid = replay_grid(rule, s, e, w)
-        loaded = [
-            (ms, {m.key: sample_values(q, child, grid, m) for m in ms})
-            for ms, (q, _, child) in zip(per_query, queries, strict=True)
-        ]
-    else:
-        s, e = _range([], start, end, w)
-        grid = replay_grid(rule, s, e, w)
-        for i, (q, operand, child) in enumerate(queries):
-            progress(i, len(queries) + 1, f"querying {operand or ''}".strip())
-            loaded.append(_from_prometheus(q, operand, child, fetch, evaluate, grid, lo))
+    queries = _operands(ref, rule)
+    s, e, loaded = _load(rule, queries, fetch, evaluate, (start, end, w), progress)
     progress(len(queries), len(queries) + 1, "replaying")
-
     if rule.kind == "composite":
-        inputs: list[Member] = []
-        xs: list[np.ndarray] = []
-        for (_, operand, _), (members, values) in zip(queries, loaded, strict=True):
-            if len(members) > 1:
-                raise PreviewError(
-                    f"operand {operand!r} has {len(members)} series ({', '.join(m.key for m in members[:3])}, ...); "
-                    "preview replays a composite rule as one instance (allowed: operands with one series each)"
-                )
-            m = members[0]
-            inputs.append(Member(operand or "", m.labels, m.times, m.values))
-            xs.append(values[m.key])
-        res = replay_composite(rule, [(m.times, m.values) for m in inputs], s, e, w, values=xs)
+        res = _composite(ref, rule, queries, loaded, (s, e, w))
         progress(len(queries) + 1, len(queries) + 1, "done")
-        series = [
-            SeriesResult(m.key, m.labels, r, m.times, m.values) for m, r in zip(inputs, res.children, strict=True)
-        ]
-        return PreviewResult(ref.name, ref.namespace, rule.kind, s, e, w, series, res.rule, len(inputs))
+        return res
 
     assert spec.query is not None
     members, values = loaded[0]
@@ -439,73 +396,74 @@ def run_preview(
     return PreviewResult(ref.name, ref.namespace, rule.kind, s, e, w, results, None, len(members), label)
 
 
-#: Prometheus' naming conventions: the unit is the metric name's last word.
-UNIT_SUFFIXES = {
-    "ms": "ms", "milliseconds": "ms", "seconds": "s", "bytes": "bytes", "ratio": "ratio",
-    "percent": "%", "celsius": "°C", "volts": "V", "amperes": "A", "joules": "J", "grams": "g",
-    "meters": "m", "hertz": "Hz", "total": "count", "count": "count", "errors": "count",
-}
+Operand = tuple[Query, str | None, EngineRule]
+Loaded = tuple[list[Member], dict[str, np.ndarray]]
 
 
-def value_label(q: Query, kind: str) -> str:
-    """The y-axis label of a rule's value: ``metric (unit)`` when the name has a unit suffix."""
-    if kind == "absence":
-        return f"samples in the {q.window} window"
-    if q.metric is None:
-        expr = " ".join((q.expr or "").split())
-        return f"value of {expr if len(expr) <= 40 else expr[:39] + '…'}"
-    what = q.metric if q.aggregation in ("avg", "min", "max", "last", "sum") else f"{q.aggregation}({q.metric})"
-    if q.aggregation == "count":
-        return f"{what} (samples)"
-    words = q.metric.split("_")
-    unit = next((UNIT_SUFFIXES[w] for w in reversed(words[-2:]) if w in UNIT_SUFFIXES), None)
-    return f"{what} ({unit})" if unit else what
+def _operands(ref: LoadedRule, rule: EngineRule) -> list[Operand]:
+    """(query, operand name, engine rule) of the rule itself or of each composite operand."""
+    cond = ref.spec.condition
+    assert cond is not None
+    if rule.kind == "composite":
+        subs = cond.conditions or ()
+        return [(sub.query, sub.name, child) for sub, child in zip(subs, rule.children, strict=True)]
+    assert ref.spec.query is not None
+    return [(ref.spec.query, None, rule)]
 
 
-# --- text output ---------------------------------------------------------------------------
-
-
-def fmt_duration(seconds: float) -> str:
-    s = round(seconds)
-    if s == 0:
-        return "0s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if s >= size:
-            parts.append(f"{s // size}{unit}")
-            s %= size
-    return "".join(parts)
-
-
-def write_text(res: PreviewResult, out: TextIO = sys.stdout) -> None:
-    out.write(
-        f"AlertRule {res.namespace}/{res.name} ({res.kind}) from {iso(res.start)} to {iso(res.end)}, "
-        f"warmup {fmt_duration(res.warmup_s)}\n"
-    )
-    if res.total_members > len(res.series) and res.rule_series is None:
-        out.write(f"showing {len(res.series)} of {res.total_members} series (--series-limit)\n")
-    blocks: list[tuple[str, ReplayResult]] = [
-        (
-            f"{'operand ' if res.rule_series is not None else ''}{s.member or res.name}"
-            + (f"  {s.labels}" if s.labels else ""),
-            s.result,
-        )
-        for s in res.series
+def _load(
+    rule: EngineRule,
+    queries: list[Operand],
+    fetch: Fetch,
+    evaluate: Evaluate | None,
+    when: tuple[float | None, float | None, float],
+    progress: Progress,
+) -> tuple[float, float, list[Loaded]]:
+    """Each operand's series and its value at every evaluation time, from data files or Prometheus;
+    with the replayed range (start, end)."""
+    start, end, w = when
+    lo = (start - w) if start is not None else -math.inf
+    hi = end if end is not None else math.inf
+    if evaluate is not None:
+        s, e = _range([], start, end, w)
+        grid = replay_grid(rule, s, e, w)
+        loaded = []
+        for i, (q, operand, child) in enumerate(queries):
+            progress(i, len(queries) + 1, f"querying {operand or ''}".strip())
+            loaded.append(_from_prometheus(q, operand, child, fetch, evaluate, grid, lo))
+        return s, e, loaded
+    per_query = []
+    for i, (q, operand, child) in enumerate(queries):
+        progress(i, len(queries) + 1, f"loading {operand or ''}".strip())
+        per_query.append(_from_data(q, operand, child, fetch, lo, hi))
+    s, e = _range([m for ms in per_query for m in ms], start, end, w)
+    grid = replay_grid(rule, s, e, w)
+    values = [
+        (ms, {m.key: sample_values(q, child, grid, m) for m in ms})
+        for ms, (q, _, child) in zip(per_query, queries, strict=True)
     ]
-    if res.rule_series is not None:
-        blocks.append((f"rule {res.name} (logic of the operands)", res.rule_series))
-    for title, r in blocks:
-        out.write(f"\n{title}\n")
-        if not r.transitions:
-            out.write("  no transitions\n")
-        for tr in r.transitions:
-            out.write(f"  {iso(tr.t)}  {tr.from_state} -> {tr.to_state}  level={tr.level or '-'}  {tr.reason}\n")
-        sm = r.summary
-        out.write(
-            f"  points={sm.points} violations={sm.violations} alarms={sm.alarms} "
-            f"timeInAlarm={fmt_duration(sm.time_in_alarm_s)} lowConfidence={sm.low_confidence_points}\n"
-        )
+    return s, e, values
 
+
+def _composite(
+    ref: LoadedRule, rule: EngineRule, queries: list[Operand], loaded: list[Loaded], span: tuple[float, float, float]
+) -> PreviewResult:
+    """A composite rule replayed as one instance from its operands' single series."""
+    s, e, w = span
+    inputs: list[Member] = []
+    xs: list[np.ndarray] = []
+    for (_, operand, _), (members, values) in zip(queries, loaded, strict=True):
+        if len(members) > 1:
+            raise PreviewError(
+                f"operand {operand!r} has {len(members)} series ({', '.join(m.key for m in members[:3])}, ...); "
+                "preview replays a composite rule as one instance (allowed: operands with one series each)"
+            )
+        m = members[0]
+        inputs.append(Member(operand or "", m.labels, m.times, m.values))
+        xs.append(values[m.key])
+    res = replay_composite(rule, [(m.times, m.values) for m in inputs], s, e, w, values=xs)
+    series = [SeriesResult(m.key, m.labels, r, m.times, m.values) for m, r in zip(inputs, res.children, strict=True)]
+    return PreviewResult(ref.name, ref.namespace, rule.kind, s, e, w, series, res.rule, len(inputs))
 
 __all__ = [
     "DataError",
@@ -520,5 +478,4 @@ __all__ = [
     "matches",
     "run_preview",
     "sample_values",
-    "write_text",
 ]
