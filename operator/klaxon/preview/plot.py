@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -66,55 +66,9 @@ def figure(res: PreviewResult, max_panels: int = MAX_PANELS) -> Figure:
     for ax, (title, r) in zip(axes[:, 0], panels, strict=True):
         p = r.points
         t = np.round(p.t * 1000).astype("datetime64[ms]")
-        alarm = p.is_alarm_active
-        level = np.asarray([lv or "" for lv in p.level], dtype=object)
-        for lv in ("", *LEVEL_COLOURS):
-            colour = LEVEL_COLOURS.get(lv, "tab:gray")
-            spans = _spans(alarm & (level == lv))
-            for a, b in spans:
-                ax.axvspan(t[a], t[b] if b < len(t) else t[-1], color=colour, alpha=0.12, lw=0)
-            if spans:
-                ax.plot([], [], color=colour, alpha=0.3, lw=8, label=f"alarm: {lv}" if lv else "alarm")
+        _alarms(ax, t, p)
         if res.rule_series is not r:
-            # one band per level, least severe first: its edges as lines, the normal range (inside the
-            # least severe band) lightly filled, and the zone between two levels' edges in the colour
-            # of the more severe one
-            bands: dict[str, tuple[np.ndarray, np.ndarray]] = {str(k): v for k, v in p.bands.items()}
-            bands = bands or {"": (p.lower, p.upper)}
-            uppers: list[np.ndarray] = []
-            lowers: list[np.ndarray] = []
-            inner: tuple[np.ndarray, np.ndarray] | None = None
-            for lv in sorted(bands, key=lambda x: list(LEVEL_COLOURS).index(x) if x in LEVEL_COLOURS else -1):
-                lo, up = _edges(*bands[lv])
-                colour = LEVEL_COLOURS.get(lv, "tab:blue")
-                label: str | None = f"{lv} band" if lv else "band"
-                for edge in (up, lo):
-                    if np.isfinite(edge).any():
-                        ax.plot(t, edge, color=colour, lw=1, alpha=0.8, label=label)
-                        label = None
-                if inner is None:
-                    if np.isfinite(lo).any() and np.isfinite(up).any():
-                        ax.fill_between(t, lo, up, color="tab:blue", alpha=0.08, lw=0, label="normal")
-                else:
-                    ax.fill_between(t, inner[1], up, color=colour, alpha=0.12, lw=0)
-                    ax.fill_between(t, lo, inner[0], color=colour, alpha=0.12, lw=0)
-                inner = (lo, up)
-                uppers.append(up)
-                lowers.append(lo)
-            if np.isfinite(p.expected).any():
-                ax.plot(t, p.expected, color="tab:blue", lw=1, ls="--", label="expected")
-            ax.plot(t, p.value, color="black", lw=0.9, label="value")
-            # a dynamic band's lower side can dwarf the data: the y-axis follows the upper edges only
-            seen = np.concatenate([p.value, p.expected, *uppers, *(lowers if res.kind != "dynamic" else [])])
-            seen = seen[np.isfinite(seen)]
-            if seen.size:
-                lo_y, hi_y = float(seen.min()), float(seen.max())
-                pad = (hi_y - lo_y) * 0.1 or 1.0
-                ax.set_ylim(lo_y - pad, hi_y + pad * 2.5)
-            v = p.is_violation
-            if v.any():
-                ax.plot(t[v], p.value[v], "o", color="tab:red", ms=3, label="violation")
-            ax.set_ylabel(res.value_label, fontsize=9)
+            _value_panel(ax, t, p, res)
         else:
             ax.step(t, p.is_violation.astype(float), where="post", color="black", lw=0.9, label="condition holds")
             ax.set_ylim(-0.1, 1.3)
@@ -135,6 +89,62 @@ def figure(res: PreviewResult, max_panels: int = MAX_PANELS) -> Figure:
         fig.text(0.99, 0.005, f"{left_out} more series not shown", ha="right", va="bottom", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _alarms(ax: Any, t: np.ndarray, p: Any) -> None:
+    """The alarm periods, coloured by their level."""
+    alarm = p.is_alarm_active
+    level = np.asarray([lv or "" for lv in p.level], dtype=object)
+    for lv in ("", *LEVEL_COLOURS):
+        colour = LEVEL_COLOURS.get(lv, "tab:gray")
+        spans = _spans(alarm & (level == lv))
+        for a, b in spans:
+            ax.axvspan(t[a], t[b] if b < len(t) else t[-1], color=colour, alpha=0.12, lw=0)
+        if spans:
+            ax.plot([], [], color=colour, alpha=0.3, lw=8, label=f"alarm: {lv}" if lv else "alarm")
+
+
+def _value_panel(ax: Any, t: np.ndarray, p: Any, res: PreviewResult) -> None:
+    """The value, each level's band (least severe first), the expected value and the violations."""
+    # one band per level, least severe first: its edges as lines, the normal range (inside the
+    # least severe band) lightly filled, and the zone between two levels' edges in the colour
+    # of the more severe one
+    bands: dict[str, tuple[np.ndarray, np.ndarray]] = {str(k): v for k, v in p.bands.items()}
+    bands = bands or {"": (p.lower, p.upper)}
+    uppers: list[np.ndarray] = []
+    lowers: list[np.ndarray] = []
+    inner: tuple[np.ndarray, np.ndarray] | None = None
+    for lv in sorted(bands, key=lambda x: list(LEVEL_COLOURS).index(x) if x in LEVEL_COLOURS else -1):
+        lo, up = _edges(*bands[lv])
+        colour = LEVEL_COLOURS.get(lv, "tab:blue")
+        label: str | None = f"{lv} band" if lv else "band"
+        for edge in (up, lo):
+            if np.isfinite(edge).any():
+                ax.plot(t, edge, color=colour, lw=1, alpha=0.8, label=label)
+                label = None
+        if inner is None:
+            if np.isfinite(lo).any() and np.isfinite(up).any():
+                ax.fill_between(t, lo, up, color="tab:blue", alpha=0.08, lw=0, label="normal")
+        else:
+            ax.fill_between(t, inner[1], up, color=colour, alpha=0.12, lw=0)
+            ax.fill_between(t, lo, inner[0], color=colour, alpha=0.12, lw=0)
+        inner = (lo, up)
+        uppers.append(up)
+        lowers.append(lo)
+    if np.isfinite(p.expected).any():
+        ax.plot(t, p.expected, color="tab:blue", lw=1, ls="--", label="expected")
+    ax.plot(t, p.value, color="black", lw=0.9, label="value")
+    # a dynamic band's lower side can dwarf the data: the y-axis follows the upper edges only
+    seen = np.concatenate([p.value, p.expected, *uppers, *(lowers if res.kind != "dynamic" else [])])
+    seen = seen[np.isfinite(seen)]
+    if seen.size:
+        lo_y, hi_y = float(seen.min()), float(seen.max())
+        pad = (hi_y - lo_y) * 0.1 or 1.0
+        ax.set_ylim(lo_y - pad, hi_y + pad * 2.5)
+    v = p.is_violation
+    if v.any():
+        ax.plot(t[v], p.value[v], "o", color="tab:red", ms=3, label="violation")
+    ax.set_ylabel(res.value_label, fontsize=9)
 
 
 def plot(res: PreviewResult, path: str | Path, max_panels: int = MAX_PANELS) -> Path:
