@@ -46,12 +46,8 @@ def _main(args: argparse.Namespace) -> int:
 def run(paths: Sequence[str], output_dir: str | None = None, fmt: str = "prometheus-operator",
         namespace: str = "default", stdout: TextIO | None = None, stderr: TextIO | None = None,
         prog: str = "klaxon") -> int:
-    from ..api.alertconfig import AlertConfigSpec
-    from ..api.alertrule import AlertRuleSpec
     from ..api.manifests import dump_yaml, load_paths
-    from ..api.refs import config_key
-    from ..api.validation import parse_object
-    from ..compile import compile_rule, rule_file
+    from ..compile import rule_file
 
     out = stdout or sys.stdout
     err = stderr or sys.stderr
@@ -62,7 +58,32 @@ def run(paths: Sequence[str], output_dir: str | None = None, fmt: str = "prometh
     except UsageError as e:
         print(f"{prog} render: {e}", file=err)
         return 2
-    docs = load_paths(paths)
+    parsed, configs, bad = _parse(load_paths(paths), namespace, err)
+    outputs, all_groups, failed = _compile(parsed, configs, fmt, err)
+    bad += failed
+    if output_dir is not None:
+        target = Path(output_dir)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            for stem, _, body in outputs:
+                (target / f"{stem}.yaml").write_text(dump_yaml(body))
+        except OSError as e:
+            print(f"{prog} render: --output-dir {target}: cannot write ({e.strerror or e})", file=err)
+            return 2
+        what = "rule file(s)" if fmt == "prometheus" else "PrometheusRule(s)"
+        print(f"{len(outputs)} {what} written to {target}", file=err)
+    elif fmt == "prometheus":
+        out.write(dump_yaml(rule_file(all_groups)))
+    else:
+        out.write("".join(f"---\n{dump_yaml(body)}" for _, _, body in outputs))
+    return 1 if bad else 0
+
+
+def _parse(docs: Sequence[Any], namespace: str, err: TextIO) -> tuple[list[Any], dict[Any, Any], int]:
+    """The inputs' AlertRules and AlertConfigs; each problem printed, counted per document."""
+    from ..api.alertconfig import AlertConfigSpec
+    from ..api.alertrule import AlertRuleSpec
+    from ..api.validation import parse_object
 
     bad = 0
     parsed = []
@@ -85,7 +106,18 @@ def run(paths: Sequence[str], output_dir: str | None = None, fmt: str = "prometh
             configs[(ns, p.name)] = p.spec
         elif p.kind == "AlertRule" and isinstance(p.spec, AlertRuleSpec):
             parsed.append((doc.where, p.name, ns, p.spec))
+    return parsed, configs, bad
 
+
+def _compile(
+    parsed: list[Any], configs: dict[Any, Any], fmt: str, err: TextIO
+) -> tuple[list[tuple[str, str, dict[str, Any]]], list[dict[str, Any]], int]:
+    """(file stem, kind, body) of each output, the rule groups (``--format prometheus``) and the
+    number of rules that did not compile; why a rule has no PrometheusRule goes to ``err``."""
+    from ..api.refs import config_key
+    from ..compile import compile_rule, rule_file
+
+    bad = 0
     outputs: list[tuple[str, str, dict[str, Any]]] = []  # (file stem, kind of output, body)
     all_groups: list[dict[str, Any]] = []
     for where, name, ns, spec in parsed:
@@ -117,20 +149,4 @@ def run(paths: Sequence[str], output_dir: str | None = None, fmt: str = "prometh
         else:
             outputs.append((f"{ns}_{result.prometheus_rule['metadata']['name']}", "manifest",
                             result.prometheus_rule))
-
-    if output_dir is not None:
-        target = Path(output_dir)
-        try:
-            target.mkdir(parents=True, exist_ok=True)
-            for stem, _, body in outputs:
-                (target / f"{stem}.yaml").write_text(dump_yaml(body))
-        except OSError as e:
-            print(f"{prog} render: --output-dir {target}: cannot write ({e.strerror or e})", file=err)
-            return 2
-        what = "rule file(s)" if fmt == "prometheus" else "PrometheusRule(s)"
-        print(f"{len(outputs)} {what} written to {target}", file=err)
-    elif fmt == "prometheus":
-        out.write(dump_yaml(rule_file(all_groups)))
-    else:
-        out.write("".join(f"---\n{dump_yaml(body)}" for _, _, body in outputs))
-    return 1 if bad else 0
+    return outputs, all_groups, bad
