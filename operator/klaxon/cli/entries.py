@@ -94,21 +94,7 @@ async def run_with(args: argparse.Namespace, kube: KubeClient) -> int:
     action = args.action or "list"
     rule_ref = Ref.klaxon("AlertRule", args.namespace, args.rule)
     if action == "list":
-        if args.rule:
-            rule = await kube.get(rule_ref)
-            if rule is None:
-                return _missing(args)
-            rules = [rule]
-        else:
-            rules = await kube.list(Ref.klaxon("AlertRule", None if args.all_namespaces else args.namespace))
-        rows = entry_rows(rules)
-        if args.output == "json":
-            print(json.dumps(rows, indent=2))
-        elif rows:
-            print_table(rows)
-        else:
-            print("no open alert entries")
-        return 0
+        return await _list(args, kube, rule_ref)
 
     what: Action
     text: str | None = None
@@ -202,3 +188,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ack.set_defaults(action_text=None, root_cause=None)
     for q in (p, ls):
         q.set_defaults(namespace="default", kubeconfig=None)
+
+
+async def _list(args: argparse.Namespace, kube: KubeClient, rule_ref: Any) -> int:
+    """The open alert entries of one rule, a namespace's rules or all namespaces' rules."""
+    from ..kube.client import Ref
+
+    if args.rule:
+        rule = await kube.get(rule_ref)
+        if rule is None:
+            return _missing(args)
+        rules = [rule]
+    else:
+        rules = await kube.list(Ref.klaxon("AlertRule", None if args.all_namespaces else args.namespace))
+    rows = entry_rows(rules)
+    if args.output == "json":
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        print_table(rows)
+    else:
+        print("no open alert entries")
+    return 0
