@@ -18,9 +18,7 @@ from .channel import (
     NotificationChannelSpec,
     Webhook,
 )
-from .common import (
-    parse_duration,
-)
+from .common import Schedule, parse_duration
 from .problems import INVALID_QUERY, Problem
 from .refs import effective_for, effective_interval
 from .syntax import jinja_problem, promql_problem, re2_problem
@@ -285,17 +283,18 @@ def _label_problems(spec: AlertRuleSpec, prefix: str) -> list[Problem]:
         reserved = ", ".join(sorted(k for k in spec.labels if k.startswith("__")))
         p.append(Problem(f"{prefix}.labels", f"label names starting with __ are reserved for Prometheus: {reserved}"))
     if spec.schedule is not None:
-        for i, window_ in enumerate(spec.schedule.windows):
-            if window_.start == window_.end:
-                p.append(
-                    Problem(
-                        f"{prefix}.schedule.windows[{i}].end",
-                        "start and end must differ (use 00:00 to 24:00 for a whole day)",
-                    )
-                )
+        p += _empty_windows(f"{prefix}.schedule", spec.schedule)
     p += _template_problems(f"{prefix}.labels", spec.labels)
     p += _template_problems(f"{prefix}.annotations", spec.annotations)
     return p
+
+
+def _empty_windows(path: str, schedule: Schedule) -> list[Problem]:
+    return [
+        Problem(f"{path}.windows[{i}].end", "start and end must differ (use 00:00 to 24:00 for a whole day)")
+        for i, w in enumerate(schedule.windows)
+        if w.start == w.end
+    ]
 
 
 def alert_config_problems(spec: AlertConfigSpec, prefix: str = "spec") -> list[Problem]:
@@ -321,14 +320,7 @@ def alert_config_problems(spec: AlertConfigSpec, prefix: str = "spec") -> list[P
         for j, m in enumerate(s.matchers):
             p += _matcher_problems(f"{prefix}.silences[{i}].matchers[{j}]", m)
     for i, interval in enumerate(spec.mute_time_intervals):
-        for j, w in enumerate(interval.schedule.windows):
-            if w.start == w.end:
-                p.append(
-                    Problem(
-                        f"{prefix}.muteTimeIntervals[{i}].schedule.windows[{j}].end",
-                        "start and end must differ (use 00:00 to 24:00 for a whole day)",
-                    )
-                )
+        p += _empty_windows(f"{prefix}.muteTimeIntervals[{i}].schedule", interval.schedule)
     names = [m.name for m in spec.mute_time_intervals]
     if len(names) != len(set(names)):
         p.append(Problem(f"{prefix}.muteTimeIntervals", "names must be unique"))
