@@ -5,20 +5,25 @@ worker waiting until all are dropped (the indices are complete). Adding or dropp
 wakes every waiting worker, whose state did not change: N² wake-ups, minutes of CPU for 10,000
 AlertRules. Here adding and dropping wake the waiters only when the set's state flips. A
 member toggle's own state is not changed by either, so its waiters need no wake-up either.
+
+Applied to the kopf minor version it was read against only (``KNOWN_KOPF``): on another one the
+patch stays off and tests/operator/test_kopf_fixes.py fails, so an upgrade re-reads kopf first.
 """
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import Any
 
 from kopf._cogs.aiokits import aiotoggles
 
 _PATCHED = "_klaxon_wakes_on_flip"
+KNOWN_KOPF = "1.45."
 
 
 def wake_toggle_waiters_on_flip() -> None:
     cls: Any = aiotoggles.ToggleSet
-    if getattr(cls, _PATCHED, False) or not all(
+    if getattr(cls, _PATCHED, False) or not version("kopf").startswith(KNOWN_KOPF) or not all(
         hasattr(cls, a) for a in ("make_toggle", "drop_toggle", "drop_toggles", "is_on")
     ):
         return
