@@ -275,6 +275,7 @@ def _config_and_channel_events(registry: kopf.OperatorRegistry, opts: Options) -
     ) -> None:
         rt = rt_of(memo, kwargs)
         key = _key(meta)
+        rt.forget_written("AlertConfig", key, meta, deleted=type == "DELETED")
         if not spec_changed(rt, "AlertConfig", key, type, meta):
             return  # our own status writes: nothing rules depend on
         if type == "DELETED":
@@ -295,6 +296,7 @@ def _config_and_channel_events(registry: kopf.OperatorRegistry, opts: Options) -
     ) -> None:
         rt = rt_of(memo, kwargs)
         key = _key(meta)
+        rt.forget_written("NotificationChannel", key, meta, deleted=type == "DELETED")
         if type != "DELETED" and delivery_flipped(status):
             kick_channel(rt, key, "delivery")
         if not spec_changed(rt, "NotificationChannel", key, type, meta):

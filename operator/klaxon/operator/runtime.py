@@ -127,10 +127,14 @@ class Runtime:
 
     def remember_written(self, kind: str, meta: Mapping[str, Any], version: str, status: Body) -> None:
         key = (str(meta["namespace"]), str(meta["name"]))
+        wkey = (kind, key[0], key[1], str(meta.get("uid", "")))
         current = self.view(INDEX_OF_KIND.get(kind, "")).get(key) or {}
         if (current.get("metadata") or {}).get("resourceVersion") == version:
-            return  # the watch was faster than the response: the body shows it already
-        self.written[(kind, key[0], key[1], str(meta.get("uid", "")))] = (version, status)
+            # The watch was faster than the response: the body shows this write already, and an
+            # older write still remembered would hide it (a Ready that went False and back).
+            self.written.pop(wkey, None)
+            return
+        self.written[wkey] = (version, status)
 
     def forget_written(self, kind: str, key: Key, meta: Mapping[str, Any], deleted: bool = False) -> None:
         """The watch caught up with our last status write (or the object went): the body is the truth again."""
