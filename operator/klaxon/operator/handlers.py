@@ -51,7 +51,7 @@ from .kicks import (
     rules_of_channel,
     spec_changed,
 )
-from .kopf_fixes import wake_toggle_waiters_on_flip
+from .kopf_fixes import drop_managed_fields, wake_toggle_waiters_on_flip
 from .refs import Key, raw_rule_channels
 from .rules import owner_rule_key
 from .runtime import Options, Runtime
@@ -132,6 +132,7 @@ def make_registry(
     """
     opts = options or Options()
     wake_toggle_waiters_on_flip()  # startup with thousands of rules (see kopf_fixes)
+    drop_managed_fields()
     registry = kopf.OperatorRegistry()
     _lifecycle(registry, opts, login)
     _indices(registry)

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from ..kube.client import KubeError
 from .channels import reconcile_channel
 from .configs import reconcile_config
 from .evaluation import last_evaluation, rule_evaluation
@@ -21,7 +22,8 @@ logger = logging.getLogger("klaxon.operator")
 
 # ----------------------------------------------------------------------------- kicks
 def kick_rule(rt: Runtime, key: Key, trigger: str, delay: float | None = None) -> None:
-    """Reconcile the rule soon with its latest body; a failure is retried after ``retry_seconds``."""
+    """Reconcile the rule soon with its latest body; a failure is retried after ``retry_seconds``
+    (one the API server's absence explains, by ``Runtime.kick`` sooner)."""
 
     async def run() -> None:
         body = rt.view("klaxon_rules").get(key)
@@ -29,6 +31,10 @@ def kick_rule(rt: Runtime, key: Key, trigger: str, delay: float | None = None) -
             return
         try:
             outcome = await reconcile_rule(rt, body, trigger)
+        except KubeError as exc:
+            if not exc.transient:
+                rt.kick(("AlertRule", *key), run, delay=rt.options.retry_seconds)
+            raise
         except Exception:
             rt.kick(("AlertRule", *key), run, delay=rt.options.retry_seconds)
             raise
