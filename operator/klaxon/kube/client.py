@@ -364,11 +364,16 @@ class KubeClient:
         return items, str((result.get("metadata") or {}).get("resourceVersion", ""))
 
     async def watch(
-        self, ref: Ref, resource_version: str = "", field_selector: str | None = None
+        self,
+        ref: Ref,
+        resource_version: str = "",
+        field_selector: str | None = None,
+        label_selector: str | None = None,
     ) -> AsyncIterator[tuple[str, Body]]:
         """(type, object) of each change of a collection after ``resource_version``: ADDED, MODIFIED,
         DELETED and BOOKMARK (only its resourceVersion counts). ``field_selector`` (e.g.
-        ``metadata.name=NAME``) narrows it; RBAC then checks a Role's resourceNames.
+        ``metadata.name=NAME``) narrows it, RBAC then checks a Role's resourceNames; so does
+        ``label_selector``.
 
         Ends when the server ends the watch (after 5-10 minutes): resume from the last
         resourceVersion seen. An ERROR event (410 Gone: that version is too old) raises KubeError.
@@ -379,6 +384,8 @@ class KubeClient:
             query["resourceVersion"] = resource_version
         if field_selector:
             query["fieldSelector"] = field_selector
+        if label_selector:
+            query["labelSelector"] = label_selector
         path = ref.path()
         resp = await self._open_watch(path, query, timeout)
         try:

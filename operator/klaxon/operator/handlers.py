@@ -4,7 +4,8 @@ Triggers:
   * create/update/resume of each kind → its reconcile;
   * indices keep who references whom, so when an AlertConfig, NotificationChannel or Secret
     appears, changes or goes, the dependent objects are reconciled at once (no resync wait);
-  * watches on our children (PrometheusRules, evaluator objects) undo hand edits and deletions;
+  * watches on our children undo hand edits and deletions (PrometheusRules through the
+    operator's own watch, see promrules.py; evaluator objects through kopf's);
   * a CRD watch re-applies every rule when the PrometheusRule CRD gets installed;
   * a slow resync loop is the safety net.
 No finalizers: owner references garbage-collect children, and deletions reach dependents
@@ -32,7 +33,6 @@ from ..api.constants import (
     VERSION,
 )
 from ..api.refs import config_key
-from ..kube.apply import managed_digest
 from ..kube.client import KubeClient, KubeError
 from ..kube.login import connection_info
 from . import metrics
@@ -52,8 +52,8 @@ from .kicks import (
     spec_changed,
 )
 from .kopf_fixes import drop_managed_fields, wake_toggle_waiters_on_flip
+from .promrules import crd_installed, follow_promrules
 from .refs import Key, raw_rule_channels
-from .rules import owner_rule_key
 from .runtime import Options, Runtime
 from .webhook import validator
 
@@ -166,6 +166,7 @@ def _lifecycle(registry: kopf.OperatorRegistry, opts: Options, login: bool) -> N
         memo.klaxon = rt
         rt.spawn(resync_loop(rt), "klaxon-resync")
         rt.spawn(evaluation_loop(rt), "klaxon-evaluation-check")
+        rt.spawn(follow_promrules(rt), "klaxon-promrules")  # drift of PrometheusRules (see promrules)
 
     @on.cleanup(registry=registry)
     async def klaxon_cleanup(memo: kopf.Memo, **_: Any) -> None:
@@ -249,8 +250,7 @@ def _reference_events(registry: kopf.OperatorRegistry, opts: Options) -> None:
         if spec_changed(rt, "AlertRule", key, type, meta):
             if type != "DELETED":  # new here, or a new generation: our status writes keep it
                 trigger = rule_trigger(type, status)
-                # A resume waits the debounce: the PrometheusRules' listing comes meanwhile, and
-                # with it what each needs compared (no GET per rule).
+                # A resume also waits for the PrometheusRules' listing (see kick_rule).
                 kick_rule(rt, key, trigger, delay=None if trigger == "resume" else 0)
         elif awaits_evaluation(rt, key, status):
             kick_rule(rt, key, "evaluation")  # the evaluator reported: the rule may be in effect now
@@ -341,24 +341,6 @@ def _drift(registry: kopf.OperatorRegistry, opts: Options) -> None:
     """Drift: children edited or deleted by hand are restored."""
     on = kopf.on
 
-    @on.event("monitoring.coreos.com", "v1", "prometheusrules", labels=MANAGED_BY, registry=registry)
-    async def promrule_event(type: str | None, body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-        rt = rt_of(memo, kwargs)
-        key = _key(body.metadata)
-        version = str(body.metadata.get("resourceVersion") or "")
-        if type == "DELETED":
-            rt.promrules.pop(key, None)
-            rt.promrule_digests.pop(key, None)
-        else:
-            rt.promrule_digests[key] = managed_digest(body)
-            if type is None or rt.promrules.get(key) in (version, ""):
-                rt.promrules[key] = version
-                return  # the initial listing (each rule's resume compares), or our own write (in flight)
-            rt.promrules[key] = version
-        owner = owner_rule_key(body)
-        if owner is not None:
-            kick_rule(rt, owner, "drift")
-
     for group, version, plural in CHILD_KINDS:
 
         @on.event(group, version, plural, labels=MANAGED_BY, registry=registry, id=f"drift-{plural}")
@@ -383,6 +365,7 @@ def _drift(registry: kopf.OperatorRegistry, opts: Options) -> None:
     )
     async def promrule_crd_event(memo: kopf.Memo, **kwargs: Any) -> None:
         rt = rt_of(memo, kwargs)
+        crd_installed(rt)
         for key in rt.keys("klaxon_rules"):
             kick_rule(rt, key, "crd")
 

@@ -4,6 +4,7 @@ slow safety nets (a resync of everything, a check that evaluator-run rules are e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +20,9 @@ from .runtime import Runtime
 
 logger = logging.getLogger("klaxon.operator")
 
+#: How long a resumed rule waits for the PrometheusRules' first listing before it GETs its own.
+LISTING_WAIT_S = 10.0
+
 
 # ----------------------------------------------------------------------------- kicks
 def kick_rule(rt: Runtime, key: Key, trigger: str, delay: float | None = None) -> None:
@@ -26,6 +30,10 @@ def kick_rule(rt: Runtime, key: Key, trigger: str, delay: float | None = None) -
     (one the API server's absence explains, by ``Runtime.kick`` sooner)."""
 
     async def run() -> None:
+        if trigger == "resume" and not rt.promrules_listed.is_set():
+            # what it compares with (no GET per rule) comes with the PrometheusRules' listing
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(rt.promrules_listed.wait(), LISTING_WAIT_S)
         body = rt.view("klaxon_rules").get(key)
         if body is None:
             return

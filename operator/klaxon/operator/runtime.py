@@ -81,6 +81,12 @@ class Runtime:
     #: managed_digest of each managed PrometheusRule as the watch (or our write) last showed it: a
     #: reconcile whose desired object has the same digest needs neither a GET nor a write (a resume).
     promrule_digests: dict[Key, str] = field(default_factory=dict)
+    #: The rule owning each managed PrometheusRule (to reconcile it when its object went unseen).
+    promrule_owners: dict[Key, Key] = field(default_factory=dict)
+    #: Set once the PrometheusRules have been listed (resumed rules wait for it: no GET each).
+    promrules_listed: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Set by the CRD watch when the PrometheusRule CRD appears (see promrules.crd_installed).
+    promrule_crd: asyncio.Event = field(default_factory=asyncio.Event)
     #: Per AlertConfig (ns, name, uid): its shard Deployments and Synced, as last applied.
     config_children: dict[tuple[str, str, str], tuple[dict[int, Body], Cond]] = field(default_factory=dict)
     #: Per AlertConfig (ns, name, uid): namespaces its evaluator should hold a Role in besides its own
