@@ -327,6 +327,10 @@ async def test_missing_prometheusrule_crd(kube: EmulatedCluster, operator: Opera
     kube.create_object("apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     await wait_condition(kube, AR, "waiting", "True", "Ready", timeout=10)
     assert kube.get_object(PR, "klaxon-waiting", NS) is not None
+    # the operator follows PrometheusRules again now that they exist: a hand edit is undone
+    kube.patch_object(PR, "klaxon-waiting", {"spec": {"groups": []}}, NS)
+    await wait_condition(kube, AR, "waiting", "True", "DriftCorrected", type_="Synced", timeout=10)
+    assert (kube.get_object(PR, "klaxon-waiting", NS) or {})["spec"]["groups"]
 
 
 async def test_apply_failure_is_reported_and_retried(kube: EmulatedCluster, operator: OperatorRunner) -> None:

@@ -92,6 +92,7 @@ async def _follow(rt: Runtime, namespace: str) -> None:
     where = f"in {namespace}" if namespace else "cluster-wide"
     delay = 1.0
     while True:
+        rt.promrule_crd.clear()  # from here on, the CRD watch's news of the CRD counts
         try:
             items, version = await rt.kube.list_with_version(ref, label_selector=SELECTOR)
             listed(rt, namespace, items)
@@ -121,7 +122,6 @@ async def _follow(rt: Runtime, namespace: str) -> None:
 
 
 async def _crd_wait(rt: Runtime) -> None:
-    rt.promrule_crd.clear()
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(rt.promrule_crd.wait(), CRD_RECHECK_S)
 
