@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import os
 import pathlib
 import signal
@@ -91,7 +92,10 @@ def review(obj: dict[str, Any], operation: str = "CREATE", plural: str = "alertr
 
 
 async def test_webhook_through_kopf_admission_server(
-    kube: EmulatedCluster, kopf_runner: Callable[..., OperatorRunner], cert_dir: pathlib.Path
+    kube: EmulatedCluster,
+    kopf_runner: Callable[..., OperatorRunner],
+    cert_dir: pathlib.Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     port = free_port()
     settings = configure_webhook(harness_settings(), str(cert_dir), port=port, addr="127.0.0.1")
@@ -136,6 +140,12 @@ async def test_webhook_through_kopf_admission_server(
     assert "inline credentials are not allowed" in inline["response"]["status"]["message"]
     deleting = await post("validate-alertrule", review(bad, operation="DELETE"))
     assert deleting["response"]["allowed"] is True
+    # A refusal is the webhook working: logged at INFO with its reason, never as an error.
+    kopf_records = [r for r in caplog.records if r.name == "kopf.objects"]
+    refused = [r for r in kopf_records if r.getMessage().startswith("Refused at admission: ")]
+    assert [r.levelname for r in refused] == ["INFO", "INFO"], [r.getMessage() for r in kopf_records]
+    assert "spec.severity: unknown value 'urgent'" in refused[0].getMessage()
+    assert not [r for r in kopf_records if r.levelno >= logging.ERROR]
 
 
 def test_webhook_needs_both_certificate_files(tmp_path: pathlib.Path) -> None:

@@ -88,4 +88,27 @@ def configure_webhook(
         pkeyfile=str(certdir / WEBHOOK_KEY) if certdir else None,
     )
     settings.admission.managed = None  # the chart owns the ValidatingWebhookConfiguration
+    refusals_are_info()
     return settings
+
+
+class _Refusals(logging.Filter):
+    """kopf logs each refusal of our validating webhook as an ERROR ("Webhook 'validate-alertrule'
+    failed permanently: ..."): bad input refused at the door is the webhook working, not the
+    operator failing. Such records go out at INFO, saying what was refused and why."""
+
+    PREFIX = "Webhook 'validate-"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if record.levelno == logging.ERROR and text.startswith(self.PREFIX) and "failed permanently: " in text:
+            record.msg, record.args = "Refused at admission: %s", (text.split("failed permanently: ", 1)[1],)
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_REFUSALS = _Refusals()
+
+
+def refusals_are_info() -> None:
+    logging.getLogger("kopf.objects").addFilter(_REFUSALS)  # once: the same filter is not added twice
