@@ -112,3 +112,35 @@ async def test_a_config_without_prometheus_fails_every_query_with_the_reason() -
         with pytest.raises(PrometheusError, match=r"no spec\.prometheus endpoint"):
             await prom.rules()
         assert prom.requests == 0
+
+
+async def test_an_error_answer_keeps_its_words_whatever_its_data_holds() -> None:
+    """Some proxies and compatible APIs send ``"data": null`` with an error: the user still sees the
+    server's error, not "unexpected answer" (which stays for a success of the wrong shape)."""
+    from aiohttp import web
+
+    answers = {
+        "/api/v1/query": (422, {"status": "error", "errorType": "bad_data", "error": "parse error at 3", "data": None}),
+        "/api/v1/rules": (200, {"status": "success", "data": ["not", "a", "dict"]}),
+    }
+
+    async def handle(request: web.Request) -> web.Response:
+        status, body = answers[request.path]
+        return web.json_response(body, status=status)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with PrometheusClient(f"http://127.0.0.1:{port}", retries=0) as prom:
+            with pytest.raises(PrometheusError, match="parse error at 3") as refused:
+                await prom.query("up{", T0)
+            assert refused.value.error_type == "bad_data"
+            with pytest.raises(PrometheusError, match="unexpected answer"):
+                await prom.rules()
+    finally:
+        await runner.cleanup()

@@ -179,14 +179,16 @@ class PrometheusClient:
                 except (ValueError, aiohttp.ContentTypeError):
                     text = (await resp.text())[:200]
                     raise PrometheusError(f"{path}: non-JSON answer {text!r}", status=resp.status) from None
-                if not isinstance(body, dict) or not isinstance(body.get("data", {}), dict):
+                if not isinstance(body, dict):
                     raise PrometheusError(f"{path}: unexpected answer", status=resp.status)
                 if resp.status >= 400 or body.get("status") != "success":
-                    raise PrometheusError(
+                    raise PrometheusError(  # its own words, whatever else the error answer holds
                         f"{path}: {body.get('error') or resp.reason}",
                         status=resp.status,
                         error_type=body.get("errorType"),
                     )
+                if not isinstance(body.get("data", {}), dict):
+                    raise PrometheusError(f"{path}: unexpected answer", status=resp.status)
                 return body.get("data")
         except PrometheusError:
             raise
