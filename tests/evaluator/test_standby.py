@@ -239,3 +239,32 @@ async def test_a_standby_forwards_events_to_the_leader(kube, kube_api, prometheu
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks.values(), return_exceptions=True), 10)
+
+
+async def test_a_standby_cancelled_while_it_waits_frees_its_port(kube, kube_api, prometheus_server, tmp_path) -> None:
+    """A standby stopped by cancellation (not by its stop flag) closes the server it stood by with."""
+    prom = prometheus_server()
+    setup(kube, prom.url)
+    ports = {"a": free_port(), "b": free_port()}
+    stop = asyncio.Event()
+
+    def start(who: str) -> asyncio.Task[int]:
+        args = build_parser().parse_args(
+            ["evaluator", "--config", "mon/main", "--tick", "0.05", "--metrics-port", str(ports[who]),
+             "--state-dir", str(tmp_path / who)]
+        )
+        loop = run_loop(args, kube_api, stop, elector=elector(kube_api, f"pod-{who}"), clock=time.time)
+        return asyncio.create_task(loop)
+
+    leader = start("a")
+    await wait_for(lambda: holder(kube) == "pod-a", timeout=10)
+    standby = start("b")
+    try:
+        await wait_for(lambda: serving(f"http://127.0.0.1:{ports['b']}/healthz"), timeout=10)
+        standby.cancel()
+        await asyncio.gather(standby, return_exceptions=True)
+        assert holder(kube) == "pod-a"
+        assert not await serving(f"http://127.0.0.1:{ports['b']}/healthz")
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(leader, standby, return_exceptions=True), 10)

@@ -122,7 +122,12 @@ class EvaluatorProcess:
         self.health = CycleHealth(self.health.stale_s, self.monotonic)
         if self.elector is not None:
             self._own_lease(cfg_obj)
-            if not await self._stand_by(leadership):
+            try:
+                leading = await self._stand_by(leadership)
+            except BaseException:  # cancelled, or the elector failed: the port is free again
+                await self._close_server()
+                raise
+            if not leading:
                 await self._close_server()
                 return 0
         try:
