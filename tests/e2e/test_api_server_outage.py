@@ -102,6 +102,14 @@ async def landed(kube: KubeClient, ns: str, want: dict[str, int]) -> bool:
     return all(found.get(name) == {value} for name, value in want.items())
 
 
+async def first_rules(kube: KubeClient, ns: str, names: list[str]) -> None:
+    """The config and the rules (threshold 500), each with its PrometheusRule."""
+    await kube.create(config(ns))
+    for name in names:
+        await kube.create(rule(ns, name, 500))
+    await eventually(lambda: landed(kube, ns, dict.fromkeys(names, 500)), 60, "the first PrometheusRules")
+
+
 async def edit(kube: KubeClient, ns: str, want: dict[str, int]) -> None:
     await asyncio.gather(
         *(kube.merge_patch(rule_ref(ns, n), {"spec": {"condition": {"threshold": t}}}) for n, t in want.items())
@@ -140,10 +148,7 @@ async def test_idle_operator_leads_again_and_edits_land_soon_after_the_server_re
         await install_crds(kube)
         async with namespaces(kube, ns), operator_process(plane.kubeconfig, (ns,), tmp_path) as op:
             try:
-                await kube.create(config(ns))
-                for name in names:
-                    await kube.create(rule(ns, name, 500))
-                await eventually(lambda: landed(kube, ns, dict.fromkeys(names, 500)), 60, "the first PrometheusRules")
+                await first_rules(kube, ns, names)
                 latencies = []
                 for rep in range(REPEATS):
                     killed, ready = await outage(plane, OUTAGE_S)
@@ -181,10 +186,7 @@ async def test_a_reconcile_cut_by_the_outage_does_not_hold_back_edits_made_after
             operator_process(plane.kubeconfig, (ns,), tmp_path, env=NO_LEADER_ELECTION) as op,
         ):
             try:
-                await kube.create(config(ns))
-                for name in names:
-                    await kube.create(rule(ns, name, 500))
-                await eventually(lambda: landed(kube, ns, dict.fromkeys(names, 500)), 60, "the first PrometheusRules")
+                await first_rules(kube, ns, names)
                 latencies = []
                 for rep in range(max(REPEATS, 3)):
                     if rep >= REPEATS and cut:
