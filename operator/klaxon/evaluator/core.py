@@ -361,8 +361,7 @@ class Evaluator:
             for key in list(r.states) or [()]:
                 apply(key, *step_flags(er, r.states.get(key, SeriesState()), t, None, status="error"))
             return RuleResult(self._status(r, t, error=str(error)), transitions, str(error))
-        assert r.engine is not None
-        ops = operands(r.engine, r.ref.spec)
+        ops = operands(er, r.ref.spec)
         splits = [set(q.split_by) for _, q in ops]
         common = sorted(set.intersection(*splits)) if splits else []
         per_operand = [
@@ -401,9 +400,9 @@ class Evaluator:
         runs = await history
         result.queries += 2 if any(r.native_floor is not None for r in rules) else 1
         result.query_errors += isinstance(groups, PrometheusError)
+        err = groups if isinstance(groups, PrometheusError) else None
         index = native.index_rules(groups) if not isinstance(groups, PrometheusError) else {}
         for r in rules:
-            err = groups if isinstance(groups, PrometheusError) else None
             key = (r.ref.namespace, r.ref.name)
             result.rules[r.ref.key] = self._evaluate_native(r, t, index.get(key), err, runs.get(key, []))
 
