@@ -145,3 +145,21 @@ def test_prometheus_errors_are_reported(capsys: pytest.CaptureFixture[str]) -> N
     err = capsys.readouterr().err
     assert code == 1
     assert "http://127.0.0.1:9: query 'avg by (device_id) (avg_over_time(model_accuracy{" in err
+
+
+def test_a_raw_sample_on_a_slice_boundary_is_read_once(prometheus_server) -> None:
+    """Day-long range vectors back from the end: where a Prometheus includes both ends of a range,
+    a sample on a boundary comes back in two slices; the baseline holds it once either way."""
+    import asyncio
+
+    import numpy as np
+
+    from klaxon.preview.prometheus import RAW_SLICE_S, PrometheusFetch
+
+    end = T0 + 2 * RAW_SLICE_S
+    points = [(T0 + 60.0 * i, float(i)) for i in range(int((end - T0) // 60) + 1)]
+    prom = prometheus_server(series=[({"__name__": "temp", "room": "lab"}, points)])
+    (got,) = asyncio.run(PrometheusFetch(prom.url, 60.0)._raw(Query(metric="temp"), T0, end))
+    assert bool(np.all(np.diff(got.times) > 0)), got.times[np.diff(got.times, prepend=-1) <= 0]
+    inside = len([t for t, _ in points if T0 < t <= end])
+    assert got.times[-1] == end and len(got.times) in (inside, inside + 1)  # (+1: the start, if included)

@@ -155,7 +155,9 @@ class PrometheusFetch:
         for key, pieces in sorted(merged.items()):
             times = np.concatenate([p.times for p in pieces])
             values = np.concatenate([p.values for p in pieces])
-            ok = np.isfinite(values)  # drop NaN (stale markers)
+            # drop NaN (stale markers), and a sample on a slice boundary read twice (a Prometheus
+            # whose range vectors include both ends)
+            ok = np.isfinite(values) & np.concatenate(([True], np.diff(times) > 0))
             out.append(RawSeries(dict(key), times[ok], values[ok], self.url))
         return out
 
