@@ -72,3 +72,11 @@ async def test_a_relist_reconciles_the_owners_of_objects_deleted_while_unwatched
 
 def test_the_selector_is_the_label_every_managed_object_carries() -> None:
     assert SELECTOR == "app.kubernetes.io/managed-by=klaxon"
+
+
+async def test_a_relist_reconciles_the_owners_of_objects_edited_while_unwatched() -> None:
+    rt = Runtime(Options(), cast(KubeClient, None))
+    listed(rt, "team", [promrule("klaxon-a", "5", "a"), promrule("klaxon-b", "6", "b")])
+    listed(rt, "team", [promrule("klaxon-a", "5", "a"), promrule("klaxon-b", "8", "b")])  # b edited meanwhile
+    assert kicked(rt) == {("AlertRule", "team", "b")} and rt.promrules[("team", "klaxon-b")] == "8"
+    await cancel_kicks(rt)

@@ -250,7 +250,6 @@ def _reference_events(registry: kopf.OperatorRegistry, opts: Options) -> None:
         if spec_changed(rt, "AlertRule", key, type, meta):
             if type != "DELETED":  # new here, or a new generation: our status writes keep it
                 trigger = rule_trigger(type, status)
-                # A resume also waits for the PrometheusRules' listing (see kick_rule).
                 kick_rule(rt, key, trigger, delay=None if trigger == "resume" else 0)
         elif awaits_evaluation(rt, key, status):
             kick_rule(rt, key, "evaluation")  # the evaluator reported: the rule may be in effect now

@@ -4,7 +4,6 @@ slow safety nets (a resync of everything, a check that evaluator-run rules are e
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -20,9 +19,6 @@ from .runtime import Runtime
 
 logger = logging.getLogger("klaxon.operator")
 
-#: How long a resumed rule waits for the PrometheusRules' first listing before it GETs its own.
-LISTING_WAIT_S = 10.0
-
 
 # ----------------------------------------------------------------------------- kicks
 def kick_rule(rt: Runtime, key: Key, trigger: str, delay: float | None = None) -> None:
@@ -30,10 +26,6 @@ def kick_rule(rt: Runtime, key: Key, trigger: str, delay: float | None = None) -
     (one the API server's absence explains, by ``Runtime.kick`` sooner)."""
 
     async def run() -> None:
-        if trigger == "resume" and not rt.promrules_listed.is_set():
-            # what it compares with (no GET per rule) comes with the PrometheusRules' listing
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(rt.promrules_listed.wait(), LISTING_WAIT_S)
         body = rt.view("klaxon_rules").get(key)
         if body is None:
             return
@@ -41,15 +33,20 @@ def kick_rule(rt: Runtime, key: Key, trigger: str, delay: float | None = None) -
             outcome = await reconcile_rule(rt, body, trigger)
         except KubeError as exc:
             if not exc.transient:
-                rt.kick(("AlertRule", *key), run, delay=rt.options.retry_seconds)
+                again()
             raise
         except Exception:
-            rt.kick(("AlertRule", *key), run, delay=rt.options.retry_seconds)
+            again()
             raise
         if outcome.retry:
-            rt.kick(("AlertRule", *key), run, delay=rt.options.retry_seconds)
+            again()
 
-    rt.kick(("AlertRule", *key), run, delay=delay)
+    def again() -> None:
+        rt.kick(("AlertRule", *key), run, delay=rt.options.retry_seconds, gate=rt.promrules_listed)
+
+    # What a rule compares with (no GET each) comes with the PrometheusRules' listing: at startup
+    # every rule kick, whatever its trigger, waits for it (without holding a reconcile slot).
+    rt.kick(("AlertRule", *key), run, delay=delay, gate=rt.promrules_listed)
 
 
 def kick_config(rt: Runtime, key: Key, trigger: str) -> None:

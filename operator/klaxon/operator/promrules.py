@@ -55,6 +55,7 @@ def seen(rt: Runtime, type_: str | None, obj: Mapping[str, Any]) -> None:
     key = (str(meta.get("namespace")), str(meta.get("name")))
     version = str(meta.get("resourceVersion") or "")
     owner = owner_rule_key(obj)
+    known = rt.promrules.get(key)
     if type_ == "DELETED":
         rt.promrules.pop(key, None)
         rt.promrule_digests.pop(key, None)
@@ -63,10 +64,10 @@ def seen(rt: Runtime, type_: str | None, obj: Mapping[str, Any]) -> None:
         rt.promrule_digests[key] = managed_digest(obj)
         if owner is not None:
             rt.promrule_owners[key] = owner
-        if type_ is None or rt.promrules.get(key) in (version, ""):
-            rt.promrules[key] = version
-            return  # listed (each rule's reconcile compares), or our own write (in flight)
         rt.promrules[key] = version
+        if known in (version, "") or (type_ is None and known is None):
+            return  # our own write (in flight), or first listed (each rule's reconcile compares)
+        # else someone else's change, seen by the watch or by a relist after it was down
     if owner is not None:
         kick_rule(rt, owner, "drift")
 

@@ -55,6 +55,8 @@ class Options:
 
 
 ObjKey = tuple[str, str, str]  # (kind, namespace, name)
+#: How long a gated kick (Runtime.kick) waits for its gate at most.
+GATE_WAIT_S = 10.0
 #: See Runtime.api_retry_delay.
 UNREACHABLE_RETRY_CAP_S = 5.0
 
@@ -150,11 +152,17 @@ class Runtime:
             del self.written[wkey]
 
     def kick(
-        self, key: ObjKey, factory: Callable[[], Awaitable[object]], delay: float | None = None, failures: int = 0
+        self,
+        key: ObjKey,
+        factory: Callable[[], Awaitable[object]],
+        delay: float | None = None,
+        failures: int = 0,
+        gate: asyncio.Event | None = None,
     ) -> None:
         """Reconcile ``key`` soon, once: kicks that arrive before it starts are coalesced (the
         earliest start wins: an object's own change is not held back by a dependent's debounce).
-        One that fails for want of the API server is kicked again, with backoff."""
+        One that fails for want of the API server is kicked again, with backoff. With a ``gate``,
+        it starts once that is set (at most ``GATE_WAIT_S`` later), and holds no slot meanwhile."""
         loop = asyncio.get_running_loop()
         wait = self.options.debounce_seconds if delay is None else delay
         due = loop.time() + wait
@@ -166,6 +174,9 @@ class Runtime:
 
         async def run() -> None:
             await asyncio.sleep(wait)
+            if gate is not None and not gate.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(gate.wait(), GATE_WAIT_S)
             if self.slots is None:
                 self.slots = asyncio.Semaphore(self.options.max_reconciles)
             async with self.slots:
@@ -179,7 +190,7 @@ class Runtime:
                     else:
                         again = self.api_retry_delay(exc, failures)
                         logger.warning("Reconciling %s %s/%s failed: %s; again in %.1f s.", *key, exc, again)
-                        self.kick(key, factory, delay=again, failures=failures + 1)
+                        self.kick(key, factory, delay=again, failures=failures + 1, gate=gate)
                 except Exception:
                     logger.exception("Reconciling %s %s/%s failed.", *key)
             if not self.pending:
