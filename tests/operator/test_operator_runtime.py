@@ -354,3 +354,16 @@ async def test_a_status_write_for_an_object_deleted_meanwhile_is_dropped_quietly
         assert ("AlertConfig", "team-a", "gone", "u-1") not in rt.written
     finally:
         await client.close()
+
+
+def test_a_bad_environment_value_fails_only_the_command_that_reads_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from klaxon.cli.main import build_parser
+
+    monkeypatch.setenv("KLAXON_API_RETRY_SECONDS", "abc")
+    assert build_parser().parse_args(["validate", "x.yaml"]).command == "validate"
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(["operator"])
+    assert refused.value.code == 2
+    assert "argument --api-retry-seconds: invalid float value: 'abc'" in capsys.readouterr().err

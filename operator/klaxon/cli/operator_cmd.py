@@ -60,7 +60,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="seconds the leader keeps failing to renew before it stops ($KLAXON_RENEW_DEADLINE_SECONDS, default 10)")
     add("--retry-period", type=float, default=_env("RETRY_PERIOD_SECONDS", "2"),
         help="seconds between acquire/renew attempts ($KLAXON_RETRY_PERIOD_SECONDS, default 2)")
-    add("--api-retry-seconds", type=float, default=float(_env("API_RETRY_SECONDS", "300")),
+    add("--api-retry-seconds", type=float, default=_env("API_RETRY_SECONDS", "300"),
         help="how long kopf retries a failing API request (a watch, its own annotations) before the operator "
         "gives up and exits to be restarted ($KLAXON_API_RETRY_SECONDS, default 300)")
     add("--evaluator-image", default=_env("EVALUATOR_IMAGE", os.environ.get("KLAXON_IMAGE", DEFAULT_IMAGE)),
